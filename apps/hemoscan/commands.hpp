@@ -1,0 +1,19 @@
+#pragma once
+// Each subcommand lives in its own cmd_<name>.cpp and registers itself here. The CLI is thin: it
+// parses options, calls the library, and maps errors to exit codes (0 ok, 1 input error, 2 usage).
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <vector>
+
+namespace hemoscan::cli {
+
+struct Command {
+    CLI::App* app = nullptr;
+    std::function<int()> run;
+};
+
+void add_convert(CLI::App& root, std::vector<Command>& commands);
+void add_describe(CLI::App& root, std::vector<Command>& commands);
+
+}  // namespace hemoscan::cli

@@ -1,0 +1,51 @@
+// hemoscan: the command-line tool. Subcommands are in cmd_*.cpp.
+#include <iostream>
+
+#include "commands.hpp"
+#include "hemoscan/error.hpp"
+#include "hemoscan/log.hpp"
+#include "hemoscan/version.hpp"
+
+int main(int argc, char** argv) {
+    using namespace hemoscan;
+    CLI::App app{"hemoscan: brain hemorrhage detection on head CT (and brain MRI)", "hemoscan"};
+    app.set_version_flag("--version", std::string("hemoscan ") + kVersion);
+    app.require_subcommand(1);
+    std::string log_level = "info";
+    app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")->capture_default_str();
+    app.footer("Run 'hemoscan <command> --help' for a command's options.");
+
+    std::vector<cli::Command> commands;
+    cli::add_convert(app, commands);
+    cli::add_describe(app, commands);
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForVersion& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        app.exit(e);
+        return 2;
+    }
+
+    try {
+        set_log_level(log_level);
+        for (auto& cmd : commands) {
+            if (cmd.app->parsed()) return cmd.run();
+        }
+        return 2;
+    } catch (const UsageError& e) {
+        logger().error("{}", e.what());
+        return 2;
+    } catch (const InputError& e) {
+        logger().error("{}", e.what());
+        return 1;
+    } catch (const std::exception& e) {
+        logger().error("{}", e.what());
+        return 1;
+    }
+}

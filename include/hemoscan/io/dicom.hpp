@@ -1,0 +1,65 @@
+#pragma once
+// DICOM through DCMTK: single files, series (folders or file lists), and writing CT slices.
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "hemoscan/image.hpp"
+
+namespace hemoscan {
+
+// Which modalities the caller accepts. CT is the default; MR only when the user says so.
+enum class ModalityPolicy { CtOnly, CtOrMr, Any };
+
+struct DicomSlice {
+    cv::Mat pixels;  // CV_32FC1: Hounsfield units for CT (slope/intercept applied), rescaled values otherwise
+    ImageMeta meta;
+};
+
+// True when the file has the DICM preamble or parses as a DICOM data set.
+bool is_dicom_file(const std::filesystem::path& path);
+
+// Reads one single-frame DICOM image. Applies RescaleSlope/Intercept (-> HU for CT), BitsStored and
+// sign, PixelPaddingValue (-> -1024 HU for CT, the minimum otherwise), MONOCHROME1 (inverted for
+// non-HU data; HU are physical and are kept), and decodes the compressed transfer syntaxes DCMTK
+// supports (JPEG baseline/extended/lossless, JPEG-LS, RLE). Throws InputError naming the file for
+// unreadable, non-image or non-accepted-modality files.
+DicomSlice read_dicom_file(const std::filesystem::path& path, ModalityPolicy policy = ModalityPolicy::CtOnly);
+
+// Reads a DICOM series. `inputs` are files and/or folders (folders are searched recursively for
+// DICOM files; other files are skipped). Slices are grouped by SeriesInstanceUID, then ordered by
+// ImagePositionPatient projected on the slice normal (cross product of the orientation vectors),
+// never by file name or InstanceNumber. Spacing between slices comes from the positions (median
+// step). Missing slices (a gap > 1.5x the median step) and duplicates (same position) are reported
+// in Volume::warnings and through the logger. Returns one Volume per series, largest first.
+std::vector<Volume> read_dicom_series(const std::vector<std::filesystem::path>& inputs,
+                                      ModalityPolicy policy = ModalityPolicy::CtOnly);
+
+// Parameters of one CT slice to write.
+struct DicomWriteOptions {
+    std::string patient_id = "ANON";
+    std::string patient_name = "Anonymous";
+    std::string study_uid, series_uid, sop_uid;  // generated when empty
+    std::string modality = "CT";
+    std::string series_description;
+    int instance_number = 1;
+    std::array<double, 3> position{0, 0, 0};
+    std::array<double, 6> orientation{1, 0, 0, 0, 1, 0};
+    std::array<double, 2> pixel_spacing{0.5, 0.5};  // row spacing, column spacing (mm)
+    double slice_thickness = 5.0;
+    double window_center = 40, window_width = 80;
+    double rescale_intercept = -1024, rescale_slope = 1;
+    std::string photometric = "MONOCHROME2";
+    bool has_padding = false;
+    int pixel_padding_value = 0;                     // stored value marking padding
+    std::string transfer_syntax = "uncompressed";   // uncompressed | rle | jpeg-ls | jpeg-lossless
+};
+
+// Writes a CT Image Storage file (16-bit unsigned stored values) from HU (CV_32F, rounded) atomically.
+// stored = round((hu - intercept) / slope), clamped to 0..65535.
+void write_dicom_ct(const std::filesystem::path& path, const cv::Mat& hu, const DicomWriteOptions& options);
+
+// A new DICOM UID (DCMTK's generator with its site root).
+std::string new_dicom_uid();
+
+}  // namespace hemoscan

@@ -1,0 +1,87 @@
+#pragma once
+// Preprocessing: CT windows, resizing, denoising, normalisation, cropping to the head.
+#include <string>
+#include <vector>
+
+#include "hemoscan/image.hpp"
+#include "hemoscan/io/dicom.hpp"
+
+namespace hemoscan {
+
+// A CT window in HU: values level - width/2 .. level + width/2 map linearly to 0..1, clamped.
+struct Window {
+    std::string name;  // brain, subdural, bone or "L,W"
+    double level = 40;
+    double width = 80;
+};
+
+// Named presets (level/width): brain 40/80, subdural 80/200, bone 600/2800.
+Window window_brain();
+Window window_subdural();
+Window window_bone();
+
+// Parses "brain", "subdural", "bone", "L,W" (e.g. "50,150") or "rgb" (= brain, subdural, bone as
+// three channels). Throws UsageError for anything else or a width <= 0.
+std::vector<Window> parse_windows(const std::string& spec);
+
+// Applies one window to HU values: CV_32FC1 in [0, 1]. Exact linear map:
+// v = clamp((hu - (level - width/2)) / width, 0, 1).
+cv::Mat apply_window(const cv::Mat& hu, const Window& window);
+
+// Applies several windows and stacks them as channels: CV_32FC(n).
+cv::Mat apply_windows(const cv::Mat& hu, const std::vector<Window>& windows);
+
+// 0..1 float (any channels) -> 8-bit, v8 = round(v * 255).
+cv::Mat to_uint8(const cv::Mat& unit);
+
+// Resize options. keep_aspect pads the shorter side with `pad_value` (centred) after scaling the
+// longer side to the target, so the anatomy is not stretched.
+struct ResizeOptions {
+    int width = 256;
+    int height = 256;
+    bool keep_aspect = false;
+    float pad_value = 0.f;
+};
+// Area interpolation when shrinking, linear when enlarging (float images); nearest for masks.
+cv::Mat resize_image(const cv::Mat& image, const ResizeOptions& options);
+cv::Mat resize_mask(const cv::Mat& mask, const ResizeOptions& options);
+
+// Median filter (seed 000's denoising) with an odd kernel size k >= 3 on float images of any
+// channel count. k = 3 or 5 is exact on floats; larger k works on a 16-bit quantisation of the
+// image's range (error <= range / 65535). k <= 1 returns the input. Throws UsageError for even k.
+cv::Mat median_filter(const cv::Mat& image, int k);
+
+enum class Normalization { None, UnitRange, ZScore };
+// UnitRange: per image min-max to 0..1 (a constant image becomes 0). ZScore: per channel
+// (x - mean) / std (std 0 -> x - mean). Returns a new CV_32F image.
+cv::Mat normalize_image(const cv::Mat& image, Normalization mode);
+Normalization parse_normalization(const std::string& name);  // "none", "unit", "zscore"
+
+// The head: the largest connected component of pixels above `threshold` (after a small opening,
+// so thin bridges to letters or the table break), with its holes filled. Returns its bounding box
+// (a margin of `margin` pixels, clipped) and writes the component's mask (CV_8U 0/255) if asked.
+// An image without any foreground returns the whole image.
+cv::Rect find_head(const cv::Mat& gray, float threshold, int margin = 4, cv::Mat* head_mask = nullptr);
+
+// Crops a sample to its head: image (and mask) cut to the head's box; pixels outside the head
+// component set to `background` so that letters and borders outside it vanish. `threshold` is in
+// the image's own units (channel 0).
+void crop_to_head(Sample& sample, float threshold, float background = 0.f, int margin = 4);
+
+// The whole preprocessing of one loaded slice into a model input, configured once.
+struct PreprocessOptions {
+    std::vector<Window> windows{window_brain()};  // for HU input; ignored for already-windowed images
+    ResizeOptions resize{};
+    int median_kernel = 0;           // 0 = off
+    Normalization normalization = Normalization::UnitRange;
+    bool crop_head = false;
+    int channels() const { return static_cast<int>(windows.size()); }
+};
+
+// DICOM/HU slice -> windows; 8-bit (already windowed) image -> /255 and replicated to the number
+// of window channels (documented: such images are used as they are). 16-bit non-HU images are
+// min-max scaled. Then optional crop to head, median, resize, normalisation. Image and mask move
+// together (the mask only through crop and nearest-neighbour resize).
+Sample preprocess(const DicomSlice& slice, const PreprocessOptions& options, const cv::Mat& mask = cv::Mat());
+
+}  // namespace hemoscan

@@ -1,0 +1,51 @@
+#include "hemoscan/util/fs.hpp"
+
+#include <atomic>
+#include <fstream>
+#include <sstream>
+#include <unistd.h>
+
+#include "hemoscan/error.hpp"
+
+namespace hemoscan {
+
+namespace {
+fs::path temp_sibling(const fs::path& path) {
+    static std::atomic<unsigned> counter{0};
+    std::string name = "." + path.stem().string() + ".tmp" + std::to_string(::getpid()) + "_" +
+                       std::to_string(counter++) + path.extension().string();
+    return path.parent_path() / name;
+}
+}  // namespace
+
+void write_atomic_with(const fs::path& path, const std::function<void(const fs::path& tmp)>& write) {
+    if (path.has_parent_path()) fs::create_directories(path.parent_path());
+    const fs::path tmp = temp_sibling(path);
+    try {
+        write(tmp);
+        fs::rename(tmp, path);
+    } catch (...) {
+        std::error_code ec;
+        fs::remove(tmp, ec);
+        throw;
+    }
+}
+
+void write_file_atomic(const fs::path& path, const std::string& bytes) {
+    write_atomic_with(path, [&](const fs::path& tmp) {
+        std::ofstream out(tmp, std::ios::binary);
+        out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+        out.close();
+        if (!out) throw Error("cannot write " + path.string());
+    });
+}
+
+std::string read_file(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw InputError(path.string() + ": cannot open file");
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+}  // namespace hemoscan

@@ -1,0 +1,38 @@
+#pragma once
+// Helpers for tests: a temporary folder removed at the end, running the CLI binary.
+#include <filesystem>
+#include <string>
+
+namespace hemoscan::test {
+
+namespace fs = std::filesystem;
+
+// A fresh folder under the system temp dir, removed (recursively) on destruction.
+class TempDir {
+public:
+    TempDir();
+    ~TempDir();
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    const fs::path& path() const { return path_; }
+    fs::path operator/(const std::string& name) const { return path_ / name; }
+
+private:
+    fs::path path_;
+};
+
+struct CommandResult {
+    int exit_code = -1;
+    std::string output;  // stdout and stderr together
+};
+
+// Runs a shell command line, capturing its output.
+CommandResult run_command(const std::string& command);
+
+// Runs the hemoscan binary with the given argument string (already shell-quoted as needed).
+CommandResult run_hemoscan(const std::string& args);
+
+// Writes a text file (creating parent folders).
+void write_text(const fs::path& path, const std::string& text);
+
+}  // namespace hemoscan::test
