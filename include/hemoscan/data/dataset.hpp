@@ -1,7 +1,8 @@
 #pragma once
 // Datasets on disk. DATA is a folder in one of three forms:
 //  (a) manifest.csv: column `path` (relative to the folder), one or more 0/1 label columns, an
-//      optional group column `patient` (or `study`); other non-0/1 columns are ignored.
+//      optional group column `patient` (or `study`), an optional `mask` column (label map path);
+//      other non-0/1 columns are ignored.
 //  (b) labels.csv: first column an id, the other columns labels; images named <id>.<ext>.
 //  (c) one subfolder per class (normal/, hemorrhage/, ...): multi-class, classes sorted by name.
 #include <cstdint>
@@ -24,6 +25,7 @@ struct DatasetItem {
     std::vector<float> labels;   // multi-label 0/1 per label, or one-hot for class folders
     int class_index = -1;        // class folders only
     int line = 0;                // CSV line it came from (0 for class folders)
+    std::filesystem::path mask;  // label map (manifest `mask` column), empty when none
 };
 
 struct Dataset {

@@ -16,7 +16,7 @@ bool is_image_2d_path(const std::filesystem::path& path);
 // Throws InputError naming the file if it is missing, empty, truncated or not an image.
 cv::Mat read_image_2d(const std::filesystem::path& path, ImageMeta* meta = nullptr);
 
-// Writes an image (CV_8U or CV_16U, 1 or 3 channels) atomically; format from the extension.
+// Writes an image (CV_8U or CV_16U, 1, 3 (BGR) or 4 (BGRA) channels) atomically; format from the extension.
 void write_image_2d(const std::filesystem::path& path, const cv::Mat& image);
 
 }  // namespace hemoscan

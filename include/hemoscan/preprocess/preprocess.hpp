@@ -47,8 +47,9 @@ cv::Mat resize_image(const cv::Mat& image, const ResizeOptions& options);
 cv::Mat resize_mask(const cv::Mat& mask, const ResizeOptions& options);
 
 // Median filter (seed 000's denoising) with an odd kernel size k >= 3 on float images of any
-// channel count. k = 3 or 5 is exact on floats; larger k works on a 16-bit quantisation of the
-// image's range (error <= range / 65535). k <= 1 returns the input. Throws UsageError for even k.
+// channel count (replicated border). Exact for every k: k = 3 or 5 through cv::medianBlur, larger k
+// (which OpenCV filters only on 8-bit) by a direct per-pixel median, O(k^2) per pixel. 8-bit images
+// keep their type; others come back CV_32F. k <= 1 returns the input. Throws UsageError for even k.
 cv::Mat median_filter(const cv::Mat& image, int k);
 
 enum class Normalization { None, UnitRange, ZScore };

@@ -1,0 +1,43 @@
+#pragma once
+// Base class of every classifier. Includes LibTorch: include it only where tensors are needed.
+//
+// A classifier is split in two so that Grad-CAM can reach the last conv feature map:
+//   features(x): N x C x H x W input -> N x C' x h x w (the last conv block's activation)
+//   head(f):     features -> N x num_outputs logits (pooling, dropout, dense layers)
+// and forward(x) == head(features(x)). Models return logits; probabilities() applies the
+// activation that matches the config (sigmoid per output, or softmax across outputs).
+#include <torch/torch.h>
+
+#include <cstdint>
+
+#include "hemoscan/models/registry.hpp"
+
+namespace hemoscan {
+
+class ClassifierImpl : public torch::nn::Module {
+public:
+    explicit ClassifierImpl(ModelConfig config) : config_(std::move(config)) {}
+    ~ClassifierImpl() override = default;
+
+    virtual torch::Tensor features(const torch::Tensor& x) = 0;
+    virtual torch::Tensor head(const torch::Tensor& features) = 0;
+    virtual torch::Tensor forward(const torch::Tensor& x) { return head(features(x)); }
+
+    // The config with the dropout resolved to the value in use.
+    const ModelConfig& config() const { return config_; }
+
+protected:
+    ModelConfig config_;
+};
+
+// Sigmoid (multi-label) or softmax over dim 1 (multi-class) of N x K logits.
+torch::Tensor probabilities(const torch::Tensor& logits, bool multiclass);
+
+// Number of scalar parameters (trainable or not; buffers excluded).
+std::int64_t parameter_count(const torch::nn::Module& module);
+
+// Kaiming-normal (fan_out, ReLU) conv weights with zero bias, BatchNorm weight 1 / bias 0, for every
+// submodule; linear layers keep torch's default init. Draws from the torch RNG (torch::manual_seed).
+void init_weights(torch::nn::Module& module);
+
+}  // namespace hemoscan

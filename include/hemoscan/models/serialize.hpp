@@ -1,0 +1,37 @@
+#pragma once
+// Self-describing model files: the weights plus a JSON "meta" object (the model config under
+// "model", and whatever the trainer adds: labels, input size, windows, normalisation, threshold).
+//
+// Format (version 1): a LibTorch archive (torch::serialize::OutputArchive, a zip file) holding
+//   "hemoscan_format": int, the format version
+//   "hemoscan_meta":   string, the meta JSON
+//   "weights":         nested archive written by torch::nn::Module::save (parameters and buffers)
+// This header stays free of LibTorch.
+#include <filesystem>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+namespace hemoscan {
+
+class ClassifierImpl;
+
+inline constexpr int kModelFormatVersion = 1;
+
+struct LoadedModel {
+    std::shared_ptr<ClassifierImpl> model;  // in eval mode
+    nlohmann::json meta;                    // as saved, with meta["model"] = the model config
+};
+
+// Writes `model` with `meta` (a JSON object, or null for none) atomically to `path` (temp file +
+// rename; parent folders created). meta["model"] is set to the model's config (any value the
+// caller put there is replaced). A meta that is not an object -> UsageError.
+void save_model(const std::filesystem::path& path, const ClassifierImpl& model,
+                const nlohmann::json& meta = nlohmann::json::object());
+
+// Reads a file written by save_model(): rebuilds the model from meta["model"] and loads the
+// weights. A missing/empty/corrupt file, a LibTorch file that is not a hemoscan model, a newer
+// format version, or weights that do not fit the architecture -> InputError naming the file.
+LoadedModel load_model(const std::filesystem::path& path);
+
+}  // namespace hemoscan

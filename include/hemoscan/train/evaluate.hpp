@@ -1,0 +1,64 @@
+#pragma once
+// Metrics, prediction tables and plots shared by train (validation), evaluate and cv.
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "hemoscan/data/dataset.hpp"
+
+namespace hemoscan {
+
+class Predictor;
+
+// Probabilities and truths for a set of cases, one row per case.
+struct PredictionTable {
+    std::vector<std::string> label_names;
+    bool multiclass = false;
+    std::vector<std::string> paths, patients;
+    std::vector<std::vector<double>> probs;  // case x label
+    std::vector<std::vector<int>> truths;    // case x label (0/1; one-hot for multi-class)
+    std::vector<int> folds;                  // optional: fold of each case (cv)
+
+    void add(const DatasetItem& item, const std::vector<double>& p, int fold = -1);
+    size_t size() const { return probs.size(); }
+};
+
+// Per label Youden's J threshold (0.5 where a label has a single class).
+std::vector<double> choose_thresholds(const PredictionTable& table);
+
+// metrics.json: {"n", "labels": {name: {auc, auc_ci95, accuracy, sensitivity, specificity, precision,
+// f1, threshold, confusion, ...}}, "macro_auc", "rsna_weighted_log_loss" (RSNA label sets),
+// "multiclass": {...} (class folders)}. Bootstrap resamples patients.
+nlohmann::json compute_metrics(const PredictionTable& table, const std::vector<double>& thresholds,
+                               std::uint64_t seed = 0);
+
+// predictions.csv: path, patient, [fold,] then per label: truth, probability, decision.
+void write_predictions_csv(const std::filesystem::path& file, const PredictionTable& table,
+                           const std::vector<double>& thresholds);
+
+// roc.png, pr.png and confusion.png (first label, or the class confusion matrix) in `dir`.
+void write_metric_plots(const std::filesystem::path& dir, const PredictionTable& table,
+                        const std::vector<double>& thresholds);
+
+struct EvaluateOptions {
+    double threshold = -1;  // >= 0 overrides the model's thresholds
+    int batch = 32;
+    int workers = 2;
+    std::uint64_t seed = 0;
+    std::function<void(size_t done, size_t total)> progress;
+};
+
+// Runs the model over every item of the dataset and writes metrics.json, predictions.csv and the
+// plots into `out`. The dataset's labels must match the model's (by name; InputError otherwise).
+nlohmann::json evaluate_dataset(Predictor& predictor, const Dataset& dataset, const std::filesystem::path& out,
+                                const EvaluateOptions& options = {});
+
+// Probabilities for the given dataset items through the predictor (batched, loader threads).
+PredictionTable predict_items(Predictor& predictor, const Dataset& dataset, const std::vector<size_t>& indices,
+                              const EvaluateOptions& options = {});
+
+}  // namespace hemoscan

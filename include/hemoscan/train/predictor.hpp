@@ -1,0 +1,55 @@
+#pragma once
+// The one Predictor that the CLI (evaluate, predict) and the server share: loads a self-describing
+// model.pt and turns images into probabilities, decisions and heatmaps. Free of LibTorch.
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "hemoscan/data/loader.hpp"
+#include "hemoscan/io/dicom.hpp"
+#include "hemoscan/preprocess/preprocess.hpp"
+
+namespace hemoscan {
+
+struct Prediction {
+    std::vector<double> probabilities;  // per label (sigmoid) or class (softmax)
+    std::vector<int> decisions;         // multi-label: prob >= threshold; multi-class: one-hot argmax
+};
+
+class Predictor {
+public:
+    // threads: intra-op threads (0 = all cores). Throws InputError for a missing/corrupt model file.
+    explicit Predictor(const std::filesystem::path& model_path, int threads = 0);
+    ~Predictor();
+    Predictor(const Predictor&) = delete;
+    Predictor& operator=(const Predictor&) = delete;
+
+    const nlohmann::json& meta() const;
+    const std::vector<std::string>& labels() const;
+    const std::vector<double>& thresholds() const;
+    bool multiclass() const;
+    const PreprocessOptions& preprocess_options() const;
+    ModalityPolicy modality() const;
+
+    // Preprocessed samples (from preprocess() with preprocess_options()) -> predictions, batched.
+    std::vector<Prediction> predict_samples(const std::vector<Sample>& samples, int batch_size = 32);
+    // A loader batch (already preprocessed with preprocess_options()) -> one prediction per sample.
+    std::vector<Prediction> predict_batch(Batch&& batch);
+    Prediction predict(const DicomSlice& slice);
+    // Grad-CAM of output `index` for one preprocessed sample: CV_32F map in [0, 1], sample size.
+    cv::Mat heatmap(const Sample& sample, int index);
+    // Decisions for probabilities with the model's thresholds (or `threshold_override` when >= 0).
+    std::vector<int> decide(const std::vector<double>& probabilities, double threshold_override = -1) const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+// Builds PreprocessOptions from a model's meta (what the trainer stored).
+PreprocessOptions preprocess_from_meta(const nlohmann::json& meta);
+
+}  // namespace hemoscan

@@ -1,0 +1,81 @@
+#pragma once
+// Training a classifier into a run folder (nnU-Net style: a stage that writes artefacts).
+// RUN/ holds config.json (every option, data fingerprint, version), model.pt (self-describing),
+// checkpoints, log.csv, split.csv, metrics.json and predictions.csv (validation), curves.png.
+// This header stays free of LibTorch.
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "hemoscan/data/dataset.hpp"
+#include "hemoscan/train/schedule.hpp"
+
+namespace hemoscan {
+
+struct TrainOptions {
+    std::string data;                 // DATA folder (one of the three forms)
+    std::vector<std::string> labels;  // label columns (empty = all)
+    std::string model = "cnn";
+    std::string out;                  // run folder
+    int epochs = 30;
+    int batch = 32;
+    double lr = 1e-3;
+    double weight_decay = 1e-4;
+    std::string optimizer = "adamw";  // adam | adamw
+    std::string schedule = "cosine";  // cosine | step | plateau | constant
+    int warmup_epochs = 1;
+    int size = 256;                   // input size (square)
+    bool keep_aspect = true;          // pad instead of stretching
+    std::string window = "brain";     // DICOM input: brain | subdural | bone | L,W | rgb
+    std::string normalization = "unit";
+    bool crop_head = true;            // crop to the largest component (drops borders and letters)
+    int median = 0;                   // median filter kernel (0 = off)
+    double val_fraction = 0.1;        // holdout when folds == 0
+    int folds = 0;                    // k-fold: train on all folds but `fold`
+    int fold = 0;
+    std::uint64_t seed = 42;
+    int threads = 0;                  // intra-op threads (0 = all cores)
+    int workers = 2;                  // loader threads
+    bool augment = true;
+    bool class_weights = true;        // weight the loss by label frequencies
+    int patience = 10;                // early stopping on validation AUC (0 = off)
+    double grad_clip = 5.0;           // max gradient norm (0 = off)
+    std::optional<double> dropout;    // architecture default when unset
+    double width = 1.0;               // channel multiplier
+    std::string modality = "ct";
+};
+
+nlohmann::json train_options_to_json(const TrainOptions& o);
+TrainOptions train_options_from_json(const nlohmann::json& j);
+
+// What the trainer reports while it runs (the CLI draws progress bars from it).
+struct TrainCallbacks {
+    std::function<void(int epoch, int epochs, size_t batches)> epoch_start;
+    std::function<void(size_t batch, double loss)> batch_end;
+    std::function<void(int epoch, const nlohmann::json& row)> epoch_end;  // the log.csv row
+};
+
+struct TrainResult {
+    std::filesystem::path model_path;  // RUN/model.pt (best epoch, thresholds chosen on validation)
+    nlohmann::json metrics;            // validation metrics (metrics.json)
+    int epochs_run = 0;                // epochs finished in total (including resumed ones)
+    int best_epoch = -1;
+    std::vector<size_t> val_indices;               // dataset items used for validation
+    std::vector<std::vector<double>> val_probs;    // their probabilities at the best epoch
+};
+
+// Trains per the options into options.out. With `resume`, continues the run in options.out from
+// its last checkpoint (written after every epoch), giving the same epochs as an uninterrupted run.
+// `split` overrides the holdout/fold split (used by cross-validation).
+TrainResult train_classifier(const TrainOptions& options, const TrainCallbacks& callbacks = {}, bool resume = false,
+                             const Split* split = nullptr);
+
+// Options saved in RUN/config.json.
+TrainOptions load_run_options(const std::filesystem::path& run);
+
+}  // namespace hemoscan

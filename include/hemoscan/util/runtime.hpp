@@ -1,0 +1,24 @@
+#pragma once
+// What the process runs on: allocator and BLAS, for run configs, `hemoscan info` and tests. Both
+// are looked up at run time (dlsym), so the library does not link them itself.
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace hemoscan {
+
+struct AllocatorInfo {
+    std::string name = "system";  // "jemalloc <version>" when jemalloc is the malloc of the process
+    long dirty_decay_ms = 0, muzzy_decay_ms = 0;
+    bool retain = false;
+};
+AllocatorInfo allocator_info();
+
+struct BlasInfo {
+    std::string name = "unknown";  // "OpenBLAS <config>" when OpenBLAS is loaded
+    int threads = 0;
+};
+BlasInfo blas_info();
+
+nlohmann::json runtime_json();
+
+}  // namespace hemoscan

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages hemoscan needs (only those missing), then configures and builds
+# into build/. Idempotent: on a built tree with everything installed it takes seconds.
+#   HEMOSCAN_BUILD_DIR   build folder (default: build)
+#   HEMOSCAN_CMAKE_ARGS  extra arguments for cmake's configure step
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+    # toolchain
+    build-essential cmake ninja-build pkg-config git ca-certificates
+    # deep learning: LibTorch (CPU, oneDNN) with OpenBLAS (transposed convs go through BLAS) and jemalloc
+    libtorch-dev libopenblas0-pthread libopenblas-dev libjemalloc-dev
+    # images: OpenCV (2D), DCMTK (DICOM, plus its command-line tools for tests), niftilib (NIfTI)
+    libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev libdcmtk-dev dcmtk libnifti2-dev zlib1g-dev
+    # CLI, JSON, logging, HTTP, storage, archives
+    libcli11-dev nlohmann-json3-dev libspdlog-dev libcpp-httplib-dev libsqlite3-dev libzip-dev
+    # tests and benchmarks
+    libgtest-dev libgmock-dev libbenchmark-dev
+)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${#missing[@]} missing package(s): ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+
+# LibTorch links libblas.so.3 through Debian's alternatives: make sure it resolves to OpenBLAS
+# (pthread flavour), not the reference BLAS.
+openblas=/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3
+if [ -e "$openblas" ] && command -v update-alternatives > /dev/null; then
+    current=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 || true)
+    if [ "$current" != "$(readlink -f "$openblas")" ]; then
+        $SUDO update-alternatives --set libblas.so.3-x86_64-linux-gnu "$openblas"
+    fi
+fi
+
+build_dir=${HEMOSCAN_BUILD_DIR:-build}
+cmake_args=(-G Ninja -DCMAKE_BUILD_TYPE=Release)
+if [ "${CI:-}" = "true" ]; then cmake_args+=(-DHEMOSCAN_WERROR=ON); fi
+# shellcheck disable=SC2206
+cmake_args+=(${HEMOSCAN_CMAKE_ARGS:-})
+if [ ! -f "$build_dir/build.ninja" ]; then
+    cmake -S . -B "$build_dir" "${cmake_args[@]}"
+elif [ -n "${HEMOSCAN_CMAKE_ARGS:-}" ] || [ "${CI:-}" = "true" ]; then
+    cmake -S . -B "$build_dir" "${cmake_args[@]}" > /dev/null
+fi
+cmake --build "$build_dir"
+echo "setup: built $build_dir/hemoscan"

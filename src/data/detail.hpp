@@ -1,0 +1,39 @@
+#pragma once
+// Helpers shared by the data sources: seeded shuffling (std::shuffle's draws are implementation
+// defined; this one gives the same order on every platform for a seed) and item paths relative to
+// the data folder.
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <random>
+#include <utility>
+#include <vector>
+
+namespace hemoscan::data_detail {
+
+inline std::uint64_t splitmix64(std::uint64_t x) {
+    x += 0x9E3779B97F4A7C15ULL;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+    return x ^ (x >> 31);
+}
+
+// Fisher-Yates with mt19937_64 (fully specified by the standard).
+template <typename T>
+void seeded_shuffle(std::vector<T>& v, std::uint64_t seed) {
+    std::mt19937_64 rng(splitmix64(seed));
+    for (size_t i = v.size(); i > 1; --i) {
+        const size_t j = static_cast<size_t>(rng() % i);
+        std::swap(v[i - 1], v[j]);
+    }
+}
+
+// `path` relative to `root` ("img/a.png"), or `path` itself when it lies outside root.
+inline std::string relative_path(const std::filesystem::path& path, std::filesystem::path root) {
+    if (!root.has_filename() && root.has_parent_path()) root = root.parent_path();  // "data/" -> "data"
+    std::filesystem::path rel = path.lexically_normal().lexically_relative(root.lexically_normal());
+    if (rel.empty() || *rel.begin() == "..") rel = path;
+    return rel.generic_string();
+}
+
+}  // namespace hemoscan::data_detail

@@ -1,0 +1,546 @@
+#include "hemoscan/io/dicom.hpp"
+
+#include <dcmtk/config/osconfig.h>  // must come first for DCMTK
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcmetinf.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcrledrg.h>
+#include <dcmtk/dcmdata/dcxfer.h>
+#include <dcmtk/dcmjpeg/djdecode.h>
+#include <dcmtk/dcmjpls/djdecode.h>
+#include <dcmtk/oflog/oflog.h>
+#include <spdlog/fmt/fmt.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "dcmtk_setup.hpp"
+#include "hemoscan/error.hpp"
+#include "hemoscan/log.hpp"
+#include "hemoscan/util/strings.hpp"
+
+namespace hemoscan {
+
+namespace fs = std::filesystem;
+
+namespace detail {
+
+void ensure_dcmtk_decoders() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        OFLog::configure(OFLogger::OFF_LOG_LEVEL);
+        DcmRLEDecoderRegistration::registerCodecs();
+        DJDecoderRegistration::registerCodecs();
+        DJLSDecoderRegistration::registerCodecs();
+    });
+}
+
+}  // namespace detail
+
+namespace {
+
+using Vec3 = std::array<double, 3>;
+
+// A DICOM file that is readable but holds no image (DICOMDIR, structured report, presentation
+// state): an error when named explicitly, skipped when found while searching a folder.
+class NotAnImage : public InputError {
+public:
+    using InputError::InputError;
+};
+
+std::string get_string(DcmItem& item, const DcmTagKey& key) {
+    OFString value;
+    if (item.findAndGetOFString(key, value).bad()) return "";
+    return trim(value.c_str());
+}
+
+std::vector<double> get_doubles(DcmItem& item, const DcmTagKey& key) {
+    std::vector<double> out;
+    DcmElement* element = nullptr;
+    if (item.findAndGetElement(key, element).bad() || element == nullptr) return out;
+    const unsigned long vm = element->getVM();
+    for (unsigned long i = 0; i < vm; ++i) {
+        Float64 v = 0;
+        if (element->getFloat64(v, i).bad() || !std::isfinite(v)) return {};  // malformed: treat as absent
+        out.push_back(v);
+    }
+    return out;
+}
+
+std::optional<long> get_int(DcmItem& item, const DcmTagKey& key) {
+    Sint32 v = 0;
+    if (item.findAndGetSint32(key, v).good()) return v;
+    Uint16 u = 0;
+    if (item.findAndGetUint16(key, u).good()) return u;
+    return std::nullopt;
+}
+
+// Raw 16 bits of a US-or-SS element (PixelPaddingValue, PixelPaddingRangeLimit), whatever VR the
+// file or DCMTK's dictionary gave it; the pixel representation decides the sign later.
+std::optional<uint16_t> get_us_or_ss_bits(DcmItem& item, const DcmTagKey& key) {
+    DcmElement* element = nullptr;
+    if (item.findAndGetElement(key, element).bad() || element == nullptr || element->getVM() < 1) {
+        return std::nullopt;
+    }
+    if (element->getVR() == EVR_SS) {
+        Sint16 s = 0;
+        if (element->getSint16(s).good()) return static_cast<uint16_t>(s);
+        return std::nullopt;
+    }
+    Uint16 u = 0;
+    if (element->getUint16(u).good()) return u;
+    return std::nullopt;
+}
+
+void check_modality(const std::string& name, const std::string& modality, ModalityPolicy policy) {
+    if (policy == ModalityPolicy::Any) return;
+    const std::string shown = modality.empty() ? std::string("no Modality") : "modality " + modality;
+    if (policy == ModalityPolicy::CtOnly) {
+        if (modality == "CT") return;
+        std::string msg = name + ": " + shown + " where CT is expected";
+        if (modality == "MR") msg += " (use --modality mr to accept MRI)";
+        throw InputError(msg);
+    }
+    if (modality == "CT" || modality == "MR") return;
+    throw InputError(name + ": " + shown + " where CT or MR is expected");
+}
+
+Vec3 normalized(const Vec3& v) {
+    const double n = std::sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
+    if (n < 1e-9) return {0, 0, 0};
+    return {v[0] / n, v[1] / n, v[2] / n};
+}
+
+Vec3 cross(const Vec3& a, const Vec3& b) {
+    return {a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]};
+}
+
+double dot(const Vec3& a, const Vec3& b) { return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]; }
+
+DicomSlice read_slice(const fs::path& path, ModalityPolicy policy) {
+    const std::string name = path.string();
+    std::error_code ec;
+    if (!fs::exists(path, ec)) throw InputError(name + ": file not found");
+    if (fs::is_directory(path, ec)) throw InputError(name + ": is a folder (use a series input for folders)");
+    if (fs::file_size(path, ec) == 0) throw InputError(name + ": empty file (not a DICOM image)");
+
+    detail::ensure_dcmtk_decoders();
+    DcmFileFormat file;
+    OFCondition status = file.loadFile(name.c_str());
+    if (status.bad()) {
+        throw InputError(name + ": not a readable DICOM file (" + status.text() + "; truncated or corrupt?)");
+    }
+    DcmDataset& ds = *file.getDataset();
+
+    ImageMeta meta;
+    meta.path = name;
+    meta.transfer_syntax = get_string(*file.getMetaInfo(), DCM_TransferSyntaxUID);
+    if (meta.transfer_syntax.empty()) meta.transfer_syntax = DcmXfer(ds.getOriginalXfer()).getXferID();
+
+    DcmElement* pixel_element = nullptr;
+    if (ds.findAndGetElement(DCM_PixelData, pixel_element).bad() || pixel_element == nullptr) {
+        const std::string sop_class = get_string(ds, DCM_SOPClassUID);
+        throw NotAnImage(name + ": no pixel data (not a DICOM image" +
+                         (sop_class.empty() ? std::string() : "; SOP class " + sop_class) + ")");
+    }
+
+    meta.modality = get_string(ds, DCM_Modality);
+    std::transform(meta.modality.begin(), meta.modality.end(), meta.modality.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+    check_modality(name, meta.modality, policy);
+
+    if (auto frames = get_int(ds, DCM_NumberOfFrames); frames && *frames > 1) {
+        throw InputError(fmt::format("{}: multi-frame DICOM ({} frames) is not supported (single-frame slices only)",
+                                     name, *frames));
+    }
+    meta.photometric = get_string(ds, DCM_PhotometricInterpretation);
+    if (meta.photometric.empty()) meta.photometric = "MONOCHROME2";  // required tag; assume the common case
+    const long samples = get_int(ds, DCM_SamplesPerPixel).value_or(1);
+    if (samples != 1 || (meta.photometric != "MONOCHROME1" && meta.photometric != "MONOCHROME2")) {
+        throw InputError(fmt::format("{}: colour DICOM ({}, {} samples per pixel) is not supported (grey-scale only)",
+                                     name, meta.photometric, samples));
+    }
+
+    const long rows = get_int(ds, DCM_Rows).value_or(0);
+    const long cols = get_int(ds, DCM_Columns).value_or(0);
+    if (rows <= 0 || cols <= 0) throw InputError(name + ": missing or zero Rows/Columns");
+    const long bits_allocated = get_int(ds, DCM_BitsAllocated).value_or(0);
+    if (bits_allocated != 8 && bits_allocated != 16) {
+        throw InputError(fmt::format("{}: BitsAllocated {} is not supported (8 or 16)", name, bits_allocated));
+    }
+    const long bits_stored = get_int(ds, DCM_BitsStored).value_or(bits_allocated);
+    const long high_bit = get_int(ds, DCM_HighBit).value_or(bits_stored - 1);
+    if (bits_stored < 1 || bits_stored > bits_allocated || high_bit >= bits_allocated || high_bit + 1 < bits_stored) {
+        throw InputError(fmt::format("{}: inconsistent BitsAllocated/BitsStored/HighBit ({}/{}/{})", name,
+                                     bits_allocated, bits_stored, high_bit));
+    }
+    const bool is_signed = get_int(ds, DCM_PixelRepresentation).value_or(0) == 1;
+
+    const DcmXfer original_xfer(ds.getOriginalXfer());
+    if (original_xfer.isEncapsulated()) {
+        status = ds.chooseRepresentation(EXS_LittleEndianExplicit, nullptr);
+        if (status.bad() || !ds.canWriteXfer(EXS_LittleEndianExplicit)) {
+            throw InputError(fmt::format("{}: cannot decode the {} pixel data ({})", name,
+                                         original_xfer.getXferName(), status.bad() ? status.text() : "no decoder"));
+        }
+    }
+
+    // Stored values: the BitsStored bits ending at HighBit, sign-extended when signed.
+    const size_t count = static_cast<size_t>(rows) * static_cast<size_t>(cols);
+    const unsigned shift = static_cast<unsigned>(high_bit + 1 - bits_stored);
+    const uint32_t mask = (bits_stored >= 32) ? 0xFFFFFFFFu : ((1u << bits_stored) - 1u);
+    const uint32_t sign_bit = 1u << (bits_stored - 1);
+    const int64_t wrap = int64_t{1} << bits_stored;
+    auto decode = [&](uint32_t raw) -> int32_t {
+        const uint32_t v = (raw >> shift) & mask;
+        if (is_signed && (v & sign_bit)) return static_cast<int32_t>(static_cast<int64_t>(v) - wrap);
+        return static_cast<int32_t>(v);
+    };
+    std::vector<int32_t> stored(count);
+    const size_t have_bytes = pixel_element->getLength();
+    const size_t need_bytes = count * static_cast<size_t>(bits_allocated / 8);
+    if (bits_allocated == 16) {
+        Uint16* p = nullptr;
+        if (pixel_element->getUint16Array(p).bad() || p == nullptr || have_bytes < need_bytes) {
+            throw InputError(fmt::format("{}: pixel data is truncated or unreadable ({} of {} bytes)", name,
+                                         have_bytes, need_bytes));
+        }
+        for (size_t i = 0; i < count; ++i) stored[i] = decode(p[i]);
+    } else {
+        Uint8* p = nullptr;
+        if (pixel_element->getUint8Array(p).bad() || p == nullptr || have_bytes < need_bytes) {
+            throw InputError(fmt::format("{}: pixel data is truncated or unreadable ({} of {} bytes)", name,
+                                         have_bytes, need_bytes));
+        }
+        for (size_t i = 0; i < count; ++i) stored[i] = decode(p[i]);
+    }
+
+    // Padding is given as a stored value (same representation as the pixels).
+    std::optional<int32_t> pad_lo, pad_hi;
+    if (auto bits = get_us_or_ss_bits(ds, DCM_PixelPaddingValue)) {
+        const int32_t v = is_signed ? static_cast<int16_t>(*bits) : static_cast<int32_t>(*bits);
+        pad_lo = pad_hi = v;
+        if (auto limit_bits = get_us_or_ss_bits(ds, DCM_PixelPaddingRangeLimit)) {
+            const int32_t l = is_signed ? static_cast<int16_t>(*limit_bits) : static_cast<int32_t>(*limit_bits);
+            pad_lo = std::min(v, l);
+            pad_hi = std::max(v, l);
+        }
+    }
+
+    const std::vector<double> slope_values = get_doubles(ds, DCM_RescaleSlope);
+    const std::vector<double> intercept_values = get_doubles(ds, DCM_RescaleIntercept);
+    double slope = slope_values.empty() ? 1.0 : slope_values.front();
+    const double intercept = intercept_values.empty() ? 0.0 : intercept_values.front();
+    if (slope == 0.0) {
+        logger().warn("{}: RescaleSlope is 0, using 1", name);
+        slope = 1.0;
+    }
+    meta.rescale_slope = slope;
+    meta.rescale_intercept = intercept;
+    meta.is_hu = meta.modality == "CT";
+
+    // MONOCHROME1 (low values shown white) is inverted for non-physical data, across the range the
+    // stored bits can hold so that the result does not depend on the image content. HU are kept.
+    const bool invert = meta.photometric == "MONOCHROME1" && !meta.is_hu;
+    const double range_lo = is_signed ? -static_cast<double>(wrap / 2) : 0.0;
+    const double range_hi = is_signed ? static_cast<double>(wrap / 2 - 1) : static_cast<double>(wrap - 1);
+    const double rescaled_lo = std::min(range_lo * slope + intercept, range_hi * slope + intercept);
+    const double rescaled_hi = std::max(range_lo * slope + intercept, range_hi * slope + intercept);
+
+    cv::Mat pixels(static_cast<int>(rows), static_cast<int>(cols), CV_32FC1);
+    float* out = pixels.ptr<float>();
+    std::vector<size_t> padded;
+    double min_value = std::numeric_limits<double>::infinity();
+    for (size_t i = 0; i < count; ++i) {
+        const int32_t s = stored[i];
+        if (pad_lo && s >= *pad_lo && s <= *pad_hi) {
+            padded.push_back(i);
+            continue;
+        }
+        double v = s * slope + intercept;
+        if (invert) v = rescaled_lo + rescaled_hi - v;
+        min_value = std::min(min_value, v);
+        out[i] = static_cast<float>(v);
+    }
+    if (!padded.empty()) {
+        double pad_value = -1024.0;
+        if (!meta.is_hu) pad_value = std::isfinite(min_value) ? min_value : (invert ? rescaled_hi : rescaled_lo);
+        for (size_t i : padded) out[i] = static_cast<float>(pad_value);
+    }
+
+    meta.rows = static_cast<int>(rows);
+    meta.cols = static_cast<int>(cols);
+    meta.patient_id = get_string(ds, DCM_PatientID);  // PatientName is deliberately never read
+    meta.study_uid = get_string(ds, DCM_StudyInstanceUID);
+    meta.series_uid = get_string(ds, DCM_SeriesInstanceUID);
+    meta.sop_uid = get_string(ds, DCM_SOPInstanceUID);
+    meta.series_description = get_string(ds, DCM_SeriesDescription);
+    meta.instance_number = static_cast<int>(get_int(ds, DCM_InstanceNumber).value_or(0));
+    if (auto pos = get_doubles(ds, DCM_ImagePositionPatient); pos.size() == 3) {
+        meta.has_position = true;
+        std::copy(pos.begin(), pos.end(), meta.position.begin());
+    }
+    if (auto ori = get_doubles(ds, DCM_ImageOrientationPatient); ori.size() == 6) {
+        std::copy(ori.begin(), ori.end(), meta.orientation.begin());
+    }
+    if (auto ps = get_doubles(ds, DCM_PixelSpacing); ps.size() == 2 && ps[0] > 0 && ps[1] > 0) {
+        meta.has_pixel_spacing = true;
+        meta.pixel_spacing = {ps[0], ps[1]};
+    }
+    if (auto th = get_doubles(ds, DCM_SliceThickness); !th.empty() && th.front() > 0) {
+        meta.slice_thickness = th.front();
+    }
+    meta.window_center = get_doubles(ds, DCM_WindowCenter);
+    meta.window_width = get_doubles(ds, DCM_WindowWidth);
+
+    logger().debug("{}: {} {}x{} {} bits ({} stored{}), {}, slope {} intercept {}, {} padded pixels", name,
+                   meta.modality, cols, rows, bits_allocated, bits_stored, is_signed ? ", signed" : "",
+                   original_xfer.getXferName(), slope, intercept, padded.size());
+    return DicomSlice{pixels, meta};
+}
+
+struct Candidate {
+    fs::path path;
+    int folder = -1;  // index of the input folder it was found in, -1 for a file named directly
+};
+
+std::string format_mm(double v) { return fmt::format("{:.6g}", v); }
+
+double median(std::vector<double> values) {
+    std::sort(values.begin(), values.end());
+    const size_t n = values.size();
+    return n % 2 == 1 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
+
+Volume build_volume(const std::string& series_uid, std::vector<DicomSlice> slices) {
+    Volume volume;
+    const std::string label = series_uid.empty() ? std::string("(no SeriesInstanceUID)") : series_uid;
+    auto warn = [&](const std::string& message) {
+        logger().warn("{}", message);
+        volume.warnings.push_back(message);
+    };
+
+    const ImageMeta& first = slices.front().meta;
+    for (const DicomSlice& s : slices) {
+        if (s.pixels.rows != slices.front().pixels.rows || s.pixels.cols != slices.front().pixels.cols) {
+            throw InputError(fmt::format("{}: slice size {}x{} differs from {}x{} of {} in series {}", s.meta.path,
+                                         s.pixels.cols, s.pixels.rows, slices.front().pixels.cols,
+                                         slices.front().pixels.rows, first.path, label));
+        }
+    }
+
+    Vec3 row_dir = normalized({first.orientation[0], first.orientation[1], first.orientation[2]});
+    Vec3 col_dir = normalized({first.orientation[3], first.orientation[4], first.orientation[5]});
+    Vec3 normal = normalized(cross(row_dir, col_dir));
+    if (normal == Vec3{0, 0, 0}) {
+        warn(fmt::format("series {}: invalid ImageOrientationPatient in {}, assuming axial", label, first.path));
+        row_dir = {1, 0, 0};
+        col_dir = {0, 1, 0};
+        normal = {0, 0, 1};
+    }
+    for (const DicomSlice& s : slices) {
+        double diff = 0;
+        for (int k = 0; k < 6; ++k) diff = std::max(diff, std::abs(s.meta.orientation[k] - first.orientation[k]));
+        if (diff > 1e-3) {
+            warn(fmt::format("series {}: {} has a different orientation than {}; ordered along the first normal",
+                             label, s.meta.path, first.path));
+            break;
+        }
+    }
+
+    const bool all_positioned =
+        std::all_of(slices.begin(), slices.end(), [](const DicomSlice& s) { return s.meta.has_position; });
+    std::vector<double> key(slices.size());
+    if (all_positioned) {
+        for (size_t i = 0; i < slices.size(); ++i) key[i] = dot(slices[i].meta.position, normal);
+    } else {
+        if (slices.size() > 1) {
+            warn(fmt::format("series {}: ImagePositionPatient missing, slices ordered by InstanceNumber", label));
+        }
+        for (size_t i = 0; i < slices.size(); ++i) key[i] = slices[i].meta.instance_number;
+    }
+    std::vector<size_t> order(slices.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+        if (key[a] != key[b]) return key[a] < key[b];
+        if (slices[a].meta.instance_number != slices[b].meta.instance_number) {
+            return slices[a].meta.instance_number < slices[b].meta.instance_number;
+        }
+        return slices[a].meta.path < slices[b].meta.path;
+    });
+
+    // Duplicates: the same position twice (the same slice exported twice); keep the first.
+    constexpr double same_position_mm = 1e-3;
+    std::vector<size_t> kept;
+    for (size_t idx : order) {
+        if (!kept.empty() && std::abs(key[idx] - key[kept.back()]) < same_position_mm) {
+            warn(fmt::format("series {}: duplicate slice at position {} mm: kept {}, dropped {}", label,
+                             format_mm(key[idx]), slices[kept.back()].meta.path, slices[idx].meta.path));
+            continue;
+        }
+        kept.push_back(idx);
+    }
+
+    double step = first.slice_thickness > 0 ? first.slice_thickness : 1.0;
+    if (kept.size() > 1) {
+        std::vector<double> steps;
+        for (size_t i = 1; i < kept.size(); ++i) steps.push_back(key[kept[i]] - key[kept[i - 1]]);
+        if (all_positioned) {
+            step = median(steps);
+            for (size_t i = 0; i < steps.size(); ++i) {
+                if (steps[i] > 1.5 * step) {
+                    const long missing = std::max(1L, std::lround(steps[i] / step) - 1);
+                    warn(fmt::format("series {}: gap of {} mm between slices at {} and {} mm (median step {} mm): "
+                                     "about {} slice(s) missing",
+                                     label, format_mm(steps[i]), format_mm(key[kept[i]]), format_mm(key[kept[i + 1]]),
+                                     format_mm(step), missing));
+                }
+            }
+        }
+    }
+
+    const ImageMeta& base = slices[kept.front()].meta;
+    volume.geometry.spacing = {base.pixel_spacing[1], base.pixel_spacing[0], step};
+    volume.geometry.origin = base.position;
+    volume.geometry.direction = {row_dir[0], row_dir[1], row_dir[2], col_dir[0], col_dir[1],
+                                 col_dir[2], normal[0],  normal[1],  normal[2]};
+    for (size_t idx : kept) {
+        volume.slices.push_back(slices[idx].pixels);
+        volume.slice_meta.push_back(std::move(slices[idx].meta));
+    }
+    return volume;
+}
+
+}  // namespace
+
+bool is_dicom_file(const std::filesystem::path& path) {
+    std::error_code ec;
+    if (!fs::is_regular_file(path, ec)) return false;
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return false;
+    char head[132] = {};
+    in.read(head, sizeof(head));
+    const std::streamsize got = in.gcount();
+    if (got == static_cast<std::streamsize>(sizeof(head)) && std::memcmp(head + 128, "DICM", 4) == 0) return true;
+    if (got < 8) return false;
+    // Old files without preamble start directly with a little-endian tag of group 0002 or 0008;
+    // only those are worth a full parse.
+    const unsigned group = static_cast<unsigned char>(head[0]) | (static_cast<unsigned char>(head[1]) << 8);
+    if (group != 0x0002 && group != 0x0008) return false;
+    detail::ensure_dcmtk_decoders();
+    DcmFileFormat file;
+    const OFCondition status =
+        file.loadFile(path.string().c_str(), EXS_Unknown, EGL_noChange, DCM_MaxReadLength, ERM_autoDetect);
+    return status.good() && file.getDataset()->card() > 0;
+}
+
+DicomSlice read_dicom_file(const std::filesystem::path& path, ModalityPolicy policy) {
+    return read_slice(path, policy);
+}
+
+std::vector<Volume> read_dicom_series(const std::vector<std::filesystem::path>& inputs, ModalityPolicy policy) {
+    if (inputs.empty()) throw UsageError("no DICOM file or folder given");
+
+    std::vector<Candidate> candidates;
+    std::vector<fs::path> folders;
+    std::vector<std::vector<size_t>> folder_files;  // candidates found in each folder (even if named before)
+    std::map<fs::path, size_t> seen;                 // the same file named twice (or found twice) is read once
+    auto add = [&](const fs::path& p, int folder) {
+        std::error_code ec;
+        fs::path canonical = fs::weakly_canonical(p, ec);
+        if (ec) canonical = p;
+        auto [it, inserted] = seen.emplace(canonical, candidates.size());
+        if (inserted) candidates.push_back({p, folder});
+        if (folder >= 0) folder_files[static_cast<size_t>(folder)].push_back(it->second);
+    };
+    for (const fs::path& input : inputs) {
+        std::error_code ec;
+        if (!fs::exists(input, ec)) throw InputError(input.string() + ": no such file or folder");
+        if (!fs::is_directory(input, ec)) {
+            add(input, -1);
+            continue;
+        }
+        const int folder = static_cast<int>(folders.size());
+        folders.push_back(input);
+        folder_files.emplace_back();
+        std::vector<fs::path> files;
+        for (auto it = fs::recursive_directory_iterator(input, fs::directory_options::skip_permission_denied, ec);
+             !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+            if (it->is_regular_file(ec)) files.push_back(it->path());
+        }
+        if (ec) throw InputError(input.string() + ": cannot list folder (" + ec.message() + ")");
+        std::sort(files.begin(), files.end());
+        size_t found = 0;
+        for (const fs::path& f : files) {
+            if (is_dicom_file(f)) {
+                add(f, folder);
+                ++found;
+            } else {
+                logger().debug("{}: not DICOM, skipped", f.string());
+            }
+        }
+        if (found == 0) throw InputError(input.string() + ": no DICOM files found in this folder");
+    }
+
+    // Read in parallel; results land at their input index, so the outcome does not depend on timing.
+    const size_t n = candidates.size();
+    std::vector<std::optional<DicomSlice>> read(n);
+    std::vector<std::exception_ptr> errors(n);
+    std::atomic<size_t> next{0};
+    auto worker = [&] {
+        for (size_t i = next++; i < n; i = next++) {
+            try {
+                read[i] = read_slice(candidates[i].path, policy);
+            } catch (const NotAnImage& e) {
+                if (candidates[i].folder < 0) {
+                    errors[i] = std::current_exception();
+                } else {
+                    logger().debug("{} (skipped)", e.what());
+                }
+            } catch (...) {
+                errors[i] = std::current_exception();
+            }
+        }
+    };
+    const size_t hw = std::max(1u, std::thread::hardware_concurrency());
+    const size_t workers = std::min<size_t>({n, hw, 4});
+    if (workers <= 1) {
+        worker();
+    } else {
+        std::vector<std::thread> threads;
+        for (size_t t = 0; t < workers; ++t) threads.emplace_back(worker);
+        for (auto& t : threads) t.join();
+    }
+    for (const auto& error : errors) {
+        if (error) std::rethrow_exception(error);
+    }
+
+    for (size_t f = 0; f < folders.size(); ++f) {
+        const auto& members = folder_files[f];
+        if (std::none_of(members.begin(), members.end(), [&](size_t i) { return read[i].has_value(); })) {
+            throw InputError(folders[f].string() + ": no DICOM images found in this folder");
+        }
+    }
+    std::map<std::string, std::vector<DicomSlice>> by_series;
+    for (size_t i = 0; i < n; ++i) {
+        if (read[i]) by_series[read[i]->meta.series_uid].push_back(std::move(*read[i]));
+    }
+
+    std::vector<Volume> volumes;
+    for (auto& [uid, slices] : by_series) volumes.push_back(build_volume(uid, std::move(slices)));
+    std::stable_sort(volumes.begin(), volumes.end(),
+                     [](const Volume& a, const Volume& b) { return a.depth() > b.depth(); });
+    return volumes;
+}
+
+}  // namespace hemoscan

@@ -1,0 +1,149 @@
+#include "hemoscan/io/image2d.hpp"
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "hemoscan/error.hpp"
+#include "hemoscan/log.hpp"
+#include "hemoscan/util/fs.hpp"
+#include "hemoscan/util/strings.hpp"
+
+namespace hemoscan {
+
+namespace {
+
+bool is_jpeg_path(const fs::path& path) {
+    const std::string ext = to_lower(path.extension().string());
+    return ext == ".jpg" || ext == ".jpeg";
+}
+
+// libjpeg fills a truncated scan with grey and only warns, so a cut JPEG would decode "fine".
+// A complete file ends with the EOI marker (FF D9); entropy-coded data never contains FF D9, so
+// its presence near the end is a reliable completeness check (some writers append a few bytes).
+bool jpeg_has_end_marker(const std::string& bytes) {
+    const size_t tail = std::min<size_t>(bytes.size(), 4096);
+    for (size_t i = bytes.size() - tail; i + 1 < bytes.size(); ++i) {
+        if (static_cast<unsigned char>(bytes[i]) == 0xFF && static_cast<unsigned char>(bytes[i + 1]) == 0xD9) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool is_png_path(const fs::path& path) { return to_lower(path.extension().string()) == ".png"; }
+
+// A complete PNG ends with the IEND chunk. Checking it first catches truncated files before
+// libpng, which would also print its own complaint to stderr.
+bool png_has_end_chunk(const std::string& bytes) {
+    const size_t tail = std::min<size_t>(bytes.size(), 1024);
+    return bytes.find("IEND", bytes.size() - tail) != std::string::npos;
+}
+
+double full_scale(int depth) {
+    switch (depth) {
+        case CV_8U: return 255.0;
+        case CV_16U: return 65535.0;
+        default: return 1.0;  // float images: alpha in 0..1
+    }
+}
+
+}  // namespace
+
+bool is_image_2d_path(const std::filesystem::path& path) {
+    static const std::vector<std::string> extensions = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"};
+    const std::string ext = to_lower(path.extension().string());
+    return std::find(extensions.begin(), extensions.end(), ext) != extensions.end();
+}
+
+cv::Mat read_image_2d(const std::filesystem::path& path, ImageMeta* meta) {
+    const std::string name = path.string();
+    std::error_code ec;
+    if (!fs::exists(path, ec)) throw InputError(name + ": file not found");
+    if (fs::is_directory(path, ec)) throw InputError(name + ": is a folder, not an image file");
+    const std::string bytes = read_file(path);
+    if (bytes.empty()) throw InputError(name + ": empty file");
+    if (is_jpeg_path(path) && !jpeg_has_end_marker(bytes)) {
+        throw InputError(name + ": truncated or corrupt JPEG (no end-of-image marker)");
+    }
+
+    if (is_png_path(path) && bytes.compare(0, 4, "\x89PNG") == 0 && !png_has_end_chunk(bytes)) {
+        throw InputError(name + ": truncated or corrupt PNG (no IEND chunk)");
+    }
+
+    cv::Mat raw;
+    try {
+        const cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8UC1,
+                             const_cast<char*>(bytes.data()));  // imdecode only reads it
+        raw = cv::imdecode(buffer, cv::IMREAD_UNCHANGED);
+    } catch (const cv::Exception& e) {
+        throw InputError(name + ": cannot decode image (" + e.what() + ")");
+    }
+    if (raw.empty()) throw InputError(name + ": corrupt, truncated or not an image (cannot decode)");
+
+    const int depth = raw.depth();
+    if (depth != CV_8U && depth != CV_16U && depth != CV_32F) {
+        throw InputError(name + ": unsupported pixel depth (8-bit, 16-bit or float images only)");
+    }
+    const int channels = raw.channels();
+    if (channels < 1 || channels > 4) {
+        throw InputError(name + ": unsupported number of channels (" + std::to_string(channels) + ")");
+    }
+
+    cv::Mat values;
+    raw.convertTo(values, CV_32F);  // keeps the channels; float keeps BT.601 luminance unrounded
+    cv::Mat gray;
+    if (channels == 1) {
+        gray = values;
+    } else {
+        std::vector<cv::Mat> planes;
+        cv::split(values, planes);
+        if (channels == 2) {
+            gray = planes[0];
+        } else {
+            cv::Mat bgr;
+            cv::merge(std::vector<cv::Mat>{planes[0], planes[1], planes[2]}, bgr);
+            cv::cvtColor(bgr, gray, cv::COLOR_BGR2GRAY);
+        }
+        if (channels == 2 || channels == 4) {
+            // Composite on black: transparent pixels become 0 (air in a CT rendering).
+            cv::Mat alpha = planes.back() * (1.0 / full_scale(depth));
+            gray = gray.mul(alpha);
+        }
+    }
+
+    if (meta) {
+        meta->path = name;
+        meta->rows = gray.rows;
+        meta->cols = gray.cols;
+        meta->photometric = channels >= 3 ? "RGB" : "MONOCHROME2";
+        meta->already_windowed = depth == CV_8U;
+        meta->is_hu = false;
+    }
+    logger().debug("{}: read {}x{} image, {} channel(s), depth {}", name, gray.cols, gray.rows, channels, depth);
+    return gray;
+}
+
+void write_image_2d(const std::filesystem::path& path, const cv::Mat& image) {
+    if (image.empty()) throw Error("cannot write " + path.string() + ": empty image");
+    if (image.depth() != CV_8U && image.depth() != CV_16U) {
+        throw Error("cannot write " + path.string() + ": only 8-bit or 16-bit images are written");
+    }
+    if (image.channels() != 1 && image.channels() != 3 && image.channels() != 4) {
+        throw Error("cannot write " + path.string() + ": 1, 3 or 4 channels expected");
+    }
+    write_atomic_with(path, [&](const fs::path& tmp) {
+        bool ok = false;
+        try {
+            ok = cv::imwrite(tmp.string(), image);
+        } catch (const cv::Exception& e) {
+            throw Error("cannot write " + path.string() + ": " + e.what());
+        }
+        if (!ok) throw Error("cannot write " + path.string() + " (format not supported for this image?)");
+    });
+}
+
+}  // namespace hemoscan

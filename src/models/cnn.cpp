@@ -1,0 +1,51 @@
+#include "hemoscan/models/cnn.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "hemoscan/error.hpp"
+
+namespace hemoscan {
+
+namespace {
+
+int scaled(int channels, double width) { return std::max(4, static_cast<int>(std::lround(channels * width))); }
+
+void conv_bn_relu(torch::nn::Sequential& seq, int in, int out) {
+    // No conv bias: BatchNorm's shift replaces it.
+    seq->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).padding(1).bias(false)));
+    seq->push_back(torch::nn::BatchNorm2d(out));
+    seq->push_back(torch::nn::ReLU(torch::nn::ReLUOptions(true)));
+}
+
+torch::nn::MaxPool2d pool() { return torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(2).ceil_mode(true)); }
+
+}  // namespace
+
+CnnImpl::CnnImpl(ModelConfig config) : ClassifierImpl(std::move(config)) {
+    if (!config_.dropout) throw UsageError("Cnn: dropout not set (build models with create_model)");
+    const double w = config_.width;
+    const int stem = scaled(32, w);
+    const int widths[] = {scaled(32, w), scaled(64, w), scaled(128, w), scaled(256, w)};
+
+    body_ = torch::nn::Sequential();
+    // A single conv at full resolution, then pool: the two-conv blocks run at 1/2 size and less.
+    conv_bn_relu(body_, config_.in_channels, stem);
+    body_->push_back(pool());
+    int in = stem;
+    for (size_t b = 0; b < std::size(widths); ++b) {
+        conv_bn_relu(body_, in, widths[b]);
+        conv_bn_relu(body_, widths[b], widths[b]);
+        if (b + 1 < std::size(widths)) body_->push_back(pool());
+        in = widths[b];
+    }
+    register_module("body", body_);
+    dropout_ = register_module("dropout", torch::nn::Dropout(*config_.dropout));
+    out_ = register_module("out", torch::nn::Linear(in, config_.num_outputs));
+}
+
+torch::Tensor CnnImpl::features(const torch::Tensor& x) { return body_->forward(x); }
+
+torch::Tensor CnnImpl::head(const torch::Tensor& features) { return out_(dropout_(features.mean({2, 3}))); }
+
+}  // namespace hemoscan

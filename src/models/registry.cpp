@@ -1,0 +1,145 @@
+// The model registry, the shared helpers of ClassifierImpl, and the config <-> JSON mapping.
+#include "hemoscan/models/registry.hpp"
+
+#include <functional>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "hemoscan/error.hpp"
+#include "hemoscan/models/classifier.hpp"
+#include "hemoscan/models/cnn.hpp"
+#include "hemoscan/models/simple_cnn.hpp"
+
+namespace hemoscan {
+
+namespace {
+
+struct Entry {
+    ModelInfo info;
+    std::function<std::shared_ptr<ClassifierImpl>(const ModelConfig&)> make;
+};
+
+const std::vector<Entry>& registry() {
+    static const std::vector<Entry> entries = {
+        {{"cnn",
+          "conv/BatchNorm/ReLU stem + 4 blocks of 2 conv/BN/ReLU (32-256 ch), global avg pool, dropout 0.3, "
+          "linear (~1.2M params, default)",
+          0.3},
+         [](const ModelConfig& c) { return std::make_shared<CnnImpl>(c); }},
+        {{"cnn-simple",
+          "3 blocks of conv 3x3 (32 ch) + ReLU + max-pool, global avg pool, dropout 0.4, dense 32 (~20k params)",
+          0.4},
+         [](const ModelConfig& c) { return std::make_shared<SimpleCnnImpl>(c, std::vector<int>{32, 32, 32}, 32); }},
+        {{"cnn-large",
+          "5 blocks of conv 3x3 + ReLU + max-pool (32-64-128-128-256 ch), global avg pool, dropout 0.4, "
+          "dense 64 (~0.55M params)",
+          0.4},
+         [](const ModelConfig& c) {
+             return std::make_shared<SimpleCnnImpl>(c, std::vector<int>{32, 64, 128, 128, 256}, 64);
+         }},
+    };
+    return entries;
+}
+
+std::string known_names() {
+    std::string names;
+    for (const auto& e : registry()) names += (names.empty() ? "" : ", ") + e.info.name;
+    return names;
+}
+
+}  // namespace
+
+std::vector<ModelInfo> list_models() {
+    std::vector<ModelInfo> out;
+    for (const auto& e : registry()) out.push_back(e.info);
+    return out;
+}
+
+std::shared_ptr<ClassifierImpl> create_model(const ModelConfig& config) {
+    const Entry* entry = nullptr;
+    for (const auto& e : registry())
+        if (e.info.name == config.name) entry = &e;
+    if (!entry) throw UsageError("unknown model '" + config.name + "' (known: " + known_names() + ")");
+
+    const std::string where = "model '" + config.name + "': ";
+    if (config.in_channels < 1)
+        throw UsageError(where + "in_channels must be >= 1 (got " + std::to_string(config.in_channels) + ")");
+    if (config.num_outputs < 1)
+        throw UsageError(where + "num_outputs must be >= 1 (got " + std::to_string(config.num_outputs) + ")");
+    if (config.multiclass && config.num_outputs < 2)
+        throw UsageError(where + "a multi-class (softmax) model needs at least 2 outputs");
+    if (config.dropout && !(*config.dropout >= 0.0 && *config.dropout < 1.0))
+        throw UsageError(where + "dropout must be in [0, 1) (got " + std::to_string(*config.dropout) + ")");
+    if (!(config.width >= 0.25 && config.width <= 4.0))
+        throw UsageError(where + "width must be in [0.25, 4] (got " + std::to_string(config.width) + ")");
+
+    ModelConfig resolved = config;
+    if (!resolved.dropout) resolved.dropout = entry->info.default_dropout;
+    auto model = entry->make(resolved);
+    init_weights(*model);
+    return model;
+}
+
+nlohmann::json model_config_to_json(const ModelConfig& config) {
+    nlohmann::json j;
+    j["name"] = config.name;
+    j["in_channels"] = config.in_channels;
+    j["num_outputs"] = config.num_outputs;
+    j["multiclass"] = config.multiclass;
+    j["dropout"] = config.dropout ? nlohmann::json(*config.dropout) : nlohmann::json(nullptr);
+    j["width"] = config.width;
+    return j;
+}
+
+ModelConfig model_config_from_json(const nlohmann::json& j) {
+    if (!j.is_object()) throw UsageError("model config: expected a JSON object, got " + j.dump());
+    ModelConfig c;
+    auto field = [&](const char* key, auto& out, auto check, const char* what) {
+        if (!j.contains(key)) return;
+        const auto& v = j.at(key);
+        if (!check(v)) throw UsageError(std::string("model config: '") + key + "' must be " + what + ", got " + v.dump());
+        out = v.template get<std::decay_t<decltype(out)>>();
+    };
+    field("name", c.name, [](const nlohmann::json& v) { return v.is_string(); }, "a string");
+    field("in_channels", c.in_channels, [](const nlohmann::json& v) { return v.is_number_integer(); }, "an integer");
+    field("num_outputs", c.num_outputs, [](const nlohmann::json& v) { return v.is_number_integer(); }, "an integer");
+    field("multiclass", c.multiclass, [](const nlohmann::json& v) { return v.is_boolean(); }, "true/false");
+    field("width", c.width, [](const nlohmann::json& v) { return v.is_number(); }, "a number");
+    if (j.contains("dropout") && !j.at("dropout").is_null()) {
+        double d = 0;
+        field("dropout", d, [](const nlohmann::json& v) { return v.is_number(); }, "a number or null");
+        c.dropout = d;
+    }
+    return c;
+}
+
+torch::Tensor probabilities(const torch::Tensor& logits, bool multiclass) {
+    if (logits.dim() != 2) {
+        std::ostringstream ss;
+        ss << "probabilities: expected N x K logits, got shape " << logits.sizes();
+        throw UsageError(ss.str());
+    }
+    return multiclass ? torch::softmax(logits, 1) : torch::sigmoid(logits);
+}
+
+std::int64_t parameter_count(const torch::nn::Module& module) {
+    std::int64_t n = 0;
+    for (const auto& p : module.parameters()) n += p.numel();
+    return n;
+}
+
+void init_weights(torch::nn::Module& module) {
+    torch::NoGradGuard no_grad;
+    for (auto& m : module.modules(/*include_self=*/true)) {
+        if (auto* conv = m->as<torch::nn::Conv2d>()) {
+            torch::nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
+            if (conv->bias.defined()) torch::nn::init::zeros_(conv->bias);
+        } else if (auto* bn = m->as<torch::nn::BatchNorm2d>()) {
+            torch::nn::init::ones_(bn->weight);
+            torch::nn::init::zeros_(bn->bias);
+        }
+    }
+}
+
+}  // namespace hemoscan

@@ -1,0 +1,96 @@
+// One loaded slice -> one model input: windows (or the image as is), crop, median, resize, normalise.
+#include "hemoscan/preprocess/preprocess.hpp"
+
+#include <filesystem>
+#include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "hemoscan/error.hpp"
+
+namespace hemoscan {
+
+namespace {
+
+// Head detection thresholds. On HU the cut between air (-1000) and tissue is wide and independent
+// of the chosen windows; on 0..1 display data, black is air and a little headroom absorbs JPEG noise.
+constexpr float kHeadThresholdHu = -500.f;
+constexpr float kHeadThresholdUnit = 0.05f;
+
+cv::Mat to_gray_float(const cv::Mat& pixels) {
+    cv::Mat f;
+    pixels.convertTo(f, CV_32F);
+    if (f.channels() == 1) return f;
+    cv::Mat gray;
+    if (f.channels() == 3) {
+        cv::cvtColor(f, gray, cv::COLOR_BGR2GRAY);
+    } else if (f.channels() == 4) {
+        cv::cvtColor(f, gray, cv::COLOR_BGRA2GRAY);
+    } else {
+        cv::extractChannel(f, gray, 0);
+    }
+    return gray;
+}
+
+cv::Mat replicate(const cv::Mat& one, int n) {
+    if (n == 1) return one;
+    cv::Mat out;
+    cv::merge(std::vector<cv::Mat>(static_cast<size_t>(n), one), out);
+    return out;
+}
+
+}  // namespace
+
+Sample preprocess(const DicomSlice& slice, const PreprocessOptions& options, const cv::Mat& mask) {
+    const ImageMeta& meta = slice.meta;
+    if (slice.pixels.empty()) throw InputError(meta.path + ": no pixel data");
+    if (options.windows.empty()) throw UsageError("preprocess: no window given");
+    if (!mask.empty()) {
+        if (mask.size() != slice.pixels.size()) {
+            throw InputError(meta.path + ": mask is " + std::to_string(mask.cols) + "x" + std::to_string(mask.rows) +
+                             " but the image is " + std::to_string(slice.pixels.cols) + "x" +
+                             std::to_string(slice.pixels.rows));
+        }
+        if (mask.channels() != 1) throw InputError(meta.path + ": mask must have one channel");
+    }
+
+    Sample sample;
+    sample.meta = meta;
+    sample.id = std::filesystem::path(meta.path).stem().string();
+    sample.patient = meta.patient_id.empty() ? sample.id : meta.patient_id;
+    if (!mask.empty()) mask.convertTo(sample.mask, CV_8U);
+
+    const int n = options.channels();
+    cv::Mat head_source;  // what the head is found on
+    float head_threshold = kHeadThresholdUnit;
+    if (meta.already_windowed) {
+        // A display image (PNG/JPG) was windowed by whoever rendered it: used as it is.
+        cv::Mat unit;
+        to_gray_float(slice.pixels).convertTo(unit, CV_32F, 1.0 / 255.0);
+        sample.image = replicate(unit, n);
+        head_source = unit;
+    } else if (meta.is_hu) {
+        head_source = to_gray_float(slice.pixels);
+        sample.image = apply_windows(head_source, options.windows);
+        head_threshold = kHeadThresholdHu;
+    } else {
+        // Other modalities (MR, 16-bit images) have no physical scale: per image min-max.
+        cv::Mat unit = normalize_image(to_gray_float(slice.pixels), Normalization::UnitRange);
+        sample.image = replicate(unit, n);
+        head_source = unit;
+    }
+
+    if (options.crop_head) {
+        cv::Mat head;
+        const cv::Rect box = find_head(head_source, head_threshold, 4, &head);
+        sample.image.setTo(cv::Scalar::all(0), head == 0);  // 0 is air in every window
+        sample.image = sample.image(box).clone();
+        if (!sample.mask.empty()) sample.mask = sample.mask(box).clone();
+    }
+    sample.image = median_filter(sample.image, options.median_kernel);
+    sample.image = resize_image(sample.image, options.resize);
+    if (!sample.mask.empty()) sample.mask = resize_mask(sample.mask, options.resize);
+    sample.image = normalize_image(sample.image, options.normalization);
+    return sample;
+}
+
+}  // namespace hemoscan

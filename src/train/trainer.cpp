@@ -1,0 +1,593 @@
+#include "hemoscan/train/trainer.hpp"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "hemoscan/data/batch_tensor.hpp"
+#include "hemoscan/data/loader.hpp"
+#include "hemoscan/error.hpp"
+#include "hemoscan/log.hpp"
+#include "hemoscan/metrics/classification.hpp"
+#include "hemoscan/models/classifier.hpp"
+#include "hemoscan/models/serialize.hpp"
+#include "hemoscan/report/plot.hpp"
+#include "hemoscan/train/evaluate.hpp"
+#include "hemoscan/train/predictor.hpp"
+#include "hemoscan/util/fs.hpp"
+#include "hemoscan/util/runtime.hpp"
+#include "hemoscan/version.hpp"
+
+namespace hemoscan {
+
+nlohmann::json train_options_to_json(const TrainOptions& o) {
+    nlohmann::json j = {{"data", o.data},
+                        {"labels", o.labels},
+                        {"model", o.model},
+                        {"out", o.out},
+                        {"epochs", o.epochs},
+                        {"batch", o.batch},
+                        {"lr", o.lr},
+                        {"weight_decay", o.weight_decay},
+                        {"optimizer", o.optimizer},
+                        {"schedule", o.schedule},
+                        {"warmup_epochs", o.warmup_epochs},
+                        {"size", o.size},
+                        {"keep_aspect", o.keep_aspect},
+                        {"window", o.window},
+                        {"normalization", o.normalization},
+                        {"crop_head", o.crop_head},
+                        {"median", o.median},
+                        {"val_fraction", o.val_fraction},
+                        {"folds", o.folds},
+                        {"fold", o.fold},
+                        {"seed", o.seed},
+                        {"threads", o.threads},
+                        {"workers", o.workers},
+                        {"augment", o.augment},
+                        {"class_weights", o.class_weights},
+                        {"patience", o.patience},
+                        {"grad_clip", o.grad_clip},
+                        {"width", o.width},
+                        {"modality", o.modality}};
+    j["dropout"] = o.dropout ? nlohmann::json(*o.dropout) : nlohmann::json(nullptr);
+    return j;
+}
+
+TrainOptions train_options_from_json(const nlohmann::json& j) {
+    TrainOptions o;
+    auto get = [&](const char* key, auto& field) {
+        if (j.contains(key) && !j[key].is_null()) field = j[key].get<std::decay_t<decltype(field)>>();
+    };
+    get("data", o.data);
+    get("labels", o.labels);
+    get("model", o.model);
+    get("out", o.out);
+    get("epochs", o.epochs);
+    get("batch", o.batch);
+    get("lr", o.lr);
+    get("weight_decay", o.weight_decay);
+    get("optimizer", o.optimizer);
+    get("schedule", o.schedule);
+    get("warmup_epochs", o.warmup_epochs);
+    get("size", o.size);
+    get("keep_aspect", o.keep_aspect);
+    get("window", o.window);
+    get("normalization", o.normalization);
+    get("crop_head", o.crop_head);
+    get("median", o.median);
+    get("val_fraction", o.val_fraction);
+    get("folds", o.folds);
+    get("fold", o.fold);
+    get("seed", o.seed);
+    get("threads", o.threads);
+    get("workers", o.workers);
+    get("augment", o.augment);
+    get("class_weights", o.class_weights);
+    get("patience", o.patience);
+    get("grad_clip", o.grad_clip);
+    get("width", o.width);
+    get("modality", o.modality);
+    if (j.contains("dropout") && !j["dropout"].is_null()) o.dropout = j["dropout"].get<double>();
+    return o;
+}
+
+TrainOptions load_run_options(const fs::path& run) {
+    fs::path cfg = run / "config.json";
+    if (!fs::exists(cfg)) throw InputError(cfg.string() + ": no such file (is " + run.string() + " a run folder?)");
+    try {
+        return train_options_from_json(nlohmann::json::parse(read_file(cfg))["options"]);
+    } catch (const nlohmann::json::exception& e) {
+        throw InputError(cfg.string() + ": " + e.what());
+    }
+}
+
+namespace {
+
+ModalityPolicy modality_policy(const std::string& m) {
+    if (m == "ct") return ModalityPolicy::CtOnly;
+    if (m == "mr" || m == "mri") return ModalityPolicy::CtOrMr;
+    if (m == "any") return ModalityPolicy::Any;
+    throw UsageError("unknown modality '" + m + "' (ct, mr, any)");
+}
+
+void validate(const TrainOptions& o) {
+    if (o.epochs < 1) throw UsageError("--epochs must be >= 1");
+    if (o.batch < 1) throw UsageError("--batch must be >= 1");
+    if (!(o.lr > 0)) throw UsageError("--lr must be > 0");
+    if (o.weight_decay < 0) throw UsageError("--weight-decay must be >= 0");
+    if (o.size < 16 || o.size > 4096) throw UsageError("--size must be in 16..4096");
+    if (o.optimizer != "adam" && o.optimizer != "adamw") throw UsageError("unknown --optimizer '" + o.optimizer + "' (adam, adamw)");
+    if (o.folds == 0 && !(o.val_fraction > 0 && o.val_fraction < 1)) throw UsageError("--val-fraction must be in (0, 1)");
+    if (o.folds != 0 && (o.folds < 2 || o.fold < 0 || o.fold >= o.folds)) {
+        throw UsageError("--folds N needs N >= 2 and --fold K in 0..N-1");
+    }
+    if (o.median != 0 && (o.median < 3 || o.median % 2 == 0)) throw UsageError("--median must be 0 (off) or an odd number >= 3");
+}
+
+PreprocessOptions make_preprocess(const TrainOptions& o) {
+    PreprocessOptions p;
+    p.windows = parse_windows(o.window);
+    p.resize = ResizeOptions{o.size, o.size, o.keep_aspect, 0.f};
+    p.median_kernel = o.median;
+    p.normalization = parse_normalization(o.normalization);
+    p.crop_head = o.crop_head;
+    return p;
+}
+
+nlohmann::json preprocess_meta(const PreprocessOptions& p, const TrainOptions& o) {
+    nlohmann::json windows = nlohmann::json::array();
+    for (const auto& w : p.windows) windows.push_back({{"name", w.name}, {"level", w.level}, {"width", w.width}});
+    return {{"windows", windows},           {"window_spec", o.window},   {"size", o.size},
+            {"keep_aspect", o.keep_aspect}, {"median", o.median},        {"normalization", o.normalization},
+            {"crop_head", o.crop_head},     {"modality", o.modality}};
+}
+
+// Label matrix of the items as 0/1 ints.
+std::vector<int> label_column(const Dataset& ds, const std::vector<size_t>& idx, size_t l) {
+    std::vector<int> t;
+    t.reserve(idx.size());
+    for (size_t i : idx) t.push_back(ds.items[i].labels[l] > 0.5f ? 1 : 0);
+    return t;
+}
+
+// Mean AUC over labels (or one-vs-rest over classes) that have both classes in the data; NaN if none.
+double macro_auc(const Dataset& ds, const std::vector<size_t>& idx, const std::vector<std::vector<double>>& probs) {
+    double sum = 0;
+    int n = 0;
+    for (size_t l = 0; l < ds.label_names.size(); ++l) {
+        auto t = label_column(ds, idx, l);
+        long pos = std::count(t.begin(), t.end(), 1);
+        if (pos == 0 || pos == static_cast<long>(t.size())) continue;
+        std::vector<double> s;
+        for (const auto& p : probs) s.push_back(p[l]);
+        sum += roc_auc(s, t);
+        ++n;
+    }
+    return n ? sum / n : std::nan("");
+}
+
+std::string fmt(double v, int prec = 4) {
+    if (std::isnan(v)) return "";
+    std::ostringstream ss;
+    ss.precision(prec);
+    ss << std::fixed << v;
+    return ss.str();
+}
+
+void write_log_csv(const fs::path& file, const nlohmann::json& history, const std::vector<std::string>& labels) {
+    std::ostringstream ss;
+    ss << "epoch,lr,train_loss,val_loss,val_auc,seconds";
+    for (const auto& l : labels) ss << ",auc_" << l;
+    ss << "\n";
+    for (const auto& row : history) {
+        auto num = [&](const char* k) { return row[k].is_null() ? std::string() : fmt(row[k].get<double>(), 6); };
+        ss << row["epoch"].get<int>() << ',' << num("lr") << ',' << num("train_loss") << ',' << num("val_loss") << ','
+           << num("val_auc") << ',' << fmt(row["seconds"].get<double>(), 1);
+        for (const auto& l : labels) {
+            const auto& a = row["auc"];
+            ss << ',' << (a.contains(l) && !a[l].is_null() ? fmt(a[l].get<double>(), 6) : std::string());
+        }
+        ss << "\n";
+    }
+    write_file_atomic(file, ss.str());
+}
+
+void write_curves(const fs::path& file, const nlohmann::json& history) {
+    Series tl{"train loss", {}, {}}, vl{"validation loss", {}, {}}, auc{"validation AUC", {}, {}};
+    for (const auto& row : history) {
+        double e = row["epoch"].get<int>() + 1;
+        tl.x.push_back(e);
+        tl.y.push_back(row["train_loss"].get<double>());
+        if (!row["val_loss"].is_null()) {
+            vl.x.push_back(e);
+            vl.y.push_back(row["val_loss"].get<double>());
+        }
+        if (!row["val_auc"].is_null()) {
+            auc.x.push_back(e);
+            auc.y.push_back(row["val_auc"].get<double>());
+        }
+    }
+    PlotOptions lo;
+    lo.title = "Loss";
+    lo.x_label = "epoch";
+    lo.y_label = "loss";
+    lo.width = 640;
+    lo.height = 420;
+    PlotOptions ao = lo;
+    ao.title = "Validation AUC";
+    ao.y_label = "AUC";
+    ao.y_unit_range = true;
+    std::vector<Series> losses{tl};
+    if (!vl.x.empty()) losses.push_back(vl);
+    cv::Mat left = line_plot(losses, lo);
+    cv::Mat right = auc.x.empty() ? cv::Mat(left.size(), left.type(), cv::Scalar(255, 255, 255))
+                                  : line_plot({auc}, ao);
+    cv::Mat both;
+    cv::hconcat(left, right, both);
+    save_plot(file, both);
+}
+
+// Saves the optimizer atomically (torch::save writes in place).
+template <typename Opt>
+void save_optimizer(const fs::path& path, const Opt& opt) {
+    write_atomic_with(path, [&](const fs::path& tmp) { torch::save(opt, tmp.string()); });
+}
+
+struct Checkpoint {
+    int epoch_done = -1;
+    nlohmann::json state;
+};
+
+}  // namespace
+
+TrainResult train_classifier(const TrainOptions& options_in, const TrainCallbacks& cb, bool resume,
+                             const Split* split_override) {
+    TrainOptions o = options_in;
+    validate(o);
+    const fs::path run(o.out);
+    if (run.empty()) throw UsageError("--out RUN is required");
+    const ModalityPolicy policy = modality_policy(o.modality);
+
+    const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    torch::set_num_threads(threads);
+
+    DatasetOptions dopt;
+    dopt.labels = o.labels;
+    Dataset ds = open_dataset(o.data, dopt);
+    const size_t L = ds.label_names.size();
+    if (ds.multiclass && L < 2) throw InputError(o.data + ": a class-folder dataset needs at least two classes");
+
+    // The split: given (cv), k-fold or holdout; grouped by patient and written to the run folder.
+    Split split;
+    if (split_override) {
+        split = *split_override;
+    } else if (o.folds > 0) {
+        auto folds = grouped_stratified_folds(ds, o.folds, o.seed);
+        split = fold_split(folds, o.fold);
+    } else {
+        split = holdout_split(ds, o.val_fraction, o.seed);
+    }
+    if (split.train.empty()) throw InputError(o.data + ": no training items after the split");
+
+    // State of a previous run of this folder.
+    fs::path state_file = run / "state.json";
+    nlohmann::json state;
+    if (resume) {
+        if (!fs::exists(state_file)) throw InputError(state_file.string() + ": nothing to resume (no checkpoint)");
+        state = nlohmann::json::parse(read_file(state_file));
+        if (state.value("fingerprint", std::string()) != ds.fingerprint()) {
+            throw InputError(o.data + ": the data changed since " + run.string() + " was started (fingerprint differs)");
+        }
+    } else if (fs::exists(state_file) || fs::exists(run / "model.pt")) {
+        throw UsageError(run.string() + " already holds a run: use --resume " + run.string() + " or another --out");
+    }
+
+    fs::create_directories(run);
+    const PreprocessOptions pre = make_preprocess(o);
+    nlohmann::json config = {{"hemoscan_version", kVersion},
+                             {"command", "train"},
+                             {"options", train_options_to_json(o)},
+                             {"data_fingerprint", ds.fingerprint()},
+                             {"data_form", to_string(ds.form)},
+                             {"labels", ds.label_names},
+                             {"multiclass", ds.multiclass},
+                             {"train_items", split.train.size()},
+                             {"val_items", split.val.size()},
+                             {"runtime", runtime_json()}};
+    if (!resume) {
+        write_file_atomic(run / "config.json", config.dump(2) + "\n");
+        write_split_csv(run / "split.csv", ds, split);
+    }
+
+    torch::manual_seed(o.seed);
+    ModelConfig mc;
+    mc.name = o.model;
+    mc.in_channels = pre.channels();
+    mc.num_outputs = static_cast<int>(L);
+    mc.multiclass = ds.multiclass;
+    mc.dropout = o.dropout;
+    mc.width = o.width;
+    std::shared_ptr<ClassifierImpl> model = create_model(mc);
+
+    // Class weights from the training labels: positives are up-weighted by neg/pos (multi-label), or
+    // classes by N / (K * count) (multi-class), so a rare label still moves the loss.
+    torch::Tensor pos_weight, class_weight;
+    if (o.class_weights) {
+        std::vector<float> w(L, 1.f);
+        for (size_t l = 0; l < L; ++l) {
+            double pos = 0;
+            for (size_t i : split.train) pos += ds.items[i].labels[l] > 0.5f ? 1 : 0;
+            double n = static_cast<double>(split.train.size());
+            if (ds.multiclass) {
+                w[l] = pos > 0 ? static_cast<float>(n / (static_cast<double>(L) * pos)) : 1.f;
+            } else {
+                w[l] = pos > 0 && pos < n ? static_cast<float>((n - pos) / pos) : 1.f;
+            }
+        }
+        (ds.multiclass ? class_weight : pos_weight) = torch::tensor(w);
+    }
+    auto loss_fn = [&](const torch::Tensor& logits, const torch::Tensor& labels) {
+        if (ds.multiclass) {
+            auto opts = torch::nn::functional::CrossEntropyFuncOptions();
+            if (class_weight.defined()) opts = opts.weight(class_weight);
+            return torch::nn::functional::cross_entropy(logits, labels.argmax(1), opts);
+        }
+        auto opts = torch::nn::functional::BinaryCrossEntropyWithLogitsFuncOptions();
+        if (pos_weight.defined()) opts = opts.pos_weight(pos_weight);
+        return torch::nn::functional::binary_cross_entropy_with_logits(logits, labels, opts);
+    };
+
+    std::unique_ptr<torch::optim::Optimizer> opt;
+    if (o.optimizer == "adam") {
+        opt = std::make_unique<torch::optim::Adam>(model->parameters(),
+                                                   torch::optim::AdamOptions(o.lr).weight_decay(o.weight_decay));
+    } else {
+        opt = std::make_unique<torch::optim::AdamW>(model->parameters(),
+                                                    torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
+    }
+    auto set_lr = [&](double lr) {
+        for (auto& g : opt->param_groups()) g.options().set_lr(lr);
+    };
+
+    ScheduleOptions so;
+    so.kind = parse_schedule(o.schedule);
+    so.base_lr = o.lr;
+    so.warmup_epochs = std::min(o.warmup_epochs, std::max(0, o.epochs - 1));
+    so.total_epochs = o.epochs;
+    LrSchedule schedule(so);
+    EarlyStopping stopper(o.patience);
+
+    nlohmann::json history = nlohmann::json::array();
+    std::vector<std::vector<double>> best_val_probs;
+    int start_epoch = 0;
+    if (resume) {
+        start_epoch = state["epoch_done"].get<int>() + 1;
+        history = state["history"];
+        stopper.restore(state["best_metric"].get<double>(), state["best_epoch"].get<int>(),
+                        state["bad_epochs"].get<int>(), start_epoch);
+        schedule.restore(state["plateau_lr"].get<double>(), state["plateau_best"].get<double>(),
+                         state["plateau_bad"].get<int>());
+        LoadedModel last = load_model(run / state["checkpoint"].get<std::string>());
+        torch::NoGradGuard ng;
+        auto src = last.model->named_parameters();
+        auto dst = model->named_parameters();
+        for (auto& p : dst) p.value().copy_(src[p.key()]);
+        auto sb = last.model->named_buffers();
+        for (auto& b : model->named_buffers()) b.value().copy_(sb[b.key()]);
+        if (o.optimizer == "adam") {
+            torch::load(static_cast<torch::optim::Adam&>(*opt), (run / state["optimizer"].get<std::string>()).string());
+        } else {
+            torch::load(static_cast<torch::optim::AdamW&>(*opt), (run / state["optimizer"].get<std::string>()).string());
+        }
+        if (state.contains("best_val_probs")) best_val_probs = state["best_val_probs"].get<decltype(best_val_probs)>();
+        if (state.value("finished", false)) {
+            throw UsageError(run.string() + ": this run has already finished (" + std::to_string(start_epoch) + " epochs)");
+        }
+        logger().info("resuming {} after epoch {}", run.string(), start_epoch);
+    }
+
+    LoaderOptions lt;
+    lt.batch_size = o.batch;
+    lt.shuffle = true;
+    lt.drop_last = split.train.size() > static_cast<size_t>(o.batch);  // BatchNorm dislikes a batch of 1
+    lt.workers = o.workers;
+    lt.seed = o.seed;
+    lt.augment = o.augment;
+    lt.modality = policy;
+    DataLoader train_loader(ds, split.train, pre, lt);
+    LoaderOptions lv = lt;
+    lv.shuffle = false;
+    lv.drop_last = false;
+    lv.augment = false;
+    std::unique_ptr<DataLoader> val_loader;
+    if (!split.val.empty()) val_loader = std::make_unique<DataLoader>(ds, split.val, pre, lv);
+
+    auto predict_val = [&](double& val_loss) {
+        std::vector<std::vector<double>> probs(split.val.size(), std::vector<double>(L));
+        std::map<size_t, size_t> pos_of;
+        for (size_t k = 0; k < split.val.size(); ++k) pos_of[split.val[k]] = k;
+        model->eval();
+        torch::NoGradGuard ng;
+        val_loader->start_epoch(0);
+        Batch b;
+        double loss_sum = 0;
+        size_t n = 0;
+        while (val_loader->next(b)) {
+            BatchTensors t = to_tensors(std::move(b));
+            auto logits = model->forward(t.images);
+            loss_sum += loss_fn(logits, t.labels).item<double>() * static_cast<double>(t.indices.size());
+            n += t.indices.size();
+            auto p = probabilities(logits, ds.multiclass).contiguous();
+            auto acc = p.accessor<float, 2>();
+            for (size_t r = 0; r < t.indices.size(); ++r) {
+                auto& row = probs[pos_of.at(t.indices[r])];
+                for (size_t l = 0; l < L; ++l) row[l] = acc[static_cast<long>(r)][static_cast<long>(l)];
+            }
+            b = Batch{};
+        }
+        val_loss = n ? loss_sum / static_cast<double>(n) : std::nan("");
+        return probs;
+    };
+
+    nlohmann::json meta_base = {{"labels", ds.label_names},
+                                {"multiclass", ds.multiclass},
+                                {"preprocess", preprocess_meta(pre, o)},
+                                {"hemoscan_version", kVersion},
+                                {"trained_on", {{"data", o.data}, {"fingerprint", ds.fingerprint()}}}};
+
+    int epoch = start_epoch;
+    for (; epoch < o.epochs; ++epoch) {
+        if (start_epoch > 0 && epoch == start_epoch && stopper.should_stop()) break;
+        auto t0 = std::chrono::steady_clock::now();
+        const double lr = schedule.lr(epoch);
+        set_lr(lr);
+        // Per-epoch seeds (dropout, shuffling, augmentation) make a resumed run repeat the same epochs.
+        torch::manual_seed(o.seed * 1000003ULL + static_cast<std::uint64_t>(epoch));
+        model->train();
+        train_loader.start_epoch(static_cast<std::uint64_t>(epoch));
+        if (cb.epoch_start) cb.epoch_start(epoch, o.epochs, train_loader.batches_per_epoch());
+        Batch b;
+        double loss_sum = 0;
+        size_t seen = 0, batch_no = 0;
+        while (train_loader.next(b)) {
+            BatchTensors t = to_tensors(std::move(b));
+            opt->zero_grad();
+            auto loss = loss_fn(model->forward(t.images), t.labels);
+            loss.backward();
+            if (o.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), o.grad_clip);
+            opt->step();
+            double lv_ = loss.item<double>();
+            if (!std::isfinite(lv_)) throw Error("training diverged (loss " + std::to_string(lv_) + "): lower --lr");
+            loss_sum += lv_ * static_cast<double>(t.indices.size());
+            seen += t.indices.size();
+            if (cb.batch_end) cb.batch_end(++batch_no, loss_sum / static_cast<double>(seen));
+            b = Batch{};
+        }
+        const double train_loss = seen ? loss_sum / static_cast<double>(seen) : std::nan("");
+
+        double val_loss = std::nan(""), val_auc = std::nan("");
+        nlohmann::json aucs = nlohmann::json::object();
+        std::vector<std::vector<double>> val_probs;
+        if (val_loader) {
+            val_probs = predict_val(val_loss);
+            val_auc = macro_auc(ds, split.val, val_probs);
+            for (size_t l = 0; l < L; ++l) {
+                auto t = label_column(ds, split.val, l);
+                long pos = std::count(t.begin(), t.end(), 1);
+                if (pos == 0 || pos == static_cast<long>(t.size())) {
+                    aucs[ds.label_names[l]] = nullptr;
+                    continue;
+                }
+                std::vector<double> s;
+                for (const auto& p : val_probs) s.push_back(p[l]);
+                aucs[ds.label_names[l]] = roc_auc(s, t);
+            }
+        }
+        // Early stopping and plateau follow validation AUC; without a usable AUC, minus the loss.
+        double monitor = !std::isnan(val_auc) ? val_auc : (!std::isnan(val_loss) ? -val_loss : -train_loss);
+        if (so.kind == ScheduleKind::Plateau) schedule.observe(monitor);
+        const bool improved = stopper.update(monitor);
+        double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        auto num = [](double v) { return std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v); };
+        nlohmann::json row = {{"epoch", epoch},          {"lr", lr},          {"train_loss", train_loss},
+                              {"val_loss", num(val_loss)}, {"val_auc", num(val_auc)}, {"auc", aucs},
+                              {"seconds", secs},         {"best", improved}};
+        history.push_back(row);
+
+        // Checkpoint: weights and optimizer under the epoch's name, then state.json (the commit point)
+        // naming them; a kill at any moment leaves a consistent previous checkpoint.
+        std::string ck = "checkpoint_e" + std::to_string(epoch) + ".pt";
+        std::string op = "optimizer_e" + std::to_string(epoch) + ".pt";
+        save_model(run / ck, *model, meta_base);
+        if (o.optimizer == "adam") {
+            save_optimizer(run / op, static_cast<torch::optim::Adam&>(*opt));
+        } else {
+            save_optimizer(run / op, static_cast<torch::optim::AdamW&>(*opt));
+        }
+        if (improved) {
+            save_model(run / "best.pt", *model, meta_base);
+            best_val_probs = val_probs;
+        }
+        std::string old_ck = state.value("checkpoint", std::string()), old_op = state.value("optimizer", std::string());
+        state = {{"epoch_done", epoch},
+                 {"checkpoint", ck},
+                 {"optimizer", op},
+                 {"best_metric", stopper.best()},
+                 {"best_epoch", stopper.best_epoch()},
+                 {"bad_epochs", stopper.bad_epochs()},
+                 {"plateau_lr", schedule.plateau_lr()},
+                 {"plateau_best", schedule.best()},
+                 {"plateau_bad", schedule.bad_epochs()},
+                 {"fingerprint", ds.fingerprint()},
+                 {"history", history},
+                 {"best_val_probs", best_val_probs},
+                 {"finished", false}};
+        write_file_atomic(state_file, state.dump() + "\n");
+        std::error_code ec;
+        if (!old_ck.empty() && old_ck != ck) fs::remove(run / old_ck, ec);
+        if (!old_op.empty() && old_op != op) fs::remove(run / old_op, ec);
+        write_log_csv(run / "log.csv", history, ds.label_names);
+        if (cb.epoch_end) cb.epoch_end(epoch, row);
+        if (stopper.should_stop()) {
+            logger().info("early stopping after epoch {}: no validation improvement for {} epochs", epoch + 1,
+                          o.patience);
+            ++epoch;
+            break;
+        }
+    }
+    const int epochs_run = epoch;
+
+    // Final model: the best epoch's weights with thresholds chosen on validation (Youden's J).
+    LoadedModel best = load_model(run / "best.pt");
+    PredictionTable table;
+    table.label_names = ds.label_names;
+    table.multiclass = ds.multiclass;
+    for (size_t k = 0; k < split.val.size() && k < best_val_probs.size(); ++k) {
+        table.add(ds.items[split.val[k]], best_val_probs[k]);
+    }
+    std::vector<double> thresholds(L, 0.5);
+    nlohmann::json metrics = nlohmann::json::object();
+    if (table.size() > 0) {
+        thresholds = choose_thresholds(table);
+        metrics = compute_metrics(table, thresholds, o.seed);
+        write_predictions_csv(run / "predictions.csv", table, thresholds);
+        write_metric_plots(run, table, thresholds);
+    }
+    metrics["best_epoch"] = stopper.best_epoch();
+    metrics["epochs_run"] = epochs_run;
+    metrics["split"] = o.folds > 0 ? "fold " + std::to_string(o.fold) + " of " + std::to_string(o.folds)
+                                   : "holdout " + std::to_string(o.val_fraction);
+    nlohmann::json meta = meta_base;
+    meta["thresholds"] = thresholds;
+    meta["best_epoch"] = stopper.best_epoch();
+    meta["validation"] = {{"macro_auc", metrics.value("macro_auc", nlohmann::json(nullptr))}, {"n", table.size()}};
+    save_model(run / "model.pt", *best.model, meta);
+    write_file_atomic(run / "metrics.json", metrics.dump(2) + "\n");
+    write_curves(run / "curves.png", history);
+
+    // The run is complete: drop the checkpoints, keep state.json (marked finished) and model.pt.
+    std::error_code ec;
+    fs::remove(run / state.value("checkpoint", std::string("none")), ec);
+    fs::remove(run / state.value("optimizer", std::string("none")), ec);
+    fs::remove(run / "best.pt", ec);
+    state["finished"] = true;
+    state["checkpoint"] = "";
+    state["optimizer"] = "";
+    write_file_atomic(state_file, state.dump() + "\n");
+
+    TrainResult result;
+    result.model_path = run / "model.pt";
+    result.metrics = metrics;
+    result.epochs_run = epochs_run;
+    result.best_epoch = stopper.best_epoch();
+    result.val_indices = split.val;
+    result.val_probs = best_val_probs;
+    return result;
+}
+
+}  // namespace hemoscan

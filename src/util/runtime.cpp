@@ -1,0 +1,59 @@
+#include "hemoscan/util/runtime.hpp"
+
+#include <dlfcn.h>
+
+#include <sys/types.h>
+
+#include <cstddef>
+
+#include "hemoscan/version.hpp"
+
+namespace hemoscan {
+
+namespace {
+using MallctlFn = int (*)(const char*, void*, size_t*, void*, size_t);
+
+template <typename T>
+bool read_ctl(MallctlFn fn, const char* name, T& out) {
+    size_t size = sizeof(T);
+    return fn(name, &out, &size, nullptr, 0) == 0;
+}
+}  // namespace
+
+AllocatorInfo allocator_info() {
+    AllocatorInfo info;
+    auto fn = reinterpret_cast<MallctlFn>(::dlsym(RTLD_DEFAULT, "mallctl"));
+    if (!fn) return info;
+    const char* version = nullptr;
+    if (read_ctl(fn, "version", version) && version) info.name = std::string("jemalloc ") + version;
+    ssize_t v = 0;
+    if (read_ctl(fn, "opt.dirty_decay_ms", v)) info.dirty_decay_ms = static_cast<long>(v);
+    if (read_ctl(fn, "opt.muzzy_decay_ms", v)) info.muzzy_decay_ms = static_cast<long>(v);
+    bool retain = false;
+    if (read_ctl(fn, "opt.retain", retain)) info.retain = retain;
+    return info;
+}
+
+BlasInfo blas_info() {
+    BlasInfo info;
+    using ConfigFn = char* (*)();
+    using ThreadsFn = int (*)();
+    if (auto cfg = reinterpret_cast<ConfigFn>(::dlsym(RTLD_DEFAULT, "openblas_get_config"))) {
+        info.name = std::string("OpenBLAS ") + cfg();
+        if (auto th = reinterpret_cast<ThreadsFn>(::dlsym(RTLD_DEFAULT, "openblas_get_num_threads"))) {
+            info.threads = th();
+        }
+    }
+    return info;
+}
+
+nlohmann::json runtime_json() {
+    auto a = allocator_info();
+    auto b = blas_info();
+    return {{"hemoscan", kVersion},
+            {"allocator", {{"name", a.name}, {"dirty_decay_ms", a.dirty_decay_ms},
+                           {"muzzy_decay_ms", a.muzzy_decay_ms}, {"retain", a.retain}}},
+            {"blas", {{"name", b.name}, {"threads", b.threads}}}};
+}
+
+}  // namespace hemoscan

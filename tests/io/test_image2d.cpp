@@ -1,0 +1,224 @@
+// 2D images (PNG/JPG/BMP/TIFF) and the load_image entry point.
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "hemoscan/error.hpp"
+#include "hemoscan/io/dicom.hpp"
+#include "hemoscan/io/image2d.hpp"
+#include "hemoscan/io/load.hpp"
+#include "hemoscan/util/fs.hpp"
+#include "support/test_util.hpp"
+
+using namespace hemoscan;
+
+namespace {
+
+void expect_input_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
+    try {
+        fn();
+        ADD_FAILURE() << "no InputError thrown";
+    } catch (const InputError& e) {
+        const std::string msg = e.what(); fprintf(stderr, "MSG: %s\n", msg.c_str());
+        for (const std::string& part : parts) {
+            EXPECT_NE(msg.find(part), std::string::npos) << "'" << part << "' not in: " << msg;
+        }
+    }
+}
+
+// Odd sizes on purpose: nothing may assume square or even images.
+cv::Mat gray8() {
+    cv::Mat m(5, 7, CV_8U);
+    for (int i = 0; i < static_cast<int>(m.total()); ++i) m.at<uchar>(i) = static_cast<uchar>((i * 37) % 256);
+    m.at<uchar>(0) = 0;
+    m.at<uchar>(1) = 255;
+    return m;
+}
+
+cv::Mat gray16() {
+    cv::Mat m(3, 9, CV_16U);
+    for (int i = 0; i < static_cast<int>(m.total()); ++i) m.at<uint16_t>(i) = static_cast<uint16_t>(i * 2477);
+    m.at<uint16_t>(0) = 65535;
+    return m;
+}
+
+void expect_exact(const cv::Mat& actual, const cv::Mat& expected) {
+    ASSERT_EQ(actual.type(), CV_32FC1);
+    ASSERT_EQ(actual.size(), expected.size());
+    cv::Mat e;
+    expected.convertTo(e, CV_32F);
+    EXPECT_EQ(cv::countNonZero(actual != e), 0);
+}
+
+float bt601(double b, double g, double r) { return static_cast<float>(0.299 * r + 0.587 * g + 0.114 * b); }
+
+}  // namespace
+
+TEST(Image2d, ExtensionsAreRecognised) {
+    for (const char* name : {"a.png", "a.PNG", "b.jpg", "b.JPEG", "c.bmp", "d.tif", "e.tiff"}) {
+        EXPECT_TRUE(is_image_2d_path(name)) << name;
+    }
+    for (const char* name : {"a.dcm", "a", "a.txt", "a.nii.gz", "png"}) EXPECT_FALSE(is_image_2d_path(name)) << name;
+}
+
+TEST(Image2d, Gray8PngIsExactAndMarkedWindowed) {
+    test::TempDir dir;
+    write_image_2d(dir / "g8.png", gray8());
+    ImageMeta meta;
+    const cv::Mat img = read_image_2d(dir / "g8.png", &meta);
+    expect_exact(img, gray8());
+    EXPECT_TRUE(meta.already_windowed);
+    EXPECT_FALSE(meta.is_hu);
+    EXPECT_EQ(meta.rows, 5);
+    EXPECT_EQ(meta.cols, 7);
+    EXPECT_EQ(meta.path, (dir / "g8.png").string());
+}
+
+TEST(Image2d, Gray16PngKeepsFullRange) {
+    test::TempDir dir;
+    write_image_2d(dir / "g16.png", gray16());
+    ImageMeta meta;
+    const cv::Mat img = read_image_2d(dir / "g16.png", &meta);
+    expect_exact(img, gray16());
+    EXPECT_FLOAT_EQ(img.at<float>(0), 65535.0f);
+    EXPECT_FALSE(meta.already_windowed);
+}
+
+TEST(Image2d, Gray16TiffAndGray8BmpAreExact) {
+    test::TempDir dir;
+    write_image_2d(dir / "g16.tif", gray16());
+    expect_exact(read_image_2d(dir / "g16.tif"), gray16());
+    write_image_2d(dir / "g8.bmp", gray8());
+    expect_exact(read_image_2d(dir / "g8.bmp"), gray8());
+}
+
+TEST(Image2d, RgbPngBecomesBt601Luminance) {
+    test::TempDir dir;
+    cv::Mat bgr(2, 3, CV_8UC3);
+    bgr.at<cv::Vec3b>(0, 0) = {0, 0, 255};      // pure red
+    bgr.at<cv::Vec3b>(0, 1) = {0, 255, 0};      // pure green
+    bgr.at<cv::Vec3b>(0, 2) = {255, 0, 0};      // pure blue
+    bgr.at<cv::Vec3b>(1, 0) = {128, 128, 128};  // grey stays grey
+    bgr.at<cv::Vec3b>(1, 1) = {10, 200, 90};
+    bgr.at<cv::Vec3b>(1, 2) = {255, 255, 255};
+    write_image_2d(dir / "rgb.png", bgr);
+    ImageMeta meta;
+    const cv::Mat img = read_image_2d(dir / "rgb.png", &meta);
+    ASSERT_EQ(img.type(), CV_32FC1);
+    ASSERT_EQ(img.size(), bgr.size());
+    for (int r = 0; r < 2; ++r) {
+        for (int c = 0; c < 3; ++c) {
+            const cv::Vec3b p = bgr.at<cv::Vec3b>(r, c);
+            EXPECT_NEAR(img.at<float>(r, c), bt601(p[0], p[1], p[2]), 1.0) << r << "," << c;
+        }
+    }
+    EXPECT_NEAR(img.at<float>(0, 0), 76.245f, 0.01);
+    EXPECT_NEAR(img.at<float>(1, 0), 128.0f, 0.01);
+    EXPECT_TRUE(meta.already_windowed);
+    EXPECT_EQ(meta.photometric, "RGB");
+}
+
+TEST(Image2d, RgbaPngIsCompositedOnBlack) {
+    test::TempDir dir;
+    cv::Mat bgra(1, 4, CV_8UC4);
+    bgra.at<cv::Vec4b>(0, 0) = {50, 100, 200, 255};  // opaque: plain luminance
+    bgra.at<cv::Vec4b>(0, 1) = {50, 100, 200, 0};    // transparent: black
+    bgra.at<cv::Vec4b>(0, 2) = {255, 255, 255, 51};  // white at 20 %: 51
+    bgra.at<cv::Vec4b>(0, 3) = {80, 80, 80, 255};
+    write_image_2d(dir / "rgba.png", bgra);
+    const cv::Mat img = read_image_2d(dir / "rgba.png");
+    ASSERT_EQ(img.type(), CV_32FC1);
+    ASSERT_EQ(img.size(), cv::Size(4, 1));
+    EXPECT_NEAR(img.at<float>(0), bt601(50, 100, 200), 1.0);
+    EXPECT_NEAR(img.at<float>(1), 0.0f, 1e-4);
+    EXPECT_NEAR(img.at<float>(2), 51.0f, 1.0);
+    EXPECT_NEAR(img.at<float>(3), 80.0f, 1e-3);
+}
+
+TEST(Image2d, JpegReadsBackCloseToTheOriginal) {
+    test::TempDir dir;
+    // Flat 8x8 blocks survive JPEG almost unchanged.
+    cv::Mat m(16, 24, CV_8U);
+    for (int r = 0; r < m.rows; ++r) {
+        for (int c = 0; c < m.cols; ++c) m.at<uchar>(r, c) = static_cast<uchar>(40 + 60 * ((r / 8 + c / 8) % 3));
+    }
+    write_image_2d(dir / "flat.jpg", m);
+    ImageMeta meta;
+    const cv::Mat img = read_image_2d(dir / "flat.jpg", &meta);
+    ASSERT_EQ(img.size(), m.size());
+    cv::Mat expected;
+    m.convertTo(expected, CV_32F);
+    double max_diff = 0;
+    cv::minMaxLoc(cv::abs(img - expected), nullptr, &max_diff);
+    EXPECT_LE(max_diff, 3.0);
+    EXPECT_TRUE(meta.already_windowed);
+
+    // A colour JPEG: luminance of a flat colour.
+    write_image_2d(dir / "colour.jpg", cv::Mat(16, 16, CV_8UC3, cv::Scalar(30, 120, 210)));
+    const cv::Mat colour = read_image_2d(dir / "colour.jpg");
+    EXPECT_NEAR(colour.at<float>(8, 8), bt601(30, 120, 210), 3.0);
+}
+
+TEST(Image2dErrors, CorruptTruncatedEmptyAndMissingFilesNameTheFile) {
+    test::TempDir dir;
+    const fs::path text = dir / "fake.png";
+    test::write_text(text, "this is plain text, not a PNG");
+    expect_input_error([&] { read_image_2d(text); }, {text.string()});
+    expect_input_error([&] { load_image(text); }, {text.string()});
+
+    cv::Mat big(64, 64, CV_8U);
+    cv::randu(big, 0, 255);  // noise: the compressed data is long and a cut lands inside it
+    write_image_2d(dir / "whole.png", big);
+    const std::string png = read_file(dir / "whole.png");
+    const fs::path cut = dir / "cut.png";
+    test::write_text(cut, png.substr(0, png.size() / 2));
+    expect_input_error([&] { read_image_2d(cut); }, {cut.string()});
+    expect_input_error([&] { load_image(cut); }, {cut.string()});
+
+    write_image_2d(dir / "whole.jpg", big);
+    const std::string jpg = read_file(dir / "whole.jpg");
+    const fs::path cut_jpg = dir / "cut.jpg";
+    test::write_text(cut_jpg, jpg.substr(0, jpg.size() / 2));
+    expect_input_error([&] { read_image_2d(cut_jpg); }, {cut_jpg.string(), "truncated"});
+
+    const fs::path empty = dir / "empty.png";
+    test::write_text(empty, "");
+    expect_input_error([&] { read_image_2d(empty); }, {empty.string(), "empty"});
+    expect_input_error([&] { load_image(empty); }, {empty.string(), "empty"});
+
+    const fs::path missing = dir / "missing.png";
+    expect_input_error([&] { read_image_2d(missing); }, {missing.string(), "not found"});
+    expect_input_error([&] { load_image(missing); }, {missing.string(), "not found"});
+}
+
+TEST(Load, DispatchesByContentThenExtension) {
+    test::TempDir dir;
+    write_image_2d(dir / "slice.png", gray8());
+    const DicomSlice png = load_image(dir / "slice.png");
+    expect_exact(png.pixels, gray8());
+    EXPECT_TRUE(png.meta.already_windowed);
+    EXPECT_FALSE(png.meta.is_hu);
+
+    // A DICOM file with a misleading extension is still read as DICOM.
+    write_dicom_ct(dir / "scan.png", (cv::Mat_<float>(1, 3) << -1000, 40, 80), DicomWriteOptions{});
+    const DicomSlice dcm = load_image(dir / "scan.png");
+    EXPECT_TRUE(dcm.meta.is_hu);
+    EXPECT_FALSE(dcm.meta.already_windowed);
+    expect_exact(dcm.pixels, (cv::Mat_<float>(1, 3) << -1000, 40, 80));
+
+    const fs::path other = dir / "table.csv";
+    test::write_text(other, "a,b\n1,2\n");
+    expect_input_error([&] { load_image(other); },
+                       {other.string(), "not a supported image (PNG/JPG/BMP/TIFF or DICOM)"});
+}
+
+TEST(Image2dWrite, RejectsUnsupportedImages) {
+    test::TempDir dir;
+    EXPECT_THROW(write_image_2d(dir / "f.png", cv::Mat(2, 2, CV_32F, cv::Scalar(1))), Error);
+    EXPECT_THROW(write_image_2d(dir / "e.png", cv::Mat()), Error);
+    EXPECT_THROW(write_image_2d(dir / "x.unknown", gray8()), Error);
+    EXPECT_FALSE(fs::exists(dir / "f.png"));
+    EXPECT_FALSE(fs::exists(dir / "x.unknown"));
+}

@@ -1,0 +1,238 @@
+// Architectures and the registry: shapes for every model, the features/head split, exact parameter
+// counts, config validation, deterministic init, and that every model can learn.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+
+#include "hemoscan/error.hpp"
+#include "hemoscan/models/classifier.hpp"
+#include "hemoscan/models/registry.hpp"
+
+using namespace hemoscan;
+
+namespace {
+
+struct TorchThreads : ::testing::Environment {
+    void SetUp() override { torch::set_num_threads(2); }
+};
+const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new TorchThreads);
+
+ModelConfig config(const std::string& name, int in_channels = 1, int num_outputs = 1) {
+    ModelConfig c;
+    c.name = name;
+    c.in_channels = in_channels;
+    c.num_outputs = num_outputs;
+    return c;
+}
+
+// Conv 3x3 with bias, conv 3x3 without bias + BatchNorm, dense layer.
+int64_t conv(int64_t in, int64_t out) { return in * out * 9 + out; }
+int64_t conv_bn(int64_t in, int64_t out) { return in * out * 9 + 2 * out; }
+int64_t dense(int64_t in, int64_t out) { return in * out + out; }
+
+}  // namespace
+
+TEST(Registry, ListsTheThreeModelsDefaultFirst) {
+    const auto models = list_models();
+    ASSERT_EQ(models.size(), 3u);
+    EXPECT_EQ(models[0].name, "cnn");
+    EXPECT_EQ(models[1].name, "cnn-simple");
+    EXPECT_EQ(models[2].name, "cnn-large");
+    for (const auto& m : models) {
+        EXPECT_FALSE(m.description.empty()) << m.name;
+        EXPECT_EQ(m.description.find('\n'), std::string::npos) << m.name;
+    }
+    EXPECT_DOUBLE_EQ(models[0].default_dropout, 0.3);
+    EXPECT_DOUBLE_EQ(models[1].default_dropout, 0.4);
+    EXPECT_EQ(ModelConfig{}.name, "cnn");
+}
+
+TEST(Registry, UnknownNameListsKnownNames) {
+    try {
+        create_model(config("resnet9"));
+        FAIL() << "no exception";
+    } catch (const UsageError& e) {
+        EXPECT_STREQ(e.what(), "unknown model 'resnet9' (known: cnn, cnn-simple, cnn-large)");
+    }
+}
+
+TEST(Registry, RejectsImpossibleConfigs) {
+    auto bad = [](auto edit) {
+        ModelConfig c = config("cnn-simple");
+        edit(c);
+        return c;
+    };
+    EXPECT_THROW(create_model(bad([](ModelConfig& c) { c.in_channels = 0; })), UsageError);
+    EXPECT_THROW(create_model(bad([](ModelConfig& c) { c.num_outputs = 0; })), UsageError);
+    EXPECT_THROW(create_model(bad([](ModelConfig& c) { c.multiclass = true; })), UsageError);  // 1 output
+    EXPECT_THROW(create_model(bad([](ModelConfig& c) { c.dropout = 1.0; })), UsageError);
+    EXPECT_THROW(create_model(bad([](ModelConfig& c) { c.dropout = -0.1; })), UsageError);
+    EXPECT_THROW(create_model(bad([](ModelConfig& c) { c.width = 0.0; })), UsageError);
+    EXPECT_NO_THROW(create_model(bad([](ModelConfig& c) {
+        c.multiclass = true;
+        c.num_outputs = 2;
+        c.dropout = 0.0;
+    })));
+}
+
+TEST(Registry, ResolvesDefaultDropoutAndKeepsExplicitOne) {
+    EXPECT_DOUBLE_EQ(create_model(config("cnn-simple"))->config().dropout.value(), 0.4);
+    EXPECT_DOUBLE_EQ(create_model(config("cnn"))->config().dropout.value(), 0.3);
+    ModelConfig c = config("cnn-large");
+    c.dropout = 0.1;
+    EXPECT_DOUBLE_EQ(create_model(c)->config().dropout.value(), 0.1);
+}
+
+TEST(Models, ShapesAndFeatureHeadSplitForEveryModel) {
+    for (const auto& info : list_models()) {
+        for (int channels : {1, 3}) {
+            for (int size : {64, 128}) {
+                SCOPED_TRACE(info.name + " c=" + std::to_string(channels) + " size=" + std::to_string(size));
+                torch::manual_seed(1);
+                auto model = create_model(config(info.name, channels, 3));
+                model->eval();
+                torch::NoGradGuard no_grad;
+                const auto x = torch::randn({2, channels, size, size});
+                const auto logits = model->forward(x);
+                EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{2, 3}));
+                const auto f = model->features(x);
+                ASSERT_EQ(f.dim(), 4);
+                EXPECT_EQ(f.size(0), 2);
+                EXPECT_LT(f.size(2), size);
+                EXPECT_TRUE(torch::allclose(model->head(f), logits, 1e-5, 1e-6));
+                EXPECT_TRUE(torch::isfinite(logits).all().item<bool>());
+            }
+        }
+        const auto params = parameter_count(*create_model(config(info.name)));
+        RecordProperty(info.name + "_params", std::to_string(params));
+        std::printf("%-11s %8lld parameters\n", info.name.c_str(), static_cast<long long>(params));
+    }
+}
+
+TEST(Models, FeatureMapResolution) {
+    torch::NoGradGuard no_grad;
+    const auto x = torch::randn({1, 1, 128, 96});  // non-square works too
+    auto simple = create_model(config("cnn-simple"));
+    EXPECT_EQ(simple->features(x).sizes(), (std::vector<int64_t>{1, 32, 32, 24}));
+    auto large = create_model(config("cnn-large"));
+    EXPECT_EQ(large->features(x).sizes(), (std::vector<int64_t>{1, 256, 8, 6}));
+    auto cnn = create_model(config("cnn"));
+    EXPECT_EQ(cnn->features(x).sizes(), (std::vector<int64_t>{1, 256, 8, 6}));
+    // Odd sizes keep their border (ceil-mode pooling).
+    EXPECT_EQ(cnn->features(torch::randn({1, 1, 33, 17})).sizes(), (std::vector<int64_t>{1, 256, 3, 2}));
+}
+
+TEST(Models, ExactParameterCounts) {
+    EXPECT_EQ(parameter_count(*create_model(config("cnn-simple", 1, 1))),
+              conv(1, 32) + conv(32, 32) + conv(32, 32) + dense(32, 32) + dense(32, 1));
+    EXPECT_EQ(parameter_count(*create_model(config("cnn-simple", 3, 4))),
+              conv(3, 32) + conv(32, 32) + conv(32, 32) + dense(32, 32) + dense(32, 4));
+    EXPECT_EQ(parameter_count(*create_model(config("cnn-large", 1, 1))),
+              conv(1, 32) + conv(32, 64) + conv(64, 128) + conv(128, 128) + conv(128, 256) + dense(256, 64) +
+                  dense(64, 1));
+    const int64_t cnn = conv_bn(1, 32) + conv_bn(32, 32) + conv_bn(32, 32) + conv_bn(32, 64) + conv_bn(64, 64) +
+                        conv_bn(64, 128) + conv_bn(128, 128) + conv_bn(128, 256) + conv_bn(256, 256) + dense(256, 6);
+    EXPECT_EQ(parameter_count(*create_model(config("cnn", 1, 6))), cnn);
+    EXPECT_GT(cnn, 300'000);
+    EXPECT_LT(cnn, 2'000'000);
+
+    ModelConfig half = config("cnn", 1, 6);
+    half.width = 0.5;
+    EXPECT_EQ(parameter_count(*create_model(half)),
+              conv_bn(1, 16) + conv_bn(16, 16) + conv_bn(16, 16) + conv_bn(16, 32) + conv_bn(32, 32) +
+                  conv_bn(32, 64) + conv_bn(64, 64) + conv_bn(64, 128) + conv_bn(128, 128) + dense(128, 6));
+}
+
+TEST(Models, InitIsDeterministicAndKaiming) {
+    torch::manual_seed(42);
+    auto a = create_model(config("cnn"));
+    torch::manual_seed(42);
+    auto b = create_model(config("cnn"));
+    torch::manual_seed(43);
+    auto c = create_model(config("cnn"));
+    const auto pa = a->named_parameters(), pb = b->named_parameters(), pc = c->named_parameters();
+    ASSERT_EQ(pa.size(), pb.size());
+    bool any_differs = false;
+    for (const auto& p : pa) {
+        EXPECT_TRUE(torch::equal(p.value(), pb[p.key()])) << p.key();
+        if (!torch::equal(p.value(), pc[p.key()])) any_differs = true;
+    }
+    EXPECT_TRUE(any_differs);
+
+    // Kaiming normal, fan_out: std = sqrt(2 / (out_channels * 9)); the last 256 -> 256 conv has 590k
+    // weights, so the sample std is within 1% of it. BatchNorm starts as identity.
+    torch::Tensor last_conv;
+    for (const auto& m : a->modules(false))
+        if (auto* conv2d = m->as<torch::nn::Conv2d>()) last_conv = conv2d->weight;
+    ASSERT_EQ(last_conv.sizes(), (std::vector<int64_t>{256, 256, 3, 3}));
+    EXPECT_NEAR(last_conv.std().item<double>(), std::sqrt(2.0 / (256 * 9)), 0.01 * std::sqrt(2.0 / (256 * 9)));
+    EXPECT_NEAR(last_conv.mean().item<double>(), 0.0, 1e-3);
+    for (const auto& m : a->modules(false))
+        if (auto* bn = m->as<torch::nn::BatchNorm2d>()) {
+            EXPECT_TRUE(torch::equal(bn->weight, torch::ones_like(bn->weight)));
+            EXPECT_TRUE(torch::equal(bn->bias, torch::zeros_like(bn->bias)));
+        }
+}
+
+TEST(Models, Probabilities) {
+    const auto logits = torch::tensor({{0.0f, std::log(3.0f)}, {std::log(2.0f), 0.0f}});
+    const auto sig = probabilities(logits, false);
+    EXPECT_NEAR(sig[0][0].item<float>(), 0.5f, 1e-6);
+    EXPECT_NEAR(sig[0][1].item<float>(), 0.75f, 1e-6);
+    EXPECT_NEAR(sig[1][0].item<float>(), 2.0f / 3.0f, 1e-6);
+    const auto soft = probabilities(logits, true);
+    EXPECT_NEAR(soft[0][0].item<float>(), 0.25f, 1e-6);
+    EXPECT_NEAR(soft[0][1].item<float>(), 0.75f, 1e-6);
+    EXPECT_NEAR(soft[1][0].item<float>(), 2.0f / 3.0f, 1e-6);
+    EXPECT_NEAR(soft[1][1].item<float>(), 1.0f / 3.0f, 1e-6);
+    EXPECT_THROW(probabilities(torch::zeros({3}), false), UsageError);
+}
+
+TEST(Models, ConfigJsonRoundTrip) {
+    ModelConfig c = config("cnn-large", 3, 5);
+    c.multiclass = true;
+    c.width = 0.5;
+    const auto j = model_config_to_json(c);
+    EXPECT_EQ(j.at("name"), "cnn-large");
+    EXPECT_TRUE(j.at("dropout").is_null());
+    const auto back = model_config_from_json(j);
+    EXPECT_EQ(back.name, "cnn-large");
+    EXPECT_EQ(back.in_channels, 3);
+    EXPECT_EQ(back.num_outputs, 5);
+    EXPECT_TRUE(back.multiclass);
+    EXPECT_FALSE(back.dropout.has_value());
+    EXPECT_DOUBLE_EQ(back.width, 0.5);
+
+    c.dropout = 0.25;
+    EXPECT_DOUBLE_EQ(model_config_from_json(model_config_to_json(c)).dropout.value(), 0.25);
+    EXPECT_EQ(model_config_from_json(nlohmann::json::object()).name, "cnn");  // defaults
+    EXPECT_THROW(model_config_from_json(nlohmann::json{{"in_channels", "three"}}), UsageError);
+    EXPECT_THROW(model_config_from_json(nlohmann::json::array()), UsageError);
+}
+
+// Each model fits 16 random 32x32 images with random labels (memorisation) in a few Adam steps:
+// gradients reach every layer and the head is wired to the loss.
+TEST(Models, EveryModelCanFitATinyBatch) {
+    for (const auto& info : list_models()) {
+        SCOPED_TRACE(info.name);
+        torch::manual_seed(3);
+        ModelConfig c = config(info.name, 1, 2);
+        c.dropout = 0.0;
+        auto model = create_model(c);
+        model->train();
+        const auto x = torch::randn({16, 1, 32, 32});
+        const auto y = torch::randint(0, 2, {16, 2}).to(torch::kFloat32);
+        torch::optim::Adam opt(model->parameters(), torch::optim::AdamOptions(3e-3));
+        double first = 0, last = 0;
+        for (int step = 0; step < 60; ++step) {
+            opt.zero_grad();
+            const auto loss = torch::binary_cross_entropy_with_logits(model->forward(x), y);
+            loss.backward();
+            opt.step();
+            (step == 0 ? first : last) = loss.item<double>();
+        }
+        EXPECT_GT(first, 0.5);
+        EXPECT_LT(last, 0.2);
+    }
+}

@@ -1,0 +1,21 @@
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <vector>
+
+#include "hemoscan/util/runtime.hpp"
+
+using namespace hemoscan;
+
+// Every hemoscan executable links jemalloc with memory kept (cmake/malloc_conf.cpp); this test
+// binary is built the same way, so a broken link or a changed malloc_conf fails here.
+TEST(Runtime, JemallocKeepsMemory) {
+    if (std::getenv("MALLOC_CONF")) GTEST_SKIP() << "MALLOC_CONF overrides the built-in settings";
+    std::vector<char> touch(1 << 20, 1);  // make sure the allocator is initialised
+    auto info = allocator_info();
+    EXPECT_EQ(info.name.rfind("jemalloc", 0), 0u) << info.name;
+    EXPECT_EQ(info.dirty_decay_ms, -1);
+    EXPECT_EQ(info.muzzy_decay_ms, -1);
+    EXPECT_TRUE(info.retain);
+    EXPECT_EQ(touch[12345], 1);
+}
