@@ -1,5 +1,6 @@
 // hemoscan convert: DICOM files or series folders -> windowed 8-bit PNGs (seed 003's DICOM-to-PNG).
 #include <map>
+#include <opencv2/imgproc.hpp>
 #include <sstream>
 
 #include "commands.hpp"

@@ -15,5 +15,10 @@ struct Command {
 
 void add_convert(CLI::App& root, std::vector<Command>& commands);
 void add_describe(CLI::App& root, std::vector<Command>& commands);
+void add_models(CLI::App& root, std::vector<Command>& commands);
+void add_train(CLI::App& root, std::vector<Command>& commands);
+void add_cv(CLI::App& root, std::vector<Command>& commands);
+void add_evaluate(CLI::App& root, std::vector<Command>& commands);
+void add_predict(CLI::App& root, std::vector<Command>& commands);
 
 }  // namespace hemoscan::cli

@@ -18,6 +18,11 @@ int main(int argc, char** argv) {
     std::vector<cli::Command> commands;
     cli::add_convert(app, commands);
     cli::add_describe(app, commands);
+    cli::add_models(app, commands);
+    cli::add_train(app, commands);
+    cli::add_evaluate(app, commands);
+    cli::add_cv(app, commands);
+    cli::add_predict(app, commands);
 
     try {
         app.parse(argc, argv);

@@ -157,11 +157,10 @@ void require_rows(const CsvTable& table) {
 // Keeps ids unique: remembers the line of each; a repeat is an error naming both lines.
 class IdRegistry {
 public:
-    void add(const std::string& id, const std::string& where, int line, const std::string& file) {
+    void add(const std::string& id, const std::string& where, int line) {
         auto [it, inserted] = lines_.emplace(id, line);
         if (!inserted) {
-            throw InputError(where + ": duplicate id '" + id + "' (first on line " + std::to_string(it->second) +
-                             " of " + file + ")");
+            throw InputError(where + ": duplicate id '" + id + "' (first on line " + std::to_string(it->second) + ")");
         }
     }
 
@@ -218,7 +217,7 @@ Dataset open_manifest(const fs::path& root, const fs::path& file, const DatasetO
                 throw InputError(where + ": mask '" + row[mask_col] + "' not found (" + item.mask.string() + ")");
             }
         }
-        ids.add(fs::path(item.id).lexically_normal().generic_string(), where, item.line, file.string());
+        ids.add(fs::path(item.id).lexically_normal().generic_string(), where, item.line);
         ds.items.push_back(std::move(item));
     }
     return ds;
@@ -296,7 +295,7 @@ Dataset open_labels_csv(const fs::path& root, const fs::path& file, const Datase
                              ".{png,jpg,jpeg,bmp,tif,tiff,dcm} and " + item.id + " in " + root.string() + ")");
         }
         item.path = *image;
-        ids.add(item.id, where, item.line, file.string());
+        ids.add(item.id, where, item.line);
         ds.items.push_back(std::move(item));
     }
     return ds;

@@ -40,7 +40,7 @@ cv::Mat grad_cam(ClassifierImpl& model, const torch::Tensor& input, int output_i
         const torch::Tensor logit = model.head(features).select(1, output_index).sum();
         const torch::Tensor grad = torch::autograd::grad({logit}, {features})[0];
         torch::NoGradGuard no_grad;
-        const torch::Tensor weights = grad.mean({2, 3}, /*keepdim=*/true);     // 1 x K x 1 x 1
+        const torch::Tensor weights = grad.mean({2, 3}, /*keepdim=*/true);  // 1 x K x 1 x 1
         cam = torch::relu((weights * features).sum(1)).squeeze(0).to(torch::kCPU, torch::kFloat32).contiguous();
     }
 

@@ -3,11 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
 #include <unordered_map>
-
-#include <nlohmann/json.hpp>
 
 #include "hemoscan/error.hpp"
 #include "hemoscan/util/strings.hpp"
@@ -48,8 +47,8 @@ void require_both_classes(const char* fn, const std::vector<int>& truths) {
     const long pos = count_positives(truths);
     const long neg = static_cast<long>(truths.size()) - pos;
     if (pos == 0 || neg == 0)
-        throw InputError(std::string(fn) + ": undefined with a single class (" + std::to_string(pos) +
-                         " positives, " + std::to_string(neg) + " negatives)");
+        throw InputError(std::string(fn) + ": undefined with a single class (" + std::to_string(pos) + " positives, " +
+                         std::to_string(neg) + " negatives)");
 }
 
 void require_positive(const char* fn, const std::vector<int>& truths) {
@@ -191,8 +190,7 @@ double brier_score(const std::vector<double>& probabilities, const std::vector<i
     return sum / static_cast<double>(probabilities.size());
 }
 
-double expected_calibration_error(const std::vector<double>& probabilities, const std::vector<int>& truths,
-                                  int bins) {
+double expected_calibration_error(const std::vector<double>& probabilities, const std::vector<int>& truths, int bins) {
     if (bins < 1) throw UsageError("expected_calibration_error: bins must be >= 1, got " + std::to_string(bins));
     check_binary("expected_calibration_error", probabilities, truths, true);
     std::vector<double> sum_p(static_cast<size_t>(bins), 0.0), sum_y(static_cast<size_t>(bins), 0.0);
@@ -227,8 +225,8 @@ bool has_rsna_any_label(const std::vector<std::string>& label_names) {
 }
 
 double rsna_weighted_log_loss(const std::vector<std::vector<double>>& probabilities,
-                              const std::vector<std::vector<int>>& truths,
-                              const std::vector<std::string>& label_names, double eps) {
+                              const std::vector<std::vector<int>>& truths, const std::vector<std::string>& label_names,
+                              double eps) {
     const char* fn = "rsna_weighted_log_loss";
     check_eps(fn, eps);
     if (!has_rsna_any_label(label_names))
@@ -325,56 +323,63 @@ ConfidenceInterval bootstrap_auc_ci(const std::vector<double>& scores, const std
     check_binary(fn, scores, truths);
     require_both_classes(fn, truths);
 
-    // Sort once; a resample is then just a multiplicity per case, and its AUC one linear sweep over
-    // the tie groups (O(n) per resample instead of a sort).
+    // Sort once; a resample is then a multiplicity per sorted position, and its AUC one linear
+    // sweep over the tie groups (O(n) per resample instead of a sort).
     const size_t n = scores.size();
     std::vector<size_t> order(n);
     std::iota(order.begin(), order.end(), size_t{0});
     std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] < scores[b]; });
-    std::vector<size_t> tie_group(n);  // by case index: its tie group, in increasing score order
-    size_t n_ties = 0;
+    std::vector<size_t> rank_of(n);                 // case index -> position in increasing score order
+    std::vector<char> positive(n), last_of_tie(n);  // by position
     for (size_t r = 0; r < n; ++r) {
-        if (r > 0 && scores[order[r]] != scores[order[r - 1]]) ++n_ties;
-        tie_group[order[r]] = n_ties;
+        rank_of[order[r]] = r;
+        positive[r] = truths[order[r]] == 1;
+        last_of_tie[r] = r + 1 == n || scores[order[r + 1]] != scores[order[r]];
     }
-    ++n_ties;
 
-    // Units drawn with replacement: single cases, or all cases of one group.
-    std::vector<std::vector<size_t>> units;
+    // Units drawn with replacement: single cases, or all cases of one group. Stored flat as sorted
+    // positions: unit u holds unit_ranks[unit_start[u] .. unit_start[u + 1]).
+    std::vector<size_t> unit_start, unit_ranks(n);
     if (groups.empty()) {
-        units.resize(n);
-        for (size_t i = 0; i < n; ++i) units[i] = {i};
+        unit_start.resize(n + 1);
+        std::iota(unit_start.begin(), unit_start.end(), size_t{0});
+        unit_ranks = rank_of;
     } else {
         std::unordered_map<std::string, size_t> index;  // group id -> unit, in order of first appearance
-        for (size_t i = 0; i < n; ++i) {
-            auto [it, added] = index.emplace(groups[i], units.size());
-            if (added) units.emplace_back();
-            units[it->second].push_back(i);
-        }
+        std::vector<size_t> unit_of(n);
+        for (size_t i = 0; i < n; ++i) unit_of[i] = index.emplace(groups[i], index.size()).first->second;
+        unit_start.assign(index.size() + 1, 0);
+        for (size_t i = 0; i < n; ++i) ++unit_start[unit_of[i] + 1];
+        std::partial_sum(unit_start.begin(), unit_start.end(), unit_start.begin());
+        std::vector<size_t> fill = unit_start;
+        for (size_t i = 0; i < n; ++i) unit_ranks[fill[unit_of[i]]++] = rank_of[i];
     }
+    const size_t n_units = unit_start.size() - 1;
 
     std::mt19937_64 rng(options.seed);
-    std::uniform_int_distribution<size_t> draw(0, units.size() - 1);
-    std::vector<long> pos(n_ties), neg(n_ties);
+    std::uniform_int_distribution<size_t> draw(0, n_units - 1);
+    std::vector<std::uint32_t> weight(n);
     std::vector<double> aucs;
     aucs.reserve(static_cast<size_t>(options.resamples));
     for (int r = 0; r < options.resamples; ++r) {
-        std::fill(pos.begin(), pos.end(), 0);
-        std::fill(neg.begin(), neg.end(), 0);
-        long n_pos = 0, n_neg = 0;
-        for (size_t u = 0; u < units.size(); ++u) {
-            for (size_t i : units[draw(rng)]) {
-                if (truths[i] == 1) {
-                    ++pos[tie_group[i]];
-                    ++n_pos;
-                } else {
-                    ++neg[tie_group[i]];
-                    ++n_neg;
-                }
+        std::fill(weight.begin(), weight.end(), 0);
+        for (size_t d = 0; d < n_units; ++d) {
+            const size_t u = draw(rng);
+            for (size_t k = unit_start[u]; k < unit_start[u + 1]; ++k) ++weight[unit_ranks[k]];
+        }
+        // Mann-Whitney sweep as auc_from_groups(), with the tie groups read off the sorted order.
+        double num = 0, neg_below = 0, n_pos = 0, group_pos = 0, group_neg = 0;
+        for (size_t k = 0; k < n; ++k) {
+            (positive[k] ? group_pos : group_neg) += weight[k];
+            if (last_of_tie[k]) {
+                num += group_pos * (neg_below + 0.5 * group_neg);
+                neg_below += group_neg;
+                n_pos += group_pos;
+                group_pos = group_neg = 0;
             }
         }
-        if (n_pos == 0 || n_neg == 0) continue;
-        aucs.push_back(auc_from_groups(pos, neg));
+        if (n_pos == 0 || neg_below == 0) continue;  // one class only: AUC undefined, skipped
+        aucs.push_back(num / (n_pos * neg_below));
     }
     ConfidenceInterval ci;
     ci.used = static_cast<int>(aucs.size());

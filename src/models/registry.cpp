@@ -23,17 +23,15 @@ struct Entry {
 const std::vector<Entry>& registry() {
     static const std::vector<Entry> entries = {
         {{"cnn",
-          "conv/BatchNorm/ReLU stem + 4 blocks of 2 conv/BN/ReLU (32-256 ch), global avg pool, dropout 0.3, "
-          "linear (~1.2M params, default)",
+          "conv/BN/ReLU stem + 4 blocks of 2 conv/BN/ReLU (32-256 ch), avg pool, dropout 0.3, linear; 1.2M params",
           0.3},
          [](const ModelConfig& c) { return std::make_shared<CnnImpl>(c); }},
-        {{"cnn-simple",
-          "3 blocks of conv 3x3 (32 ch) + ReLU + max-pool, global avg pool, dropout 0.4, dense 32 (~20k params)",
-          0.4},
-         [](const ModelConfig& c) { return std::make_shared<SimpleCnnImpl>(c, std::vector<int>{32, 32, 32}, 32); }},
+        {{"cnn-simple", "3 blocks of conv 3x3 (32 ch)/ReLU/max-pool, avg pool, dropout 0.4, dense 32; 20k params", 0.4},
+         [](const ModelConfig& c) {
+             return std::make_shared<SimpleCnnImpl>(c, std::vector<int>{32, 32, 32}, 32);
+         }},
         {{"cnn-large",
-          "5 blocks of conv 3x3 + ReLU + max-pool (32-64-128-128-256 ch), global avg pool, dropout 0.4, "
-          "dense 64 (~0.55M params)",
+          "5 blocks of conv 3x3/ReLU/max-pool (32-64-128-128-256 ch), avg pool, dropout 0.4, dense 64; 0.55M params",
           0.4},
          [](const ModelConfig& c) {
              return std::make_shared<SimpleCnnImpl>(c, std::vector<int>{32, 64, 128, 128, 256}, 64);
@@ -94,23 +92,23 @@ nlohmann::json model_config_to_json(const ModelConfig& config) {
 
 ModelConfig model_config_from_json(const nlohmann::json& j) {
     if (!j.is_object()) throw UsageError("model config: expected a JSON object, got " + j.dump());
-    ModelConfig c;
-    auto field = [&](const char* key, auto& out, auto check, const char* what) {
-        if (!j.contains(key)) return;
-        const auto& v = j.at(key);
-        if (!check(v)) throw UsageError(std::string("model config: '") + key + "' must be " + what + ", got " + v.dump());
-        out = v.template get<std::decay_t<decltype(out)>>();
+    using Json = nlohmann::json;
+    // The value under `key`, or nullptr when absent; UsageError when it has the wrong type.
+    auto field = [&](const char* key, bool (Json::*is_type)() const noexcept, const char* what) -> const Json* {
+        auto it = j.find(key);
+        if (it == j.end()) return nullptr;
+        if (!((*it).*is_type)())
+            throw UsageError(std::string("model config: '") + key + "' must be " + what + ", got " + it->dump());
+        return &*it;
     };
-    field("name", c.name, [](const nlohmann::json& v) { return v.is_string(); }, "a string");
-    field("in_channels", c.in_channels, [](const nlohmann::json& v) { return v.is_number_integer(); }, "an integer");
-    field("num_outputs", c.num_outputs, [](const nlohmann::json& v) { return v.is_number_integer(); }, "an integer");
-    field("multiclass", c.multiclass, [](const nlohmann::json& v) { return v.is_boolean(); }, "true/false");
-    field("width", c.width, [](const nlohmann::json& v) { return v.is_number(); }, "a number");
-    if (j.contains("dropout") && !j.at("dropout").is_null()) {
-        double d = 0;
-        field("dropout", d, [](const nlohmann::json& v) { return v.is_number(); }, "a number or null");
-        c.dropout = d;
-    }
+    ModelConfig c;
+    if (auto v = field("name", &Json::is_string, "a string")) c.name = v->get<std::string>();
+    if (auto v = field("in_channels", &Json::is_number_integer, "an integer")) c.in_channels = v->get<int>();
+    if (auto v = field("num_outputs", &Json::is_number_integer, "an integer")) c.num_outputs = v->get<int>();
+    if (auto v = field("multiclass", &Json::is_boolean, "true or false")) c.multiclass = v->get<bool>();
+    if (auto v = field("width", &Json::is_number, "a number")) c.width = v->get<double>();
+    if (j.contains("dropout") && !j.at("dropout").is_null())
+        c.dropout = field("dropout", &Json::is_number, "a number or null")->get<double>();
     return c;
 }
 

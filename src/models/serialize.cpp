@@ -71,8 +71,7 @@ LoadedModel load_model(const std::filesystem::path& path) {
             throw InputError(name + ": a LibTorch archive but not a hemoscan model file (no hemoscan_meta)");
         if (format.toInt() < 1 || format.toInt() > kModelFormatVersion)
             throw InputError(name + ": model format version " + std::to_string(format.toInt()) +
-                             " is not supported (this build reads up to " + std::to_string(kModelFormatVersion) +
-                             ")");
+                             " is not supported (this build reads up to " + std::to_string(kModelFormatVersion) + ")");
         loaded.meta = nlohmann::json::parse(meta.toStringRef());
         if (!loaded.meta.is_object() || !loaded.meta.contains("model"))
             throw InputError(name + ": model meta has no \"model\" config");

@@ -23,7 +23,8 @@ SimpleCnnImpl::SimpleCnnImpl(ModelConfig config, const std::vector<int>& widths,
         body_->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).padding(1)));
         body_->push_back(torch::nn::ReLU(torch::nn::ReLUOptions(true)));
         // The last block's pool belongs to the head, so that features() is the conv activation.
-        if (i + 1 < widths.size()) body_->push_back(torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(2).ceil_mode(true)));
+        if (i + 1 < widths.size())
+            body_->push_back(torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(2).ceil_mode(true)));
         in = out;
     }
     register_module("body", body_);

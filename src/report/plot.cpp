@@ -5,10 +5,9 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
-#include <tuple>
-
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <tuple>
 
 #include "hemoscan/error.hpp"
 #include "hemoscan/util/fs.hpp"
@@ -25,19 +24,31 @@ constexpr int kMinWidth = 200, kMinHeight = 150;
 constexpr int kShift = 4;  // sub-pixel bits for anti-aliased lines
 constexpr double kSub = 1 << kShift;
 
-const cv::Scalar kWhite(255, 255, 255);
-const cv::Scalar kTitle(40, 40, 40);
-const cv::Scalar kText(70, 70, 70);
-const cv::Scalar kTick(110, 110, 110);
-const cv::Scalar kGrid(236, 236, 236);
-const cv::Scalar kAxis(170, 170, 170);
-const cv::Scalar kDiagonal(175, 175, 175);
+// Colours are constexpr (cv::Scalar is not), so that charts drawn during another file's static
+// initialisation do not see them uninitialised.
+struct Bgr {
+    double b, g, r;
+    operator cv::Scalar() const { return cv::Scalar(b, g, r); }
+};
+constexpr Bgr kWhite{255, 255, 255};
+constexpr Bgr kTitle{40, 40, 40};
+constexpr Bgr kText{70, 70, 70};
+constexpr Bgr kTick{110, 110, 110};
+constexpr Bgr kGrid{236, 236, 236};
+constexpr Bgr kAxis{170, 170, 170};
+constexpr Bgr kDiagonal{175, 175, 175};
 
-// Muted qualitative palette (seaborn "deep"), BGR.
-const std::array<cv::Scalar, 10> kPalette = {
-    cv::Scalar(176, 114, 76),  cv::Scalar(82, 132, 221),  cv::Scalar(104, 168, 85),  cv::Scalar(82, 78, 196),
-    cv::Scalar(178, 114, 129), cv::Scalar(96, 120, 147),  cv::Scalar(195, 139, 218), cv::Scalar(140, 140, 140),
-    cv::Scalar(116, 185, 204), cv::Scalar(205, 181, 100)};
+// Muted qualitative palette (seaborn "deep").
+constexpr std::array<Bgr, 10> kPalette = {{{176, 114, 76},
+                                           {82, 132, 221},
+                                           {104, 168, 85},
+                                           {82, 78, 196},
+                                           {178, 114, 129},
+                                           {96, 120, 147},
+                                           {195, 139, 218},
+                                           {140, 140, 140},
+                                           {116, 185, 204},
+                                           {205, 181, 100}}};
 
 cv::Scalar palette(size_t i) { return kPalette[i % kPalette.size()]; }
 
@@ -174,7 +185,15 @@ Ticks make_ticks(double lo, double hi, int max_ticks) {
     Ticks t;
     const double range = nice_number(hi - lo, false);
     t.step = nice_number(range / (max_ticks - 1), true);
-    const double first = std::floor(lo / t.step + 1e-9), last = std::ceil(hi / t.step - 1e-9);
+    double first = std::floor(lo / t.step + 1e-9), last = std::ceil(hi / t.step - 1e-9);
+    // Rounding can nearly double the count: then take the next nice step (1 -> 2 -> 5 -> 10).
+    while (last - first + 1 > max_ticks + 1) {
+        const double e = std::pow(10.0, std::floor(std::log10(t.step) + 1e-9));
+        const double f = std::round(t.step / e);
+        t.step = (f < 2 ? 2 : f < 5 ? 5 : 10) * e;
+        first = std::floor(lo / t.step + 1e-9);
+        last = std::ceil(hi / t.step - 1e-9);
+    }
     t.lo = first * t.step;
     t.hi = last * t.step;
     for (double k = first; k <= last + 0.5; k += 1) t.values.push_back(k * t.step);
@@ -279,7 +298,8 @@ int draw_title(cv::Mat& img, const std::string& title, const Style& st, int cent
         const int th = st.thickness(st.title);
         const std::string t = fit_text(title, st.title, img.cols - 2 * st.pad);
         const TextBox b = measure(t, st.title, th);
-        put(img, t, {center_x - b.w / 2, y + b.h}, st.title, kTitle, th);
+        const int left = std::clamp(center_x - b.w / 2, st.pad, std::max(st.pad, img.cols - st.pad - b.w));
+        put(img, t, {left, y + b.h}, st.title, kTitle, th);
         y += b.h + b.base + st.pad;
     }
     return y;
@@ -480,9 +500,12 @@ cv::Mat bar_chart(const std::vector<std::string>& categories, const std::vector<
                 const int x1 = static_cast<int>(std::lround(group_x + (g + 1) * bar_w)) - (bar_gap + 1) / 2;
                 const int vy = to_px(v, y.lo, y.hi, plot.y + plot.height, plot.y);
                 const cv::Scalar color = n_groups > 1 ? palette(static_cast<size_t>(g)) : palette(0);
-                if (vy != base_px && x1 > x0)
-                    cv::rectangle(img, cv::Point(x0, std::min(vy, base_px)), cv::Point(x1 - 1, std::max(vy, base_px) - 1),
-                                  color, cv::FILLED);
+                // Rows strictly above the zero line for positive values, strictly below it for
+                // negative ones: a value's bar is |vy - base_px| pixels tall either way.
+                if (vy < base_px && x1 > x0)
+                    cv::rectangle(img, cv::Point(x0, vy), cv::Point(x1 - 1, base_px - 1), color, cv::FILLED);
+                if (vy > base_px && x1 > x0)
+                    cv::rectangle(img, cv::Point(x0, base_px + 1), cv::Point(x1 - 1, vy), color, cv::FILLED);
                 const std::string label = format_value(v);
                 const int cx = (x0 + x1) / 2;
                 const bool above = v >= 0;
@@ -510,8 +533,7 @@ cv::Mat bar_chart(const std::vector<std::string>& categories, const std::vector<
         draw_axes_lines(img, plot);
         if (base_px != plot.y + plot.height) cv::line(img, {plot.x, base_px}, {plot.x + plot.width, base_px}, kAxis, 1);
     }
-    draw_x_label(img, plot, plot.y + plot.height + st.tick_len + st.gap + category_h + st.gap * 2, options.x_label,
-                 st);
+    draw_x_label(img, plot, plot.y + plot.height + st.tick_len + st.gap + category_h + st.gap * 2, options.x_label, st);
     return img;
 }
 
@@ -591,8 +613,10 @@ cv::Mat line_plot(const std::vector<Series>& series, const PlotOptions& options)
             row_legend = layout_row_legend(legend, st, options.width - 2 * st.pad);
             m.top += row_legend.height + st.gap;
         }
-        const int y_ticks = std::clamp((options.height - m.top - x_tick_height(st) - x_label_height(options.x_label, st)) /
-                                           (measure("0", st.tick).h * 4), 3, 9);
+        const int y_ticks =
+            std::clamp((options.height - m.top - x_tick_height(st) - x_label_height(options.x_label, st)) /
+                           (measure("0", st.tick).h * 4),
+                       3, 9);
         yt = options.y_unit_range ? unit_ticks(y_ticks) : make_ticks(y_lo, y_hi, y_ticks);
         m.left = y_axis_width(yt, options.y_label, st);
         m.bottom = x_tick_height(st) + x_label_height(options.x_label, st);
@@ -732,7 +756,8 @@ cv::Mat line_plot(const std::vector<Series>& series, const PlotOptions& options)
             const int x = legend_box.x + st.gap + 2;
             draw_swatch(img, {x, y}, swatch, legend[i].color, true, st);
             const int room = legend_box.x + legend_box.width - (x + swatch + st.gap) - st.gap;
-            put_at(img, fit_text(legend[i].name, st.legend, room), x + swatch + st.gap, y, st.legend, kText, Align::left);
+            put_at(img, fit_text(legend[i].name, st.legend, room), x + swatch + st.gap, y, st.legend, kText,
+                   Align::left);
         }
     }
     return img;
@@ -752,8 +777,8 @@ cv::Mat confusion_plot(const std::vector<std::vector<long>>& matrix, const std::
             if (v < 0) throw UsageError("confusion_plot: negative count in row " + std::to_string(r));
     }
     if (!names.empty() && names.size() != k)
-        throw UsageError("confusion_plot: " + std::to_string(names.size()) + " class names for a " +
-                         std::to_string(k) + "x" + std::to_string(k) + " matrix");
+        throw UsageError("confusion_plot: " + std::to_string(names.size()) + " class names for a " + std::to_string(k) +
+                         "x" + std::to_string(k) + " matrix");
     std::vector<std::string> labels = names;
     if (labels.empty())
         for (size_t i = 0; i < k; ++i) labels.push_back(std::to_string(i));
@@ -799,9 +824,8 @@ cv::Mat confusion_plot(const std::vector<std::vector<long>>& matrix, const std::
     const int mx = left + (avail_w - side) / 2;
     const cv::Rect grid(mx, top, side, side);
     draw_title(img, options.title, st, grid.x + grid.width / 2);
-    put_vertical(img, fit_text(y_label, st.label, side), {mx - widest_row - st.gap * 2 - left_label_w / 2,
-                                                            grid.y + side / 2},
-                 st.label, kText);
+    put_vertical(img, fit_text(y_label, st.label, side),
+                 {mx - widest_row - st.gap * 2 - left_label_w / 2, grid.y + side / 2}, st.label, kText);
     const int col_top = grid.y + side + st.gap;
     draw_x_label(img, grid, col_top + col_h + st.gap * 2, x_label, st);
 
@@ -813,13 +837,14 @@ cv::Mat confusion_plot(const std::vector<std::vector<long>>& matrix, const std::
 
     // Colour by the row fraction (the recall of that class), so rare classes are as readable as
     // common ones; the count and the row percentage are written in each cell.
-    const cv::Scalar deep(120, 62, 25);  // dark muted blue, BGR
+    const cv::Scalar deep(120, 62, 25), white = kWhite;  // dark muted blue, BGR
     const double count_scale0 = std::max(0.4, st.label * 1.1);
     long widest_count_value = 0;
     for (const auto& row : matrix)
         for (long v : row) widest_count_value = std::max(widest_count_value, v);
     const int count_w = measure(format_value(static_cast<double>(widest_count_value)), count_scale0).w;
-    const double count_scale = std::max(0.25, std::min(count_scale0, count_scale0 * (cell * 0.7) / std::max(1, count_w)));
+    const double count_scale =
+        std::max(0.25, std::min(count_scale0, count_scale0 * (cell * 0.7) / std::max(1, count_w)));
     const double pct_scale = std::max(0.3, count_scale * 0.7);
     const bool show_pct = cell >= 3 * (measure("0", count_scale).h + measure("0", pct_scale).h) / 2 + 2 * st.gap &&
                           measure("100.0%", pct_scale).w <= cell * 0.9;
@@ -829,7 +854,7 @@ cv::Mat confusion_plot(const std::vector<std::vector<long>>& matrix, const std::
         for (size_t c = 0; c < k; ++c) {
             const double f = row_sum > 0 ? static_cast<double>(matrix[r][c]) / static_cast<double>(row_sum) : 0.0;
             cv::Scalar color;
-            for (int ch = 0; ch < 3; ++ch) color[ch] = kWhite[ch] * (1 - f) + deep[ch] * f;
+            for (int ch = 0; ch < 3; ++ch) color[ch] = white[ch] * (1 - f) + deep[ch] * f;
             const cv::Rect rect(grid.x + static_cast<int>(c) * cell, grid.y + static_cast<int>(r) * cell, cell, cell);
             cv::rectangle(img, rect, color, cv::FILLED);
             cv::rectangle(img, rect, cv::Scalar(225, 225, 225), 1);

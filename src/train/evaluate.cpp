@@ -1,6 +1,9 @@
 #include "hemoscan/train/evaluate.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <map>
+#include <set>
 #include <sstream>
 
 #include "hemoscan/data/csv.hpp"
@@ -102,7 +105,9 @@ void write_predictions_csv(const fs::path& file, const PredictionTable& table, c
         size_t argmax = 0;
         for (size_t l = 1; l < table.label_names.size(); ++l) if (table.probs[i][l] > table.probs[i][argmax]) argmax = l;
         for (size_t l = 0; l < table.label_names.size(); ++l) {
-            int pred = table.multiclass ? (l == argmax ? 1 : 0) : (table.probs[i][l] >= thresholds[l] ? 1 : 0);
+            int pred = !table.decisions.empty() ? table.decisions[i][l]
+                       : table.multiclass      ? (l == argmax ? 1 : 0)
+                                               : (table.probs[i][l] >= thresholds[l] ? 1 : 0);
             ss << ',' << table.truths[i][l] << ',' << std::fixed << table.probs[i][l] << ',' << pred;
             ss.unsetf(std::ios::fixed);
         }
@@ -148,8 +153,16 @@ void write_metric_plots(const fs::path& dir, const PredictionTable& table, const
         save_plot(dir / "confusion.png",
                   confusion_plot(confusion_matrix(ti, pi, static_cast<int>(table.label_names.size())), table.label_names, co));
     } else if (!table.label_names.empty() && table.size() > 0) {
-        auto c = confusion_at(column(table.probs, 0), column(table.truths, 0), thresholds[0]);
+        Confusion c = confusion_at(column(table.probs, 0), column(table.truths, 0), thresholds[0]);
         co.title = table.label_names[0] + " at threshold " + std::to_string(thresholds[0]).substr(0, 5);
+        if (!table.decisions.empty()) {
+            c = Confusion{};
+            for (size_t i = 0; i < table.size(); ++i) {
+                bool t = table.truths[i][0] != 0, d = table.decisions[i][0] != 0;
+                (t ? (d ? c.tp : c.fn) : (d ? c.fp : c.tn)) += 1;
+            }
+            co.title = table.label_names[0] + " (per-fold thresholds)";
+        }
         save_plot(dir / "confusion.png", confusion_plot({{c.tn, c.fp}, {c.fn, c.tp}},
                                                         {"no " + table.label_names[0], table.label_names[0]}, co));
     }

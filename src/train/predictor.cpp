@@ -13,6 +13,8 @@
 
 namespace hemoscan {
 
+namespace fs = std::filesystem;
+
 PreprocessOptions preprocess_from_meta(const nlohmann::json& meta) {
     PreprocessOptions p;
     if (!meta.contains("preprocess")) return p;

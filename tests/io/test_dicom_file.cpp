@@ -5,6 +5,8 @@
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmjpeg/djencode.h>
+#include <dcmtk/dcmjpeg/djrploss.h>
 
 #include <cstdint>
 #include <functional>
@@ -59,7 +61,7 @@ void expect_input_error(const std::function<void()>& fn, const std::vector<std::
         fn();
         ADD_FAILURE() << "no InputError thrown";
     } catch (const InputError& e) {
-        const std::string msg = e.what(); fprintf(stderr, "MSG: %s\n", msg.c_str());
+        const std::string msg = e.what();
         for (const std::string& part : parts) {
             EXPECT_NE(msg.find(part), std::string::npos) << "'" << part << "' not in: " << msg;
         }
@@ -255,6 +257,43 @@ INSTANTIATE_TEST_SUITE_P(Lossless, DicomCompression,
                              return name;
                          });
 
+TEST(DicomFile, LossyJpegBaselineDecodes) {
+    test::TempDir dir;
+    const fs::path path = dir / "baseline.dcm";
+    // 8-bit CT as some old scanners and PACS exports store it, in flat 8x8 blocks that JPEG keeps.
+    std::vector<Uint8> bytes(16 * 16);
+    for (int r = 0; r < 16; ++r) {
+        for (int c = 0; c < 16; ++c) bytes[static_cast<size_t>(r * 16 + c)] = static_cast<Uint8>(r < 8 ? 20 : 200);
+    }
+    DcmFileFormat file;
+    DcmDataset& ds = *file.getDataset();
+    ds.putAndInsertString(DCM_SOPClassUID, UID_CTImageStorage);
+    ds.putAndInsertString(DCM_SOPInstanceUID, new_dicom_uid().c_str());
+    ds.putAndInsertString(DCM_Modality, "CT");
+    ds.putAndInsertUint16(DCM_SamplesPerPixel, 1);
+    ds.putAndInsertString(DCM_PhotometricInterpretation, "MONOCHROME2");
+    ds.putAndInsertUint16(DCM_Rows, 16);
+    ds.putAndInsertUint16(DCM_Columns, 16);
+    ds.putAndInsertUint16(DCM_BitsAllocated, 8);
+    ds.putAndInsertUint16(DCM_BitsStored, 8);
+    ds.putAndInsertUint16(DCM_HighBit, 7);
+    ds.putAndInsertUint16(DCM_PixelRepresentation, 0);
+    // No rescale here: DCMTK's lossy encoder rewrites RescaleIntercept (it re-bases the pixel
+    // values), which is its business; the values it stands for must survive.
+    ds.putAndInsertUint8Array(DCM_PixelData, bytes.data(), static_cast<unsigned long>(bytes.size()));
+    DJEncoderRegistration::registerCodecs();  // a no-op when the library registered them already
+    const DJ_RPLossy quality(100);
+    ASSERT_TRUE(ds.chooseRepresentation(EXS_JPEGProcess1, &quality).good());
+    ASSERT_TRUE(ds.canWriteXfer(EXS_JPEGProcess1));
+    ASSERT_TRUE(file.saveFile(path.string().c_str(), EXS_JPEGProcess1).good());
+
+    const DicomSlice s = read_dicom_file(path);
+    EXPECT_EQ(s.meta.transfer_syntax, UID_JPEGProcess1TransferSyntax);
+    ASSERT_EQ(s.pixels.size(), cv::Size(16, 16));
+    EXPECT_NEAR(s.pixels.at<float>(2, 3), 20.0f, 2.0f);
+    EXPECT_NEAR(s.pixels.at<float>(12, 9), 200.0f, 2.0f);
+}
+
 TEST(DicomFile, CompressedPaddedMonochrome1AlsoDecodes) {
     test::TempDir dir;
     DicomWriteOptions o;
@@ -310,7 +349,8 @@ TEST(DicomFile, PixelPaddingBecomesMinus1024Hu) {
     o.has_padding = true;
     o.pixel_padding_value = 0;  // stored 0 = -2048 HU outside the scan circle
     write_dicom_ct(dir / "pad.dcm", (cv::Mat_<float>(1, 5) << -2048, -2048, -1000, 40, -2047), o);
-    expect_equal_mats(read_dicom_file(dir / "pad.dcm").pixels, (cv::Mat_<float>(1, 5) << -1024, -1024, -1000, 40, -2047));
+    expect_equal_mats(read_dicom_file(dir / "pad.dcm").pixels,
+                      (cv::Mat_<float>(1, 5) << -1024, -1024, -1000, 40, -2047));
 }
 
 TEST(DicomFile, PixelPaddingRangeLimitCoversARange) {

@@ -87,7 +87,8 @@ std::vector<fs::path> write_series(const fs::path& dir, const SeriesSpec& spec) 
 }
 
 bool contains(const std::vector<std::string>& lines, const std::string& part) {
-    return std::any_of(lines.begin(), lines.end(), [&](const std::string& l) { return l.find(part) != std::string::npos; });
+    return std::any_of(lines.begin(), lines.end(),
+                       [&](const std::string& l) { return l.find(part) != std::string::npos; });
 }
 
 void expect_slice_values(const Volume& v, const std::vector<int>& indices) {

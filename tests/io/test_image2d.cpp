@@ -21,7 +21,7 @@ void expect_input_error(const std::function<void()>& fn, const std::vector<std::
         fn();
         ADD_FAILURE() << "no InputError thrown";
     } catch (const InputError& e) {
-        const std::string msg = e.what(); fprintf(stderr, "MSG: %s\n", msg.c_str());
+        const std::string msg = e.what();
         for (const std::string& part : parts) {
             EXPECT_NE(msg.find(part), std::string::npos) << "'" << part << "' not in: " << msg;
         }

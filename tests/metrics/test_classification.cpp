@@ -1,9 +1,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <random>
-
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "hemoscan/error.hpp"
 #include "hemoscan/metrics/classification.hpp"
@@ -168,7 +167,7 @@ TEST(LogLoss, HandCaseAndClipping) {
 }
 
 TEST(RsnaLogLoss, HandCaseWeightsAnyTwice) {
-    const std::vector<std::string> labels = {"any", "epidural", "intraparenchymal", "intraventricular",
+    const std::vector<std::string> labels = {"any",          "epidural", "intraparenchymal", "intraventricular",
                                              "subarachnoid", "subdural"};
     // Row 0: truths 1 0 0 0 0 1, probs 0.9 0.1 0.2 0.1 0.1 0.8. Per-label losses: any -ln 0.9 (a),
     // epidural a, intraparenchymal -ln 0.8 (b), intraventricular a, subarachnoid a, subdural b.
@@ -334,13 +333,9 @@ TEST(LabelJson, SingleClassGivesNullAuc) {
 
 TEST(MultiClass, HandCase) {
     // argmax: 0 (truth 0), 1 (1), 2 (2), 0 (1), 0 (1: tie 0.4/0.4 -> lower index), 2 (0).
-    const MultiClassMetrics m = multiclass_metrics({{0.7, 0.2, 0.1},
-                                                    {0.1, 0.8, 0.1},
-                                                    {0.3, 0.3, 0.4},
-                                                    {0.5, 0.4, 0.1},
-                                                    {0.4, 0.4, 0.2},
-                                                    {0.2, 0.3, 0.5}},
-                                                   {0, 1, 2, 1, 1, 0});
+    const MultiClassMetrics m = multiclass_metrics(
+        {{0.7, 0.2, 0.1}, {0.1, 0.8, 0.1}, {0.3, 0.3, 0.4}, {0.5, 0.4, 0.1}, {0.4, 0.4, 0.2}, {0.2, 0.3, 0.5}},
+        {0, 1, 2, 1, 1, 0});
     const std::vector<std::vector<long>> expected = {{1, 0, 1}, {2, 1, 0}, {0, 0, 1}};
     EXPECT_EQ(m.confusion, expected);
     EXPECT_DOUBLE_EQ(m.accuracy, 0.5);

@@ -128,9 +128,9 @@ TEST(Models, ExactParameterCounts) {
               conv(1, 32) + conv(32, 32) + conv(32, 32) + dense(32, 32) + dense(32, 1));
     EXPECT_EQ(parameter_count(*create_model(config("cnn-simple", 3, 4))),
               conv(3, 32) + conv(32, 32) + conv(32, 32) + dense(32, 32) + dense(32, 4));
-    EXPECT_EQ(parameter_count(*create_model(config("cnn-large", 1, 1))),
-              conv(1, 32) + conv(32, 64) + conv(64, 128) + conv(128, 128) + conv(128, 256) + dense(256, 64) +
-                  dense(64, 1));
+    EXPECT_EQ(
+        parameter_count(*create_model(config("cnn-large", 1, 1))),
+        conv(1, 32) + conv(32, 64) + conv(64, 128) + conv(128, 128) + conv(128, 256) + dense(256, 64) + dense(64, 1));
     const int64_t cnn = conv_bn(1, 32) + conv_bn(32, 32) + conv_bn(32, 32) + conv_bn(32, 64) + conv_bn(64, 64) +
                         conv_bn(64, 128) + conv_bn(128, 128) + conv_bn(128, 256) + conv_bn(256, 256) + dense(256, 6);
     EXPECT_EQ(parameter_count(*create_model(config("cnn", 1, 6))), cnn);
@@ -140,8 +140,8 @@ TEST(Models, ExactParameterCounts) {
     ModelConfig half = config("cnn", 1, 6);
     half.width = 0.5;
     EXPECT_EQ(parameter_count(*create_model(half)),
-              conv_bn(1, 16) + conv_bn(16, 16) + conv_bn(16, 16) + conv_bn(16, 32) + conv_bn(32, 32) +
-                  conv_bn(32, 64) + conv_bn(64, 64) + conv_bn(64, 128) + conv_bn(128, 128) + dense(128, 6));
+              conv_bn(1, 16) + conv_bn(16, 16) + conv_bn(16, 16) + conv_bn(16, 32) + conv_bn(32, 32) + conv_bn(32, 64) +
+                  conv_bn(64, 64) + conv_bn(64, 128) + conv_bn(128, 128) + dense(128, 6));
 }
 
 TEST(Models, InitIsDeterministicAndKaiming) {
@@ -211,7 +211,7 @@ TEST(Models, ConfigJsonRoundTrip) {
     EXPECT_THROW(model_config_from_json(nlohmann::json::array()), UsageError);
 }
 
-// Each model fits 16 random 32x32 images with random labels (memorisation) in a few Adam steps:
+// Each model fits 8 random 16x16 images with random labels (memorisation) in a few Adam steps:
 // gradients reach every layer and the head is wired to the loss.
 TEST(Models, EveryModelCanFitATinyBatch) {
     for (const auto& info : list_models()) {
@@ -221,11 +221,11 @@ TEST(Models, EveryModelCanFitATinyBatch) {
         c.dropout = 0.0;
         auto model = create_model(c);
         model->train();
-        const auto x = torch::randn({16, 1, 32, 32});
-        const auto y = torch::randint(0, 2, {16, 2}).to(torch::kFloat32);
+        const auto x = torch::randn({8, 1, 16, 16});
+        const auto y = torch::randint(0, 2, {8, 2}).to(torch::kFloat32);
         torch::optim::Adam opt(model->parameters(), torch::optim::AdamOptions(3e-3));
         double first = 0, last = 0;
-        for (int step = 0; step < 60; ++step) {
+        for (int step = 0; step < 40; ++step) {
             opt.zero_grad();
             const auto loss = torch::binary_cross_entropy_with_logits(model->forward(x), y);
             loss.backward();

@@ -1,8 +1,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <limits>
-
 #include <opencv2/imgcodecs.hpp>
 
 #include "hemoscan/error.hpp"
@@ -10,6 +10,7 @@
 #include "support/test_util.hpp"
 
 using namespace hemoscan;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -143,15 +144,11 @@ TEST(Plot, LinePlotBreaksAtMissingValuesAndDrawsDiagonal) {
 }
 
 TEST(Plot, LegendAvoidsTheData) {
-    // A ROC-like curve fills the top-left; the legend must not cover any of its pixels, so every
-    // pixel of the line colour in the bottom-right quarter would be from the legend swatch only.
+    // A ROC-like path up the left side and along the top passes through three of the four corners
+    // where a legend can go; the legend must take the free one (bottom right).
     PlotOptions o = options(600, 600);
     o.x_unit_range = o.y_unit_range = true;
-    std::vector<double> x, y;
-    for (int i = 0; i <= 50; ++i) {
-        x.push_back(i / 50.0);
-        y.push_back(std::sqrt(i / 50.0));
-    }
+    const std::vector<double> x = {0.05, 0.05, 0.95}, y = {0.05, 0.95, 0.95};
     const cv::Mat with = line_plot({Series{"model (AUC 0.90)", x, y}}, o);
     const cv::Mat without = line_plot({Series{"", x, y}}, o);
     // The legend only adds pixels: wherever the unlabelled chart shows the curve, so does this one.
@@ -200,8 +197,8 @@ TEST(Plot, EmptyInputGivesBlankLabelledChart) {
     const PlotOptions o = options();
     PlotOptions untitled = o;
     untitled.title.clear();
-    const std::vector<cv::Mat> charts = {bar_chart({}, {}, o), line_plot({}, o),
-                                         line_plot({Series{"s", {}, {}}}, o), confusion_plot({}, {}, o)};
+    const std::vector<cv::Mat> charts = {bar_chart({}, {}, o), line_plot({}, o), line_plot({Series{"s", {}, {}}}, o),
+                                         confusion_plot({}, {}, o)};
     for (const cv::Mat& img : charts) {
         ASSERT_EQ(img.size(), cv::Size(o.width, o.height));
         EXPECT_EQ(count_colour(img, kFirst), 0);                              // no data drawn

@@ -12,11 +12,10 @@
 //   average; label_metrics_json() checks first and writes null instead.
 // - Ratios whose denominator is 0 (precision with no positive prediction, ...) are defined as 0.
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 namespace hemoscan {
 
@@ -68,8 +67,8 @@ bool has_rsna_any_label(const std::vector<std::string>& label_names);
 // subtypes); per case sum_l w_l * logloss_il / sum_l w_l, then the mean over cases; eps-clipped as
 // log_loss(). UsageError when label_names has no "any" or row widths differ from label_names.
 double rsna_weighted_log_loss(const std::vector<std::vector<double>>& probabilities,
-                              const std::vector<std::vector<int>>& truths,
-                              const std::vector<std::string>& label_names, double eps = 1e-7);
+                              const std::vector<std::vector<int>>& truths, const std::vector<std::string>& label_names,
+                              double eps = 1e-7);
 
 // ---- Threshold metrics --------------------------------------------------------------------------
 
@@ -80,8 +79,8 @@ struct Confusion {
     long positives() const { return tp + fn; }
     // 0/0 is defined as 0 for all ratios below (e.g. precision when nothing is predicted positive).
     double accuracy() const;
-    double precision() const;    // tp / (tp + fp)
-    double recall() const;       // tp / (tp + fn), = sensitivity
+    double precision() const;  // tp / (tp + fp)
+    double recall() const;     // tp / (tp + fn), = sensitivity
     double sensitivity() const { return recall(); }
     double specificity() const;  // tn / (tn + fp)
     double f1() const;           // 2 tp / (2 tp + fp + fn)
@@ -114,8 +113,7 @@ struct ConfidenceInterval {
 // linearly interpolated (numpy's default). Deterministic for a given seed. The original data must
 // hold both classes.
 ConfidenceInterval bootstrap_auc_ci(const std::vector<double>& scores, const std::vector<int>& truths,
-                                    const BootstrapOptions& options = {},
-                                    const std::vector<std::string>& groups = {});
+                                    const BootstrapOptions& options = {}, const std::vector<std::string>& groups = {});
 
 // ---- Per-label report ---------------------------------------------------------------------------
 

@@ -22,6 +22,9 @@ struct PredictionTable {
     std::vector<std::vector<double>> probs;  // case x label
     std::vector<std::vector<int>> truths;    // case x label (0/1; one-hot for multi-class)
     std::vector<int> folds;                  // optional: fold of each case (cv)
+    // Optional per-case decisions (cv: each case decided by its own fold's threshold); when empty,
+    // decisions come from the thresholds passed to the writers.
+    std::vector<std::vector<int>> decisions;
 
     void add(const DatasetItem& item, const std::vector<double>& p, int fold = -1);
     size_t size() const { return probs.size(); }

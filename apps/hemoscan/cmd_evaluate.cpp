@@ -1,0 +1,65 @@
+// hemoscan evaluate: metrics of a trained model on a labelled dataset.
+#include <cmath>
+#include <cstdio>
+
+#include "commands.hpp"
+#include "common.hpp"
+#include "hemoscan/data/dataset.hpp"
+#include "hemoscan/log.hpp"
+#include "hemoscan/train/evaluate.hpp"
+#include "hemoscan/train/predictor.hpp"
+#include "progress.hpp"
+
+namespace hemoscan::cli {
+
+void print_label_table(const nlohmann::json& m) {
+    std::printf("%-20s %7s %17s %8s %8s %8s %8s\n", "label", "AUC", "95% CI", "acc", "sens", "spec", "thr");
+    for (const auto& [name, l] : m["labels"].items()) {
+        auto g = [&](const char* k) { return l[k].is_number() ? l[k].get<double>() : std::nan(""); };
+        double lo = l["auc_ci95"].is_array() ? l["auc_ci95"][0].get<double>() : std::nan("");
+        double hi = l["auc_ci95"].is_array() ? l["auc_ci95"][1].get<double>() : std::nan("");
+        std::printf("%-20s %7.4f   [%.4f, %.4f] %8.4f %8.4f %8.4f %8.4f\n", name.c_str(), g("auc"), lo, hi,
+                    g("accuracy"), g("sensitivity"), g("specificity"), g("threshold"));
+    }
+    std::fflush(stdout);
+}
+
+void add_evaluate(CLI::App& root, std::vector<Command>& commands) {
+    struct Args {
+        std::string model, data, out, labels;
+        double threshold = -1;
+        int threads = 0, batch = 32, workers = 2;
+    };
+    auto a = std::make_shared<Args>();
+    auto* app = root.add_subcommand("evaluate", "Evaluate a trained model on a labelled dataset");
+    app->add_option("--model", a->model, "RUN/model.pt")->required()->check(CLI::ExistingFile);
+    app->add_option("--data", a->data, "Dataset folder")->required();
+    app->add_option("--out", a->out, "Output folder: metrics.json, predictions.csv, roc/pr/confusion PNGs")->required();
+    app->add_option("--labels", a->labels, "Label columns (default: the model's labels)");
+    app->add_option("--threshold", a->threshold, "Decision threshold for every label (default: the model's)");
+    app->add_option("--batch", a->batch, "Batch size")->capture_default_str();
+    app->add_option("--threads", a->threads, "Compute threads (0 = all cores)")->capture_default_str();
+    app->add_option("--workers", a->workers, "Data loading threads")->capture_default_str();
+    commands.push_back({app, [a] {
+        Predictor predictor(a->model, a->threads);
+        DatasetOptions dopt;
+        dopt.labels = parse_list(a->labels);
+        if (dopt.labels.empty() && !predictor.multiclass()) dopt.labels = predictor.labels();
+        Dataset ds = open_dataset(a->data, dopt);
+        ProgressBar bar("evaluate", ds.size());
+        EvaluateOptions eo;
+        eo.threshold = a->threshold;
+        eo.batch = a->batch;
+        eo.workers = a->workers;
+        eo.progress = [&bar](size_t done, size_t) { bar.update(done); };
+        nlohmann::json m = evaluate_dataset(predictor, ds, a->out, eo);
+        bar.finish();
+        std::printf("%zu cases\n", ds.size());
+        print_label_table(m);
+        if (m.contains("multiclass")) std::printf("multi-class accuracy %.4f\n", m["multiclass"]["accuracy"].get<double>());
+        logger().info("wrote {}/metrics.json", a->out);
+        return 0;
+    }});
+}
+
+}  // namespace hemoscan::cli

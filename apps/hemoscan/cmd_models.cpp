@@ -1,0 +1,21 @@
+// hemoscan models: the registered architectures.
+#include <cstdio>
+
+#include "commands.hpp"
+#include "hemoscan/models/registry.hpp"
+
+namespace hemoscan::cli {
+
+void add_models(CLI::App& root, std::vector<Command>& commands) {
+    auto* app = root.add_subcommand("models", "List the model architectures (--model NAME)");
+    commands.push_back({app, [] {
+        bool first = true;
+        for (const auto& m : list_models()) {
+            std::printf("%-14s %s%s\n", m.name.c_str(), m.description.c_str(), first ? " (default)" : "");
+            first = false;
+        }
+        return 0;
+    }});
+}
+
+}  // namespace hemoscan::cli

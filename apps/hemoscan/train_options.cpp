@@ -1,0 +1,91 @@
+#include "train_options.hpp"
+
+#include <cmath>
+#include <cstdio>
+
+#include "common.hpp"
+#include "hemoscan/augment/augment.hpp"
+
+namespace hemoscan::cli {
+
+void add_train_options(CLI::App* app, TrainArgs& a, bool folds_for_cv) {
+    auto& o = a.options;
+    app->add_option("--data", o.data, "Dataset folder (manifest.csv, labels.csv or class subfolders)")->required();
+    app->add_option("--model", o.model, "Architecture (see `hemoscan models`)")->capture_default_str();
+    app->add_option("--out", o.out, folds_for_cv ? "Output folder for all folds" : "Run folder")->required();
+    app->add_option("--labels", a.labels, "Label columns to use, comma-separated (default: all)");
+    app->add_option("--epochs", o.epochs, "Epochs")->capture_default_str();
+    app->add_option("--batch", o.batch, "Batch size")->capture_default_str();
+    app->add_option("--lr", o.lr, "Peak learning rate")->capture_default_str();
+    app->add_option("--weight-decay", o.weight_decay, "Weight decay")->capture_default_str();
+    app->add_option("--optimizer", o.optimizer, "adamw or adam")->capture_default_str();
+    app->add_option("--schedule", o.schedule, "LR schedule: cosine (with warm-up), step, plateau, constant")
+        ->capture_default_str();
+    app->add_option("--warmup", o.warmup_epochs, "Warm-up epochs (cosine, step)")->capture_default_str();
+    app->add_option("--size", o.size, "Input size in pixels (square)")->capture_default_str();
+    app->add_option("--window", o.window, "CT window(s) for DICOM input: brain, subdural, bone, L,W or rgb")
+        ->capture_default_str();
+    app->add_option("--keep-aspect", o.keep_aspect, "Pad to square instead of stretching (true/false)")
+        ->capture_default_str();
+    app->add_option("--crop-head", o.crop_head, "Crop to the head, dropping borders and letters (true/false)")
+        ->capture_default_str();
+    app->add_option("--normalization", o.normalization, "unit (0-1), zscore or none")->capture_default_str();
+    app->add_option("--median", o.median, "Median filter kernel (0 = off, odd >= 3)")->capture_default_str();
+    app->add_option("--val-fraction", o.val_fraction,
+                    folds_for_cv ? "Inner validation fraction of each fold's training part (early stopping, threshold)"
+                                 : "Validation fraction (grouped by patient)")
+        ->capture_default_str();
+    if (folds_for_cv) {
+        o.folds = 5;
+        app->add_option("--folds", o.folds, "Number of folds (grouped by patient, stratified)")->capture_default_str();
+    } else {
+        app->add_option("--folds", o.folds, "Use k-fold splits instead of a holdout (with --fold)");
+        app->add_option("--fold", o.fold, "Which fold is validation (0-based)")->capture_default_str();
+    }
+    app->add_option("--seed", o.seed, "Random seed (splits, init, shuffling, augmentation)")->capture_default_str();
+    app->add_option("--threads", o.threads, "Compute threads (0 = all cores)")->capture_default_str();
+    app->add_option("--workers", o.workers, "Data loading threads")->capture_default_str();
+    app->add_option("--augment", a.augment, "on or off")->capture_default_str();
+    app->add_option("--class-weights", o.class_weights, "Weight the loss by label frequency (true/false)")
+        ->capture_default_str();
+    app->add_option("--patience", o.patience, "Early stopping patience on validation AUC (0 = off)")
+        ->capture_default_str();
+    app->add_option("--grad-clip", o.grad_clip, "Gradient norm clipping (0 = off)")->capture_default_str();
+    app->add_option("--dropout", a.dropout, "Dropout before the output (default: the architecture's)");
+    app->add_option("--width", o.width, "Channel width multiplier")->capture_default_str();
+    app->add_option("--modality", o.modality, "Accepted DICOM modality: ct, mr, any")->capture_default_str();
+}
+
+TrainOptions finish_train_options(const TrainArgs& a) {
+    TrainOptions o = a.options;
+    o.labels = parse_list(a.labels);
+    o.augment = parse_on_off(a.augment, "--augment");
+    if (a.dropout >= 0) o.dropout = a.dropout;
+    return o;
+}
+
+TrainCallbacks TrainProgress::callbacks() {
+    TrainCallbacks cb;
+    cb.epoch_start = [this](int epoch, int epochs, size_t batches) {
+        epoch_ = epoch;
+        epochs_ = epochs;
+        bar_ = std::make_unique<ProgressBar>("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(epochs),
+                                             batches);
+    };
+    cb.batch_end = [this](size_t batch, double loss) {
+        char s[32];
+        std::snprintf(s, sizeof s, "loss %.4f", loss);
+        if (bar_) bar_->update(batch, s);
+    };
+    cb.epoch_end = [this](int, const nlohmann::json& row) {
+        auto num = [&](const char* k) { return row[k].is_null() ? std::nan("") : row[k].get<double>(); };
+        char s[160];
+        std::snprintf(s, sizeof s, "loss %.4f  val_loss %.4f  val_auc %.4f  lr %.2e%s", num("train_loss"),
+                      num("val_loss"), num("val_auc"), num("lr"), row["best"].get<bool>() ? "  *best" : "");
+        if (bar_) bar_->finish(s);
+        bar_.reset();
+    };
+    return cb;
+}
+
+}  // namespace hemoscan::cli

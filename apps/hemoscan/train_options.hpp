@@ -1,0 +1,33 @@
+#pragma once
+// Options shared by `train` and `cv`, and the progress display of training.
+#include <CLI/CLI.hpp>
+
+#include <memory>
+
+#include "hemoscan/train/trainer.hpp"
+#include "progress.hpp"
+
+namespace hemoscan::cli {
+
+struct TrainArgs {
+    TrainOptions options;
+    std::string labels;    // comma-separated
+    std::string augment = "on";
+    double dropout = -1;   // < 0: architecture default
+};
+
+void add_train_options(CLI::App* app, TrainArgs& args, bool folds_for_cv);
+// Turns the parsed strings into TrainOptions (labels list, augment on/off, dropout).
+TrainOptions finish_train_options(const TrainArgs& args);
+
+// Progress bars for epochs plus one summary line per epoch.
+class TrainProgress {
+public:
+    TrainCallbacks callbacks();
+
+private:
+    std::unique_ptr<ProgressBar> bar_;
+    int epoch_ = 0, epochs_ = 0;
+};
+
+}  // namespace hemoscan::cli

@@ -1,0 +1,155 @@
+#include "hemoscan/train/cv.hpp"
+
+#include <cmath>
+
+#include "hemoscan/error.hpp"
+#include "hemoscan/log.hpp"
+#include "hemoscan/metrics/classification.hpp"
+#include "hemoscan/train/evaluate.hpp"
+#include "hemoscan/train/predictor.hpp"
+#include "hemoscan/util/fs.hpp"
+#include "hemoscan/util/runtime.hpp"
+#include "hemoscan/version.hpp"
+
+namespace hemoscan {
+
+namespace {
+
+// Threshold metrics when each case was decided by its own fold's threshold: the confusion counts
+// come from the per-case decisions; AUC, CI, PR AUC, Brier and ECE from the raw pooled scores.
+void apply_fold_decisions(nlohmann::json& lj, const std::vector<int>& truth, const std::vector<int>& decision,
+                          const std::vector<double>& fold_thresholds) {
+    Confusion c;
+    for (size_t i = 0; i < truth.size(); ++i) {
+        if (truth[i]) (decision[i] ? c.tp : c.fn) += 1;
+        else (decision[i] ? c.fp : c.tn) += 1;
+    }
+    lj["accuracy"] = c.accuracy();
+    lj["sensitivity"] = c.sensitivity();
+    lj["specificity"] = c.specificity();
+    lj["precision"] = c.precision();
+    lj["f1"] = c.f1();
+    lj["confusion"] = {{c.tn, c.fp}, {c.fn, c.tp}};
+    lj["threshold"] = fold_thresholds;  // one per fold, each chosen on that fold's inner validation
+}
+
+std::pair<double, double> mean_sd(const std::vector<double>& v) {
+    if (v.empty()) return {std::nan(""), std::nan("")};
+    double m = 0;
+    for (double x : v) m += x;
+    m /= static_cast<double>(v.size());
+    double ss = 0;
+    for (double x : v) ss += (x - m) * (x - m);
+    return {m, v.size() > 1 ? std::sqrt(ss / static_cast<double>(v.size() - 1)) : 0.0};
+}
+
+}  // namespace
+
+nlohmann::json cross_validate(const TrainOptions& options, const CvCallbacks& cb) {
+    const int K = options.folds;
+    if (K < 2) throw UsageError("--folds must be >= 2 for cross-validation");
+    const fs::path out(options.out);
+    if (fs::exists(out / "metrics.json")) throw UsageError(out.string() + " already holds a cross-validation: use another --out");
+
+    DatasetOptions dopt;
+    dopt.labels = options.labels;
+    Dataset ds = open_dataset(options.data, dopt);
+    const auto folds = grouped_stratified_folds(ds, K, options.seed);
+    fs::create_directories(out);
+    write_split_csv(out / "split.csv", ds, folds);
+    write_file_atomic(out / "config.json", nlohmann::json({{"hemoscan_version", kVersion},
+                                                            {"command", "cv"},
+                                                            {"options", train_options_to_json(options)},
+                                                            {"data_fingerprint", ds.fingerprint()},
+                                                            {"labels", ds.label_names},
+                                                            {"runtime", runtime_json()}})
+                                                   .dump(2) + "\n");
+
+    PredictionTable pooled;
+    pooled.label_names = ds.label_names;
+    pooled.multiclass = ds.multiclass;
+    std::vector<std::vector<int>> decisions;
+    std::vector<std::vector<double>> thresholds_by_fold;
+    nlohmann::json per_fold = nlohmann::json::array();
+    std::map<std::string, std::vector<double>> fold_values;
+
+    for (int k = 0; k < K; ++k) {
+        if (cb.fold_start) cb.fold_start(k, K);
+        Split outer = fold_split(folds, k);
+        // Inner grouped holdout inside the training folds: early stopping and the threshold never see
+        // the fold being tested.
+        Dataset sub = ds;
+        sub.items.clear();
+        for (size_t i : outer.train) sub.items.push_back(ds.items[i]);
+        Split inner_local = holdout_split(sub, options.val_fraction, options.seed + static_cast<std::uint64_t>(k));
+        Split inner;
+        for (size_t i : inner_local.train) inner.train.push_back(outer.train[i]);
+        for (size_t i : inner_local.val) inner.val.push_back(outer.train[i]);
+
+        TrainOptions fo = options;
+        fo.out = (out / ("fold_" + std::to_string(k))).string();
+        fo.fold = k;
+        bool resume = fs::exists(fs::path(fo.out) / "state.json");
+        if (resume && fs::exists(fs::path(fo.out) / "model.pt")) {
+            logger().info("fold {}: already trained, reusing {}", k, fo.out);
+        } else {
+            train_classifier(fo, cb.train, resume, &inner);
+        }
+
+        Predictor predictor(fs::path(fo.out) / "model.pt", options.threads);
+        EvaluateOptions eo;
+        eo.workers = options.workers;
+        PredictionTable fold_table = predict_items(predictor, ds, outer.val, eo);
+        auto th = predictor.thresholds();
+        thresholds_by_fold.push_back(th);
+        nlohmann::json fm = compute_metrics(fold_table, th, options.seed);
+        fm["fold"] = k;
+        fm["thresholds"] = th;
+        per_fold.push_back(fm);
+        write_file_atomic(fs::path(fo.out) / "test_metrics.json", fm.dump(2) + "\n");
+        for (const auto& [name, lj] : fm["labels"].items()) {
+            for (const char* key : {"auc", "accuracy", "sensitivity", "specificity"}) {
+                if (!lj[key].is_null()) fold_values[name + "/" + key].push_back(lj[key].get<double>());
+            }
+        }
+        if (fm.contains("accuracy") && !fm["accuracy"].is_null()) fold_values["accuracy"].push_back(fm["accuracy"]);
+        for (size_t r = 0; r < fold_table.size(); ++r) {
+            pooled.add(ds.items[outer.val[r]], fold_table.probs[r], k);
+            decisions.push_back(predictor.decide(fold_table.probs[r]));
+        }
+    }
+
+    // Pooled out-of-fold metrics.
+    std::vector<double> placeholder(ds.label_names.size(), 0.5);
+    nlohmann::json metrics = compute_metrics(pooled, placeholder, options.seed);
+    if (!pooled.multiclass) {
+        for (size_t l = 0; l < ds.label_names.size(); ++l) {
+            std::vector<int> t, d;
+            std::vector<double> ft;
+            for (size_t i = 0; i < pooled.size(); ++i) {
+                t.push_back(pooled.truths[i][l]);
+                d.push_back(decisions[i][l]);
+            }
+            for (const auto& th : thresholds_by_fold) ft.push_back(th[l]);
+            apply_fold_decisions(metrics["labels"][ds.label_names[l]], t, d, ft);
+        }
+    }
+    nlohmann::json summary = nlohmann::json::object();
+    for (const auto& [key, values] : fold_values) {
+        auto [m, sd] = mean_sd(values);
+        summary[key] = {{"mean", m}, {"sd", sd}, {"values", values}};
+    }
+    metrics["folds"] = per_fold;
+    metrics["summary"] = summary;
+    metrics["k"] = K;
+    metrics["pooled"] = "out-of-fold predictions of all folds; each case decided by its own fold's threshold";
+
+    // predictions.csv and the confusion plot use each case's own fold decision.
+    if (!pooled.multiclass) pooled.decisions = decisions;
+    write_predictions_csv(out / "predictions.csv", pooled, placeholder);
+    write_metric_plots(out, pooled, placeholder);
+    write_file_atomic(out / "metrics.json", metrics.dump(2) + "\n");
+    return metrics;
+}
+
+}  // namespace hemoscan

@@ -1,0 +1,132 @@
+#include "hemoscan/train/predict_inputs.hpp"
+
+#include <algorithm>
+#include <opencv2/imgproc.hpp>
+
+#include "hemoscan/error.hpp"
+#include "hemoscan/explain/overlay.hpp"
+#include "hemoscan/io/image2d.hpp"
+#include "hemoscan/io/load.hpp"
+#include "hemoscan/preprocess/preprocess.hpp"
+
+namespace hemoscan {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string safe_name(const std::string& s) {
+    std::string r;
+    for (char c : s) r += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.') ? c : '_';
+    return r.empty() ? "input" : r;
+}
+
+int top_index(const Prediction& p) {
+    return static_cast<int>(std::max_element(p.probabilities.begin(), p.probabilities.end()) - p.probabilities.begin());
+}
+
+}  // namespace
+
+cv::Mat heatmap_overlay(Predictor& predictor, const Sample& sample, int index) {
+    cv::Mat cam = predictor.heatmap(sample, index);
+    // Show what the model saw: the first channel (or the three windows as RGB), rescaled to 8-bit.
+    cv::Mat shown;
+    std::vector<cv::Mat> ch;
+    cv::split(sample.image, ch);
+    cv::Mat base = ch.size() >= 3 ? cv::Mat() : ch[0];
+    if (ch.size() >= 3) {
+        std::vector<cv::Mat> bgr{ch[2], ch[1], ch[0]};
+        cv::merge(bgr, base);
+    }
+    double lo, hi;
+    cv::minMaxLoc(base.reshape(1), &lo, &hi);
+    base.convertTo(shown, CV_8U, hi > lo ? 255.0 / (hi - lo) : 1.0, hi > lo ? -lo * 255.0 / (hi - lo) : 0.0);
+    return overlay_heatmap(shown, cam);
+}
+
+std::vector<InputResult> predict_inputs(Predictor& predictor, const std::vector<fs::path>& inputs,
+                                        const PredictInputsOptions& options) {
+    std::vector<InputResult> results;
+    const auto& pre = predictor.preprocess_options();
+    auto finish = [&](InputResult& r, std::vector<Sample>& samples) {
+        r.per_item = predictor.predict_samples(samples, options.batch);
+        for (auto& p : r.per_item) p.decisions = predictor.decide(p.probabilities, options.threshold);
+        r.overall = r.per_item.front();
+        if (r.per_item.size() > 1) {
+            for (const auto& p : r.per_item) {
+                for (size_t l = 0; l < p.probabilities.size(); ++l) {
+                    r.overall.probabilities[l] = std::max(r.overall.probabilities[l], p.probabilities[l]);
+                }
+            }
+            if (predictor.multiclass()) {
+                // Multi-class study result: the mean class probabilities.
+                std::fill(r.overall.probabilities.begin(), r.overall.probabilities.end(), 0.0);
+                for (const auto& p : r.per_item)
+                    for (size_t l = 0; l < p.probabilities.size(); ++l)
+                        r.overall.probabilities[l] += p.probabilities[l] / static_cast<double>(r.per_item.size());
+            }
+            r.overall.decisions = predictor.decide(r.overall.probabilities, options.threshold);
+        }
+        if (!options.heatmap_dir.empty()) {
+            for (size_t i = 0; i < samples.size(); ++i) {
+                fs::path name = safe_name(fs::path(r.input).filename().string());
+                fs::path png = r.kind == "series" || r.items.size() > 1
+                                   ? options.heatmap_dir / name / (safe_name(fs::path(r.items[i]).stem().string()) + ".png")
+                                   : options.heatmap_dir / (safe_name(fs::path(r.items[i]).stem().string()) + ".png");
+                write_image_2d(png, heatmap_overlay(predictor, samples[i], top_index(r.per_item[i])));
+                r.heatmaps.push_back(png.string());
+            }
+        }
+        results.push_back(std::move(r));
+    };
+
+    for (const auto& in : inputs) {
+        if (!fs::exists(in)) throw InputError(in.string() + ": no such file or folder");
+        InputResult r;
+        r.input = in.string();
+        std::vector<Sample> samples;
+        if (fs::is_directory(in)) {
+            std::vector<fs::path> dicoms, images;
+            for (const auto& e : fs::recursive_directory_iterator(in)) {
+                if (!e.is_regular_file()) continue;
+                if (is_image_2d_path(e.path())) images.push_back(e.path());
+                else if (is_dicom_file(e.path())) dicoms.push_back(e.path());
+            }
+            if (!dicoms.empty()) {
+                auto volumes = read_dicom_series({in}, predictor.modality());
+                for (auto& v : volumes) {
+                    InputResult sr;
+                    sr.input = volumes.size() > 1 ? in.string() + "#" + v.slice_meta.front().series_uid : in.string();
+                    sr.kind = "series";
+                    std::vector<Sample> ss;
+                    for (int i = 0; i < v.depth(); ++i) {
+                        sr.items.push_back(v.slice_meta[i].path);
+                        ss.push_back(preprocess(DicomSlice{v.slices[i], v.slice_meta[i]}, pre));
+                    }
+                    finish(sr, ss);
+                }
+                continue;
+            }
+            std::sort(images.begin(), images.end());
+            if (images.empty()) throw InputError(in.string() + ": no images or DICOM files in this folder");
+            r.kind = "image";
+            for (const auto& p : images) {
+                InputResult ir;
+                ir.input = p.string();
+                ir.kind = "image";
+                ir.items = {p.string()};
+                std::vector<Sample> one{preprocess(load_image(p, predictor.modality()), pre)};
+                finish(ir, one);
+            }
+            continue;
+        }
+        DicomSlice s = load_image(in, predictor.modality());
+        r.kind = s.meta.modality.empty() ? "image" : "dicom";
+        r.items = {in.string()};
+        samples.push_back(preprocess(s, pre));
+        finish(r, samples);
+    }
+    return results;
+}
+
+}  // namespace hemoscan
