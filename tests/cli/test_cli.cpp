@@ -4,6 +4,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "hemoscan/io/dicom.hpp"
 #include "support/test_util.hpp"
@@ -11,6 +12,7 @@
 using namespace hemoscan;
 using test::run_hemoscan;
 using test::TempDir;
+namespace fs = std::filesystem;
 
 namespace {
 

@@ -10,14 +10,14 @@ TEST(Schedule, CosineWithWarmup) {
     o.kind = ScheduleKind::Cosine;
     o.base_lr = 1.0;
     o.warmup_epochs = 1;
-    o.total_epochs = 11;
+    o.total_epochs = 12;  // cosine spans epochs 1..11 (10 steps)
     o.min_lr_ratio = 0.0;
     LrSchedule s(o);
     EXPECT_DOUBLE_EQ(s.lr(0), 0.1 + 0.9 * 0.5);  // warm-up: halfway from 0.1 to 1
     EXPECT_DOUBLE_EQ(s.lr(1), 1.0);              // cosine start
-    EXPECT_NEAR(s.lr(6), 0.5, 1e-12);            // middle of the 9-epoch span -> cos(pi/2)
-    EXPECT_NEAR(s.lr(10), 0.0, 1e-12);           // end
-    for (int e = 2; e <= 10; ++e) EXPECT_LT(s.lr(e), s.lr(e - 1));
+    EXPECT_NEAR(s.lr(6), 0.5, 1e-12);            // halfway: 0.5 * (1 + cos(pi/2))
+    EXPECT_NEAR(s.lr(11), 0.0, 1e-12);           // last epoch: the floor
+    for (int e = 2; e <= 11; ++e) EXPECT_LT(s.lr(e), s.lr(e - 1));
 }
 
 TEST(Schedule, StepAndPlateau) {
