@@ -240,7 +240,7 @@ void save_optimizer(const fs::path& path, const Opt& opt) {
 
 struct Checkpoint {
     int epoch_done = -1;
-    nlohmann::json state;
+    nlohmann::json state = nlohmann::json::object();
 };
 
 }  // namespace
@@ -276,7 +276,7 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
 
     // State of a previous run of this folder.
     fs::path state_file = run / "state.json";
-    nlohmann::json state;
+    nlohmann::json state = nlohmann::json::object();
     if (resume) {
         if (!fs::exists(state_file)) throw InputError(state_file.string() + ": nothing to resume (no checkpoint)");
         state = nlohmann::json::parse(read_file(state_file));
