@@ -367,6 +367,9 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
     int start_epoch = 0;
     if (resume) {
         start_epoch = state["epoch_done"].get<int>() + 1;
+        if (state.value("finished", false)) {
+            throw UsageError(run.string() + ": this run has already finished (" + std::to_string(start_epoch) + " epochs)");
+        }
         history = state["history"];
         stopper.restore(state["best_metric"].get<double>(), state["best_epoch"].get<int>(),
                         state["bad_epochs"].get<int>(), start_epoch);
@@ -385,9 +388,6 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
             torch::load(static_cast<torch::optim::AdamW&>(*opt), (run / state["optimizer"].get<std::string>()).string());
         }
         if (state.contains("best_val_probs")) best_val_probs = state["best_val_probs"].get<decltype(best_val_probs)>();
-        if (state.value("finished", false)) {
-            throw UsageError(run.string() + ": this run has already finished (" + std::to_string(start_epoch) + " epochs)");
-        }
         logger().info("resuming {} after epoch {}", run.string(), start_epoch);
     }
 

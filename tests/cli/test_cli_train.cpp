@@ -1,0 +1,172 @@
+// Black-box tests of train / evaluate / predict / cv / models through the binary.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <csignal>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "hemoscan/io/dicom.hpp"
+#include "support/synthetic_images.hpp"
+#include "support/test_util.hpp"
+
+using namespace hemoscan;
+using test::run_hemoscan;
+using test::TempDir;
+namespace fs = std::filesystem;
+
+namespace {
+std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+nlohmann::json read_json(const fs::path& p) {
+    std::ifstream in(p);
+    return nlohmann::json::parse(in);
+}
+const char* kSmall = " --model cnn-simple --size 48 --batch 8 --lr 3e-3 --threads 1 --workers 1 --augment off";
+}  // namespace
+
+TEST(CliTrain, ModelsListsRegistry) {
+    auto r = run_hemoscan("models");
+    ASSERT_EQ(r.exit_code, 0);
+    EXPECT_NE(r.output.find("cnn-simple"), std::string::npos);
+    EXPECT_NE(r.output.find("cnn-large"), std::string::npos);
+    EXPECT_NE(r.output.find("(default)"), std::string::npos);
+}
+
+TEST(CliTrain, UnknownModelAndLabelMismatch) {
+    TempDir d;
+    test::write_blob_dataset(d / "data", 6);
+    auto r = run_hemoscan("train --data " + q(d / "data") + " --out " + q(d / "run") + " --model nope");
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("unknown model 'nope'"), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(d / "run" / "model.pt"));
+
+    r = run_hemoscan("train --data " + q(d / "data") + " --out " + q(d / "run2") + kSmall + " --epochs 1");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    // Evaluate on data whose labels differ from the model's.
+    test::write_text(d / "other" / "manifest.csv", "path,subdural\n" + (d / "data" / "000.png").string() + ",1\n");
+    r = run_hemoscan("evaluate --model " + q(d / "run2" / "model.pt") + " --data " + q(d / "other") + " --out " +
+                     q(d / "ev"));
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_NE(r.output.find("hemorrhage"), std::string::npos) << r.output;
+}
+
+// Train, kill -9 in the middle, resume: the run finishes with every epoch; then evaluate and predict
+// agree on the probabilities of the same images.
+TEST(CliTrain, KillResumeEvaluatePredict) {
+    TempDir d;
+    test::write_blob_dataset(d / "data", 16);
+    const int epochs = 8;
+    std::string cmd = std::string("'") + HEMOSCAN_BIN + "' train --data " + q(d / "data") + " --out " + q(d / "run") +
+                      kSmall + " --epochs " + std::to_string(epochs) + " > " + q(d / "train.log") +
+                      " 2>&1 & echo $!";
+    auto started = test::run_command(cmd);
+    const int pid = std::stoi(started.output);
+    // Wait for the second checkpoint, then kill without warning.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    bool killed = false;
+    while (std::chrono::steady_clock::now() < deadline) {
+        std::ifstream in(d / "run" / "state.json");
+        if (in) {
+            try {
+                auto s = nlohmann::json::parse(in);
+                if (s["epoch_done"].get<int>() >= 1) {
+                    ::kill(pid, SIGKILL);
+                    killed = true;
+                    break;
+                }
+            } catch (...) {
+            }
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ASSERT_TRUE(killed);
+    test::run_command("while kill -0 " + std::to_string(pid) + " 2>/dev/null; do sleep 0.05; done");
+    auto r = run_hemoscan("train --resume " + q(d / "run"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    auto state = read_json(d / "run" / "state.json");
+    EXPECT_EQ(state["history"].size(), static_cast<size_t>(epochs));
+    EXPECT_TRUE(state["finished"].get<bool>());
+
+    r = run_hemoscan("evaluate --model " + q(d / "run" / "model.pt") + " --data " + q(d / "data") + " --out " +
+                     q(d / "eval") + " --threads 1");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    auto m = read_json(d / "eval" / "metrics.json");
+    EXPECT_EQ(m["n"], 32);
+    for (const char* k : {"auc", "auc_ci95", "accuracy", "sensitivity", "specificity", "precision", "f1", "threshold",
+                          "confusion"}) {
+        EXPECT_TRUE(m["labels"]["hemorrhage"].contains(k)) << k;
+    }
+    for (const char* f : {"predictions.csv", "roc.png", "pr.png", "confusion.png"}) {
+        EXPECT_TRUE(fs::exists(d / "eval" / f)) << f;
+    }
+    // predict on three of the images reproduces evaluate's probabilities.
+    r = run_hemoscan("predict --model " + q(d / "run" / "model.pt") + " " + q(d / "data" / "000.png") + " " +
+                     q(d / "data" / "001.png") + " " + q(d / "data" / "002.png") + " --out " + q(d / "pred.json") +
+                     " --heatmap " + q(d / "heat") + " --threads 1");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    auto pj = read_json(d / "pred.json");
+    ASSERT_EQ(pj.size(), 3u);
+    std::ifstream csv(d / "eval" / "predictions.csv");
+    std::string line;
+    std::getline(csv, line);
+    std::map<std::string, double> eval_prob;
+    while (std::getline(csv, line)) {
+        auto c1 = line.find(','), c2 = line.find(',', c1 + 1), c3 = line.find(',', c2 + 1), c4 = line.find(',', c3 + 1);
+        eval_prob[fs::path(line.substr(0, c1)).filename().string()] = std::stod(line.substr(c3 + 1, c4 - c3 - 1));
+    }
+    for (const auto& item : pj) {
+        std::string name = fs::path(item["input"].get<std::string>()).filename().string();
+        double p = item["result"]["hemorrhage"]["probability"].get<double>();
+        EXPECT_NEAR(p, eval_prob.at(name), 1e-5) << name;
+        EXPECT_TRUE(fs::exists(item["heatmap"].get<std::string>()));
+    }
+}
+
+TEST(CliTrain, PredictDicomSeriesGivesSlicesAndStudy) {
+    TempDir d;
+    test::write_blob_dataset(d / "data", 6);
+    auto r = run_hemoscan("train --data " + q(d / "data") + " --out " + q(d / "run") + kSmall + " --epochs 1");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    DicomWriteOptions o;
+    o.study_uid = new_dicom_uid();
+    o.series_uid = new_dicom_uid();
+    for (int k = 0; k < 3; ++k) {
+        cv::Mat hu(40, 40, CV_32F, cv::Scalar(30 + 10 * k));
+        o.position = {0, 0, 5.0 * k};
+        o.instance_number = 3 - k;
+        o.sop_uid = new_dicom_uid();
+        write_dicom_ct(d / "series" / ("s" + std::to_string(k) + ".dcm"), hu, o);
+    }
+    r = run_hemoscan("predict --model " + q(d / "run" / "model.pt") + " " + q(d / "series") + " --out " +
+                     q(d / "p.csv") + " --threads 1");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("3 slices"), std::string::npos) << r.output;
+    std::ifstream in(d / "p.csv");
+    std::string line;
+    int slices = 0, studies = 0;
+    while (std::getline(in, line)) {
+        slices += line.find(",slice,") != std::string::npos;
+        studies += line.find(",study,") != std::string::npos;
+    }
+    EXPECT_EQ(slices, 3);
+    EXPECT_EQ(studies, 1);
+    r = run_hemoscan("predict --model " + q(d / "run" / "model.pt") + " " + q(d / "missing.png"));
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.output.find("missing.png"), std::string::npos);
+}
+
+TEST(CliTrain, CrossValidationPoolsFolds) {
+    TempDir d;
+    test::write_blob_dataset(d / "data", 10);
+    auto r = run_hemoscan("cv --data " + q(d / "data") + " --out " + q(d / "cv") + kSmall +
+                          " --epochs 2 --folds 3 --val-fraction 0.2");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    auto m = read_json(d / "cv" / "metrics.json");
+    EXPECT_EQ(m["n"], 20);  // every case predicted exactly once, out of fold
+    EXPECT_EQ(m["folds"].size(), 3u);
+    EXPECT_TRUE(m["summary"].contains("hemorrhage/auc"));
+    auto conf = m["labels"]["hemorrhage"]["confusion"];
+    EXPECT_EQ(conf[0][0].get<int>() + conf[0][1].get<int>() + conf[1][0].get<int>() + conf[1][1].get<int>(), 20);
+    for (int k = 0; k < 3; ++k) EXPECT_TRUE(fs::exists(d / "cv" / ("fold_" + std::to_string(k)) / "model.pt"));
+}

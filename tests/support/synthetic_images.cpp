@@ -1,0 +1,33 @@
+#include "synthetic_images.hpp"
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <cstdio>
+#include <fstream>
+#include <random>
+
+namespace hemoscan::test {
+
+void write_blob_dataset(const std::filesystem::path& dir, int n_per_class, int size, unsigned seed) {
+    std::filesystem::create_directories(dir);
+    std::mt19937 rng(seed);
+    std::uniform_int_distribution<int> pos(size / 3, size - size / 3);
+    std::ofstream csv(dir / "labels.csv");
+    csv << "id, hemorrhage\n";
+    for (int i = 0; i < 2 * n_per_class; ++i) {
+        const bool positive = i % 2 == 0;
+        cv::Mat img(size, size, CV_8UC1, cv::Scalar(0));
+        cv::circle(img, {size / 2, size / 2}, size * 2 / 5, cv::Scalar(90), -1);
+        cv::Mat noise(size, size, CV_8UC1);
+        cv::randn(noise, 0, 8);
+        img += noise;
+        if (positive) cv::circle(img, {pos(rng), pos(rng)}, std::max(2, size / 10), cv::Scalar(230), -1);
+        char id[16];
+        std::snprintf(id, sizeof id, "%03d", i);
+        cv::imwrite((dir / (std::string(id) + ".png")).string(), img);
+        csv << id << "," << (positive ? 1 : 0) << "\n";
+    }
+}
+
+}  // namespace hemoscan::test

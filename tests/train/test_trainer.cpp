@@ -1,0 +1,140 @@
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "hemoscan/error.hpp"
+#include "hemoscan/io/load.hpp"
+#include "hemoscan/train/evaluate.hpp"
+#include "hemoscan/train/predictor.hpp"
+#include "hemoscan/train/trainer.hpp"
+#include "hemoscan/util/fs.hpp"
+#include "support/synthetic_images.hpp"
+#include "support/test_util.hpp"
+
+using namespace hemoscan;
+
+namespace {
+
+TrainOptions small_options(const fs::path& data, const fs::path& out) {
+    TrainOptions o;
+    o.data = data.string();
+    o.out = out.string();
+    o.model = "cnn-simple";
+    o.size = 48;
+    o.epochs = 12;
+    o.batch = 8;
+    o.lr = 3e-3;
+    o.val_fraction = 0.25;
+    o.threads = 1;
+    o.workers = 1;
+    o.patience = 0;
+    o.seed = 7;
+    o.augment = false;
+    return o;
+}
+
+size_t count_lines(const fs::path& p) {
+    std::ifstream in(p);
+    std::string line;
+    size_t n = 0;
+    while (std::getline(in, line)) ++n;
+    return n;
+}
+
+}  // namespace
+
+// A trivially separable task (a bright blob or not) must be learnt to a high validation AUC.
+TEST(Trainer, LearnsSeparableTask) {
+    test::TempDir d;
+    test::write_blob_dataset(d / "data", 24);
+    auto o = small_options(d / "data", d / "run");
+    TrainResult r = train_classifier(o);
+    ASSERT_TRUE(r.metrics.contains("macro_auc"));
+    EXPECT_GT(r.metrics["macro_auc"].get<double>(), 0.95) << r.metrics.dump(2);
+    EXPECT_EQ(r.epochs_run, 12);
+    for (const char* f : {"config.json", "model.pt", "log.csv", "metrics.json", "predictions.csv", "split.csv",
+                          "curves.png", "roc.png", "confusion.png"}) {
+        EXPECT_TRUE(fs::exists(d / "run" / f)) << f;
+    }
+    EXPECT_EQ(count_lines(d / "run" / "log.csv"), 13u);  // header + one row per epoch
+    EXPECT_FALSE(fs::exists(d / "run" / "best.pt"));     // checkpoints removed once finished
+    // The model file describes itself: labels, preprocessing and the validation threshold.
+    Predictor p(d / "run" / "model.pt", 1);
+    EXPECT_EQ(p.labels(), std::vector<std::string>{"hemorrhage"});
+    EXPECT_EQ(p.preprocess_options().resize.width, 48);
+    ASSERT_EQ(p.thresholds().size(), 1u);
+    EXPECT_DOUBLE_EQ(p.thresholds()[0], r.metrics["labels"]["hemorrhage"]["threshold"].get<double>());
+    // A second train into the same folder is refused rather than overwriting the run.
+    EXPECT_THROW(train_classifier(o), UsageError);
+}
+
+// An interrupted run resumed from its checkpoint ends with the same number of epochs and the same
+// history for the epochs before the interruption.
+TEST(Trainer, ResumeAfterInterruption) {
+    test::TempDir d;
+    test::write_blob_dataset(d / "data", 12);
+    auto o = small_options(d / "data", d / "run");
+    o.epochs = 5;
+    TrainCallbacks cb;
+    cb.epoch_end = [](int epoch, const nlohmann::json&) {
+        if (epoch == 1) throw std::runtime_error("simulated crash after epoch 2");
+    };
+    EXPECT_THROW(train_classifier(o, cb), std::runtime_error);
+    EXPECT_FALSE(fs::exists(d / "run" / "model.pt"));
+    auto state = nlohmann::json::parse(read_file(d / "run" / "state.json"));
+    EXPECT_EQ(state["epoch_done"], 1);
+    auto before = state["history"];
+
+    TrainOptions resumed = load_run_options(d / "run");
+    TrainResult r = train_classifier(resumed, {}, true);
+    EXPECT_EQ(r.epochs_run, 5);
+    EXPECT_EQ(count_lines(d / "run" / "log.csv"), 6u);
+    auto after = nlohmann::json::parse(read_file(d / "run" / "state.json"));
+    EXPECT_TRUE(after["finished"].get<bool>());
+    EXPECT_EQ(after["history"][0]["train_loss"], before[0]["train_loss"]);
+    EXPECT_EQ(after["history"][1]["train_loss"], before[1]["train_loss"]);
+    EXPECT_TRUE(fs::exists(d / "run" / "model.pt"));
+    // Resuming a finished run is an error, not a silent retrain.
+    EXPECT_THROW(train_classifier(resumed, {}, true), UsageError);
+}
+
+TEST(Trainer, BadOptionsAndData) {
+    test::TempDir d;
+    test::write_blob_dataset(d / "data", 6);
+    auto o = small_options(d / "data", d / "run");
+    o.model = "resnet-9000";
+    try {
+        train_classifier(o);
+        FAIL();
+    } catch (const UsageError& e) {
+        EXPECT_NE(std::string(e.what()).find("resnet-9000"), std::string::npos);
+        EXPECT_NE(std::string(e.what()).find("cnn-simple"), std::string::npos);
+    }
+    o = small_options(d / "data", d / "run2");
+    o.labels = {"epidural"};
+    EXPECT_THROW(train_classifier(o), InputError);
+    o = small_options(d / "data", d / "run3");
+    o.epochs = 0;
+    EXPECT_THROW(train_classifier(o), UsageError);
+}
+
+// Evaluate's probabilities equal the Predictor's on single images (same preprocessing, same model).
+TEST(Trainer, EvaluateMatchesPredictor) {
+    test::TempDir d;
+    test::write_blob_dataset(d / "data", 8);
+    auto o = small_options(d / "data", d / "run");
+    o.epochs = 2;
+    train_classifier(o);
+    Predictor p(d / "run" / "model.pt", 1);
+    Dataset ds = open_dataset(d / "data");
+    auto m = evaluate_dataset(p, ds, d / "eval");
+    EXPECT_EQ(m["n"], 16);
+    EXPECT_TRUE(fs::exists(d / "eval" / "predictions.csv"));
+    std::vector<size_t> all(ds.size());
+    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+    PredictionTable t = predict_items(p, ds, all);
+    for (size_t i = 0; i < ds.size(); ++i) {
+        auto single = p.predict(load_image(ds.items[i].path, p.modality()));
+        EXPECT_NEAR(single.probabilities[0], t.probs[i][0], 1e-5) << ds.items[i].path;
+    }
+}
