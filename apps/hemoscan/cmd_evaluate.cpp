@@ -1,4 +1,5 @@
 // hemoscan evaluate: metrics of a trained model on a labelled dataset.
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 
@@ -52,9 +53,12 @@ void add_evaluate(CLI::App& root, std::vector<Command>& commands) {
         eo.batch = a->batch;
         eo.workers = a->workers;
         eo.progress = [&bar](size_t done, size_t) { bar.update(done); };
+        auto t0 = std::chrono::steady_clock::now();
         nlohmann::json m = evaluate_dataset(predictor, ds, a->out, eo);
+        double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         bar.finish();
-        std::printf("%zu cases\n", ds.size());
+        std::printf("%zu cases in %.1f s (%.1f images/s, loading and preprocessing included)\n", ds.size(), secs,
+                    static_cast<double>(ds.size()) / secs);
         print_label_table(m);
         if (m.contains("multiclass")) std::printf("multi-class accuracy %.4f\n", m["multiclass"]["accuracy"].get<double>());
         logger().info("wrote {}/metrics.json", a->out);

@@ -181,13 +181,14 @@ std::string fmt(double v, int prec = 4) {
 
 void write_log_csv(const fs::path& file, const nlohmann::json& history, const std::vector<std::string>& labels) {
     std::ostringstream ss;
-    ss << "epoch,lr,train_loss,val_loss,val_auc,seconds";
+    ss << "epoch,lr,train_loss,val_loss,val_auc,seconds,train_images_per_s";
     for (const auto& l : labels) ss << ",auc_" << l;
     ss << "\n";
     for (const auto& row : history) {
         auto num = [&](const char* k) { return row[k].is_null() ? std::string() : fmt(row[k].get<double>(), 6); };
         ss << row["epoch"].get<int>() << ',' << num("lr") << ',' << num("train_loss") << ',' << num("val_loss") << ','
-           << num("val_auc") << ',' << fmt(row["seconds"].get<double>(), 1);
+           << num("val_auc") << ',' << fmt(row["seconds"].get<double>(), 1) << ','
+           << fmt(row.value("train_images_per_s", 0.0), 1);
         for (const auto& l : labels) {
             const auto& a = row["auc"];
             ss << ',' << (a.contains(l) && !a[l].is_null() ? fmt(a[l].get<double>(), 6) : std::string());
@@ -238,10 +239,37 @@ void save_optimizer(const fs::path& path, const Opt& opt) {
     write_atomic_with(path, [&](const fs::path& tmp) { torch::save(opt, tmp.string()); });
 }
 
-struct Checkpoint {
-    int epoch_done = -1;
-    nlohmann::json state = nlohmann::json::object();
-};
+// "Precise BN": recompute BatchNorm running statistics as a plain average over un-augmented
+// training batches with the epoch's final weights. With few batches per epoch (small medical data
+// sets) the exponential running averages lag behind the weights and eval-mode outputs swing wildly
+// from epoch to epoch; the recomputed statistics match what the model sees at inference.
+void recalibrate_batchnorm(ClassifierImpl& model, DataLoader& loader, size_t max_batches) {
+    std::vector<torch::nn::BatchNorm2dImpl*> bns;
+    for (auto& m : model.modules(/*include_self=*/false)) {
+        if (auto* bn = dynamic_cast<torch::nn::BatchNorm2dImpl*>(m.get())) bns.push_back(bn);
+    }
+    if (bns.empty()) return;
+    std::vector<c10::optional<double>> momenta;
+    for (auto* bn : bns) {
+        momenta.push_back(bn->options.momentum());
+        bn->options.momentum(c10::nullopt);  // cumulative average over the batches below
+        bn->reset_running_stats();
+    }
+    model.train();
+    {
+        torch::NoGradGuard ng;
+        loader.start_epoch(0);
+        Batch b;
+        size_t n = 0;
+        while (n < max_batches && loader.next(b)) {
+            BatchTensors t = to_tensors(std::move(b));
+            model.features(t.images);
+            b = Batch{};
+            ++n;
+        }
+    }
+    for (size_t i = 0; i < bns.size(); ++i) bns[i]->options.momentum(momenta[i]);
+}
 
 }  // namespace
 
@@ -360,7 +388,7 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
     so.warmup_epochs = std::min(o.warmup_epochs, std::max(0, o.epochs - 1));
     so.total_epochs = o.epochs;
     LrSchedule schedule(so);
-    EarlyStopping stopper(o.patience);
+    EarlyStopping stopper(o.patience, 1e-6);
 
     nlohmann::json history = nlohmann::json::array();
     std::vector<std::vector<double>> best_val_probs;
@@ -406,6 +434,8 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
     lv.augment = false;
     std::unique_ptr<DataLoader> val_loader;
     if (!split.val.empty()) val_loader = std::make_unique<DataLoader>(ds, split.val, pre, lv);
+    // The training items without augmentation, for recomputing BatchNorm statistics.
+    DataLoader bn_loader(ds, split.train, pre, lv);
 
     auto predict_val = [&](double& val_loss) {
         std::vector<std::vector<double>> probs(split.val.size(), std::vector<double>(L));
@@ -469,6 +499,8 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
             b = Batch{};
         }
         const double train_loss = seen ? loss_sum / static_cast<double>(seen) : std::nan("");
+        const double train_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        recalibrate_batchnorm(*model, bn_loader, 64);
 
         double val_loss = std::nan(""), val_auc = std::nan("");
         nlohmann::json aucs = nlohmann::json::object();
@@ -489,14 +521,17 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
             }
         }
         // Early stopping and plateau follow validation AUC; without a usable AUC, minus the loss.
-        double monitor = !std::isnan(val_auc) ? val_auc : (!std::isnan(val_loss) ? -val_loss : -train_loss);
+        // Validation loss breaks ties between epochs of equal AUC (AUC saturates at 1 on easy data).
+        double monitor = !std::isnan(val_auc) ? val_auc - 1e-3 * (std::isnan(val_loss) ? 0.0 : std::min(val_loss, 10.0))
+                                              : (!std::isnan(val_loss) ? -val_loss : -train_loss);
         if (so.kind == ScheduleKind::Plateau) schedule.observe(monitor);
         const bool improved = stopper.update(monitor);
         double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         auto num = [](double v) { return std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v); };
         nlohmann::json row = {{"epoch", epoch},          {"lr", lr},          {"train_loss", train_loss},
                               {"val_loss", num(val_loss)}, {"val_auc", num(val_auc)}, {"auc", aucs},
-                              {"seconds", secs},         {"best", improved}};
+                              {"seconds", secs},         {"best", improved},
+                              {"train_images_per_s", train_secs > 0 ? static_cast<double>(seen) / train_secs : 0.0}};
         history.push_back(row);
 
         // Checkpoint: weights and optimizer under the epoch's name, then state.json (the commit point)
