@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
     cli::add_evaluate(app, commands);
     cli::add_cv(app, commands);
     cli::add_predict(app, commands);
+    cli::add_synth(app, commands);
 
     try {
         app.parse(argc, argv);

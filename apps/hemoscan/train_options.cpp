@@ -37,6 +37,9 @@ void add_train_options(CLI::App* app, TrainArgs& a, bool folds_for_cv) {
         ->capture_default_str();
     if (folds_for_cv) {
         o.folds = 5;
+        // Each fold's inner validation part picks the epoch and the threshold: with 10% of a small
+        // set that is a handful of cases, so cv defaults to 20%.
+        o.val_fraction = 0.2;
         app->add_option("--folds", o.folds, "Number of folds (grouped by patient, stratified)")->capture_default_str();
     } else {
         app->add_option("--folds", o.folds, "Use k-fold splits instead of a holdout (with --fold)");
@@ -54,12 +57,15 @@ void add_train_options(CLI::App* app, TrainArgs& a, bool folds_for_cv) {
     app->add_option("--dropout", a.dropout, "Dropout before the output (default: the architecture's)");
     app->add_option("--width", o.width, "Channel width multiplier")->capture_default_str();
     app->add_option("--modality", o.modality, "Accepted DICOM modality: ct, mr, any")->capture_default_str();
+    app->add_option("--tta", a.tta, "Test-time augmentation: average with the mirrored image (on/off)")
+        ->capture_default_str();
 }
 
 TrainOptions finish_train_options(const TrainArgs& a) {
     TrainOptions o = a.options;
     o.labels = parse_list(a.labels);
     o.augment = parse_on_off(a.augment, "--augment");
+    o.tta = parse_on_off(a.tta, "--tta");
     if (a.dropout >= 0) o.dropout = a.dropout;
     return o;
 }

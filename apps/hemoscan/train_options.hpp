@@ -13,6 +13,7 @@ struct TrainArgs {
     TrainOptions options;
     std::string labels;    // comma-separated
     std::string augment = "on";
+    std::string tta = "on";
     double dropout = -1;   // < 0: architecture default
 };
 

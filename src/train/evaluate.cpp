@@ -52,7 +52,7 @@ std::vector<double> choose_thresholds(const PredictionTable& table) {
     if (table.multiclass) return th;  // argmax decides
     for (size_t l = 0; l < th.size(); ++l) {
         auto t = column(table.truths, l);
-        if (both_classes(t)) th[l] = youden_threshold(column(table.probs, l), t);
+        if (both_classes(t)) th[l] = youden_margin_threshold(column(table.probs, l), t);
     }
     return th;
 }

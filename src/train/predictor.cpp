@@ -38,6 +38,7 @@ struct Predictor::Impl {
     bool multiclass = false;
     PreprocessOptions pre;
     ModalityPolicy modality = ModalityPolicy::CtOnly;
+    bool tta_hflip = false;  // average with the mirrored image, as the model was validated
     std::mutex mutex;  // one forward at a time per model: modules keep per-call state (autograd, BN mode)
 };
 
@@ -51,6 +52,7 @@ Predictor::Predictor(const fs::path& model_path, int threads) : impl_(std::make_
         impl_->thresholds = meta.contains("thresholds") ? meta["thresholds"].get<std::vector<double>>()
                                                         : std::vector<double>(impl_->labels.size(), 0.5);
         impl_->pre = preprocess_from_meta(meta);
+        impl_->tta_hflip = meta.value("tta", std::string("none")) == "hflip";
         std::string m = meta.contains("preprocess") ? meta["preprocess"].value("modality", std::string("ct")) : "ct";
         impl_->modality = m == "mr" ? ModalityPolicy::CtOrMr : (m == "any" ? ModalityPolicy::Any : ModalityPolicy::CtOnly);
     } catch (const nlohmann::json::exception& e) {
@@ -110,11 +112,19 @@ std::vector<Prediction> rows_of(const torch::Tensor& probs_in, const Predictor& 
 }
 }  // namespace
 
+namespace {
+torch::Tensor forward_probs(ClassifierImpl& model, const torch::Tensor& x, bool multiclass, bool tta) {
+    auto p = probabilities(model.forward(x), multiclass);
+    if (tta) p = 0.5 * (p + probabilities(model.forward(x.flip({3})), multiclass));
+    return p;
+}
+}  // namespace
+
 std::vector<Prediction> Predictor::predict_batch(Batch&& batch) {
     BatchTensors t = to_tensors(std::move(batch));
     std::lock_guard<std::mutex> lock(impl_->mutex);
     c10::InferenceMode guard;
-    return rows_of(probabilities(impl_->loaded.model->forward(t.images), impl_->multiclass), *this);
+    return rows_of(forward_probs(*impl_->loaded.model, t.images, impl_->multiclass, impl_->tta_hflip), *this);
 }
 
 std::vector<Prediction> Predictor::predict_samples(const std::vector<Sample>& samples, int batch_size) {
@@ -126,7 +136,8 @@ std::vector<Prediction> Predictor::predict_samples(const std::vector<Sample>& sa
         size_t end = std::min(samples.size(), start + static_cast<size_t>(std::max(1, batch_size)));
         std::vector<torch::Tensor> items;
         for (size_t i = start; i < end; ++i) items.push_back(to_chw(samples[i].image));
-        auto rows = rows_of(probabilities(impl_->loaded.model->forward(torch::stack(items)), impl_->multiclass), *this);
+        auto rows = rows_of(forward_probs(*impl_->loaded.model, torch::stack(items), impl_->multiclass, impl_->tta_hflip),
+                            *this);
         std::move(rows.begin(), rows.end(), std::back_inserter(out));
     }
     return out;

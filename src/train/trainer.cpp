@@ -53,7 +53,8 @@ nlohmann::json train_options_to_json(const TrainOptions& o) {
                         {"patience", o.patience},
                         {"grad_clip", o.grad_clip},
                         {"width", o.width},
-                        {"modality", o.modality}};
+                        {"modality", o.modality},
+                        {"tta", o.tta}};
     j["dropout"] = o.dropout ? nlohmann::json(*o.dropout) : nlohmann::json(nullptr);
     return j;
 }
@@ -92,6 +93,7 @@ TrainOptions train_options_from_json(const nlohmann::json& j) {
     get("grad_clip", o.grad_clip);
     get("width", o.width);
     get("modality", o.modality);
+    get("tta", o.tta);
     if (j.contains("dropout") && !j["dropout"].is_null()) o.dropout = j["dropout"].get<double>();
     return o;
 }
@@ -452,7 +454,9 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
             auto logits = model->forward(t.images);
             loss_sum += loss_fn(logits, t.labels).item<double>() * static_cast<double>(t.indices.size());
             n += t.indices.size();
-            auto p = probabilities(logits, ds.multiclass).contiguous();
+            auto p = probabilities(logits, ds.multiclass);
+            if (o.tta) p = 0.5 * (p + probabilities(model->forward(t.images.flip({3})), ds.multiclass));
+            p = p.contiguous();
             auto acc = p.accessor<float, 2>();
             for (size_t r = 0; r < t.indices.size(); ++r) {
                 auto& row = probs[pos_of.at(t.indices[r])];
@@ -468,6 +472,7 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
                                 {"multiclass", ds.multiclass},
                                 {"preprocess", preprocess_meta(pre, o)},
                                 {"hemoscan_version", kVersion},
+                                {"tta", o.tta ? "hflip" : "none"},
                                 {"trained_on", {{"data", o.data}, {"fingerprint", ds.fingerprint()}}}};
 
     int epoch = start_epoch;

@@ -368,3 +368,21 @@ TEST(MultiClass, ConfusionMatrixAndErrors) {
     EXPECT_THROW(multiclass_metrics({{0.5, 0.5}}, {0, 1}), UsageError);
     EXPECT_THROW(multiclass_metrics({}, {}), InputError);
 }
+
+// Separated classes: negatives 0.1, 0.2, positives 0.6, 0.9. Youden's J = 1 for any t in (0.2, 0.6];
+// the margin threshold is the logit midpoint of 0.2 and 0.6: logit(0.2) = -1.3863, logit(0.6) =
+// 0.4055, mean -0.4904 -> sigmoid = 0.3798.
+TEST(Youden, MarginThresholdIsMidpointOfOptimalGap) {
+    std::vector<double> s{0.1, 0.2, 0.6, 0.9};
+    std::vector<int> t{0, 0, 1, 1};
+    EXPECT_DOUBLE_EQ(hemoscan::youden_threshold(s, t), 0.6);
+    EXPECT_NEAR(hemoscan::youden_margin_threshold(s, t), 0.379796, 1e-5);
+    // Non-probability scores: linear midpoint.
+    std::vector<double> z{-3, -1, 2, 5};
+    EXPECT_DOUBLE_EQ(hemoscan::youden_margin_threshold(z, t), 0.5);
+    // Overlap: negatives 0.1, 0.7; positives 0.6, 0.9. J = 0.5 at t = 0.9 (tpr .5, fpr 0) and at t = 0.6
+    // (tpr 1, fpr .5): the first run is t = 0.9 alone, gap (0.7, 0.9] -> logit midpoint of 0.7 and 0.9.
+    std::vector<double> o{0.1, 0.7, 0.6, 0.9};
+    double lm = 0.5 * (std::log(0.7 / 0.3) + std::log(0.9 / 0.1));
+    EXPECT_NEAR(hemoscan::youden_margin_threshold(o, t), 1 / (1 + std::exp(-lm)), 1e-9);
+}

@@ -94,6 +94,14 @@ Confusion confusion_at(const std::vector<double>& scores, const std::vector<int>
 // data and reuse it on test data.
 double youden_threshold(const std::vector<double>& scores, const std::vector<int>& truths);
 
+// Youden's J with a margin: all thresholds in the gap between two neighbouring distinct scores
+// classify alike, so instead of the highest J-optimal score this returns the middle of the widest
+// J-optimal gap's first run: the midpoint between the highest optimal score and the next lower
+// score, in logit space for probabilities (linear otherwise). On small validation sets with
+// separated classes the highest optimal score sits right at the lowest positive and generalises
+// poorly; the midpoint is the max-margin choice.
+double youden_margin_threshold(const std::vector<double>& scores, const std::vector<int>& truths);
+
 // ---- Bootstrap ----------------------------------------------------------------------------------
 
 struct BootstrapOptions {

@@ -30,7 +30,8 @@ struct PredictionTable {
     size_t size() const { return probs.size(); }
 };
 
-// Per label Youden's J threshold (0.5 where a label has a single class).
+// Per label threshold: Youden's J, in the middle of the optimal gap (youden_margin_threshold); 0.5
+// where a label has a single class.
 std::vector<double> choose_thresholds(const PredictionTable& table);
 
 // metrics.json: {"n", "labels": {name: {auc, auc_ci95, accuracy, sensitivity, specificity, precision,

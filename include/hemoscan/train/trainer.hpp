@@ -48,6 +48,7 @@ struct TrainOptions {
     std::optional<double> dropout;    // architecture default when unset
     double width = 1.0;               // channel multiplier
     std::string modality = "ct";
+    bool tta = true;                  // average with the left-right mirrored image (validation and inference)
 };
 
 nlohmann::json train_options_to_json(const TrainOptions& o);

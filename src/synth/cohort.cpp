@@ -1,0 +1,342 @@
+// Writing synthetic cohorts: DICOM series, NIfTI volumes and label maps, PNG slices, the manifest
+// and the study table; studies in parallel threads; the example figure.
+#include <spdlog/fmt/fmt.h>
+
+#include <opencv2/imgproc.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <exception>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "hemoscan/error.hpp"
+#include "hemoscan/io/dicom.hpp"
+#include "hemoscan/io/image2d.hpp"
+#include "hemoscan/io/nifti.hpp"
+#include "hemoscan/log.hpp"
+#include "hemoscan/preprocess/preprocess.hpp"
+#include "hemoscan/synth/synth.hpp"
+#include "hemoscan/util/fs.hpp"
+#include "hemoscan/util/strings.hpp"
+
+namespace hemoscan {
+
+namespace {
+
+// What the CSVs need from a study once its files are written (the images are dropped).
+struct StudyRow {
+    std::string study_id, patient_id, study_uid;
+    int slices = 0;
+    std::array<bool, kSynthSubtypes> present{};
+    bool calcification = false;
+    std::array<double, kSynthSubtypes> volume_ml{};
+    SynthParams params;
+    std::vector<std::array<bool, kSynthSubtypes>> slice_labels;
+    std::vector<std::string> slice_paths, mask_paths;
+};
+
+std::string slice_name(const char* stem, int k, const char* ext) { return fmt::format("{}_{:03d}.{}", stem, k + 1, ext); }
+
+}  // namespace
+
+int parse_synth_formats(const std::string& spec) {
+    int formats = 0;
+    for (const std::string& raw : split(spec, ',')) {
+        const std::string f = to_lower(trim(raw));
+        if (f.empty()) continue;
+        if (f == "dicom") formats |= kSynthDicom;
+        else if (f == "nifti") formats |= kSynthNifti;
+        else if (f == "png") formats |= kSynthPng;
+        else throw UsageError("unknown format '" + f + "' in --format (dicom, nifti, png)");
+    }
+    if (formats == 0) throw UsageError("--format names no format (dicom, nifti, png)");
+    return formats;
+}
+
+cv::Mat synth_png(const cv::Mat& hu, bool rgb) {
+    const std::vector<Window> windows =
+        rgb ? std::vector<Window>{window_brain(), window_subdural(), window_bone()} : std::vector<Window>{window_brain()};
+    cv::Mat out = to_uint8(apply_windows(hu, windows));
+    if (out.channels() == 3) cv::cvtColor(out, out, cv::COLOR_RGB2BGR);  // PNG R, G, B = windows 1, 2, 3
+    return out;
+}
+
+void write_study_dicom(const SynthStudy& st, const fs::path& folder) {
+    const Volume& v = st.ct;
+    DicomWriteOptions o;
+    o.patient_id = st.patient_id;
+    o.patient_name = "Synthetic^" + st.study_id;
+    o.study_uid = st.study_uid;
+    o.series_uid = st.series_uid;
+    o.series_description = "hemoscan synthetic head CT";
+    o.pixel_spacing = {v.geometry.spacing[1], v.geometry.spacing[0]};
+    o.slice_thickness = v.geometry.spacing[2];
+    o.window_center = 40;
+    o.window_width = 80;
+    o.rescale_intercept = -1024;
+    o.rescale_slope = 1;
+    for (int k = 0; k < v.depth(); ++k) {
+        o.sop_uid = st.sop_uids[k];
+        o.instance_number = st.instance_numbers[k];
+        o.position = v.slice_meta[k].position;
+        write_dicom_ct(folder / fmt::format("IM{:04d}.dcm", o.instance_number), v.slices[k], o);
+    }
+}
+
+void write_study_nifti(const SynthStudy& st, const fs::path& image_file, const fs::path& label_file) {
+    NiftiWriteOptions o;
+    o.type = NiftiType::Int16;
+    o.description = "hemoscan synthetic head CT (HU) " + st.study_id;
+    write_nifti(image_file, st.ct, o);
+    write_nifti_labels(label_file, st.labels, st.ct.geometry,
+                       "labels 1 EDH 2 IPH 3 IVH 4 SAH 5 SDH 6 calcification");
+}
+
+CohortSummary write_cohort(const SynthOptions& options, const fs::path& out, int formats,
+                           const std::function<void(size_t, size_t)>& progress) {
+    if (formats <= 0 || formats > 7) throw UsageError("write_cohort: no output format");
+    if (options.studies < 1) throw UsageError("--studies must be at least 1");
+    const auto start = std::chrono::steady_clock::now();
+    fs::create_directories(out);
+    const int n = options.studies;
+    std::vector<StudyRow> rows(n);
+    std::atomic<int> next{0};
+    std::atomic<bool> failed{false};
+    std::mutex mutex;
+    std::exception_ptr error;
+    size_t done = 0;
+
+    auto worker = [&] {
+        for (;;) {
+            const int i = next++;
+            if (i >= n || failed) return;
+            try {
+                const SynthStudy st = generate_study(options, i);
+                StudyRow& row = rows[i];
+                row.study_id = st.study_id;
+                row.patient_id = st.patient_id;
+                row.study_uid = st.study_uid;
+                row.slices = st.ct.depth();
+                row.present = st.present;
+                row.calcification = st.calcification;
+                row.volume_ml = st.volume_ml;
+                row.params = st.params;
+                for (int k = 0; k < st.ct.depth(); ++k) {
+                    std::array<bool, kSynthSubtypes> l{};
+                    for (int s = 0; s < kSynthSubtypes; ++s) l[s] = st.slice_has(k, s);
+                    row.slice_labels.push_back(l);
+                }
+                if (formats & kSynthDicom) write_study_dicom(st, out / "dicom" / st.study_id);
+                if (formats & kSynthNifti) {
+                    write_study_nifti(st, out / "nifti" / (st.study_id + ".nii.gz"),
+                                      out / "nifti" / (st.study_id + "_labels.nii.gz"));
+                }
+                if (formats & kSynthPng) {
+                    for (int k = 0; k < st.ct.depth(); ++k) {
+                        const fs::path rel = fs::path("png") / st.study_id / slice_name("slice", k, "png");
+                        const fs::path mask = fs::path("png") / st.study_id / slice_name("mask", k, "png");
+                        write_image_2d(out / rel, synth_png(st.ct.slices[k], options.png_rgb));
+                        write_image_2d(out / mask, st.labels[k]);
+                        row.slice_paths.push_back(rel.generic_string());
+                        row.mask_paths.push_back(mask.generic_string());
+                    }
+                } else if (formats & kSynthDicom) {
+                    for (int k = 0; k < st.ct.depth(); ++k) {
+                        row.slice_paths.push_back(
+                            (fs::path("dicom") / st.study_id / fmt::format("IM{:04d}.dcm", st.instance_numbers[k]))
+                                .generic_string());
+                    }
+                }
+                std::lock_guard<std::mutex> lock(mutex);
+                ++done;
+                if (progress) progress(done, static_cast<size_t>(n));
+            } catch (...) {
+                std::lock_guard<std::mutex> lock(mutex);
+                if (!error) error = std::current_exception();
+                failed = true;
+                return;
+            }
+        }
+    };
+    const int threads = std::clamp(options.threads, 1, std::max(1, n));
+    std::vector<std::thread> pool;
+    for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
+    worker();
+    for (auto& t : pool) t.join();
+    if (error) std::rethrow_exception(error);
+
+    // manifest.csv (DATA form (a)): one row per slice, labels from the masks.
+    const auto& names = synth_subtype_names();
+    CohortSummary summary;
+    const bool per_slice_files = (formats & (kSynthPng | kSynthDicom)) != 0;
+    if (per_slice_files) {
+        std::ostringstream m;
+        m << "path,patient,any";
+        for (const auto& name : names) m << ',' << name;
+        const bool masks = (formats & kSynthPng) != 0;
+        if (masks) m << ",mask";
+        m << '\n';
+        for (const StudyRow& row : rows) {
+            for (size_t k = 0; k < row.slice_labels.size(); ++k) {
+                const auto& l = row.slice_labels[k];
+                const bool any = std::any_of(l.begin(), l.end(), [](bool b) { return b; });
+                m << row.slice_paths[k] << ',' << row.patient_id << ',' << (any ? 1 : 0);
+                for (bool b : l) m << ',' << (b ? 1 : 0);
+                if (masks) m << ',' << row.mask_paths[k];
+                m << '\n';
+            }
+        }
+        write_file_atomic(out / "manifest.csv", m.str());
+    }
+
+    // studies.csv: study-level labels, volumes and parameters.
+    std::ostringstream s;
+    s << "study,patient,slices,any";
+    for (const auto& name : names) s << ',' << name;
+    s << ",calcification";
+    for (const auto& name : names) s << ',' << name << "_ml";
+    s << ",midline_shift_mm,subdural_kind,slice_mm,pixel_mm,noise_hu,instance_order,study_uid\n";
+    for (const StudyRow& row : rows) {
+        const bool any = std::any_of(row.present.begin(), row.present.end(), [](bool b) { return b; });
+        s << row.study_id << ',' << row.patient_id << ',' << row.slices << ',' << (any ? 1 : 0);
+        for (bool b : row.present) s << ',' << (b ? 1 : 0);
+        s << ',' << (row.calcification ? 1 : 0);
+        for (double ml : row.volume_ml) s << ',' << fmt::format("{:.3f}", ml);
+        s << ',' << fmt::format("{:.1f}", row.params.midline_shift_mm) << ',' << row.params.subdural_kind << ','
+          << row.params.slice_mm << ',' << fmt::format("{:.6f}", row.params.pixel_mm) << ','
+          << fmt::format("{:.1f}", row.params.noise_hu) << ',' << row.params.instance_order << ',' << row.study_uid
+          << '\n';
+        summary.slices += row.slices;
+        summary.with_bleed += any ? 1 : 0;
+        summary.with_calcification += row.calcification ? 1 : 0;
+        for (int k = 0; k < kSynthSubtypes; ++k) summary.studies_per_subtype[k] += row.present[k] ? 1 : 0;
+    }
+    write_file_atomic(out / "studies.csv", s.str());
+    summary.studies = n;
+    summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    logger().info("synth: {} studies ({} with a bleed), {} slices in {:.1f} s -> {}", n, summary.with_bleed,
+                  summary.slices, summary.seconds, out.string());
+    return summary;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The example figure.
+
+namespace {
+
+cv::Scalar label_colour(int label) {
+    switch (label) {
+        case kLabelEpidural: return {60, 60, 255};           // red
+        case kLabelIntraparenchymal: return {0, 230, 255};   // yellow
+        case kLabelIntraventricular: return {255, 200, 0};   // cyan-blue
+        case kLabelSubarachnoid: return {255, 80, 255};      // magenta
+        case kLabelSubdural: return {80, 255, 80};           // green
+        default: return {0, 150, 255};                       // orange: calcification
+    }
+}
+
+void put_label(cv::Mat& img, const std::string& text, cv::Point at) {
+    cv::putText(img, text, at, cv::FONT_HERSHEY_SIMPLEX, 0.5, cv::Scalar(0, 0, 0), 3, cv::LINE_AA);
+    cv::putText(img, text, at, cv::FONT_HERSHEY_SIMPLEX, 0.5, cv::Scalar(255, 255, 255), 1, cv::LINE_AA);
+}
+
+// The slice of a study with the largest area of `label` (-1 = a slice through the ventricles).
+int best_slice(const SynthStudy& st, int label) {
+    int best = -1, best_count = 0;
+    for (int k = 0; k < st.ct.depth(); ++k) {
+        int count;
+        if (label < 0) {
+            count = cv::countNonZero(st.tissue.at(k) == static_cast<int>(Tissue::Csf)) +
+                    cv::countNonZero(st.tissue.at(k) == static_cast<int>(Tissue::WhiteMatter)) / 4;
+        } else {
+            count = cv::countNonZero(st.labels[k] == label);
+        }
+        if (count > best_count) best = k, best_count = count;
+    }
+    return best;
+}
+
+cv::Mat tile_for(const SynthStudy& st, int k, int highlight, const std::string& title) {
+    cv::Mat img = synth_png(st.ct.slices[k], false);
+    cv::cvtColor(img, img, cv::COLOR_GRAY2BGR);
+    for (int label = 1; label <= kLabelCalcification; ++label) {
+        if (highlight >= 0 && label != highlight) continue;
+        const cv::Mat sel = st.labels[k] == label;
+        if (cv::countNonZero(sel) == 0) continue;
+        std::vector<std::vector<cv::Point>> contours;
+        cv::findContours(sel, contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_NONE);
+        if (label == kLabelCalcification) {
+            for (const auto& c : contours) {
+                const cv::Rect r = cv::boundingRect(c);
+                cv::circle(img, (r.tl() + r.br()) / 2, std::max(r.width, r.height) / 2 + 5, label_colour(label), 1,
+                           cv::LINE_AA);
+            }
+        } else {
+            cv::drawContours(img, contours, -1, label_colour(label), 1, cv::LINE_8);
+        }
+    }
+    put_label(img, title, {6, 18});
+    return img;
+}
+
+}  // namespace
+
+cv::Mat synth_example_grid(std::uint64_t seed, int tile) {
+    struct Panel {
+        int mask;  // force_subtypes
+        int calc;
+        int label;  // label to show (-1: ventricles)
+        std::string title;
+    };
+    const std::vector<Panel> panels{
+        {0, 0, -1, "normal"},
+        {0, 1, kLabelCalcification, "calcification (confounder)"},
+        {1 << (kLabelEpidural - 1), 0, kLabelEpidural, "epidural"},
+        {1 << (kLabelSubdural - 1), 0, kLabelSubdural, "subdural"},
+        {1 << (kLabelSubarachnoid - 1), 0, kLabelSubarachnoid, "subarachnoid"},
+        {1 << (kLabelIntraparenchymal - 1), 0, kLabelIntraparenchymal, "intraparenchymal"},
+        {1 << (kLabelIntraventricular - 1), 0, kLabelIntraventricular, "intraventricular"},
+        {(1 << (kLabelIntraparenchymal - 1)) | (1 << (kLabelIntraventricular - 1)), 0, -2, "IPH + IVH"},
+    };
+    cv::Mat grid(2 * tile, 4 * tile, CV_8UC3, cv::Scalar(0, 0, 0));
+    for (size_t p = 0; p < panels.size(); ++p) {
+        SynthOptions o;
+        o.seed = seed;
+        o.size = tile;
+        o.slices = 32;
+        o.force_subtypes = panels[p].mask;
+        o.force_calcification = panels[p].calc;
+        o.keep_internals = true;
+        cv::Mat img;
+        double best_area = -1;
+        // A few candidates; keep the one showing the most of the finding.
+        for (int i = 0; i < 6; ++i) {
+            const SynthStudy st = generate_study(o, static_cast<int>(p) * 100 + i);
+            const int label = panels[p].label == -2 ? kLabelIntraparenchymal : panels[p].label;
+            const int k = best_slice(st, label);
+            if (k < 0) continue;
+            double area = label < 0 ? 1 : cv::countNonZero(st.labels[k] == label);
+            if (panels[p].label == -2) area += 3.0 * cv::countNonZero(st.labels[k] == kLabelIntraventricular);
+            if (label == kLabelSubdural && st.params.subdural_kind != "acute") area /= 3;  // show a typical one
+            if (label == kLabelCalcification || label < 0) area = i == 0 ? 1 : 0;          // first that works
+            if (area > best_area) {
+                best_area = area;
+                const std::string title = panels[p].title +
+                                          (panels[p].label == -2 && st.params.midline_shift_mm > 0.5
+                                               ? fmt::format(", shift {:.0f} mm", st.params.midline_shift_mm)
+                                               : "");
+                img = tile_for(st, k, panels[p].label == -1 ? -1 : (panels[p].label == -2 ? -1 : panels[p].label),
+                               title);
+            }
+            if (label < 0 || label == kLabelCalcification) break;
+        }
+        if (img.empty()) continue;
+        img.copyTo(grid(cv::Rect(static_cast<int>(p % 4) * tile, static_cast<int>(p / 4) * tile, tile, tile)));
+    }
+    return grid;
+}
+
+}  // namespace hemoscan
