@@ -12,6 +12,7 @@
 #include "hemoscan/log.hpp"
 #include "hemoscan/preprocess/preprocess.hpp"
 #include "hemoscan/util/fs.hpp"
+#include "hemoscan/util/strings.hpp"
 #include "progress.hpp"
 
 namespace hemoscan::cli {
@@ -27,13 +28,6 @@ struct ConvertArgs {
     bool series = false;
     std::string modality = "ct";
 };
-
-std::string sanitize(const std::string& s) {
-    std::string r;
-    for (char c : s) r += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.') ? c : '_';
-    while (!r.empty() && (r.back() == '_' || r.back() == '.')) r.pop_back();
-    return r.substr(0, 48);
-}
 
 // The windows to use for one slice. CT (HU) uses the requested windows. Data in other units (MR)
 // cannot use HU presets: unless the user gave a window explicitly, take the file's own
@@ -83,7 +77,7 @@ void add_convert(CLI::App& root, std::vector<Command>& commands) {
     commands.push_back({app, [a, win] {
         const auto windows = parse_windows(a->window);
         const bool explicit_window = win->count() > 0;
-        const auto policy = parse_modality(a->modality);
+        const auto policy = parse_modality_policy(a->modality);
         const fs::path out(a->out);
 
         std::vector<fs::path> files, folders;
@@ -107,7 +101,7 @@ void add_convert(CLI::App& root, std::vector<Command>& commands) {
             if (!is_dicom_file(f)) throw InputError(f.string() + ": not a DICOM file");
             DicomSlice s = read_dicom_file(f, policy);
             auto ws = windows_for(s, windows, explicit_window);
-            fs::path png = out / (sanitize(f.stem().string()) + ".png");
+            fs::path png = out / (safe_filename(f.stem().string()) + ".png");
             write_image_2d(png, render(s, ws, *a));
             index << csv_escape(fs::relative(png, out).string()) << ',' << csv_escape(f.string()) << ','
                   << s.meta.series_uid << ",0," << s.meta.position[2] << ',' << s.meta.instance_number << ','
@@ -120,10 +114,10 @@ void add_convert(CLI::App& root, std::vector<Command>& commands) {
             std::map<std::string, int> used;
             for (const auto& v : volumes) {
                 const ImageMeta& m0 = v.slice_meta.front();
-                std::string name = sanitize(m0.series_description);
+                std::string name = m0.series_description.empty() ? "series" : safe_filename(m0.series_description, 48);
                 std::string uid_tail = m0.series_uid.size() > 8 ? m0.series_uid.substr(m0.series_uid.size() - 8)
                                                                  : m0.series_uid;
-                name = (name.empty() ? "series" : name) + "_" + sanitize(uid_tail);
+                name += "_" + safe_filename(uid_tail);
                 if (used[name]++) name += "_" + std::to_string(used[name]);
                 ProgressBar bar("convert " + name, static_cast<size_t>(v.depth()));
                 // Position along the normal, for the index (the order the slices are in).

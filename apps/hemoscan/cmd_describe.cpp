@@ -74,7 +74,7 @@ void add_describe(CLI::App& root, std::vector<Command>& commands) {
         Dataset ds = open_dataset(a->data, dopt);
         DescribeOptions opt;
         opt.threads = a->threads;
-        opt.modality = parse_modality(a->modality);
+        opt.modality = parse_modality_policy(a->modality);
         ProgressBar bar("reading images", ds.size());
         opt.progress = [&bar](size_t done, size_t) { bar.update(done); };
         DatasetSummary s = describe_dataset(ds, opt);

@@ -1,9 +1,10 @@
 // hemoscan synth: synthetic head CT studies with known truth (DICOM, NIfTI + label maps, PNG + manifest).
+#include <opencv2/imgcodecs.hpp>
+
 #include <cstdio>
 
 #include "commands.hpp"
 #include "hemoscan/error.hpp"
-#include "hemoscan/io/image2d.hpp"
 #include "hemoscan/log.hpp"
 #include "hemoscan/synth/synth.hpp"
 #include "hemoscan/util/fs.hpp"
@@ -64,7 +65,10 @@ void add_synth(CLI::App& root, std::vector<Command>& commands) {
     commands.push_back({app, [a] {
         if (a->out.empty() && a->grid.empty()) throw UsageError("synth: give --out (and/or --grid)");
         if (!a->grid.empty()) {
-            write_image_2d(a->grid, synth_example_grid(a->seed, a->grid_tile));
+            // Highest PNG compression: the figure is committed to the repository.
+            std::vector<uchar> png;
+            cv::imencode(".png", synth_example_grid(a->seed, a->grid_tile), png, {cv::IMWRITE_PNG_COMPRESSION, 9});
+            write_file_atomic(a->grid, std::string(png.begin(), png.end()));
             logger().info("wrote {}", a->grid);
         }
         if (a->out.empty()) return 0;

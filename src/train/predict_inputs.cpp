@@ -8,18 +8,13 @@
 #include "hemoscan/io/image2d.hpp"
 #include "hemoscan/io/load.hpp"
 #include "hemoscan/preprocess/preprocess.hpp"
+#include "hemoscan/util/strings.hpp"
 
 namespace hemoscan {
 
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string safe_name(const std::string& s) {
-    std::string r;
-    for (char c : s) r += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.') ? c : '_';
-    return r.empty() ? "input" : r;
-}
 
 int top_index(const Prediction& p) {
     return static_cast<int>(std::max_element(p.probabilities.begin(), p.probabilities.end()) - p.probabilities.begin());
@@ -69,10 +64,10 @@ std::vector<InputResult> predict_inputs(Predictor& predictor, const std::vector<
         }
         if (!options.heatmap_dir.empty()) {
             for (size_t i = 0; i < samples.size(); ++i) {
-                fs::path name = safe_name(fs::path(r.input).filename().string());
+                fs::path name = safe_filename(fs::path(r.input).filename().string());
                 fs::path png = r.kind == "series" || r.items.size() > 1
-                                   ? options.heatmap_dir / name / (safe_name(fs::path(r.items[i]).stem().string()) + ".png")
-                                   : options.heatmap_dir / (safe_name(fs::path(r.items[i]).stem().string()) + ".png");
+                                   ? options.heatmap_dir / name / (safe_filename(fs::path(r.items[i]).stem().string()) + ".png")
+                                   : options.heatmap_dir / (safe_filename(fs::path(r.items[i]).stem().string()) + ".png");
                 write_image_2d(png, heatmap_overlay(predictor, samples[i], top_index(r.per_item[i])));
                 r.heatmaps.push_back(png.string());
             }

@@ -54,7 +54,7 @@ Predictor::Predictor(const fs::path& model_path, int threads) : impl_(std::make_
         impl_->pre = preprocess_from_meta(meta);
         impl_->tta_hflip = meta.value("tta", std::string("none")) == "hflip";
         std::string m = meta.contains("preprocess") ? meta["preprocess"].value("modality", std::string("ct")) : "ct";
-        impl_->modality = m == "mr" ? ModalityPolicy::CtOrMr : (m == "any" ? ModalityPolicy::Any : ModalityPolicy::CtOnly);
+        impl_->modality = parse_modality_policy(m);
     } catch (const nlohmann::json::exception& e) {
         throw InputError(model_path.string() + ": model metadata incomplete (" + e.what() + ")");
     }

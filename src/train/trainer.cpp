@@ -110,13 +110,6 @@ TrainOptions load_run_options(const fs::path& run) {
 
 namespace {
 
-ModalityPolicy modality_policy(const std::string& m) {
-    if (m == "ct") return ModalityPolicy::CtOnly;
-    if (m == "mr" || m == "mri") return ModalityPolicy::CtOrMr;
-    if (m == "any") return ModalityPolicy::Any;
-    throw UsageError("unknown modality '" + m + "' (ct, mr, any)");
-}
-
 void validate(const TrainOptions& o) {
     if (o.epochs < 1) throw UsageError("--epochs must be >= 1");
     if (o.batch < 1) throw UsageError("--batch must be >= 1");
@@ -281,7 +274,7 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
     validate(o);
     const fs::path run(o.out);
     if (run.empty()) throw UsageError("--out RUN is required");
-    const ModalityPolicy policy = modality_policy(o.modality);
+    const ModalityPolicy policy = parse_modality_policy(o.modality);
 
     const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     torch::set_num_threads(threads);

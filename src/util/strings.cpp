@@ -34,4 +34,12 @@ bool ends_with(std::string_view s, std::string_view suffix) {
     return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+std::string safe_filename(std::string_view s, size_t max_length) {
+    std::string r;
+    for (char c : s) r += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.') ? c : '_';
+    while (!r.empty() && (r.back() == '_' || r.back() == '.')) r.pop_back();
+    if (r.size() > max_length) r.resize(max_length);
+    return r.empty() ? "item" : r;
+}
+
 }  // namespace hemoscan

@@ -11,6 +11,9 @@ namespace hemoscan {
 // Which modalities the caller accepts. CT is the default; MR only when the user says so.
 enum class ModalityPolicy { CtOnly, CtOrMr, Any };
 
+// "ct" (CT only), "mr"/"mri" (CT or MRI), "any". Throws UsageError otherwise.
+ModalityPolicy parse_modality_policy(const std::string& name);
+
 struct DicomSlice {
     cv::Mat pixels;  // CV_32FC1: Hounsfield units for CT (slope/intercept applied), rescaled values otherwise
     ImageMeta meta;
