@@ -27,11 +27,11 @@ namespace {
 
 struct DemoArgs {
     std::string out = "demo-out";
-    int train_studies = 40;
-    int test_studies = 12;
-    int slices = 24;
+    int train_studies = 120;
+    int test_studies = 30;
+    int slices = 8;
     int size = 128;
-    int epochs = 8;
+    int epochs = 10;
     std::uint64_t seed = 2026;
     int threads = 0;
 };
@@ -74,20 +74,22 @@ void add_demo(CLI::App& root, std::vector<Command>& commands) {
         }
         fs::create_directories(out);
 
-        // 1. Data: a training cohort (PNG slices + manifest) and held-out studies (PNG and DICOM).
+        // 1. Data: DICOM series (Hounsfield units), so that the model can take the three CT windows as
+        //    channels; the manifests point at the DICOM slices.
         SynthOptions so;
         so.seed = a->seed;
         so.studies = a->train_studies;
         so.slices = a->slices;
         so.size = 256;
         so.threads = 2;
-        auto train_summary = synthesize("training cohort", so, out / "data" / "train", kSynthPng);
+        auto train_summary = synthesize("training cohort", so, out / "data" / "train", kSynthDicom);
         SynthOptions to = so;
         to.seed = a->seed + 1;
         to.studies = a->test_studies;
-        auto test_summary = synthesize("held-out cohort", to, out / "data" / "test", kSynthPng | kSynthDicom);
+        auto test_summary = synthesize("held-out cohort", to, out / "data" / "test", kSynthDicom);
 
-        // 2. Train the default classifier on slices, one sigmoid per label (any + five subtypes).
+        // 2. Train the default classifier on slices, one sigmoid per label (any + five subtypes), with
+        //    the brain, subdural and bone windows as channels (the RSNA winners' input).
         TrainOptions o;
         o.data = (out / "data" / "train").string();
         o.out = (out / "run").string();
@@ -97,6 +99,7 @@ void add_demo(CLI::App& root, std::vector<Command>& commands) {
         o.threads = a->threads;
         o.seed = a->seed;
         o.val_fraction = 0.2;
+        o.window = "rgb";
         o.crop_head = false;  // synthetic studies have no letters or rulers around the head
         TrainProgress progress;
         logger().info("training {} on {} slices for {} epochs", o.model, train_summary.slices, o.epochs);
@@ -215,8 +218,9 @@ void add_demo(CLI::App& root, std::vector<Command>& commands) {
         }
         report.table({"label", "positive slices", "AUC", "95% CI", "sensitivity", "specificity", "threshold"}, mrows);
         report.figures({{out / "eval" / "roc.png", "ROC per label (held-out slices)"},
-                        {out / "eval" / "confusion.png", "Confusion matrix, any (held-out slices)"},
-                        {out / "run" / "curves.png", "Training: loss and validation AUC per epoch"}});
+                        {out / "eval" / "confusion.png", "Confusion matrix, any (held-out slices)"}},
+                       520);
+        report.figures({{out / "run" / "curves.png", "Training: loss and validation AUC per epoch"}}, 1060);
         report.heading("Grad-CAM on the predicted DICOM series");
         report.note(series.string() + ": the slices with the highest P(any), with the model's attention overlaid.");
         std::vector<size_t> order(res.items.size());
@@ -236,7 +240,7 @@ void add_demo(CLI::App& root, std::vector<Command>& commands) {
         report.heading("How this was made");
         report.paragraph("Command: hemoscan demo --out " + a->out + " --seed " + std::to_string(a->seed) +
                          ". Synthetic studies (hemoscan synth) carry known masks and labels; the classifier is "
-                         "trained on their slices (one sigmoid per label, RSNA style), validated on a patient-"
+                         "trained on their slices (three CT windows as channels, one sigmoid per label, RSNA style), validated on a patient-"
                          "grouped 20% of the training studies, then applied to studies it never saw.");
         report.note("Artefacts: " + (out / "run").string() + " (model.pt, log.csv, metrics), " +
                     (out / "eval").string() + " (metrics.json, predictions.csv), " + (out / "predict").string() + ".");

@@ -21,5 +21,6 @@ void add_cv(CLI::App& root, std::vector<Command>& commands);
 void add_evaluate(CLI::App& root, std::vector<Command>& commands);
 void add_predict(CLI::App& root, std::vector<Command>& commands);
 void add_synth(CLI::App& root, std::vector<Command>& commands);
+void add_demo(CLI::App& root, std::vector<Command>& commands);
 
 }  // namespace hemoscan::cli

@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
     cli::add_cv(app, commands);
     cli::add_predict(app, commands);
     cli::add_synth(app, commands);
+    cli::add_demo(app, commands);
 
     try {
         app.parse(argc, argv);

@@ -89,6 +89,7 @@ void write_study_dicom(const SynthStudy& st, const fs::path& folder) {
 void write_study_nifti(const SynthStudy& st, const fs::path& image_file, const fs::path& label_file) {
     NiftiWriteOptions o;
     o.type = NiftiType::Int16;
+    o.gzip_level = 1;  // noisy CT barely compresses better at higher levels, and level 6 is ~3x slower
     o.description = "hemoscan synthetic head CT (HU) " + st.study_id;
     write_nifti(image_file, st.ct, o);
     write_nifti_labels(label_file, st.labels, st.ct.geometry,
@@ -198,7 +199,7 @@ CohortSummary write_cohort(const SynthOptions& options, const fs::path& out, int
     for (const auto& name : names) s << ',' << name;
     s << ",calcification";
     for (const auto& name : names) s << ',' << name << "_ml";
-    s << ",midline_shift_mm,subdural_kind,slice_mm,pixel_mm,noise_hu,instance_order,study_uid\n";
+    s << ",midline_shift_mm,subdural_kind,intraventricular_kind,slice_mm,pixel_mm,noise_hu,instance_order,study_uid\n";
     for (const StudyRow& row : rows) {
         const bool any = std::any_of(row.present.begin(), row.present.end(), [](bool b) { return b; });
         s << row.study_id << ',' << row.patient_id << ',' << row.slices << ',' << (any ? 1 : 0);
@@ -206,7 +207,7 @@ CohortSummary write_cohort(const SynthOptions& options, const fs::path& out, int
         s << ',' << (row.calcification ? 1 : 0);
         for (double ml : row.volume_ml) s << ',' << fmt::format("{:.3f}", ml);
         s << ',' << fmt::format("{:.1f}", row.params.midline_shift_mm) << ',' << row.params.subdural_kind << ','
-          << row.params.slice_mm << ',' << fmt::format("{:.6f}", row.params.pixel_mm) << ','
+          << row.params.intraventricular_kind << ',' << row.params.slice_mm << ',' << fmt::format("{:.6f}", row.params.pixel_mm) << ','
           << fmt::format("{:.1f}", row.params.noise_hu) << ',' << row.params.instance_order << ',' << row.study_uid
           << '\n';
         summary.slices += row.slices;
@@ -286,52 +287,48 @@ cv::Mat tile_for(const SynthStudy& st, int k, int highlight, const std::string& 
 
 cv::Mat synth_example_grid(std::uint64_t seed, int tile) {
     struct Panel {
-        int mask;  // force_subtypes
-        int calc;
-        int label;  // label to show (-1: ventricles)
+        int mask;               // force_subtypes
+        int calc;               // force_calcification
+        int label;              // the label shown (-1: a normal slice through the ventricles)
+        std::string kind;       // subdural or intraventricular kind wanted ("" any)
         std::string title;
     };
     const std::vector<Panel> panels{
-        {0, 0, -1, "normal"},
-        {0, 1, kLabelCalcification, "calcification (confounder)"},
-        {1 << (kLabelEpidural - 1), 0, kLabelEpidural, "epidural"},
-        {1 << (kLabelSubdural - 1), 0, kLabelSubdural, "subdural"},
-        {1 << (kLabelSubarachnoid - 1), 0, kLabelSubarachnoid, "subarachnoid"},
-        {1 << (kLabelIntraparenchymal - 1), 0, kLabelIntraparenchymal, "intraparenchymal"},
-        {1 << (kLabelIntraventricular - 1), 0, kLabelIntraventricular, "intraventricular"},
-        {(1 << (kLabelIntraparenchymal - 1)) | (1 << (kLabelIntraventricular - 1)), 0, -2, "IPH + IVH"},
+        {0, 0, -1, "", "normal"},
+        {0, 1, kLabelCalcification, "", "calcification (confounder)"},
+        {1 << (kLabelEpidural - 1), 0, kLabelEpidural, "", "epidural"},
+        {1 << (kLabelSubdural - 1), 0, kLabelSubdural, "acute", "subdural (acute)"},
+        {1 << (kLabelSubarachnoid - 1), 0, kLabelSubarachnoid, "", "subarachnoid"},
+        {1 << (kLabelIntraparenchymal - 1), 0, kLabelIntraparenchymal, "", "intraparenchymal"},
+        {1 << (kLabelIntraventricular - 1), 0, kLabelIntraventricular, "layering", "intraventricular"},
+        {1 << (kLabelSubdural - 1), 0, kLabelSubdural, "chronic", "subdural (chronic)"},
     };
     cv::Mat grid(2 * tile, 4 * tile, CV_8UC3, cv::Scalar(0, 0, 0));
     for (size_t p = 0; p < panels.size(); ++p) {
+        const Panel& panel = panels[p];
         SynthOptions o;
         o.seed = seed;
         o.size = tile;
         o.slices = 32;
-        o.force_subtypes = panels[p].mask;
-        o.force_calcification = panels[p].calc;
+        o.force_subtypes = panel.mask;
+        o.force_calcification = panel.calc;
         o.keep_internals = true;
         cv::Mat img;
-        double best_area = -1;
-        // A few candidates; keep the one showing the most of the finding.
-        for (int i = 0; i < 6; ++i) {
+        double best_area = 0;
+        // A few candidate studies; keep the slice showing the most of the finding.
+        for (int i = 0; i < 12; ++i) {
             const SynthStudy st = generate_study(o, static_cast<int>(p) * 100 + i);
-            const int label = panels[p].label == -2 ? kLabelIntraparenchymal : panels[p].label;
-            const int k = best_slice(st, label);
+            const std::string& kind =
+                panel.label == kLabelIntraventricular ? st.params.intraventricular_kind : st.params.subdural_kind;
+            if (!panel.kind.empty() && kind != panel.kind) continue;
+            const int k = best_slice(st, panel.label);
             if (k < 0) continue;
-            double area = label < 0 ? 1 : cv::countNonZero(st.labels[k] == label);
-            if (panels[p].label == -2) area += 3.0 * cv::countNonZero(st.labels[k] == kLabelIntraventricular);
-            if (label == kLabelSubdural && st.params.subdural_kind != "acute") area /= 3;  // show a typical one
-            if (label == kLabelCalcification || label < 0) area = i == 0 ? 1 : 0;          // first that works
+            const double area = panel.label < 0 ? 1.0 : cv::countNonZero(st.labels[k] == panel.label);
             if (area > best_area) {
                 best_area = area;
-                const std::string title = panels[p].title +
-                                          (panels[p].label == -2 && st.params.midline_shift_mm > 0.5
-                                               ? fmt::format(", shift {:.0f} mm", st.params.midline_shift_mm)
-                                               : "");
-                img = tile_for(st, k, panels[p].label == -1 ? -1 : (panels[p].label == -2 ? -1 : panels[p].label),
-                               title);
+                img = tile_for(st, k, panel.label, panel.title);
             }
-            if (label < 0 || label == kLabelCalcification) break;
+            if (panel.label < 0 || panel.label == kLabelCalcification || (i >= 5 && !img.empty())) break;
         }
         if (img.empty()) continue;
         img.copyTo(grid(cv::Rect(static_cast<int>(p % 4) * tile, static_cast<int>(p / 4) * tile, tile, tile)));

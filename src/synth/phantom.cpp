@@ -21,6 +21,8 @@ inline double smoothstep(double e0, double e1, double x) {
 inline double mix(double a, double b, double t) { return a + (b - a) * t; }
 inline double clamp1(double v) { return v < -1 ? -1 : (v > 1 ? 1 : v); }
 inline double sigmoid(double v) { return 1.0 / (1.0 + std::exp(-v)); }
+// A blend weight strictly between the two classes: the voxel is a partial-volume voxel.
+inline bool partial(double t) { return t > 0 && t < 1; }
 
 // Draw order of the labels, lowest priority first: where bleeds overlap, the later one wins.
 int priority(int label) {
@@ -77,6 +79,69 @@ Field random_field(Rng& rng, int waves, double wavelength) {
     return f;
 }
 
+CubeField make_cube_field(Rng& rng, const Field& field, double radius, int n, int layers, double layer_mm) {
+    CubeField cube;
+    cube.n = n;
+    cube.layers = layers;
+    cube.layer_mm = layer_mm;
+    // Deeper layers sample the 3D field slightly closer to the centre (radial compression 0.4) and
+    // drifted around a random axis, so the sulci bend and change a little as they go in.
+    const double z = rng.uniform(-1, 1), phi = rng.uniform(0, 2 * kPi), sz = std::sqrt(1 - z * z);
+    const Vec3 axis{sz * std::cos(phi), sz * std::sin(phi), z};
+    const double drift = rng.uniform(0.25, 0.5);
+    for (int f = 0; f < 6; ++f) {
+        cube.faces[f].resize(static_cast<size_t>(n) * n * layers);
+        for (int l = 0; l < layers; ++l) {
+            const double depth = l * layer_mm;
+            for (int j = 0; j < n; ++j) {
+                for (int i = 0; i < n; ++i) {
+                    const double u = 2.0 * i / (n - 1) - 1, v = 2.0 * j / (n - 1) - 1;
+                    const double sgn = f % 2 == 0 ? 1.0 : -1.0;
+                    Vec3 d;
+                    if (f / 2 == 0) d = {sgn, u, v};
+                    if (f / 2 == 1) d = {u, sgn, v};
+                    if (f / 2 == 2) d = {u, v, sgn};
+                    const Vec3 dir = normalized(d);
+                    const Vec3 p = (radius - 0.4 * depth) * dir + (drift * depth) * cross(axis, dir);
+                    double sum = 0;
+                    for (const Wave& w : field.waves) sum += std::cos(dot(w.k, p) + w.phase);
+                    cube.faces[f][(static_cast<size_t>(l) * n + j) * n + i] = static_cast<float>(sum * field.scale);
+                }
+            }
+        }
+    }
+    return cube;
+}
+
+double CubeField::sample(const Vec3& p, double depth) const {
+    const double ax = std::abs(p.x), ay = std::abs(p.y), az = std::abs(p.z);
+    int f;
+    double u, v, m;
+    if (ax >= ay && ax >= az) {
+        f = p.x >= 0 ? 0 : 1, m = ax, u = p.y, v = p.z;
+    } else if (ay >= az) {
+        f = p.y >= 0 ? 2 : 3, m = ay, u = p.x, v = p.z;
+    } else {
+        f = p.z >= 0 ? 4 : 5, m = az, u = p.x, v = p.y;
+    }
+    if (m < 1e-9) return 0;
+    const double gu = (u / m + 1) * 0.5 * (n - 1), gv = (v / m + 1) * 0.5 * (n - 1);
+    const int i = std::min(n - 2, std::max(0, static_cast<int>(gu)));
+    const int j = std::min(n - 2, std::max(0, static_cast<int>(gv)));
+    const double fu = std::clamp(gu - i, 0.0, 1.0), fv = std::clamp(gv - j, 0.0, 1.0);
+    const double gl = std::clamp(depth / layer_mm, 0.0, layers - 1.0);
+    const int l = std::min(layers - 2, static_cast<int>(gl));
+    const double fl = layers > 1 ? gl - l : 0;
+    double out = 0;
+    for (int dl = 0; dl < std::min(2, layers); ++dl) {
+        const float* row0 = faces[f].data() + (static_cast<size_t>(l + dl) * n + j) * n + i;
+        const float* row1 = row0 + n;
+        const double val = (row0[0] * (1 - fu) + row0[1] * fu) * (1 - fv) + (row1[0] * (1 - fu) + row1[1] * fu) * fv;
+        out += val * (dl == 0 ? 1 - fl : fl);
+    }
+    return out;
+}
+
 double HeadModel::inner_radius(const Vec3& u) const {
     // Along direction u the vault surface is at rho with (rho*ux/a')^2 + ... = 1 (a' depends on y).
     // Solve by two fixed-point steps on a' (egg shape), enough for placing bleeds.
@@ -91,10 +156,14 @@ double HeadModel::inner_radius(const Vec3& u) const {
 
 double HeadModel::floor_z(double x, double y) const {
     const double k = vsize_base;
-    const double w_ant = sigmoid((-25 * k - y) / 3.0);              // anterior cranial fossa
-    const double w_post = sigmoid((y - petrous_y(x)) / 3.0);       // posterior fossa
+    // Anterior fossa in front of the sphenoid wings (curving back laterally): orbital roofs domed up,
+    // the cribriform plate low in the midline.
+    const double w_ant = sigmoid((-22 * k - 0.006 * x * x / k - y) / 3.0);
+    const double w_post = sigmoid((y - petrous_y(x)) / 3.0);  // posterior fossa
+    const double ax0 = (std::abs(x) - 28 * k) / (16 * k), ax1 = x / (8 * k);
+    const double z_ant = fa + 3.5 * k * std::exp(-ax0 * ax0) - 2.5 * k * std::exp(-ax1 * ax1);
     const double z_mid = fm + (sella - fm) * std::exp(-(x * x) / (12 * k * 12 * k));  // middle fossae, sella
-    double z = w_ant * fa + (1 - w_ant) * (w_post * fp + (1 - w_post) * z_mid);
+    double z = w_ant * z_ant + (1 - w_ant) * (w_post * fp + (1 - w_post) * z_mid);
     // Petrous ridges: bony crests along the line y = petrous_y(x), from the sella out to the sides.
     const double ax = std::abs(x);
     if (ax > 10 * k && ax < 62 * k) {
@@ -103,6 +172,12 @@ double HeadModel::floor_z(double x, double y) const {
         z = std::max(z, ridge);
     }
     return z;
+}
+
+double HeadModel::floor_thickness(double x, double y) const {
+    const double k = vsize_base;
+    const double w_ant = sigmoid((-22 * k - 0.006 * x * x / k - y) / 3.0), w_post = sigmoid((y - petrous_y(x)) / 3.0);
+    return w_ant * t_floor_ant + (1 - w_ant) * (w_post * t_floor_post + (1 - w_post) * t_floor_mid);
 }
 
 double HeadModel::tentorium_z(double x, double y) const {
@@ -222,6 +297,7 @@ bool sample_intraparenchymal(Rng& rng, HeadModel& h, const Slab& slab, Bleed& b)
         if (!inside_slab(h, slab, c, std::min(6.0, radius))) continue;
         b.centre = c;
         b.radius = radius;
+        b.side = std::abs(c.x) > 5 * k ? (c.x > 0 ? 1 : -1) : 0;  // a hemisphere's bleed stops at the falx
         b.hu = rng.uniform(55, 84);
         b.oedema_mm = rng.uniform(1.5, 6.0);
         b.oedema_hu = rng.uniform(13, 21);
@@ -243,13 +319,24 @@ bool sample_intraventricular(Rng& rng, HeadModel& h, const Slab& slab, Bleed& b)
     b.cast = rng.chance(0.25);
     b.side = rng.chance(0.5) ? 0 : rng.sign();
     const double s = b.side == 0 ? rng.sign() : b.side;
-    const Vec3 atrium{s * 17 * k, 30 * k, 14 * k};
-    if (!inside_slab(h, slab, atrium, 3) && !(b.cast && inside_slab(h, slab, {0, 0, 15 * k}, 3))) return false;
     b.hu = b.cast ? rng.uniform(50, 70) : rng.uniform(55, 80);
-    // Supine patient: blood sinks to the back (scanner +y). Level somewhere across the atrium.
-    b.level = b.cast ? -kInf : h.to_scanner(atrium).y + rng.uniform(-5, 6) * h.vsize;
     b.centre = {0, 10 * k, 8 * k};
     b.bound = 75 * k * std::max(1.0, h.vsize);
+    if (b.cast) {
+        b.level = -kInf;
+        return true;
+    }
+    // Supine patient: blood sinks to the back (scanner +y). The level crosses a part of the ventricles
+    // that the slab covers: the atrium first, else the body, third ventricle, temporal or fourth.
+    const Vec3 candidates[] = {{s * 17 * k, 30 * k, 14 * k}, {s * 10 * k, 3 * k, 22 * k}, {s * 10 * k, 10 * k, 22 * k},
+                               {0, 4 * k, 3 * k}, {s * 29 * k, 6 * k, -12 * k}, {0, 24 * k, -34 * k}};
+    for (const Vec3& c : candidates) {
+        if (!inside_slab(h, slab, c, 2)) continue;
+        b.level = h.to_scanner(c).y + rng.uniform(-5, 3) * h.vsize;
+        return true;
+    }
+    b.cast = true;
+    b.level = -kInf;
     return true;
 }
 
@@ -286,13 +373,16 @@ HeadModel sample_head(Rng& rng, const ScanGeometry& scan, const StudyPlan& plan,
     h.c_up = rng.uniform(66, 75) * k;
     h.c_dn = 95 * k;
     h.egg = rng.uniform(0.03, 0.08);
+    h.face = rng.uniform(0.11, 0.16);
     h.bump = rng.uniform(0.4, 1.0);
-    h.t_vault = rng.uniform(4.0, 5.5);
-    h.t_base = rng.uniform(1.5, 2.5);
-    h.t_floor = rng.uniform(7, 11);
+    h.t_vault = rng.uniform(4.0, 5.3);  // 4-8 mm with the thickening at the base and the poles
+    h.t_base = rng.uniform(1.0, 2.0);
+    h.t_floor_ant = rng.uniform(2.5, 4);
+    h.t_floor_mid = rng.uniform(4, 6);
+    h.t_floor_post = rng.uniform(6, 9);
     h.scalp = rng.uniform(4, 7);
     h.fat = rng.uniform(0.2, 0.45);
-    h.temporalis = rng.uniform(3, 8);
+    h.temporalis = rng.uniform(2, 5);
     h.fa = rng.uniform(-28, -22) * k;
     h.fm = rng.uniform(-50, -43) * k;
     h.fp = rng.uniform(-72, -64) * k;
@@ -301,18 +391,18 @@ HeadModel sample_head(Rng& rng, const ScanGeometry& scan, const StudyPlan& plan,
     h.tent_z0 = rng.uniform(-21, -16) * k;
 
     // Tissue values (HU): see docs/synthetic.md for the sources of the ranges.
-    h.gm = rng.uniform(37.5, 42);
+    h.gm = rng.uniform(38.5, 42.5);
     h.wm = std::clamp(h.gm - rng.uniform(9, 13), 24.5, 29.0);
+    h.texture_hu = rng.uniform(0.8, 1.5);  // keeps GM in 35-45, WM in 22-32, CSF in 0-15
     h.csf = rng.uniform(4, 10);
     h.dura = rng.uniform(50, 65);
     h.skin = rng.uniform(35, 45);
-    h.fat_hu = rng.uniform(-105, -75);
+    h.fat_hu = rng.uniform(-100, -60);
     h.muscle = rng.uniform(42, 55);
-    h.cortical = rng.uniform(1450, 1750);
+    h.cortical = rng.uniform(1400, 1650);
     h.diploe = rng.uniform(450, 800);
     h.petrous = rng.uniform(1750, 1900);
     h.base_tissue = rng.uniform(30, 45);
-    h.texture_hu = rng.uniform(0.8, 1.5);
 
     // Brain: ventricle size and sulcal width grow together with age (atrophy).
     h.vsize = rng.uniform(0.85, 1.45);
@@ -324,6 +414,7 @@ HeadModel sample_head(Rng& rng, const ScanGeometry& scan, const StudyPlan& plan,
     h.ihf_w = 0.7 + 1.1 * atrophy;
     h.falx_w = rng.uniform(0.4, 0.7);
     h.sulci = random_field(rng, 16, rng.uniform(19, 25) * k);
+    h.sulci_map = make_cube_field(rng, h.sulci, 60 * k, 48, 6, 4.0);
     h.sulci_mm_per_unit = 1.0 / (h.sulci.wavenumber * 0.82);
     h.texture = random_field(rng, 8, rng.uniform(35, 60));
     h.cc_top = rng.uniform(30, 36) * k;
@@ -342,7 +433,8 @@ HeadModel sample_head(Rng& rng, const ScanGeometry& scan, const StudyPlan& plan,
     const double lo_head = -50 * k, hi_head = h.c_up + h.t_vault + h.scalp - 3;
     double bottom;
     if (total >= hi_head - lo_head) {
-        bottom = lo_head + rng.uniform(-4, 2);
+        // Longer than the head: start lower (skull base, posterior fossa), end a little above the vertex.
+        bottom = std::max(-66 * k, hi_head + 6 - total) + rng.uniform(-3, 3);
     } else {
         bottom = std::clamp(rng.uniform(-8, 28) * k - total / 2, lo_head, hi_head - total);
     }
@@ -379,20 +471,27 @@ HeadModel sample_head(Rng& rng, const ScanGeometry& scan, const StudyPlan& plan,
     h.cisterns.push_back(ellipsoid({0, -9 * k, -36 * k}, {10 * k, 3.5 * k * cw, 10 * k}));   // prepontine
     h.cisterns.push_back(ellipsoid({0, 55 * k, -56 * k}, {11 * k, 9 * k, 10 * k}));          // cisterna magna
     for (double s : {-1.0, 1.0}) {
-        h.cisterns.push_back(ellipsoid({s * 48 * k, -2 * k, 0}, {17 * k, (1.5 + atrophy) * k, 13 * k},
+        h.cisterns.push_back(ellipsoid({s * 55 * k, -1 * k, 1 * k}, {12 * k, (2.6 + 1.8 * atrophy) * k, 12 * k},
                                        rotation_z(s * 20 * kDeg)));                          // Sylvian fissure
         h.cisterns.push_back(ellipsoid({s * 35 * k, 0, 3 * k}, {(1.2 + 0.8 * atrophy) * k, 18 * k, 13 * k}));  // insula
-        h.cisterns.push_back(ellipsoid({s * 22 * k, -14 * k, -13 * k}, {12 * k, 2.5 * k * cw, 4 * k},
+        h.cisterns.push_back(ellipsoid({s * 22 * k, -14 * k, -13 * k}, {12 * k, 3 * k * cw, 4 * k},
                                        rotation_z(-s * 20 * kDeg)));                         // Sylvian stem
     }
 
     // Skull base: orbits (globe, retro-orbital fat) and sinuses.
     for (double s : {-1.0, 1.0}) {
-        h.globes.push_back(ellipsoid({s * 32 * k, -67 * k, -40 * k}, {11.5 * k, 11.5 * k, 11.5 * k}));
-        h.orbits_fat.push_back(ellipsoid({s * 27 * k, -52 * k, -40 * k}, {11 * k, 17 * k, 10 * k}));
+        h.globes.push_back(ellipsoid({s * 31 * k, -66 * k, -40 * k}, {11.5 * k, 11.5 * k, 11.5 * k}));
+        h.orbits_fat.push_back(ellipsoid({s * 27 * k, -48 * k, -40 * k}, {9 * k, 14 * k, 9 * k}));
     }
     h.sinuses.push_back(ellipsoid({0, -58 * k, -42 * k}, {10 * k, 16 * k, 12 * k}));  // ethmoid
     h.sinuses.push_back(ellipsoid({0, -26 * k, -48 * k}, {12 * k, 10 * k, 9 * k}));   // sphenoid
+    h.sinuses.push_back(ellipsoid({0, -62 * k, -64 * k}, {5 * k, 22 * k, 14 * k}));   // nasal cavity
+    for (double s : {-1.0, 1.0}) {
+        h.sinuses.push_back(ellipsoid({s * 27 * k, -56 * k, -68 * k}, {13 * k, 15 * k, 14 * k}));  // maxillary
+        // Petrous pyramids (dense bone under the ridges, mastoid air cells at their outer end).
+        h.base_bone.push_back(ellipsoid({s * 34 * k, 0, -40 * k}, {26 * k, 9 * k, 9 * k}, rotation_z(s * 29 * kDeg)));
+    }
+    h.base_bone.push_back(ellipsoid({0, -6 * k, -54 * k}, {9 * k, 8 * k, 17 * k}, rotation_x(-35 * kDeg)));  // clivus
 
     // Slab (scanner z of the first and last slice centres).
     Slab slab{scan.origin_z, scan.origin_z + total};
@@ -403,11 +502,11 @@ HeadModel sample_head(Rng& rng, const ScanGeometry& scan, const StudyPlan& plan,
         if (rng.chance(0.8)) c.push_back({{0, 17 * k, 4 * k}, rng.uniform(1.6, 3.0), rng.uniform(150, 390)});
         if (rng.chance(0.6)) {
             for (double s : {-1.0, 1.0}) {
-                if (rng.chance(0.9)) c.push_back({{s * 18 * k, 29 * k, 14 * k}, rng.uniform(1.8, 3.4), rng.uniform(120, 350)});
+                if (rng.chance(0.9)) c.push_back({{s * 18 * k, 29 * k, 14 * k}, rng.uniform(1.8, 3.4), rng.uniform(125, 350)});
             }
         }
         if (rng.chance(0.15)) {
-            for (double s : {-1.0, 1.0}) c.push_back({{s * 19 * k, -1 * k, 2 * k}, rng.uniform(1.5, 2.5), rng.uniform(110, 250)});
+            for (double s : {-1.0, 1.0}) c.push_back({{s * 19 * k, -1 * k, 2 * k}, rng.uniform(1.5, 2.5), rng.uniform(125, 250)});
         }
         if (rng.chance(0.15)) c.push_back({{0, rng.uniform(-40, 20) * k, rng.uniform(38, 55) * k}, rng.uniform(2, 3.5),
                                            rng.uniform(150, 380)});
@@ -460,9 +559,9 @@ HeadModel sample_head(Rng& rng, const ScanGeometry& scan, const StudyPlan& plan,
     // Headrest: a cradle arc behind the head, fixed in the scanner.
     h.headrest = rng.chance(0.7);
     if (h.headrest) {
-        h.hr_r = h.b + h.t_vault + h.scalp + rng.uniform(5, 14) + 25;
+        h.hr_r = h.b + h.t_vault + h.scalp + rng.uniform(4, 12);
         h.hr_cx = h.t.x;
-        h.hr_cy = h.t.y - 25;
+        h.hr_cy = h.t.y;
         h.hr_thick = rng.uniform(3, 6);
         h.hr_hu = rng.uniform(120, 260);
     }
@@ -478,13 +577,14 @@ struct Out {
     double hu;
     Tissue tissue;
     std::uint8_t label;
+    bool pv = false;  // blended across a class boundary
 };
 
 // What one slice needs: the structures whose bounding sphere reaches it.
 struct SliceContext {
     const HeadModel* h = nullptr;
     double pixel = 0.5, thick = 5;
-    std::vector<const Ellipsoid*> ventricles, cisterns, nuclei, globes, orbit_fat, sinuses;
+    std::vector<const Ellipsoid*> ventricles, cisterns, nuclei, globes, orbit_fat, sinuses, base_bone;
     const Ellipsoid* caudate[2] = {nullptr, nullptr};
     std::vector<const Bleed*> bleeds;
     std::vector<const Calcification*> calcs;
@@ -497,7 +597,7 @@ struct SliceContext {
     }
 
     double air(const Vec3& s, Tissue& t) const {
-        if (h->headrest && s.y > h->hr_cy + 30) {
+        if (h->headrest && s.y > h->hr_cy + 0.4 * h->hr_r) {
             const double d = std::hypot(s.x - h->hr_cx, s.y - h->hr_cy) - h->hr_r;
             const double half = h->hr_thick / 2;
             if (std::abs(d) < half + 1) {
@@ -510,38 +610,46 @@ struct SliceContext {
         return -1000;
     }
 
-    // Skull base below the cranial floor: soft tissue, orbits, sinuses.
+    // Skull base below the cranial floor: soft tissue, orbits, sinuses. Blended voxels: PartialVolume.
     double base(const Vec3& p, Tissue& t) const {
         double hu = h->base_tissue;
         t = Tissue::SoftTissue;
+        bool pv = false;
+        auto blend = [&](double value, double w, Tissue inside) {
+            // w: weight of `value` (1 inside the structure).
+            hu = mix(hu, value, w);
+            if (w >= 1) t = inside, pv = false;
+            else if (w > 0) pv = true;
+        };
         for (const Ellipsoid* e : orbit_fat) {
-            if (!near(p, e->c, e->bound + 2)) continue;
-            const double d = e->dist(p);
-            const double w = 1 - smoothstep(-0.8, 0.8, d);
-            hu = mix(hu, h->fat_hu, w);
-            if (d < 0) t = Tissue::Fat;
+            if (near(p, e->c, e->bound + 2)) blend(h->fat_hu, 1 - smoothstep(-0.8, 0.8, e->dist(p)), Tissue::Fat);
         }
         for (const Ellipsoid* e : globes) {
+            if (near(p, e->c, e->bound + 2)) blend(12.0, 1 - smoothstep(-0.6, 0.6, e->dist(p)), Tissue::SoftTissue);
+        }
+        for (const Ellipsoid* e : base_bone) {
             if (!near(p, e->c, e->bound + 2)) continue;
-            const double d = e->dist(p);
-            hu = mix(hu, 12.0, 1 - smoothstep(-0.6, 0.6, d));
-            if (d < 0) t = Tissue::SoftTissue;
+            // Dense bone; air cells (mastoid) in its outer part.
+            const double cells = std::sin(p.x * 1.1) * std::sin(p.y * 1.1) * std::sin(p.z * 1.1);
+            const bool mastoid = std::abs(p.x) > 40 * h->vsize_base && cells > 0.15;
+            blend(mastoid ? -600 : h->petrous * 0.97, 1 - smoothstep(-0.6, 0.6, e->dist(p)),
+                  mastoid ? Tissue::PartialVolume : Tissue::Bone);
         }
         for (const Ellipsoid* e : sinuses) {
             if (!near(p, e->c, e->bound + 3)) continue;
             const double d = e->dist(p);
             if (d < 1.5) {
                 // Air cells with thin bony walls.
-                const double wall = 1 - smoothstep(0.4, 1.2, std::abs(d - 0.6));
-                const double air_w = 1 - smoothstep(-0.4, 0.4, d);
-                hu = mix(mix(hu, -1000, air_w), 900, wall * 0.8);
-                t = d < 0 ? Tissue::Air : Tissue::Bone;
+                blend(-1000, 1 - smoothstep(-0.4, 0.4, d), Tissue::Air);
+                blend(900, 0.8 * (1 - smoothstep(0.4, 1.2, std::abs(d - 0.6))), Tissue::Bone);
             }
         }
+        if (pv) t = Tissue::PartialVolume;
         return hu;
     }
 
-    Out interior(const Vec3& p, const Vec3& s, double F, double X, double depth) const {
+    // depth: below the cavity wall (vault or floor); vault_depth: below the vault's inner table only.
+    Out interior(const Vec3& p, const Vec3& s, double X, double depth, double vault_depth) const {
         const HeadModel& m = *h;
         const double k = m.vsize_base;
         const double x = p.x, y = p.y, z = p.z;
@@ -569,33 +677,41 @@ struct SliceContext {
             if (!pons) d_midbrain = d;
         }
         const bool cerebellum = !brainstem && posterior && z < zt;
+        // The sulcal field (direction only) where it matters: near the surface, and the cerebellum.
+        const double F =
+            (cerebellum || depth < m.sulc_depth + m.gm_ribbon + 1) ? m.sulci_map.sample(q, depth) : 3.0;
 
         double hu_par, g = 1;
         double d_csf = depth - m.csf_surface;  // the subarachnoid space under the inner table
         double d_conv = d_csf;
+        bool pv = false;
         if (brainstem) {
-            hu_par = m.wm + 2;
+            hu_par = m.wm + 1.5;
             g = 0;
         } else if (cerebellum) {
             // Folia: thin fissures roughly parallel to the surface.
             const double d_cb = std::min(depth, zt - z);
-            const double folia = std::sin(d_cb * 1.35 + 2.2 * F);
-            d_csf = std::min(d_csf, (0.94 - folia) * 3.0 - 0.2 * std::max(0.0, 8 - d_cb));
+            // Folia: fine fissures, mostly near the surface (faint at CT resolution).
+            const double folia = std::sin(d_cb * 1.6 + 2.2 * F);
+            d_csf = std::min(d_csf, (0.985 - folia) * 4.0 + 0.08 * d_cb);
             d_csf = std::min(d_csf, zt - z - m.csf_surface);
-            g = d_cb > 14 * k ? 0.25 : 1;
+            // A faint white-matter core (arbor vitae mixed with folia at CT resolution: partial volume).
+            g = 1 - 0.6 * smoothstep(10 * k, 18 * k, d_cb);
             hu_par = m.wm + g * (m.gm - m.wm) - 1;
+            pv = partial(g);
         } else {
             // Cortex: a grey ribbon under the surface and along the sulci (zero set of the field F).
             const double dist_f = std::abs(F) * m.sulci_mm_per_unit;
             double hw = 0;
-            if (depth < m.sulc_depth) {
-                hw = m.sulc_hw * std::sqrt(1 - depth / m.sulc_depth);
+            const double sulc_depth = m.sulc_depth * (0.75 + 0.25 * clamp1(X));  // deeper and shallower sulci
+            if (depth < sulc_depth) {
+                hw = m.sulc_hw * std::sqrt(1 - depth / sulc_depth);
                 d_conv = std::min(d_conv, dist_f - hw);
                 d_csf = d_conv;
             }
             const double g_cortex = 1 - smoothstep(m.gm_ribbon - 0.6, m.gm_ribbon + 0.6, depth);
             double g_sulc = 0;
-            if (depth < m.sulc_depth + m.gm_ribbon) {
+            if (depth < sulc_depth + m.gm_ribbon) {
                 g_sulc = 1 - smoothstep(hw + m.gm_ribbon - 0.6, hw + m.gm_ribbon + 0.6, dist_f);
             }
             double g_nuc = 0;
@@ -604,7 +720,8 @@ struct SliceContext {
                 g_nuc = std::max(g_nuc, 1 - smoothstep(-0.8, 0.8, e->dist(q)));
             }
             g = std::max(g_cortex, std::max(g_sulc, g_nuc));
-            hu_par = m.wm + g * (m.gm - m.wm) - (g_nuc > g_cortex && g_nuc > g_sulc ? 1.5 * g_nuc : 0);
+            hu_par = m.wm + g * (m.gm - m.wm);
+            pv = partial(g);
         }
         hu_par += tex;
 
@@ -624,9 +741,11 @@ struct SliceContext {
             if (!near(q, e->c, e->bound + 1)) continue;
             d_cist = std::min(d_cist, e->dist(q));
         }
-        if (d_midbrain < 6 && z > -24 * k) {  // ambient cisterns around the midbrain
-            const double w = 1.8 + 1.2 * (m.vsize - 0.85);
-            d_cist = std::min(d_cist, std::abs(d_midbrain - w / 2) - w / 2);
+        if (d_midbrain < 6 && z > -24 * k) {
+            // Ambient cisterns around the midbrain: wide behind it, thin at the sides, none in front.
+            const double back = smoothstep(-6 * k, 6 * k, y - 8 * k);
+            const double w = (0.3 + 1.7 * back) * (1.0 + 0.8 * (m.vsize - 0.85));
+            if (w > 0.35) d_cist = std::min(d_cist, std::abs(d_midbrain - w / 2) - w / 2);
         }
         // Interhemispheric fissure and falx, above the corpus callosum (lower towards the poles).
         const double z_edge = m.cc_top - 45 * k * (y / m.b) * (y / m.b);
@@ -634,17 +753,23 @@ struct SliceContext {
         if (above_edge) d_cist = std::min(d_cist, std::abs(xd) - m.ihf_w);
         d_csf = std::min(d_csf, std::min(d_vent, d_cist));
 
-        double hu = mix(m.csf + 0.5 * tex, hu_par, smoothstep(-w_internal, w_internal, d_csf));
+        const double t_csf = smoothstep(-w_internal, w_internal, d_csf);
+        double hu = mix(m.csf + 0.5 * tex, hu_par, t_csf);
+        pv = (pv && t_csf > 0) || partial(t_csf);
         Tissue tissue = d_csf < 0 ? Tissue::Csf : (g >= 0.5 ? Tissue::GreyMatter : Tissue::WhiteMatter);
 
         // Dura: falx and tentorium (denser than brain).
         if (above_edge && std::abs(xd) < m.falx_w + 0.6) {
-            hu = mix(m.dura, hu, smoothstep(m.falx_w - 0.3, m.falx_w + 0.3, std::abs(xd)));
+            const double t = smoothstep(m.falx_w - 0.3, m.falx_w + 0.3, std::abs(xd));
+            hu = mix(m.dura, hu, t);
+            pv = pv || partial(t);
             if (std::abs(xd) < m.falx_w) tissue = Tissue::Dura;
         }
         if (posterior && !(std::abs(xd) < 13 * k && y < 28 * k) && std::abs(z - zt) < 1.4) {
-            hu = mix(m.dura, hu, smoothstep(0.3, 1.0, std::abs(z - zt)));
-            if (std::abs(z - zt) < 0.6) tissue = Tissue::Dura;
+            // The tentorium is cut obliquely by axial slices: faint.
+            const double t = smoothstep(0.2, 0.8, std::abs(z - zt));
+            hu = mix(mix(hu, m.dura, 0.35), hu, t);
+            if (t < 1) tissue = Tissue::Dura, pv = true;  // a thin membrane cut obliquely: always partial
         }
 
         // Bleeds, lowest priority first.
@@ -665,7 +790,9 @@ struct SliceContext {
                     if (qq >= 1) break;
                     double thick = b->crescent ? b->h0 * std::pow(1 - qq * qq, 0.8) : b->h0 * (1 - qq);
                     thick *= smoothstep(1 * k, 14 * k, b->side * x);  // stays on its side of the falx
-                    d = std::max(-depth, depth - thick);
+                    // Along the vault only: over the cranial floor the collection thins out.
+                    d = std::max(-vault_depth, vault_depth - thick);
+                    if (z < -10 * k) d = std::max(d, m.floor_z(x, y) + 4 - z);
                     if (b->mixed) hb = mix(b->hu, b->hu2, smoothstep(b->level - 1.5, b->level + 1.5, s.y));
                     break;
                 }
@@ -684,10 +811,13 @@ struct SliceContext {
                     const double dd = rn - radius;
                     // Oedema rim: hypodense, in the parenchyma only.
                     if (dd < b->oedema_mm + 1.5 && d_csf > 0 && tissue != Tissue::Dura) {
-                        hu = mix(b->oedema_hu + tex, hu, smoothstep(b->oedema_mm - 1.5, b->oedema_mm + 1.5, dd));
+                        const double t = smoothstep(b->oedema_mm - 1.5, b->oedema_mm + 1.5, dd);
+                        hu = mix(b->oedema_hu + tex, hu, t);
+                        pv = pv || partial(t);
                         if (dd < b->oedema_mm) tissue = Tissue::Oedema;
                     }
                     if (d_vent > 0 && depth > 0.5) d = std::max(dd, -d_vent);
+                    if (b->side != 0) d = std::max(d, 1.0 - b->side * xd);
                     hb = b->hu + 4 * clamp1(X);
                     break;
                 }
@@ -706,7 +836,10 @@ struct SliceContext {
                 default: break;
             }
             if (d == kInf) continue;
-            hu = mix(hb, hu, smoothstep(-w_bleed, w_bleed, d));
+            const double t = smoothstep(-w_bleed, w_bleed, d);
+            hu = mix(hb, hu, t);
+            if (t <= 0) pv = false;  // the bleed covers whatever was blended below
+            pv = pv || partial(t);
             if (d < 0) {
                 label = static_cast<std::uint8_t>(b->label);
                 tissue = Tissue::Blood;
@@ -716,34 +849,41 @@ struct SliceContext {
         for (const Calcification* c : calcs) {
             const double r = norm(q - c->c);
             if (r > c->r + 1.5) continue;
-            const double hc = c->hu * (1 - 0.25 * (r / c->r) * (r / c->r));
-            hu = mix(hc, hu, smoothstep(c->r - 0.3, c->r + 0.3, r));
+            const double hc = c->hu * (1 - 0.15 * (r / c->r) * (r / c->r));  // peak 125-390, edge >= 106
+            const double t = smoothstep(c->r - 0.3, c->r + 0.3, r);
+            hu = mix(hc, hu, t);
+            if (t <= 0) pv = false;
+            pv = pv || partial(t);
             if (r < c->r) {
                 label = kLabelCalcification;
                 tissue = Tissue::Calcification;
             }
         }
-        return {hu, tissue, label};
+        return {hu, tissue, label, pv};
     }
 
-    Out eval(const Vec3& p, const Vec3& s, double F, double X) const {
+    Out eval(const Vec3& p, const Vec3& s, double X) const {
         const HeadModel& m = *h;
         const double x = p.x, y = p.y, z = p.z;
+        const double k = m.vsize_base;
         const double aa = m.a * (1 + m.egg * y / m.b);
         const double cz = z > 0 ? m.c_up : m.c_dn;
-        const double gx = x / aa, gy = y / m.b, gz = z / cz;
+        // The face: below the anterior cranial fossa the head reaches further forward (orbits).
+        const double bb = y < 0 ? m.b * (1 + m.face * smoothstep(-18 * k, -38 * k, z)) : m.b;
+        const double gx = x / aa, gy = y / bb, gz = z / cz;
         const double q = std::sqrt(gx * gx + gy * gy + gz * gz);
         const double rho = std::sqrt(x * x + y * y + z * z);
         double d_e = q > 1e-6 ? rho * (1 - 1 / q) : -m.a;
         d_e += m.bump * X;
         // Partial volume: a surface nearly parallel to the slice is smeared over the slice thickness.
-        const double nx = gx / aa, ny = gy / m.b, nz = gz / cz;
+        const double nx = gx / aa, ny = gy / bb, nz = gz / cz;
         const double nn = std::sqrt(nx * nx + ny * ny + nz * nz) + 1e-12;
         const double nsz = std::abs(m.rot.m[2][0] * nx + m.rot.m[2][1] * ny + m.rot.m[2][2] * nz) / nn;
         const double w = 0.35 * pixel + 0.45 * thick * nsz * nsz + 0.25;
 
-        const double k = m.vsize_base;
-        const double T = m.t_vault + m.t_base * smoothstep(-5 * k, -40 * k, z) + 0.8 * (y / m.b) * (y / m.b);
+        double T = m.t_vault + m.t_base * smoothstep(-5 * k, -40 * k, z) + 0.6 * (y / m.b) * (y / m.b);
+        // No frontal bone in front of the orbits (the face is soft tissue there).
+        if (y < 0 && z < -18 * k && rho > 1) T *= 1 - smoothstep(-20 * k, -32 * k, z) * smoothstep(0.6, 0.85, -y / rho);
         const double lat = rho > 1 ? std::abs(x) / rho : 0;
         const double tw = smoothstep(0.55, 0.85, lat) * smoothstep(45 * k, 15 * k, z) * smoothstep(-65 * k, -35 * k, z);
         const double S = m.scalp + m.temporalis * tw;
@@ -758,6 +898,7 @@ struct SliceContext {
         // Scalp and air beyond the outer table.
         double hu_out = 0;
         Tissue t_out = Tissue::Air;
+        bool pv_out = false;
         const double w_out = smoothstep(T - w, T + w, d_e);
         if (w_out > 0) {
             const double e = d_e - T;  // depth outside the bone
@@ -771,12 +912,14 @@ struct SliceContext {
             hu_out = mix(hu_scalp, hu_air, a_w);
             if (from_skin < 0) t_out = ta;
             else t_out = (from_skin > 1.7 && from_skin < 1.7 + fat_band) ? Tissue::Fat : Tissue::SoftTissue;
+            pv_out = partial(a_w) || (a_w < 1 && (partial(s1) || partial(s2)));
         }
-        if (w_out >= 1) return {hu_out, t_out, 0};
+        if (w_out >= 1) return {hu_out, pv_out ? Tissue::PartialVolume : t_out, 0, pv_out};
 
         // Bone (vault or floor) and the skull-base tissue under the floor.
         const bool floor = d_f > d_e;
-        const double t_eff = floor ? m.t_floor : T;
+        const double t_floor = d_f > -kInf ? m.floor_thickness(x, y) : 0;
+        const double t_eff = floor ? t_floor : T;
         const double db = std::clamp(d_cav, 0.0, t_eff);
         double ridge_w = 0;
         if (floor) ridge_w = smoothstep(m.fm, m.ridge_top, m.floor_z(x, y)) * (std::abs(x) > 10 * k ? 1 : 0);
@@ -784,7 +927,9 @@ struct SliceContext {
         const double table = std::max(std::exp(-(db / 1.5) * (db / 1.5)), std::exp(-((t_eff - db) / 1.5) * ((t_eff - db) / 1.5)));
         double hu_bone = mix(m.diploe, cortical, std::max(table, ridge_w));
         Tissue t_bone = Tissue::Bone;
-        const double w_base = floor ? smoothstep(m.t_floor - w, m.t_floor + w, d_f) * (1 - smoothstep(-w, w, d_e)) : 0;
+        // The floor is near horizontal: smeared over most of the slice thickness.
+        const double wf = 0.35 * pixel + 0.35 * thick + 0.25;
+        const double w_base = floor ? smoothstep(t_floor - wf, t_floor + wf, d_f) * (1 - smoothstep(-w, w, d_e)) : 0;
         if (w_base > 0) {
             Tissue tb;
             hu_bone = mix(hu_bone, base(p, tb), w_base);
@@ -792,15 +937,20 @@ struct SliceContext {
         }
 
         // Intracranial.
-        const double w_cav = 1 - smoothstep(-w, w, d_cav);
-        Out in{hu_bone, t_bone, 0};
+        const double wc = floor ? wf : w;
+        const double w_cav = 1 - smoothstep(-wc, wc, d_cav);
+        Out in{hu_bone, t_bone, 0, partial(w_base)};
         if (w_cav > 0) {
-            Out brain = interior(p, s, F, X, -d_cav);
+            Out brain = interior(p, s, X, -d_cav, -d_e);
             in.hu = mix(hu_bone, brain.hu, w_cav);
+            in.pv = partial(w_cav) || (w_cav >= 1 ? brain.pv : in.pv);
             if (d_cav < 0) in.tissue = brain.tissue, in.label = brain.label;
         }
-        Out out{mix(in.hu, hu_out, w_out), d_e > T ? t_out : in.tissue, d_e > T ? std::uint8_t{0} : in.label};
-        return out;
+        const bool outside = d_e > T;
+        const bool pv = partial(w_out) || (outside ? pv_out : in.pv);
+        Tissue tissue = outside ? t_out : in.tissue;
+        if (pv) tissue = Tissue::PartialVolume;
+        return {mix(in.hu, hu_out, w_out), tissue, outside ? std::uint8_t{0} : in.label, pv};
     }
 };
 
@@ -853,6 +1003,7 @@ void render_slice(const HeadModel& h, const ScanGeometry& scan, int k, cv::Mat& 
     keep(h.globes, ctx.globes);
     keep(h.orbits_fat, ctx.orbit_fat);
     keep(h.sinuses, ctx.sinuses);
+    keep(h.base_bone, ctx.base_bone);
     for (int i = 0; i < 2; ++i) {
         if (reaches(h.nuclei[i].c, h.nuclei[i].bound)) ctx.caudate[i] = &h.nuclei[i];
     }
@@ -867,7 +1018,7 @@ void render_slice(const HeadModel& h, const ScanGeometry& scan, int k, cv::Mat& 
                          h.temporalis + 6;
     const Vec3 ds{scan.pixel, 0, 0};
     const Vec3 dp = h.rot_t * ds;
-    std::vector<double> F(n), X(n);
+    std::vector<double> X(n);
     for (int j = 0; j < n; ++j) {
         float* hrow = hu.ptr<float>(j);
         std::uint8_t* trow = tissue.ptr<std::uint8_t>(j);
@@ -882,10 +1033,7 @@ void render_slice(const HeadModel& h, const ScanGeometry& scan, int k, cv::Mat& 
             i0 = std::max(0, static_cast<int>(std::floor((-B - std::sqrt(disc)) / (2 * A))));
             i1 = std::min(n - 1, static_cast<int>(std::ceil((-B + std::sqrt(disc)) / (2 * A))));
         }
-        if (i0 <= i1) {
-            field_row(h.sulci, p0, dp, i0, i1, F);
-            field_row(h.texture, p0, dp, i0, i1, X);
-        }
+        if (i0 <= i1) field_row(h.texture, p0, dp, i0, i1, X);
         for (int i = 0; i < n; ++i) {
             const Vec3 s{s0.x + i * scan.pixel, s0.y, z};
             Out o;
@@ -893,7 +1041,7 @@ void render_slice(const HeadModel& h, const ScanGeometry& scan, int k, cv::Mat& 
                 Tissue t;
                 o = {ctx.air(s, t), t, 0};
             } else {
-                o = ctx.eval(p0 + static_cast<double>(i) * dp, s, F[i], X[i]);
+                o = ctx.eval(p0 + static_cast<double>(i) * dp, s, X[i]);
             }
             hrow[i] = static_cast<float>(o.hu);
             trow[i] = static_cast<std::uint8_t>(o.tissue);

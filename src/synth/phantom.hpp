@@ -86,6 +86,17 @@ struct Field {
 };
 Field random_field(Rng& rng, int waves, double wavelength_mm);
 
+// A field that depends mostly on direction, sampled on a cube map (6 faces of n x n) with a few layers
+// in depth (trilinear): its zero set is made of near-radial surfaces that bend a little with depth,
+// like sulci running from the brain surface towards the centre.
+struct CubeField {
+    int n = 0, layers = 1;
+    double layer_mm = 4;
+    std::array<std::vector<float>, 6> faces;  // [layer][j][i]
+    double sample(const Vec3& p, double depth) const;
+};
+CubeField make_cube_field(Rng& rng, const Field& field, double radius, int n, int layers, double layer_mm);
+
 // Per study: which bleeds to draw (label values), and the confounders.
 struct StudyPlan {
     std::vector<int> subtypes;  // label values 1..5, no repeats
@@ -127,7 +138,8 @@ struct HeadModel {
     Vec3 t;
     // Vault (inner table) and layers.
     double a = 66, b = 85, c_up = 70, c_dn = 95, egg = 0.05, bump = 1.0;
-    double t_vault = 5, t_base = 2, t_floor = 10, scalp = 5, fat = 0.35, temporalis = 6;
+    double t_vault = 5, t_base = 2, scalp = 5, fat = 0.35, temporalis = 6;
+    double t_floor_ant = 3, t_floor_mid = 5, t_floor_post = 7;  // floor bone: thin orbital roofs, thick occiput
     // Cranial floor.
     double fa = -25, fm = -46, fp = -68, sella = -33, ridge_top = -31;
     double tent_z0 = -20;
@@ -138,9 +150,11 @@ struct HeadModel {
     // Brain surface.
     double csf_surface = 1, sulc_hw = 0.7, sulc_depth = 16, gm_ribbon = 2.8, ihf_w = 1.2, falx_w = 0.6;
     Field sulci, texture;
+    CubeField sulci_map;  // the sulci field on a sphere (direction only)
     double sulci_mm_per_unit = 4;  // |F| -> distance (mm) near a zero crossing
     // Inner structures.
-    std::vector<Ellipsoid> ventricles, cisterns, nuclei, orbits_fat, globes, sinuses;
+    std::vector<Ellipsoid> ventricles, cisterns, nuclei, orbits_fat, globes, sinuses, base_bone;
+    double face = 0.12;  // forward bulge of the face below the anterior cranial fossa (fraction of b)
     double vsize = 1;
     double cc_top = 33;  // lower edge of the falx at y = 0
     // Midline shift.
@@ -157,6 +171,7 @@ struct HeadModel {
     double inner_radius(const Vec3& u) const;
     // Height of the cranial floor under (x, y) (head coordinates).
     double floor_z(double x, double y) const;
+    double floor_thickness(double x, double y) const;
     double tentorium_z(double x, double y) const;
     double petrous_y(double x) const { return -17 * vsize_base + 0.5 * std::abs(x); }
     double vsize_base = 1;  // head scale

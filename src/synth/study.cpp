@@ -58,26 +58,29 @@ synth::StudyPlan make_plan(Rng& rng, const SynthOptions& o) {
     return plan;
 }
 
-// Beam-hardening streaks: dark bands between dense bone (petrous ridges, skull base), over the soft
-// tissue only. Strong where there is much dense bone in the slice, occasional faint ones elsewhere.
+// Beam-hardening streaks: dark bands between dense bone (petrous pyramids, skull base: above 1700 HU,
+// denser than the vault), over the soft tissue only. Strong where there is much dense bone in the
+// slice; occasionally faint ones between points of the vault.
 void add_streaks(Rng& rng, cv::Mat& hu, const cv::Mat& tissue, double pixel) {
-    std::vector<cv::Point> dense;
+    std::vector<cv::Point> dense, bone;
     const int step = std::max(1, hu.rows / 128);
     for (int r = 0; r < hu.rows; r += step) {
         const float* h = hu.ptr<float>(r);
         for (int c = 0; c < hu.cols; c += step) {
-            if (h[c] > 1500) dense.emplace_back(c, r);
+            if (h[c] > 1700) dense.emplace_back(c, r);
+            if (h[c] > 1000) bone.emplace_back(c, r);
         }
     }
     const double dense_mm2 = static_cast<double>(dense.size()) * step * step * pixel * pixel;
     double amplitude;
     int count;
-    if (dense_mm2 > 250 && rng.chance(0.85)) {
-        amplitude = rng.uniform(25, 60) * std::min(1.5, dense_mm2 / 600);
+    if (dense_mm2 > 120 && rng.chance(0.85)) {
+        amplitude = rng.uniform(25, 55) * std::min(1.4, dense_mm2 / 400);
         count = rng.integer(2, 6);
-    } else if (dense.size() > 10 && rng.chance(0.12)) {
-        amplitude = rng.uniform(8, 18);
-        count = rng.integer(1, 3);
+    } else if (bone.size() > 20 && rng.chance(0.08)) {
+        dense = bone;
+        amplitude = rng.uniform(6, 14);
+        count = rng.integer(1, 2);
     } else {
         return;
     }
@@ -193,9 +196,8 @@ SynthStudy generate_study(const SynthOptions& o, int index) {
     st.params.blur_mm = blur_mm;
     st.params.instance_order = order == 0 ? "ascending" : (order == 1 ? "descending" : "shuffled");
 
-    synth::HeadModel head = synth::sample_head(rng, scan, plan, &st.params.subdural_kind);
-    st.params.midline_shift_mm = head.shift;
     const std::uint64_t slice_seed = rng.next();
+    const std::uint64_t head_seed = rng.next();
 
     Volume& v = st.ct;
     v.geometry.spacing = {scan.pixel, scan.pixel, scan.thickness};
@@ -205,45 +207,69 @@ SynthStudy generate_study(const SynthOptions& o, int index) {
     const double fov_r2 = (n / 2.0) * (n / 2.0), centre = (n - 1) / 2.0;
     // Smallest mask area kept on a slice: a few pixels of a bleed's edge are not a finding.
     const int min_pixels = std::max(1, static_cast<int>(std::lround(3.0 / (scan.pixel * scan.pixel))));
-    for (int k = 0; k < o.slices; ++k) {
-        cv::Mat hu, tissue, labels;
-        synth::render_slice(head, scan, k, hu, tissue, labels);
-        if (o.keep_internals) {
-            st.clean.push_back(hu.clone());
-            st.tissue.push_back(tissue);
+    // A planned bleed can miss the slab or shrink below the smallest area: then draw the head again
+    // (a few times at most; the study's labels always come from its masks).
+    for (int attempt = 0; attempt < 4; ++attempt) {
+        Rng hrng(synth::splitmix64(head_seed + static_cast<std::uint64_t>(attempt)));
+        st.params.subdural_kind.clear();
+        const synth::HeadModel head = synth::sample_head(hrng, scan, plan, &st.params.subdural_kind);
+        st.params.midline_shift_mm = head.shift;
+        st.params.intraventricular_kind.clear();
+        for (const synth::Bleed& b : head.bleeds) {
+            if (b.label == kLabelIntraventricular) st.params.intraventricular_kind = b.cast ? "cast" : "layering";
         }
-        Rng srng(synth::splitmix64(slice_seed + static_cast<std::uint64_t>(k)));
-        add_streaks(srng, hu, tissue, scan.pixel);
-        blur(hu, blur_mm / scan.pixel);
-        hu += make_noise(srng, n, noise_sd, 0.35 / scan.pixel);
-        // Outside the reconstruction circle the scanner writes -1024; inside, whole HU, -1024..3071.
-        for (int r = 0; r < n; ++r) {
-            float* row = hu.ptr<float>(r);
-            const double dy = r - centre;
-            for (int c = 0; c < n; ++c) {
-                const double dx = c - centre;
-                row[c] = dx * dx + dy * dy > fov_r2 ? -1024.f : std::clamp(std::round(row[c]), -1024.f, 3071.f);
+        v.slices.clear();
+        v.slice_meta.clear();
+        st.labels.clear();
+        st.clean.clear();
+        st.tissue.clear();
+        for (int k = 0; k < o.slices; ++k) {
+            cv::Mat hu, tissue, labels;
+            synth::render_slice(head, scan, k, hu, tissue, labels);
+            if (o.keep_internals) {
+                st.clean.push_back(hu.clone());
+                st.tissue.push_back(tissue);
             }
+            Rng srng(synth::splitmix64(slice_seed + static_cast<std::uint64_t>(k)));
+            add_streaks(srng, hu, tissue, scan.pixel);
+            blur(hu, blur_mm / scan.pixel);
+            hu += make_noise(srng, n, noise_sd, 0.35 / scan.pixel);
+            // Outside the reconstruction circle the scanner writes -1024; inside, whole HU, -1024..3071.
+            for (int r = 0; r < n; ++r) {
+                float* row = hu.ptr<float>(r);
+                const double dy = r - centre;
+                for (int c = 0; c < n; ++c) {
+                    const double dx = c - centre;
+                    row[c] = dx * dx + dy * dy > fov_r2 ? -1024.f : std::clamp(std::round(row[c]), -1024.f, 3071.f);
+                }
+            }
+            // Drop specks: per label, a slice section smaller than ~3 mm^2 is removed from the mask.
+            for (int label = 1; label <= kLabelCalcification; ++label) {
+                const cv::Mat sel = labels == label;
+                const int count = cv::countNonZero(sel);
+                if (count > 0 && count < min_pixels) labels.setTo(0, sel);
+            }
+            v.slices.push_back(hu);
+            st.labels.push_back(labels);
+            ImageMeta m;
+            m.modality = "CT";
+            m.rows = m.cols = n;
+            m.has_position = true;
+            m.position = {scan.origin_x, scan.origin_y, scan.slice_z(k)};
+            m.pixel_spacing = {scan.pixel, scan.pixel};
+            m.has_pixel_spacing = true;
+            m.slice_thickness = scan.thickness;
+            m.is_hu = true;
+            m.rescale_intercept = -1024;
+            v.slice_meta.push_back(m);
         }
-        // Drop specks: per label, a slice section smaller than ~3 mm^2 is removed from the mask.
-        for (int label = 1; label <= kLabelCalcification; ++label) {
-            const cv::Mat sel = labels == label;
-            const int count = cv::countNonZero(sel);
-            if (count > 0 && count < min_pixels) labels.setTo(0, sel);
+        bool complete = true;
+        for (int label : plan.subtypes) {
+            bool found = false;
+            for (const cv::Mat& labels : st.labels) found = found || cv::countNonZero(labels == label) > 0;
+            complete = complete && found;
         }
-        v.slices.push_back(hu);
-        st.labels.push_back(labels);
-        ImageMeta m;
-        m.modality = "CT";
-        m.rows = m.cols = n;
-        m.has_position = true;
-        m.position = {scan.origin_x, scan.origin_y, scan.slice_z(k)};
-        m.pixel_spacing = {scan.pixel, scan.pixel};
-        m.has_pixel_spacing = true;
-        m.slice_thickness = scan.thickness;
-        m.is_hu = true;
-        m.rescale_intercept = -1024;
-        v.slice_meta.push_back(m);
+        if (complete) break;
     }
 
     // Study-level truth from the masks.
@@ -257,6 +283,7 @@ SynthStudy generate_study(const SynthOptions& o, int index) {
         if (cv::countNonZero(labels == kLabelCalcification) > 0) st.calcification = true;
     }
     if (!st.present[kLabelSubdural - 1]) st.params.subdural_kind.clear();
+    if (!st.present[kLabelIntraventricular - 1]) st.params.intraventricular_kind.clear();
 
     // Identifiers and instance numbers.
     st.study_uid = synth_uid(o.seed, index, 1);

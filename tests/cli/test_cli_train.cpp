@@ -170,3 +170,27 @@ TEST(CliTrain, CrossValidationPoolsFolds) {
     EXPECT_EQ(conf[0][0].get<int>() + conf[0][1].get<int>() + conf[1][0].get<int>() + conf[1][1].get<int>(), 20);
     for (int k = 0; k < 3; ++k) EXPECT_TRUE(fs::exists(d / "cv" / ("fold_" + std::to_string(k)) / "model.pt"));
 }
+
+// The README's main command on a tiny cohort: every stage runs and the report holds its sections.
+TEST(CliTrain, DemoWritesReport) {
+    TempDir d;
+    auto r = run_hemoscan("demo --out " + q(d / "demo") +
+                          " --train-studies 6 --test-studies 3 --slices 4 --size 48 --epochs 1 --threads 1");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const fs::path report = d / "demo" / "report.html";
+    EXPECT_NE(r.output.find("report.html"), std::string::npos);
+    ASSERT_TRUE(fs::exists(report));
+    std::ifstream in(report);
+    std::string html((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    for (const char* part : {"Per-study results", "Slice-level metrics", "Grad-CAM", "data:image/png;base64,",
+                             "study_0000"}) {
+        EXPECT_NE(html.find(part), std::string::npos) << part;
+    }
+    EXPECT_EQ(html.find("missing figure"), std::string::npos);
+    for (const char* f : {"run/model.pt", "eval/metrics.json", "eval/study_metrics.json", "predict/series.json"}) {
+        EXPECT_TRUE(fs::exists(d / "demo" / f)) << f;
+    }
+    // A second demo into the same folder is refused instead of mixing runs.
+    r = run_hemoscan("demo --out " + q(d / "demo") + " --train-studies 6 --test-studies 3 --slices 4 --epochs 1");
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+}

@@ -44,6 +44,7 @@ enum class Tissue : std::uint8_t {
     Calcification = 9,
     Oedema = 10,
     Headrest = 11,
+    PartialVolume = 12,  // a voxel blended from two classes at an edge (its value lies between them)
 };
 
 struct SynthOptions {
@@ -69,6 +70,7 @@ struct SynthParams {
     double midline_shift_mm = 0;
     double blur_mm = 0;         // Gaussian blur sigma of the image (mm)
     std::string subdural_kind;  // acute, subacute, chronic, mixed ("" without subdural)
+    std::string intraventricular_kind;  // layering (dependent fluid level) or cast ("" without)
     // DICOM InstanceNumbers: "ascending" (inferior -> superior), "descending" or "shuffled".
     std::string instance_order;
 };
@@ -140,8 +142,9 @@ void write_study_nifti(const SynthStudy& study, const std::filesystem::path& ima
 // Brain-window rendering of a slice (CV_8UC1), or the three windows as BGR (CV_8UC3) when rgb.
 cv::Mat synth_png(const cv::Mat& hu, bool rgb);
 
-// A figure: one example slice per subtype plus a normal study with calcification, brain window,
-// mask outlines in colour, names written in each tile (BGR, CV_8UC3, 4 x 2 tiles of tile x tile).
+// A figure (docs/img/synth_grid.png): a normal slice, a calcification, the five subtypes (acute
+// subdural) and a chronic subdural; brain window, mask outlines in colour, names in each tile (BGR,
+// CV_8UC3, 4 x 2 tiles of tile x tile). Deterministic for a seed.
 cv::Mat synth_example_grid(std::uint64_t seed, int tile = 256);
 
 }  // namespace hemoscan
