@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "hemoscan/error.hpp"
+#include "hemoscan/util/random.hpp"
 #include "hemoscan/util/strings.hpp"
 
 namespace hemoscan {
@@ -72,13 +73,6 @@ void flip_in_place(cv::Mat& m, const AugmentDraw& d) {
     cv::Mat out;
     cv::flip(m, out, code);
     m = out;
-}
-
-std::uint64_t splitmix64(std::uint64_t z) {
-    z += 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
 }
 
 }  // namespace

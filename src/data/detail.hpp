@@ -9,14 +9,11 @@
 #include <utility>
 #include <vector>
 
+#include "hemoscan/util/random.hpp"
+
 namespace hemoscan::data_detail {
 
-inline std::uint64_t splitmix64(std::uint64_t x) {
-    x += 0x9E3779B97F4A7C15ULL;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-    return x ^ (x >> 31);
-}
+using hemoscan::splitmix64;
 
 // Fisher-Yates with mt19937_64 (fully specified by the standard).
 template <typename T>

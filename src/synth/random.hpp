@@ -5,14 +5,11 @@
 #include <cstdint>
 #include <vector>
 
+#include "hemoscan/util/random.hpp"
+
 namespace hemoscan::synth {
 
-inline std::uint64_t splitmix64(std::uint64_t x) {
-    x += 0x9e3779b97f4a7c15ULL;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
+using hemoscan::splitmix64;
 
 // xoshiro256** seeded through splitmix64.
 class Rng {

@@ -16,12 +16,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+std::string q(const fs::path& p) { return test::shell_quote(p); }
 
-nlohmann::json read_json(const fs::path& p) {
-    std::ifstream in(p);
-    return nlohmann::json::parse(in);
-}
+using test::read_json;
 
 // A labels.csv dataset of small PNGs: `n` positives (bright disc) and `n` negatives.
 void make_png_dataset(const fs::path& dir, int n, int pos_size = 64, int neg_size = 64) {

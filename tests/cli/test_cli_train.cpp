@@ -17,11 +17,8 @@ using test::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
-nlohmann::json read_json(const fs::path& p) {
-    std::ifstream in(p);
-    return nlohmann::json::parse(in);
-}
+std::string q(const fs::path& p) { return test::shell_quote(p); }
+using test::read_json;
 const char* kSmall = " --model cnn-simple --size 48 --batch 8 --lr 3e-3 --threads 1 --workers 1 --augment off";
 }  // namespace
 

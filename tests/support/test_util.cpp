@@ -45,6 +45,18 @@ CommandResult run_hemoscan(const std::string& args) {
     return run_command(std::string("'") + HEMOSCAN_BIN + "' " + args);
 }
 
+std::string shell_quote(const fs::path& path) {
+    std::string out = "'";
+    for (char c : path.string()) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return out + "'";
+}
+
+nlohmann::json read_json(const fs::path& path) {
+    std::ifstream in(path);
+    if (!in) throw std::runtime_error("cannot open " + path.string());
+    return nlohmann::json::parse(in);
+}
+
 void write_text(const fs::path& path, const std::string& text) {
     if (path.has_parent_path()) fs::create_directories(path.parent_path());
     std::ofstream out(path, std::ios::binary);

@@ -1,6 +1,7 @@
 #pragma once
 // Helpers for tests: a temporary folder removed at the end, running the CLI binary.
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 
 namespace hemoscan::test {
@@ -31,6 +32,12 @@ CommandResult run_command(const std::string& command);
 
 // Runs the hemoscan binary with the given argument string (already shell-quoted as needed).
 CommandResult run_hemoscan(const std::string& args);
+
+// A path quoted for the shell (single quotes; embedded quotes escaped).
+std::string shell_quote(const fs::path& path);
+
+// Parses a JSON file (throws on a missing or malformed file).
+nlohmann::json read_json(const fs::path& path);
 
 // Writes a text file (creating parent folders).
 void write_text(const fs::path& path, const std::string& text);
