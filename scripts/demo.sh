@@ -7,4 +7,5 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 out=${1:-demo-out}
 shift || true
-exec "${HEMOSCAN_BUILD_DIR:-build}/hemoscan" demo --out "$out" "$@"
+# --overwrite: running the demo again replaces the previous one.
+exec "${HEMOSCAN_BUILD_DIR:-build}/hemoscan" demo --out "$out" --overwrite "$@"

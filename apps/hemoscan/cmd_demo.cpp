@@ -34,6 +34,7 @@ struct DemoArgs {
     int epochs = 10;
     std::uint64_t seed = 2026;
     int threads = 0;
+    bool overwrite = false;
 };
 
 std::string fixed(double v, int digits = 3) {
@@ -66,11 +67,16 @@ void add_demo(CLI::App& root, std::vector<Command>& commands) {
     app->add_option("--epochs", a->epochs, "Training epochs")->capture_default_str();
     app->add_option("--seed", a->seed, "Seed of everything")->capture_default_str();
     app->add_option("--threads", a->threads, "Compute threads (0 = all cores)")->capture_default_str();
+    app->add_flag("--overwrite", a->overwrite, "Replace an earlier demo in OUT (only the demo's own files)");
     commands.push_back({app, [a] {
         const auto t0 = std::chrono::steady_clock::now();
         const fs::path out(a->out);
         if (fs::exists(out / "run" / "state.json")) {
-            throw UsageError(out.string() + " already holds a demo run: remove it or choose another --out");
+            if (!a->overwrite) {
+                throw UsageError(out.string() + " already holds a demo run: use --overwrite or another --out");
+            }
+            // Only what the demo itself writes; anything else the user put in OUT stays.
+            for (const char* part : {"data", "run", "eval", "predict", "report.html"}) fs::remove_all(out / part);
         }
         fs::create_directories(out);
 

@@ -187,7 +187,14 @@ TEST(CliTrain, DemoWritesReport) {
     for (const char* f : {"run/model.pt", "eval/metrics.json", "eval/study_metrics.json", "predict/series.json"}) {
         EXPECT_TRUE(fs::exists(d / "demo" / f)) << f;
     }
-    // A second demo into the same folder is refused instead of mixing runs.
+    // A second demo into the same folder is refused instead of mixing runs, unless asked to replace it;
+    // then only the demo's own files go.
     r = run_hemoscan("demo --out " + q(d / "demo") + " --train-studies 6 --test-studies 3 --slices 4 --epochs 1");
     EXPECT_EQ(r.exit_code, 2) << r.output;
+    test::write_text(d / "demo" / "mine.txt", "keep");
+    r = run_hemoscan("demo --out " + q(d / "demo") +
+                     " --train-studies 6 --test-studies 3 --slices 4 --size 48 --epochs 1 --threads 1 --overwrite");
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_TRUE(fs::exists(d / "demo" / "mine.txt"));
+    EXPECT_TRUE(fs::exists(report));
 }
