@@ -12,7 +12,7 @@ void add_cv(CLI::App& root, std::vector<Command>& commands) {
     auto a = std::make_shared<TrainArgs>();
     auto* app = root.add_subcommand("cv", "Cross-validate: train every fold, pool the out-of-fold predictions");
     add_train_options(app, *a, true);
-    app->footer("Example: hemoscan cv --data ../shared/data/head_ct --model cnn --folds 5 --out runs/cv-cnn");
+    app->footer("Example: hemoscan cv --data ../shared/data/head_ct --model cnn --folds 5 --out runs/cv-cnn --size 128");
     commands.push_back({app, [a] {
         TrainProgress progress;
         CvCallbacks cb;

@@ -13,7 +13,7 @@ void add_train(CLI::App& root, std::vector<Command>& commands) {
     add_train_options(app, *a, false);
     app->add_option("--resume", *resume, "Continue the run in this folder from its last checkpoint (other options "
                                          "are taken from RUN/config.json)");
-    app->footer("Example: hemoscan train --data ../shared/data/head_ct --model cnn --out runs/cnn --epochs 30");
+    app->footer("Example: hemoscan train --data ../shared/data/head_ct --model cnn --out runs/cnn --size 128");
     // With --resume the other options come from the run folder, so --data and --out are checked later.
     for (auto* opt : app->get_options()) {
         if (opt->get_name() == "--data" || opt->get_name() == "--out") opt->required(false);

@@ -51,7 +51,7 @@ void add_train_options(CLI::App* app, TrainArgs& a, bool folds_for_cv) {
     app->add_option("--augment", a.augment, "on or off")->capture_default_str();
     app->add_option("--class-weights", o.class_weights, "Weight the loss by label frequency (true/false)")
         ->capture_default_str();
-    app->add_option("--patience", o.patience, "Early stopping patience on validation AUC (0 = off)")
+    app->add_option("--patience", o.patience, "Stop after this many epochs without validation improvement (0 = off; the best epoch is kept either way)")
         ->capture_default_str();
     app->add_option("--grad-clip", o.grad_clip, "Gradient norm clipping (0 = off)")->capture_default_str();
     app->add_option("--dropout", a.dropout, "Dropout before the output (default: the architecture's)");

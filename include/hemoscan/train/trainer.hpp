@@ -22,7 +22,7 @@ struct TrainOptions {
     std::vector<std::string> labels;  // label columns (empty = all)
     std::string model = "cnn";
     std::string out;                  // run folder
-    int epochs = 30;
+    int epochs = 40;
     int batch = 32;
     double lr = 1e-3;
     double weight_decay = 1e-4;
@@ -43,7 +43,9 @@ struct TrainOptions {
     int workers = 2;                  // loader threads
     bool augment = true;
     bool class_weights = true;        // weight the loss by label frequencies
-    int patience = 10;                // early stopping on validation AUC (0 = off)
+    // Early stopping on validation AUC (0 = off). Off by default: the best epoch is kept anyway, and
+    // on small validation sets a noisy early peak stopped training too soon (docs/results.md).
+    int patience = 0;
     double grad_clip = 5.0;           // max gradient norm (0 = off)
     std::optional<double> dropout;    // architecture default when unset
     double width = 1.0;               // channel multiplier
