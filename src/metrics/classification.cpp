@@ -287,33 +287,17 @@ Confusion confusion_at(const std::vector<double>& scores, const std::vector<int>
     return c;
 }
 
-double youden_threshold(const std::vector<double>& scores, const std::vector<int>& truths) {
-    check_binary("youden_threshold", scores, truths);
-    require_both_classes("youden_threshold", truths);
-    const ScoreGroups g = group_by_score(scores, truths);
-    // Walk thresholds from the highest down; a strictly better J is needed to move, so ties keep
-    // the higher threshold.
-    double best_j = -kInf, best_t = g.score.front();
-    long tp = 0, fp = 0;
-    for (size_t k = 0; k < g.score.size(); ++k) {
-        tp += g.pos[k];
-        fp += g.neg[k];
-        const double j = static_cast<double>(tp) / static_cast<double>(g.total_pos) -
-                         static_cast<double>(fp) / static_cast<double>(g.total_neg);
-        if (j > best_j) {
-            best_j = j;
-            best_t = g.score[k];
-        }
-    }
-    return best_t;
-}
+namespace {
 
-double youden_margin_threshold(const std::vector<double>& scores, const std::vector<int>& truths) {
-    check_binary("youden_margin_threshold", scores, truths);
-    require_both_classes("youden_margin_threshold", truths);
-    const ScoreGroups g = group_by_score(scores, truths);  // distinct scores, highest first
+// The first run of consecutive distinct scores (highest first) at which Youden's J reaches its
+// maximum: thresholds in (score[last + 1], score[first]] all classify alike.
+struct YoudenRun {
+    size_t first = 0, last = 0;
+};
+
+YoudenRun best_youden_run(const ScoreGroups& g) {
+    YoudenRun run;
     double best_j = -kInf;
-    size_t first = 0, last = 0;  // the first run of consecutive thresholds reaching the best J
     bool in_run = false;
     long tp = 0, fp = 0;
     for (size_t k = 0; k < g.score.size(); ++k) {
@@ -321,24 +305,42 @@ double youden_margin_threshold(const std::vector<double>& scores, const std::vec
         fp += g.neg[k];
         const double j = static_cast<double>(tp) / static_cast<double>(g.total_pos) -
                          static_cast<double>(fp) / static_cast<double>(g.total_neg);
+        // A strictly better J is needed to move, so ties keep the higher threshold.
         if (j > best_j + 1e-12) {
             best_j = j;
-            first = last = k;
+            run.first = run.last = k;
             in_run = true;
         } else if (in_run && std::abs(j - best_j) <= 1e-12) {
-            last = k;
+            run.last = k;
         } else {
             in_run = false;
         }
     }
+    return run;
+}
+
+}  // namespace
+
+double youden_threshold(const std::vector<double>& scores, const std::vector<int>& truths) {
+    check_binary("youden_threshold", scores, truths);
+    require_both_classes("youden_threshold", truths);
+    const ScoreGroups g = group_by_score(scores, truths);
+    return g.score[best_youden_run(g).first];
+}
+
+double youden_margin_threshold(const std::vector<double>& scores, const std::vector<int>& truths) {
+    check_binary("youden_margin_threshold", scores, truths);
+    require_both_classes("youden_margin_threshold", truths);
+    const ScoreGroups g = group_by_score(scores, truths);  // distinct scores, highest first
+    const YoudenRun run = best_youden_run(g);
     // Every t in (score[last + 1], score[first]] classifies alike; take the middle of that gap.
-    const double hi = g.score[first];
+    const double hi = g.score[run.first];
     const bool probs = std::all_of(scores.begin(), scores.end(), [](double v) { return v >= 0 && v <= 1; });
-    if (last + 1 >= g.score.size()) {
+    if (run.last + 1 >= g.score.size()) {
         // Below the lowest score: everything is positive; stay just under it.
         return probs ? hi / 2 : hi - 0.5 * std::max(1e-6, std::abs(hi));
     }
-    const double lo = g.score[last + 1];
+    const double lo = g.score[run.last + 1];
     if (!probs) return 0.5 * (lo + hi);
     auto logit = [](double p) {
         p = std::min(std::max(p, 1e-7), 1 - 1e-7);
