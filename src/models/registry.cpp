@@ -129,9 +129,17 @@ std::int64_t parameter_count(const torch::nn::Module& module) {
 
 void init_weights(torch::nn::Module& module) {
     torch::NoGradGuard no_grad;
+    // With BatchNorm after every conv the scale is renormalised, and fan_out (torchvision's choice)
+    // keeps the backward pass stable. Without BatchNorm the forward signal must survive on its own:
+    // fan_in keeps its variance (He et al. 2015); fan_out on a first conv with one input channel
+    // shrinks it about sixfold per layer and the dense ReLUs start dead.
+    bool has_bn = false;
+    for (auto& m : module.modules(/*include_self=*/true)) has_bn = has_bn || m->as<torch::nn::BatchNorm2d>() != nullptr;
+    const torch::nn::init::FanModeType mode = has_bn ? torch::nn::init::FanModeType(torch::kFanOut)
+                                                     : torch::nn::init::FanModeType(torch::kFanIn);
     for (auto& m : module.modules(/*include_self=*/true)) {
         if (auto* conv = m->as<torch::nn::Conv2d>()) {
-            torch::nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
+            torch::nn::init::kaiming_normal_(conv->weight, 0.0, mode, torch::kReLU);
             if (conv->bias.defined()) torch::nn::init::zeros_(conv->bias);
         } else if (auto* bn = m->as<torch::nn::BatchNorm2d>()) {
             torch::nn::init::ones_(bn->weight);

@@ -175,6 +175,28 @@ TEST(Models, InitIsDeterministicAndKaiming) {
         }
 }
 
+// Without BatchNorm (cnn-simple) convs use fan_in so the forward signal keeps its scale: the first
+// conv (1 -> 32 channels, 3x3) has std sqrt(2 / 9) = 0.471, not the fan_out sqrt(2 / 288) = 0.083.
+// 288 weights: the sample std is within 15% of the target with overwhelming probability.
+TEST(Models, InitWithoutBatchNormUsesFanIn) {
+    torch::manual_seed(42);
+    auto m = create_model(config("cnn-simple"));
+    torch::Tensor first;
+    for (const auto& mod : m->modules(false))
+        if (auto* conv2d = mod->as<torch::nn::Conv2d>()) {
+            first = conv2d->weight;
+            break;
+        }
+    ASSERT_EQ(first.sizes(), (std::vector<int64_t>{32, 1, 3, 3}));
+    EXPECT_NEAR(first.std().item<double>(), std::sqrt(2.0 / 9), 0.15 * std::sqrt(2.0 / 9));
+    // The output of a fresh model varies with the input (no dead head).
+    torch::NoGradGuard ng;
+    m->eval();
+    auto x = torch::rand({8, 1, 64, 64});
+    auto out = m->forward(x);
+    EXPECT_GT(out.std().item<double>(), 1e-4);
+}
+
 TEST(Models, Probabilities) {
     const auto logits = torch::tensor({{0.0f, std::log(3.0f)}, {std::log(2.0f), 0.0f}});
     const auto sig = probabilities(logits, false);

@@ -36,7 +36,7 @@ torch::Tensor probabilities(const torch::Tensor& logits, bool multiclass);
 // Number of scalar parameters (trainable or not; buffers excluded).
 std::int64_t parameter_count(const torch::nn::Module& module);
 
-// Kaiming-normal (fan_out, ReLU) conv weights with zero bias, BatchNorm weight 1 / bias 0, for every
+// Kaiming-normal (ReLU; fan_out for models with BatchNorm, fan_in without) conv weights with zero bias, BatchNorm weight 1 / bias 0, for every
 // submodule; linear layers keep torch's default init. Draws from the torch RNG (torch::manual_seed).
 void init_weights(torch::nn::Module& module);
 
