@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "commands.hpp"
+#include "common.hpp"
 #include "hemoscan/log.hpp"
 #include "hemoscan/train/cv.hpp"
 #include "train_options.hpp"
@@ -21,14 +22,7 @@ void add_cv(CLI::App& root, std::vector<Command>& commands) {
         TrainOptions o = finish_train_options(*a);
         nlohmann::json m = cross_validate(o, cb);
         std::printf("\n%d-fold cross-validation, %d cases (pooled out-of-fold)\n", o.folds, m["n"].get<int>());
-        std::printf("%-20s %7s %17s %8s %8s %8s\n", "label", "AUC", "95% CI", "acc", "sens", "spec");
-        for (const auto& [name, l] : m["labels"].items()) {
-            auto g = [&](const char* k) { return l[k].is_null() ? std::nan("") : l[k].get<double>(); };
-            double lo = l["auc_ci95"].is_null() ? std::nan("") : l["auc_ci95"][0].get<double>();
-            double hi = l["auc_ci95"].is_null() ? std::nan("") : l["auc_ci95"][1].get<double>();
-            std::printf("%-20s %7.4f   [%.4f, %.4f] %8.4f %8.4f %8.4f\n", name.c_str(), g("auc"), lo, hi,
-                        g("accuracy"), g("sensitivity"), g("specificity"));
-        }
+        print_label_table(m);
         for (const auto& [key, s] : m["summary"].items()) {
             std::printf("per fold %-28s mean %.4f sd %.4f\n", key.c_str(), s["mean"].get<double>(), s["sd"].get<double>());
         }

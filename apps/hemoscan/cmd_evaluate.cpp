@@ -13,18 +13,6 @@
 
 namespace hemoscan::cli {
 
-void print_label_table(const nlohmann::json& m) {
-    std::printf("%-20s %7s %17s %8s %8s %8s %8s\n", "label", "AUC", "95% CI", "acc", "sens", "spec", "thr");
-    for (const auto& [name, l] : m["labels"].items()) {
-        auto g = [&](const char* k) { return l[k].is_number() ? l[k].get<double>() : std::nan(""); };
-        double lo = l["auc_ci95"].is_array() ? l["auc_ci95"][0].get<double>() : std::nan("");
-        double hi = l["auc_ci95"].is_array() ? l["auc_ci95"][1].get<double>() : std::nan("");
-        std::printf("%-20s %7.4f   [%.4f, %.4f] %8.4f %8.4f %8.4f %8.4f\n", name.c_str(), g("auc"), lo, hi,
-                    g("accuracy"), g("sensitivity"), g("specificity"), g("threshold"));
-    }
-    std::fflush(stdout);
-}
-
 void add_evaluate(CLI::App& root, std::vector<Command>& commands) {
     struct Args {
         std::string model, data, out, labels;

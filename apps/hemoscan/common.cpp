@@ -1,5 +1,8 @@
 #include "common.hpp"
 
+#include <cmath>
+#include <cstdio>
+
 #include "hemoscan/error.hpp"
 #include "hemoscan/util/strings.hpp"
 
@@ -12,6 +15,24 @@ std::vector<std::string> parse_list(const std::string& csv) {
         if (!t.empty()) out.push_back(t);
     }
     return out;
+}
+
+void print_label_table(const nlohmann::json& m) {
+    std::printf("%-20s %7s %17s %8s %8s %8s %8s\n", "label", "AUC", "95% CI", "acc", "sens", "spec", "thr");
+    for (const auto& [name, l] : m["labels"].items()) {
+        auto g = [&](const char* k) { return l[k].is_number() ? l[k].get<double>() : std::nan(""); };
+        double lo = l["auc_ci95"].is_array() ? l["auc_ci95"][0].get<double>() : std::nan("");
+        double hi = l["auc_ci95"].is_array() ? l["auc_ci95"][1].get<double>() : std::nan("");
+        char thr[16];
+        if (l["threshold"].is_array()) {
+            std::snprintf(thr, sizeof thr, "per fold");
+        } else {
+            std::snprintf(thr, sizeof thr, "%.4f", g("threshold"));
+        }
+        std::printf("%-20s %7.4f   [%.4f, %.4f] %8.4f %8.4f %8.4f %8s\n", name.c_str(), g("auc"), lo, hi,
+                    g("accuracy"), g("sensitivity"), g("specificity"), thr);
+    }
+    std::fflush(stdout);
 }
 
 }  // namespace hemoscan::cli

@@ -273,18 +273,28 @@ double Confusion::recall() const { return ratio(static_cast<double>(tp), static_
 double Confusion::specificity() const { return ratio(static_cast<double>(tn), static_cast<double>(tn + fp)); }
 double Confusion::f1() const { return ratio(2.0 * static_cast<double>(tp), static_cast<double>(2 * tp + fp + fn)); }
 
-Confusion confusion_at(const std::vector<double>& scores, const std::vector<int>& truths, double threshold) {
-    if (std::isnan(threshold)) throw UsageError("confusion_at: threshold is NaN");
-    check_binary("confusion_at", scores, truths);
+Confusion confusion_of(const std::vector<int>& truths, const std::vector<int>& decisions) {
+    if (truths.size() != decisions.size()) {
+        throw UsageError("confusion_of: " + std::to_string(truths.size()) + " truths for " +
+                         std::to_string(decisions.size()) + " decisions");
+    }
     Confusion c;
-    for (size_t i = 0; i < scores.size(); ++i) {
-        const bool predicted = scores[i] >= threshold;
+    for (size_t i = 0; i < truths.size(); ++i) {
+        const bool predicted = decisions[i] != 0;
         if (truths[i] == 1)
             (predicted ? c.tp : c.fn)++;
         else
             (predicted ? c.fp : c.tn)++;
     }
     return c;
+}
+
+Confusion confusion_at(const std::vector<double>& scores, const std::vector<int>& truths, double threshold) {
+    if (std::isnan(threshold)) throw UsageError("confusion_at: threshold is NaN");
+    check_binary("confusion_at", scores, truths);
+    std::vector<int> decisions(scores.size());
+    for (size_t i = 0; i < scores.size(); ++i) decisions[i] = scores[i] >= threshold ? 1 : 0;
+    return confusion_of(truths, decisions);
 }
 
 namespace {

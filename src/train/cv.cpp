@@ -19,11 +19,7 @@ namespace {
 // come from the per-case decisions; AUC, CI, PR AUC, Brier and ECE from the raw pooled scores.
 void apply_fold_decisions(nlohmann::json& lj, const std::vector<int>& truth, const std::vector<int>& decision,
                           const std::vector<double>& fold_thresholds) {
-    Confusion c;
-    for (size_t i = 0; i < truth.size(); ++i) {
-        if (truth[i]) (decision[i] ? c.tp : c.fn) += 1;
-        else (decision[i] ? c.fp : c.tn) += 1;
-    }
+    const Confusion c = confusion_of(truth, decision);
     lj["accuracy"] = c.accuracy();
     lj["sensitivity"] = c.sensitivity();
     lj["specificity"] = c.specificity();

@@ -153,14 +153,12 @@ void write_metric_plots(const fs::path& dir, const PredictionTable& table, const
         save_plot(dir / "confusion.png",
                   confusion_plot(confusion_matrix(ti, pi, static_cast<int>(table.label_names.size())), table.label_names, co));
     } else if (!table.label_names.empty() && table.size() > 0) {
-        Confusion c = confusion_at(column(table.probs, 0), column(table.truths, 0), thresholds[0]);
-        co.title = table.label_names[0] + " at threshold " + std::to_string(thresholds[0]).substr(0, 5);
-        if (!table.decisions.empty()) {
-            c = Confusion{};
-            for (size_t i = 0; i < table.size(); ++i) {
-                bool t = table.truths[i][0] != 0, d = table.decisions[i][0] != 0;
-                (t ? (d ? c.tp : c.fn) : (d ? c.fp : c.tn)) += 1;
-            }
+        Confusion c;
+        if (table.decisions.empty()) {
+            c = confusion_at(column(table.probs, 0), column(table.truths, 0), thresholds[0]);
+            co.title = table.label_names[0] + " at threshold " + std::to_string(thresholds[0]).substr(0, 5);
+        } else {
+            c = confusion_of(column(table.truths, 0), column(table.decisions, 0));
             co.title = table.label_names[0] + " (per-fold thresholds)";
         }
         save_plot(dir / "confusion.png", confusion_plot({{c.tn, c.fp}, {c.fn, c.tp}},

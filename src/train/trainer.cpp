@@ -150,17 +150,24 @@ std::vector<int> label_column(const Dataset& ds, const std::vector<size_t>& idx,
     return t;
 }
 
-// Mean AUC over labels (or one-vs-rest over classes) that have both classes in the data; NaN if none.
-double macro_auc(const Dataset& ds, const std::vector<size_t>& idx, const std::vector<std::vector<double>>& probs) {
+// Validation AUC per label (null where the validation part has a single class) and their mean (NaN
+// when no label has both classes). Multi-class: one-vs-rest per class.
+double label_aucs(const Dataset& ds, const std::vector<size_t>& idx, const std::vector<std::vector<double>>& probs,
+                  nlohmann::json& aucs) {
     double sum = 0;
     int n = 0;
     for (size_t l = 0; l < ds.label_names.size(); ++l) {
         auto t = label_column(ds, idx, l);
         long pos = std::count(t.begin(), t.end(), 1);
-        if (pos == 0 || pos == static_cast<long>(t.size())) continue;
+        if (pos == 0 || pos == static_cast<long>(t.size())) {
+            aucs[ds.label_names[l]] = nullptr;
+            continue;
+        }
         std::vector<double> s;
         for (const auto& p : probs) s.push_back(p[l]);
-        sum += roc_auc(s, t);
+        const double auc = roc_auc(s, t);
+        aucs[ds.label_names[l]] = auc;
+        sum += auc;
         ++n;
     }
     return n ? sum / n : std::nan("");
@@ -505,18 +512,7 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
         std::vector<std::vector<double>> val_probs;
         if (val_loader) {
             val_probs = predict_val(val_loss);
-            val_auc = macro_auc(ds, split.val, val_probs);
-            for (size_t l = 0; l < L; ++l) {
-                auto t = label_column(ds, split.val, l);
-                long pos = std::count(t.begin(), t.end(), 1);
-                if (pos == 0 || pos == static_cast<long>(t.size())) {
-                    aucs[ds.label_names[l]] = nullptr;
-                    continue;
-                }
-                std::vector<double> s;
-                for (const auto& p : val_probs) s.push_back(p[l]);
-                aucs[ds.label_names[l]] = roc_auc(s, t);
-            }
+            val_auc = label_aucs(ds, split.val, val_probs, aucs);
         }
         // Early stopping and plateau follow validation AUC; without a usable AUC, minus the loss.
         // Validation loss breaks ties between epochs of equal AUC (AUC saturates at 1 on easy data).

@@ -88,6 +88,8 @@ struct Confusion {
 
 // Counts at a threshold: score >= threshold -> predicted positive.
 Confusion confusion_at(const std::vector<double>& scores, const std::vector<int>& truths, double threshold);
+// Counts from given 0/1 decisions (e.g. each case decided by its own fold's threshold).
+Confusion confusion_of(const std::vector<int>& truths, const std::vector<int>& decisions);
 
 // The threshold maximising Youden's J = tpr - fpr among the distinct scores (each taken as
 // "score >= t"); ties go to the higher threshold. Needs both classes. Choose it on validation
