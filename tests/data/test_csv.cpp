@@ -11,16 +11,6 @@ using test::TempDir;
 using test::write_text;
 
 // Runs `fn`, expecting an InputError whose message contains every piece of `parts`.
-template <typename Fn>
-void expect_input_error(Fn fn, std::initializer_list<std::string> parts) {
-    try {
-        fn();
-        FAIL() << "no InputError thrown";
-    } catch (const InputError& e) {
-        for (const std::string& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
-    }
-}
-
 TEST(Csv, PlainTableWithLineNumbers) {
     TempDir dir;
     write_text(dir / "a.csv", "path,label\nx.png,1\ny.png,0\n");
@@ -81,33 +71,33 @@ TEST(Csv, WrongCellCountNamesFileAndLine) {
     TempDir dir;
     const auto file = dir / "bad.csv";
     write_text(file, "a,b\n1,2\n1,2,3\n");
-    expect_input_error([&] { read_csv(file); }, {file.string() + ":3:", "expected 2", "found 3"});
+    test::expect_input_error([&] { read_csv(file); }, {file.string() + ":3:", "expected 2", "found 3"});
     write_text(file, "a,b\n1,2\r\n\r\nonly\r\n");
-    expect_input_error([&] { read_csv(file); }, {file.string() + ":4:"});
+    test::expect_input_error([&] { read_csv(file); }, {file.string() + ":4:"});
 }
 
 TEST(Csv, UnterminatedQuoteNamesItsLine) {
     TempDir dir;
     const auto file = dir / "bad.csv";
     write_text(file, "a,b\n1,2\n\"open,3\n4,5\n");
-    expect_input_error([&] { read_csv(file); }, {file.string() + ":3:", "unterminated"});
+    test::expect_input_error([&] { read_csv(file); }, {file.string() + ":3:", "unterminated"});
 }
 
 TEST(Csv, EmptyAndMissingFiles) {
     TempDir dir;
     write_text(dir / "empty.csv", "");
-    expect_input_error([&] { read_csv(dir / "empty.csv"); }, {(dir / "empty.csv").string(), "empty"});
+    test::expect_input_error([&] { read_csv(dir / "empty.csv"); }, {(dir / "empty.csv").string(), "empty"});
     write_text(dir / "bom.csv", "\xEF\xBB\xBF\r\n");
-    expect_input_error([&] { read_csv(dir / "bom.csv"); }, {(dir / "bom.csv").string(), "empty"});
-    expect_input_error([&] { read_csv(dir / "nope.csv"); }, {(dir / "nope.csv").string()});
+    test::expect_input_error([&] { read_csv(dir / "bom.csv"); }, {(dir / "bom.csv").string(), "empty"});
+    test::expect_input_error([&] { read_csv(dir / "nope.csv"); }, {(dir / "nope.csv").string()});
 }
 
 TEST(Csv, DuplicateOrEmptyColumnNames) {
     TempDir dir;
     write_text(dir / "d.csv", "a,A\n1,2\n");
-    expect_input_error([&] { read_csv(dir / "d.csv"); }, {(dir / "d.csv").string() + ":1:", "duplicate"});
+    test::expect_input_error([&] { read_csv(dir / "d.csv"); }, {(dir / "d.csv").string() + ":1:", "duplicate"});
     write_text(dir / "e.csv", "a,,b\n1,2,3\n");
-    expect_input_error([&] { read_csv(dir / "e.csv"); }, {(dir / "e.csv").string() + ":1:", "no name"});
+    test::expect_input_error([&] { read_csv(dir / "e.csv"); }, {(dir / "e.csv").string() + ":1:", "no name"});
 }
 
 TEST(Csv, EscapeRoundTrip) {

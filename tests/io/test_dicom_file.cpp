@@ -43,31 +43,6 @@ cv::Mat random_hu(int rows, int cols, unsigned seed) {
     return m;
 }
 
-void expect_equal_mats(const cv::Mat& actual, const cv::Mat& expected) {
-    ASSERT_EQ(actual.type(), CV_32FC1);
-    ASSERT_EQ(actual.size(), expected.size());
-    cv::Mat e;
-    expected.convertTo(e, CV_32F);
-    for (int r = 0; r < e.rows; ++r) {
-        for (int c = 0; c < e.cols; ++c) {
-            EXPECT_EQ(actual.at<float>(r, c), e.at<float>(r, c)) << "at row " << r << ", column " << c;
-        }
-    }
-}
-
-// Expects `fn` to throw InputError whose message contains every one of `parts`.
-void expect_input_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
-    try {
-        fn();
-        ADD_FAILURE() << "no InputError thrown";
-    } catch (const InputError& e) {
-        const std::string msg = e.what();
-        for (const std::string& part : parts) {
-            EXPECT_NE(msg.find(part), std::string::npos) << "'" << part << "' not in: " << msg;
-        }
-    }
-}
-
 // A minimal single-frame grey-scale CT data set, written explicit little endian; `edit` adjusts it.
 void write_crafted(const fs::path& path, int rows, int cols, const std::vector<Uint16>& words,
                    const std::function<void(DcmDataset&)>& edit) {
@@ -121,7 +96,7 @@ TEST(DicomFile, UncompressedRoundTripKeepsExactHuAndMetadata) {
 
     EXPECT_TRUE(is_dicom_file(path));
     const DicomSlice s = read_dicom_file(path);
-    expect_equal_mats(s.pixels, hu_gradient());
+    test::expect_mat_exact(s.pixels, hu_gradient());
     const ImageMeta& m = s.meta;
     EXPECT_EQ(m.path, path.string());
     EXPECT_EQ(m.modality, "CT");
@@ -165,7 +140,7 @@ TEST(DicomFile, MultiValuedWindowsAreKept) {
     EXPECT_FALSE(s.meta.has_position);
     EXPECT_FALSE(s.meta.has_pixel_spacing);
     // No rescale tags: stored values are the values.
-    expect_equal_mats(s.pixels, (cv::Mat_<float>(1, 2) << 1, 2));
+    test::expect_mat_exact(s.pixels, (cv::Mat_<float>(1, 2) << 1, 2));
 }
 
 TEST(DicomFile, WriterHonoursSlopeAndIntercept) {
@@ -176,7 +151,7 @@ TEST(DicomFile, WriterHonoursSlopeAndIntercept) {
     o.rescale_intercept = -1000;
     write_dicom_ct(path, (cv::Mat_<float>(1, 5) << -1000, 0, 40, 80, 1000), o);
     const DicomSlice s = read_dicom_file(path);
-    expect_equal_mats(s.pixels, (cv::Mat_<float>(1, 5) << -1000, 0, 40, 80, 1000));
+    test::expect_mat_exact(s.pixels, (cv::Mat_<float>(1, 5) << -1000, 0, 40, 80, 1000));
     EXPECT_DOUBLE_EQ(s.meta.rescale_slope, 2);
     EXPECT_DOUBLE_EQ(s.meta.rescale_intercept, -1000);
 }
@@ -199,7 +174,7 @@ TEST(DicomFile, SignedTwelveBitWithSlopeMasksHighBits) {
     const DicomSlice s = read_dicom_file(path);
     cv::Mat expected(2, 4, CV_32F);
     for (size_t i = 0; i < stored.size(); ++i) expected.at<float>(static_cast<int>(i)) = 2.0f * stored[i] - 1000.0f;
-    expect_equal_mats(s.pixels, expected);
+    test::expect_mat_exact(s.pixels, expected);
     EXPECT_TRUE(s.meta.is_hu);
 }
 
@@ -212,7 +187,7 @@ TEST(DicomFile, HighBitBelowTopShiftsStoredBits) {
                       ds.putAndInsertUint16(DCM_BitsStored, 8);
                       ds.putAndInsertUint16(DCM_HighBit, 11);
                   });
-    expect_equal_mats(read_dicom_file(path).pixels, (cv::Mat_<float>(1, 3) << 7, 255, 0));
+    test::expect_mat_exact(read_dicom_file(path).pixels, (cv::Mat_<float>(1, 3) << 7, 255, 0));
 }
 
 TEST(DicomFile, EightBitPixelsAreRead) {
@@ -226,7 +201,7 @@ TEST(DicomFile, EightBitPixelsAreRead) {
         const Uint8 bytes[4] = {0, 1, 100, 255};
         ds.putAndInsertUint8Array(DCM_PixelData, bytes, 4);
     });
-    expect_equal_mats(read_dicom_file(path).pixels, (cv::Mat_<float>(1, 4) << -100, -99, 0, 155));
+    test::expect_mat_exact(read_dicom_file(path).pixels, (cv::Mat_<float>(1, 4) << -100, -99, 0, 155));
 }
 
 class DicomCompression : public ::testing::TestWithParam<std::pair<std::string, std::string>> {};
@@ -243,8 +218,8 @@ TEST_P(DicomCompression, DecodesToExactlyTheUncompressedHu) {
     const DicomSlice plain = read_dicom_file(dir / "plain.dcm");
     const DicomSlice packed = read_dicom_file(dir / "packed.dcm");
     EXPECT_EQ(packed.meta.transfer_syntax, uid);
-    expect_equal_mats(packed.pixels, plain.pixels);
-    expect_equal_mats(packed.pixels, hu);
+    test::expect_mat_exact(packed.pixels, plain.pixels);
+    test::expect_mat_exact(packed.pixels, hu);
 }
 
 INSTANTIATE_TEST_SUITE_P(Lossless, DicomCompression,
@@ -303,7 +278,7 @@ TEST(DicomFile, CompressedPaddedMonochrome1AlsoDecodes) {
     o.photometric = "MONOCHROME1";
     o.transfer_syntax = "jpeg-ls";
     write_dicom_ct(dir / "c.dcm", (cv::Mat_<float>(1, 3) << -2048, 40, 1000), o);
-    expect_equal_mats(read_dicom_file(dir / "c.dcm").pixels, (cv::Mat_<float>(1, 3) << -1024, 40, 1000));
+    test::expect_mat_exact(read_dicom_file(dir / "c.dcm").pixels, (cv::Mat_<float>(1, 3) << -1024, 40, 1000));
 }
 
 TEST(DicomFile, UnknownTransferSyntaxIsAUsageError) {
@@ -321,7 +296,7 @@ TEST(DicomFile, Monochrome1KeepsHuForCt) {
     write_dicom_ct(dir / "m1.dcm", hu_gradient(), o);
     const DicomSlice s = read_dicom_file(dir / "m1.dcm");
     EXPECT_EQ(s.meta.photometric, "MONOCHROME1");
-    expect_equal_mats(s.pixels, hu_gradient());
+    test::expect_mat_exact(s.pixels, hu_gradient());
 }
 
 TEST(DicomFile, Monochrome1InvertsNonHuDataOverTheStoredRange) {
@@ -334,11 +309,11 @@ TEST(DicomFile, Monochrome1InvertsNonHuDataOverTheStoredRange) {
     const DicomSlice s = read_dicom_file(dir / "mr1.dcm", ModalityPolicy::CtOrMr);
     EXPECT_FALSE(s.meta.is_hu);
     EXPECT_EQ(s.meta.modality, "MR");
-    expect_equal_mats(s.pixels, (cv::Mat_<float>(1, 4) << 65535, 65435, 64535, 0));
+    test::expect_mat_exact(s.pixels, (cv::Mat_<float>(1, 4) << 65535, 65435, 64535, 0));
 
     o.photometric = "MONOCHROME2";
     write_dicom_ct(dir / "mr2.dcm", (cv::Mat_<float>(1, 4) << 0, 100, 1000, 65535), o);
-    expect_equal_mats(read_dicom_file(dir / "mr2.dcm", ModalityPolicy::CtOrMr).pixels,
+    test::expect_mat_exact(read_dicom_file(dir / "mr2.dcm", ModalityPolicy::CtOrMr).pixels,
                       (cv::Mat_<float>(1, 4) << 0, 100, 1000, 65535));
 }
 
@@ -349,7 +324,7 @@ TEST(DicomFile, PixelPaddingBecomesMinus1024Hu) {
     o.has_padding = true;
     o.pixel_padding_value = 0;  // stored 0 = -2048 HU outside the scan circle
     write_dicom_ct(dir / "pad.dcm", (cv::Mat_<float>(1, 5) << -2048, -2048, -1000, 40, -2047), o);
-    expect_equal_mats(read_dicom_file(dir / "pad.dcm").pixels,
+    test::expect_mat_exact(read_dicom_file(dir / "pad.dcm").pixels,
                       (cv::Mat_<float>(1, 5) << -1024, -1024, -1000, 40, -2047));
 }
 
@@ -361,7 +336,7 @@ TEST(DicomFile, PixelPaddingRangeLimitCoversARange) {
         ds.putAndInsertUint16(DCM_PixelPaddingValue, 10);
         ds.putAndInsertUint16(DCM_PixelPaddingRangeLimit, 0);
     });
-    expect_equal_mats(read_dicom_file(path).pixels, (cv::Mat_<float>(1, 5) << -1024, -1024, -1024, -1013, 40));
+    test::expect_mat_exact(read_dicom_file(path).pixels, (cv::Mat_<float>(1, 5) << -1024, -1024, -1024, -1013, 40));
 }
 
 TEST(DicomFile, SignedPixelPaddingValue) {
@@ -371,7 +346,7 @@ TEST(DicomFile, SignedPixelPaddingValue) {
         ds.putAndInsertUint16(DCM_PixelRepresentation, 1);
         ds.putAndInsertSint16(DCM_PixelPaddingValue, -2000);
     });
-    expect_equal_mats(read_dicom_file(path).pixels, (cv::Mat_<float>(1, 3) << -1024, -1000, 40));
+    test::expect_mat_exact(read_dicom_file(path).pixels, (cv::Mat_<float>(1, 3) << -1024, -1000, 40));
 }
 
 TEST(DicomFile, PixelPaddingOfNonHuDataBecomesTheMinimum) {
@@ -382,7 +357,7 @@ TEST(DicomFile, PixelPaddingOfNonHuDataBecomesTheMinimum) {
     o.has_padding = true;
     o.pixel_padding_value = 0;
     write_dicom_ct(dir / "mrpad.dcm", (cv::Mat_<float>(1, 4) << 0, 300, 200, 500), o);
-    expect_equal_mats(read_dicom_file(dir / "mrpad.dcm", ModalityPolicy::CtOrMr).pixels,
+    test::expect_mat_exact(read_dicom_file(dir / "mrpad.dcm", ModalityPolicy::CtOrMr).pixels,
                       (cv::Mat_<float>(1, 4) << 200, 300, 200, 500));
 }
 
@@ -392,9 +367,9 @@ TEST(DicomModality, MrIsRejectedUnderCtOnlyWithAHint) {
     DicomWriteOptions o;
     o.modality = "MR";
     write_dicom_ct(path, hu_gradient(), o);
-    expect_input_error([&] { read_dicom_file(path); },
+    test::expect_input_error([&] { read_dicom_file(path); },
                        {path.string(), "modality MR where CT is expected (use --modality mr to accept MRI)"});
-    expect_input_error([&] { load_image(path); }, {path.string(), "modality MR"});
+    test::expect_input_error([&] { load_image(path); }, {path.string(), "modality MR"});
 }
 
 TEST(DicomModality, MrIsAcceptedUnderCtOrMr) {
@@ -406,7 +381,7 @@ TEST(DicomModality, MrIsAcceptedUnderCtOrMr) {
     const DicomSlice s = read_dicom_file(dir / "mr.dcm", ModalityPolicy::CtOrMr);
     EXPECT_EQ(s.meta.modality, "MR");
     EXPECT_FALSE(s.meta.is_hu);
-    expect_equal_mats(s.pixels, (cv::Mat_<float>(1, 2) << 7, 9));
+    test::expect_mat_exact(s.pixels, (cv::Mat_<float>(1, 2) << 7, 9));
 }
 
 TEST(DicomModality, UltrasoundIsRejectedUnlessAnyModality) {
@@ -415,8 +390,8 @@ TEST(DicomModality, UltrasoundIsRejectedUnlessAnyModality) {
     DicomWriteOptions o;
     o.modality = "US";
     write_dicom_ct(path, hu_gradient(), o);
-    expect_input_error([&] { read_dicom_file(path); }, {path.string(), "modality US where CT is expected"});
-    expect_input_error([&] { read_dicom_file(path, ModalityPolicy::CtOrMr); },
+    test::expect_input_error([&] { read_dicom_file(path); }, {path.string(), "modality US where CT is expected"});
+    test::expect_input_error([&] { read_dicom_file(path, ModalityPolicy::CtOrMr); },
                        {path.string(), "modality US where CT or MR is expected"});
     EXPECT_NO_THROW(read_dicom_file(path, ModalityPolicy::Any));
 }
@@ -425,7 +400,7 @@ TEST(DicomErrors, MultiFrameIsUnsupported) {
     test::TempDir dir;
     const fs::path path = dir / "cine.dcm";
     write_crafted(path, 1, 2, {1, 2, 3, 4}, [](DcmDataset& ds) { ds.putAndInsertString(DCM_NumberOfFrames, "2"); });
-    expect_input_error([&] { read_dicom_file(path); }, {path.string(), "multi-frame", "not supported"});
+    test::expect_input_error([&] { read_dicom_file(path); }, {path.string(), "multi-frame", "not supported"});
 }
 
 TEST(DicomErrors, ColourIsUnsupported) {
@@ -440,7 +415,7 @@ TEST(DicomErrors, ColourIsUnsupported) {
         const Uint8 bytes[4] = {10, 20, 30, 0};
         ds.putAndInsertUint8Array(DCM_PixelData, bytes, 4);
     });
-    expect_input_error([&] { read_dicom_file(path); }, {path.string(), "colour", "RGB", "not supported"});
+    test::expect_input_error([&] { read_dicom_file(path); }, {path.string(), "colour", "RGB", "not supported"});
 }
 
 TEST(DicomErrors, NoPixelDataIsNotAnImage) {
@@ -448,14 +423,14 @@ TEST(DicomErrors, NoPixelDataIsNotAnImage) {
     const fs::path path = dir / "report.dcm";
     write_crafted(path, 2, 2, {}, [](DcmDataset&) {});
     EXPECT_TRUE(is_dicom_file(path));
-    expect_input_error([&] { read_dicom_file(path); }, {path.string(), "no pixel data"});
+    test::expect_input_error([&] { read_dicom_file(path); }, {path.string(), "no pixel data"});
 }
 
 TEST(DicomErrors, ShortPixelDataIsReported) {
     test::TempDir dir;
     const fs::path path = dir / "short.dcm";
     write_crafted(path, 4, 4, {1, 2, 3, 4}, [](DcmDataset&) {});  // 16 pixels announced, 4 present
-    expect_input_error([&] { read_dicom_file(path); }, {path.string(), "truncated"});
+    test::expect_input_error([&] { read_dicom_file(path); }, {path.string(), "truncated"});
 }
 
 TEST(DicomErrors, FileCutInHalfNamesTheFile) {
@@ -463,8 +438,8 @@ TEST(DicomErrors, FileCutInHalfNamesTheFile) {
     const fs::path path = dir / "cut.dcm";
     write_dicom_ct(path, random_hu(32, 32, 1), DicomWriteOptions{});
     truncate_to_half(path);
-    expect_input_error([&] { read_dicom_file(path); }, {path.string()});
-    expect_input_error([&] { load_image(path); }, {path.string()});
+    test::expect_input_error([&] { read_dicom_file(path); }, {path.string()});
+    test::expect_input_error([&] { load_image(path); }, {path.string()});
 }
 
 TEST(DicomErrors, CompressedFileCutInHalfNamesTheFile) {
@@ -474,7 +449,7 @@ TEST(DicomErrors, CompressedFileCutInHalfNamesTheFile) {
     o.transfer_syntax = "rle";
     write_dicom_ct(path, random_hu(32, 32, 2), o);
     truncate_to_half(path);
-    expect_input_error([&] { read_dicom_file(path); }, {path.string()});
+    test::expect_input_error([&] { read_dicom_file(path); }, {path.string()});
 }
 
 TEST(DicomErrors, EmptyAndMissingFilesNameTheFile) {
@@ -482,10 +457,10 @@ TEST(DicomErrors, EmptyAndMissingFilesNameTheFile) {
     const fs::path empty = dir / "empty.dcm";
     test::write_text(empty, "");
     EXPECT_FALSE(is_dicom_file(empty));
-    expect_input_error([&] { read_dicom_file(empty); }, {empty.string(), "empty"});
-    expect_input_error([&] { load_image(empty); }, {empty.string(), "empty"});
+    test::expect_input_error([&] { read_dicom_file(empty); }, {empty.string(), "empty"});
+    test::expect_input_error([&] { load_image(empty); }, {empty.string(), "empty"});
     const fs::path missing = dir / "missing.dcm";
-    expect_input_error([&] { read_dicom_file(missing); }, {missing.string(), "not found"});
+    test::expect_input_error([&] { read_dicom_file(missing); }, {missing.string(), "not found"});
 }
 
 TEST(DicomErrors, TextNamedDcmIsNotDicom) {
@@ -494,8 +469,8 @@ TEST(DicomErrors, TextNamedDcmIsNotDicom) {
     test::write_text(path, "this is not a DICOM file, just some text that is long enough to fill a preamble. "
                            "this is not a DICOM file, just some text that is long enough to fill a preamble.");
     EXPECT_FALSE(is_dicom_file(path));
-    expect_input_error([&] { read_dicom_file(path); }, {path.string()});
-    expect_input_error([&] { load_image(path); }, {path.string()});
+    test::expect_input_error([&] { read_dicom_file(path); }, {path.string()});
+    test::expect_input_error([&] { load_image(path); }, {path.string()});
 }
 
 TEST(DicomFile, FileWithoutPreambleIsDetectedByContent) {
@@ -525,7 +500,7 @@ TEST(DicomFile, FileWithoutPreambleIsDetectedByContent) {
     ASSERT_EQ(head, std::string("\x08\x00", 2));  // starts right at a group 0008 tag
     EXPECT_TRUE(is_dicom_file(path));
     const DicomSlice s = load_image(path);
-    expect_equal_mats(s.pixels, (cv::Mat_<float>(1, 2) << 0, 40));
+    test::expect_mat_exact(s.pixels, (cv::Mat_<float>(1, 2) << 0, 40));
     EXPECT_TRUE(s.meta.is_hu);
 }
 

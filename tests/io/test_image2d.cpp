@@ -16,18 +16,6 @@ using namespace hemoscan;
 
 namespace {
 
-void expect_input_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
-    try {
-        fn();
-        ADD_FAILURE() << "no InputError thrown";
-    } catch (const InputError& e) {
-        const std::string msg = e.what();
-        for (const std::string& part : parts) {
-            EXPECT_NE(msg.find(part), std::string::npos) << "'" << part << "' not in: " << msg;
-        }
-    }
-}
-
 // Odd sizes on purpose: nothing may assume square or even images.
 cv::Mat gray8() {
     cv::Mat m(5, 7, CV_8U);
@@ -42,14 +30,6 @@ cv::Mat gray16() {
     for (int i = 0; i < static_cast<int>(m.total()); ++i) m.at<uint16_t>(i) = static_cast<uint16_t>(i * 2477);
     m.at<uint16_t>(0) = 65535;
     return m;
-}
-
-void expect_exact(const cv::Mat& actual, const cv::Mat& expected) {
-    ASSERT_EQ(actual.type(), CV_32FC1);
-    ASSERT_EQ(actual.size(), expected.size());
-    cv::Mat e;
-    expected.convertTo(e, CV_32F);
-    EXPECT_EQ(cv::countNonZero(actual != e), 0);
 }
 
 float bt601(double b, double g, double r) { return static_cast<float>(0.299 * r + 0.587 * g + 0.114 * b); }
@@ -68,7 +48,7 @@ TEST(Image2d, Gray8PngIsExactAndMarkedWindowed) {
     write_image_2d(dir / "g8.png", gray8());
     ImageMeta meta;
     const cv::Mat img = read_image_2d(dir / "g8.png", &meta);
-    expect_exact(img, gray8());
+    test::expect_mat_exact(img, gray8());
     EXPECT_TRUE(meta.already_windowed);
     EXPECT_FALSE(meta.is_hu);
     EXPECT_EQ(meta.rows, 5);
@@ -81,7 +61,7 @@ TEST(Image2d, Gray16PngKeepsFullRange) {
     write_image_2d(dir / "g16.png", gray16());
     ImageMeta meta;
     const cv::Mat img = read_image_2d(dir / "g16.png", &meta);
-    expect_exact(img, gray16());
+    test::expect_mat_exact(img, gray16());
     EXPECT_FLOAT_EQ(img.at<float>(0), 65535.0f);
     EXPECT_FALSE(meta.already_windowed);
 }
@@ -89,9 +69,9 @@ TEST(Image2d, Gray16PngKeepsFullRange) {
 TEST(Image2d, Gray16TiffAndGray8BmpAreExact) {
     test::TempDir dir;
     write_image_2d(dir / "g16.tif", gray16());
-    expect_exact(read_image_2d(dir / "g16.tif"), gray16());
+    test::expect_mat_exact(read_image_2d(dir / "g16.tif"), gray16());
     write_image_2d(dir / "g8.bmp", gray8());
-    expect_exact(read_image_2d(dir / "g8.bmp"), gray8());
+    test::expect_mat_exact(read_image_2d(dir / "g8.bmp"), gray8());
 }
 
 TEST(Image2d, RgbPngBecomesBt601Luminance) {
@@ -165,8 +145,8 @@ TEST(Image2dErrors, CorruptTruncatedEmptyAndMissingFilesNameTheFile) {
     test::TempDir dir;
     const fs::path text = dir / "fake.png";
     test::write_text(text, "this is plain text, not a PNG");
-    expect_input_error([&] { read_image_2d(text); }, {text.string()});
-    expect_input_error([&] { load_image(text); }, {text.string()});
+    test::expect_input_error([&] { read_image_2d(text); }, {text.string()});
+    test::expect_input_error([&] { load_image(text); }, {text.string()});
 
     cv::Mat big(64, 64, CV_8U);
     cv::randu(big, 0, 255);  // noise: the compressed data is long and a cut lands inside it
@@ -174,30 +154,30 @@ TEST(Image2dErrors, CorruptTruncatedEmptyAndMissingFilesNameTheFile) {
     const std::string png = read_file(dir / "whole.png");
     const fs::path cut = dir / "cut.png";
     test::write_text(cut, png.substr(0, png.size() / 2));
-    expect_input_error([&] { read_image_2d(cut); }, {cut.string()});
-    expect_input_error([&] { load_image(cut); }, {cut.string()});
+    test::expect_input_error([&] { read_image_2d(cut); }, {cut.string()});
+    test::expect_input_error([&] { load_image(cut); }, {cut.string()});
 
     write_image_2d(dir / "whole.jpg", big);
     const std::string jpg = read_file(dir / "whole.jpg");
     const fs::path cut_jpg = dir / "cut.jpg";
     test::write_text(cut_jpg, jpg.substr(0, jpg.size() / 2));
-    expect_input_error([&] { read_image_2d(cut_jpg); }, {cut_jpg.string(), "truncated"});
+    test::expect_input_error([&] { read_image_2d(cut_jpg); }, {cut_jpg.string(), "truncated"});
 
     const fs::path empty = dir / "empty.png";
     test::write_text(empty, "");
-    expect_input_error([&] { read_image_2d(empty); }, {empty.string(), "empty"});
-    expect_input_error([&] { load_image(empty); }, {empty.string(), "empty"});
+    test::expect_input_error([&] { read_image_2d(empty); }, {empty.string(), "empty"});
+    test::expect_input_error([&] { load_image(empty); }, {empty.string(), "empty"});
 
     const fs::path missing = dir / "missing.png";
-    expect_input_error([&] { read_image_2d(missing); }, {missing.string(), "not found"});
-    expect_input_error([&] { load_image(missing); }, {missing.string(), "not found"});
+    test::expect_input_error([&] { read_image_2d(missing); }, {missing.string(), "not found"});
+    test::expect_input_error([&] { load_image(missing); }, {missing.string(), "not found"});
 }
 
 TEST(Load, DispatchesByContentThenExtension) {
     test::TempDir dir;
     write_image_2d(dir / "slice.png", gray8());
     const DicomSlice png = load_image(dir / "slice.png");
-    expect_exact(png.pixels, gray8());
+    test::expect_mat_exact(png.pixels, gray8());
     EXPECT_TRUE(png.meta.already_windowed);
     EXPECT_FALSE(png.meta.is_hu);
 
@@ -206,11 +186,11 @@ TEST(Load, DispatchesByContentThenExtension) {
     const DicomSlice dcm = load_image(dir / "scan.png");
     EXPECT_TRUE(dcm.meta.is_hu);
     EXPECT_FALSE(dcm.meta.already_windowed);
-    expect_exact(dcm.pixels, (cv::Mat_<float>(1, 3) << -1000, 40, 80));
+    test::expect_mat_exact(dcm.pixels, (cv::Mat_<float>(1, 3) << -1000, 40, 80));
 
     const fs::path other = dir / "table.csv";
     test::write_text(other, "a,b\n1,2\n");
-    expect_input_error([&] { load_image(other); },
+    test::expect_input_error([&] { load_image(other); },
                        {other.string(), "not a supported image (PNG/JPG/BMP/TIFF or DICOM)"});
 }
 

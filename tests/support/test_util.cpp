@@ -1,5 +1,9 @@
 #include "test_util.hpp"
 
+#include <gtest/gtest.h>
+
+#include "hemoscan/error.hpp"
+
 #include <array>
 #include <cstdio>
 #include <fstream>
@@ -55,6 +59,30 @@ nlohmann::json read_json(const fs::path& path) {
     std::ifstream in(path);
     if (!in) throw std::runtime_error("cannot open " + path.string());
     return nlohmann::json::parse(in);
+}
+
+void expect_input_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
+    try {
+        fn();
+        ADD_FAILURE() << "no InputError thrown";
+    } catch (const hemoscan::InputError& e) {
+        const std::string msg = e.what();
+        for (const std::string& part : parts) {
+            EXPECT_NE(msg.find(part), std::string::npos) << "'" << part << "' not in: " << msg;
+        }
+    }
+}
+
+void expect_mat_exact(const cv::Mat& actual, const cv::Mat& expected) {
+    ASSERT_EQ(actual.type(), CV_32FC1);
+    ASSERT_EQ(actual.size(), expected.size());
+    cv::Mat e;
+    expected.convertTo(e, CV_32F);
+    for (int r = 0; r < e.rows; ++r) {
+        for (int c = 0; c < e.cols; ++c) {
+            EXPECT_EQ(actual.at<float>(r, c), e.at<float>(r, c)) << "at row " << r << ", column " << c;
+        }
+    }
 }
 
 void write_text(const fs::path& path, const std::string& text) {

@@ -1,8 +1,11 @@
 #pragma once
 // Helpers for tests: a temporary folder removed at the end, running the CLI binary.
 #include <filesystem>
+#include <functional>
+#include <opencv2/core.hpp>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 namespace hemoscan::test {
 
@@ -38,6 +41,12 @@ std::string shell_quote(const fs::path& path);
 
 // Parses a JSON file (throws on a missing or malformed file).
 nlohmann::json read_json(const fs::path& path);
+
+// Expects `fn` to throw hemoscan::InputError whose message contains every one of `parts`.
+void expect_input_error(const std::function<void()>& fn, const std::vector<std::string>& parts);
+
+// Expects `actual` to be CV_32FC1 and equal, pixel for pixel, to `expected` (any depth, converted).
+void expect_mat_exact(const cv::Mat& actual, const cv::Mat& expected);
 
 // Writes a text file (creating parent folders).
 void write_text(const fs::path& path, const std::string& text);
