@@ -10,7 +10,13 @@ namespace hemoscan::cli {
 
 void add_train_options(CLI::App* app, TrainArgs& a, bool folds_for_cv) {
     auto& o = a.options;
-    app->add_option("--data", o.data, "Dataset folder (manifest.csv, labels.csv or class subfolders)")->required();
+    app->add_option("--data", o.data,
+                    "Dataset folder (manifest.csv, labels.csv or class subfolders; segment: nnU-Net folder or "
+                    "manifest.csv with path,mask)")
+        ->required();
+    if (!folds_for_cv)
+        app->add_option("--task", o.task, "classify, or segment (U-Net family on images with masks)")
+            ->capture_default_str();
     app->add_option("--model", o.model, "Architecture (see `hemoscan models`)")->capture_default_str();
     app->add_option("--out", o.out, folds_for_cv ? "Output folder for all folds" : "Run folder")->required();
     app->add_option("--labels", a.labels, "Label columns to use, comma-separated (default: all)");
@@ -58,6 +64,14 @@ void add_train_options(CLI::App* app, TrainArgs& a, bool folds_for_cv) {
     app->add_option("--width", o.width, "Channel width multiplier")->capture_default_str();
     app->add_option("--modality", o.modality, "Accepted DICOM modality: ct, mr, any")->capture_default_str();
     app->add_option("--tta", a.tta, "Test-time augmentation: average with the mirrored image (on/off)")
+        ->capture_default_str();
+    app->add_option("--loss", o.loss, "Segmentation loss: dice, ce-dice or focal")->capture_default_str();
+    app->add_option("--depth", o.depth, "U-Net depth (pooling levels)")->capture_default_str();
+    app->add_option("--bleed-fraction", o.bleed_fraction,
+                    "Segmentation: share of training slices drawn from slices with a lesion")
+        ->capture_default_str();
+    app->add_option("--pretrain-epochs", o.pretrain_epochs,
+                    "unet-ae: epochs of reconstruction pre-training before the classification head")
         ->capture_default_str();
 }
 

@@ -25,7 +25,8 @@
 namespace hemoscan {
 
 nlohmann::json train_options_to_json(const TrainOptions& o) {
-    nlohmann::json j = {{"data", o.data},
+    nlohmann::json j = {{"task", o.task},
+                        {"data", o.data},
                         {"labels", o.labels},
                         {"model", o.model},
                         {"out", o.out},
@@ -54,7 +55,11 @@ nlohmann::json train_options_to_json(const TrainOptions& o) {
                         {"grad_clip", o.grad_clip},
                         {"width", o.width},
                         {"modality", o.modality},
-                        {"tta", o.tta}};
+                        {"tta", o.tta},
+                        {"loss", o.loss},
+                        {"depth", o.depth},
+                        {"bleed_fraction", o.bleed_fraction},
+                        {"pretrain_epochs", o.pretrain_epochs}};
     j["dropout"] = o.dropout ? nlohmann::json(*o.dropout) : nlohmann::json(nullptr);
     return j;
 }
@@ -94,6 +99,11 @@ TrainOptions train_options_from_json(const nlohmann::json& j) {
     get("width", o.width);
     get("modality", o.modality);
     get("tta", o.tta);
+    get("task", o.task);
+    get("loss", o.loss);
+    get("depth", o.depth);
+    get("bleed_fraction", o.bleed_fraction);
+    get("pretrain_epochs", o.pretrain_epochs);
     if (j.contains("dropout") && !j["dropout"].is_null()) o.dropout = j["dropout"].get<double>();
     return o;
 }

@@ -15,6 +15,7 @@
 namespace hemoscan {
 
 class ClassifierImpl;
+class SegmenterImpl;
 
 inline constexpr int kModelFormatVersion = 1;
 
@@ -33,5 +34,21 @@ void save_model(const std::filesystem::path& path, const ClassifierImpl& model,
 // weights. A missing/empty/corrupt file, a LibTorch file that is not a hemoscan model, a newer
 // format version, or weights that do not fit the architecture -> InputError naming the file.
 LoadedModel load_model(const std::filesystem::path& path);
+
+// Segmentation models: the same format; meta["task"] = "segment" and meta["model"] = the
+// SegModelConfig. Classification files carry meta["task"] = "classify" (older files: no key, which
+// means classify). load_model() on a segmentation file, or load_segmenter() on a classifier, ->
+// InputError naming the file and saying which command to use.
+struct LoadedSegmenter {
+    std::shared_ptr<SegmenterImpl> model;  // in eval mode
+    nlohmann::json meta;
+};
+void save_segmenter(const std::filesystem::path& path, const SegmenterImpl& model,
+                    const nlohmann::json& meta = nlohmann::json::object());
+LoadedSegmenter load_segmenter(const std::filesystem::path& path);
+
+// Only the meta JSON of a model file (same errors as load_model), e.g. to choose between the
+// classification and segmentation paths by meta["task"].
+nlohmann::json read_model_meta(const std::filesystem::path& path);
 
 }  // namespace hemoscan

@@ -18,7 +18,8 @@
 namespace hemoscan {
 
 struct TrainOptions {
-    std::string data;                 // DATA folder (one of the three forms)
+    std::string task = "classify";    // classify | segment (train_segmenter, train/segment.hpp)
+    std::string data;                 // DATA folder (one of the three forms; segment: see data/seg_dataset.hpp)
     std::vector<std::string> labels;  // label columns (empty = all)
     std::string model = "cnn";
     std::string out;                  // run folder
@@ -51,6 +52,11 @@ struct TrainOptions {
     double width = 1.0;               // channel multiplier
     std::string modality = "ct";
     bool tta = true;                  // average with the left-right mirrored image (validation and inference)
+    // Segmentation (task = segment) and unet-ae.
+    std::string loss = "ce-dice";     // dice | ce-dice | focal (models/seg_loss.hpp)
+    int depth = 4;                    // U-Net levels (encoder blocks with a pooling step below them)
+    double bleed_fraction = 0.5;      // share of training slices drawn from slices with foreground
+    int pretrain_epochs = 0;          // unet-ae: reconstruction pre-training epochs before classification
 };
 
 nlohmann::json train_options_to_json(const TrainOptions& o);
