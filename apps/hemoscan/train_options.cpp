@@ -65,6 +65,10 @@ void add_train_options(CLI::App* app, TrainArgs& a, bool folds_for_cv) {
     app->add_option("--modality", o.modality, "Accepted DICOM modality: ct, mr, any")->capture_default_str();
     app->add_option("--tta", a.tta, "Test-time augmentation: average with the mirrored image (on/off)")
         ->capture_default_str();
+    app->add_option("--ema", o.ema_epochs,
+                    "Average the weights with this time constant in epochs (0 = off); validation and the "
+                    "saved model use the average")
+        ->capture_default_str();
     app->add_option("--loss", o.loss, "Segmentation loss: dice, ce-dice or focal")->capture_default_str();
     app->add_option("--depth", o.depth, "U-Net depth (pooling levels)")->capture_default_str();
     app->add_option("--bleed-fraction", o.bleed_fraction,

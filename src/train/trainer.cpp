@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -59,7 +60,8 @@ nlohmann::json train_options_to_json(const TrainOptions& o) {
                         {"loss", o.loss},
                         {"depth", o.depth},
                         {"bleed_fraction", o.bleed_fraction},
-                        {"pretrain_epochs", o.pretrain_epochs}};
+                        {"pretrain_epochs", o.pretrain_epochs},
+                        {"ema_epochs", o.ema_epochs}};
     j["dropout"] = o.dropout ? nlohmann::json(*o.dropout) : nlohmann::json(nullptr);
     return j;
 }
@@ -104,6 +106,7 @@ TrainOptions train_options_from_json(const nlohmann::json& j) {
     get("depth", o.depth);
     get("bleed_fraction", o.bleed_fraction);
     get("pretrain_epochs", o.pretrain_epochs);
+    get("ema_epochs", o.ema_epochs);
     if (j.contains("dropout") && !j["dropout"].is_null()) o.dropout = j["dropout"].get<double>();
     return o;
 }
@@ -132,7 +135,55 @@ void validate(const TrainOptions& o) {
         throw UsageError("--folds N needs N >= 2 and --fold K in 0..N-1");
     }
     if (o.median != 0 && (o.median < 3 || o.median % 2 == 0)) throw UsageError("--median must be 0 (off) or an odd number >= 3");
+    if (!(o.ema_epochs >= 0)) throw UsageError("--ema must be >= 0 epochs (0 = off)");
 }
+
+// Exponential moving average of the parameters (Polyak averaging). The decay follows from a time
+// constant in epochs, so the same setting means the same thing for any data set and batch size;
+// early steps use a shorter memory ((1 + t) / (10 + t), as TensorFlow's ExponentialMovingAverage)
+// so that the average is not dominated by the random initial weights.
+class WeightAverage {
+public:
+    WeightAverage(torch::nn::Module& model, double epochs, size_t steps_per_epoch) : model_(model) {
+        if (epochs <= 0) return;
+        decay_ = std::exp(-1.0 / (epochs * static_cast<double>(std::max<size_t>(1, steps_per_epoch))));
+        torch::NoGradGuard ng;
+        for (auto& p : model.parameters()) avg_.push_back(p.detach().clone());
+    }
+    bool enabled() const { return !avg_.empty(); }
+    void update() {
+        if (!enabled()) return;
+        torch::NoGradGuard ng;
+        ++steps_;
+        const double d = std::min(decay_, (1.0 + static_cast<double>(steps_)) / (10.0 + static_cast<double>(steps_)));
+        auto params = model_.parameters();
+        for (size_t i = 0; i < params.size(); ++i) avg_[i].mul_(d).add_(params[i].detach(), 1.0 - d);
+    }
+    // Exchanges the model's parameters with the average (twice = back to the training weights).
+    void swap() {
+        if (!enabled()) return;
+        torch::NoGradGuard ng;
+        auto params = model_.parameters();
+        for (size_t i = 0; i < params.size(); ++i) {
+            auto tmp = params[i].detach().clone();
+            params[i].copy_(avg_[i]);
+            avg_[i].copy_(tmp);
+        }
+    }
+    std::int64_t steps() const { return steps_; }
+    void restore(const torch::nn::Module& averaged, std::int64_t steps) {
+        torch::NoGradGuard ng;
+        auto src = averaged.parameters();
+        for (size_t i = 0; i < avg_.size() && i < src.size(); ++i) avg_[i].copy_(src[i]);
+        steps_ = steps;
+    }
+
+private:
+    torch::nn::Module& model_;
+    double decay_ = 0;
+    std::int64_t steps_ = 0;
+    std::vector<torch::Tensor> avg_;
+};
 
 PreprocessOptions make_preprocess(const TrainOptions& o) {
     PreprocessOptions p;
@@ -405,6 +456,7 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
     nlohmann::json history = nlohmann::json::array();
     std::vector<std::vector<double>> best_val_probs;
     int start_epoch = 0;
+    std::optional<LoadedModel> resumed_average;
     if (resume) {
         start_epoch = state["epoch_done"].get<int>() + 1;
         if (state.value("finished", false)) {
@@ -428,6 +480,7 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
             torch::load(static_cast<torch::optim::AdamW&>(*opt), (run / state["optimizer"].get<std::string>()).string());
         }
         if (state.contains("best_val_probs")) best_val_probs = state["best_val_probs"].get<decltype(best_val_probs)>();
+        if (!state.value("ema", std::string()).empty()) resumed_average = load_model(run / state["ema"].get<std::string>());
         logger().info("resuming {} after epoch {}", run.string(), start_epoch);
     }
 
@@ -448,6 +501,8 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
     if (!split.val.empty()) val_loader = std::make_unique<DataLoader>(ds, split.val, pre, lv);
     // The training items without augmentation, for recomputing BatchNorm statistics.
     DataLoader bn_loader(ds, split.train, pre, lv);
+    WeightAverage average(*model, o.ema_epochs, train_loader.batches_per_epoch());
+    if (resumed_average && average.enabled()) average.restore(*resumed_average->model, state.value("ema_steps", 0));
 
     auto predict_val = [&](double& val_loss) {
         std::vector<std::vector<double>> probs(split.val.size(), std::vector<double>(L));
@@ -506,6 +561,7 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
             loss.backward();
             if (o.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), o.grad_clip);
             opt->step();
+            average.update();
             double lv_ = loss.item<double>();
             if (!std::isfinite(lv_)) throw Error("training diverged (loss " + std::to_string(lv_) + "): lower --lr");
             loss_sum += lv_ * static_cast<double>(t.indices.size());
@@ -515,6 +571,7 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
         }
         const double train_loss = seen ? loss_sum / static_cast<double>(seen) : std::nan("");
         const double train_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        average.swap();  // validate, keep and checkpoint the averaged weights (a no-op without --ema)
         recalibrate_batchnorm(*model, bn_loader, 64);
 
         double val_loss = std::nan(""), val_auc = std::nan("");
@@ -542,20 +599,28 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
         // naming them; a kill at any moment leaves a consistent previous checkpoint.
         std::string ck = "checkpoint_e" + std::to_string(epoch) + ".pt";
         std::string op = "optimizer_e" + std::to_string(epoch) + ".pt";
+        std::string em = average.enabled() ? "ema_e" + std::to_string(epoch) + ".pt" : "";
+        if (improved) {
+            save_model(run / "best.pt", *model, meta_base);
+            best_val_probs = val_probs;
+        }
+        if (average.enabled()) {
+            save_model(run / em, *model, meta_base);
+            average.swap();  // back to the training weights
+        }
         save_model(run / ck, *model, meta_base);
         if (o.optimizer == "adam") {
             save_optimizer(run / op, static_cast<torch::optim::Adam&>(*opt));
         } else {
             save_optimizer(run / op, static_cast<torch::optim::AdamW&>(*opt));
         }
-        if (improved) {
-            save_model(run / "best.pt", *model, meta_base);
-            best_val_probs = val_probs;
-        }
         std::string old_ck = state.value("checkpoint", std::string()), old_op = state.value("optimizer", std::string());
+        std::string old_em = state.value("ema", std::string());
         state = {{"epoch_done", epoch},
                  {"checkpoint", ck},
                  {"optimizer", op},
+                 {"ema", em},
+                 {"ema_steps", average.steps()},
                  {"best_metric", stopper.best()},
                  {"best_epoch", stopper.best_epoch()},
                  {"bad_epochs", stopper.bad_epochs()},
@@ -570,6 +635,7 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
         std::error_code ec;
         if (!old_ck.empty() && old_ck != ck) fs::remove(run / old_ck, ec);
         if (!old_op.empty() && old_op != op) fs::remove(run / old_op, ec);
+        if (!old_em.empty() && old_em != em) fs::remove(run / old_em, ec);
         write_log_csv(run / "log.csv", history, ds.label_names);
         if (cb.epoch_end) cb.epoch_end(epoch, row);
         if (stopper.should_stop()) {
@@ -613,10 +679,12 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
     std::error_code ec;
     fs::remove(run / state.value("checkpoint", std::string("none")), ec);
     fs::remove(run / state.value("optimizer", std::string("none")), ec);
+    if (!state.value("ema", std::string()).empty()) fs::remove(run / state["ema"].get<std::string>(), ec);
     fs::remove(run / "best.pt", ec);
     state["finished"] = true;
     state["checkpoint"] = "";
     state["optimizer"] = "";
+    state["ema"] = "";
     write_file_atomic(state_file, state.dump() + "\n");
 
     TrainResult result;

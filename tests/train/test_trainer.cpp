@@ -102,6 +102,40 @@ TEST(Trainer, ResumeAfterInterruption) {
     EXPECT_THROW(train_classifier(resumed, {}, true), UsageError);
 }
 
+// Weight averaging (--ema): the averaged weights are what is validated and saved, and they are part
+// of the checkpoint, so an interrupted run resumes to the same model as an uninterrupted one.
+TEST(Trainer, WeightAverageResumesToTheSameModel) {
+    test::TempDir d;
+    test::write_blob_dataset(d / "data", 12);
+    auto o = small_options(d / "data", d / "whole");
+    o.epochs = 4;
+    o.ema_epochs = 1.0;
+    TrainResult whole = train_classifier(o);
+
+    o.out = (d / "cut").string();
+    TrainCallbacks cb;
+    cb.epoch_end = [](int epoch, const nlohmann::json&) {
+        if (epoch == 1) throw std::runtime_error("simulated crash after epoch 2");
+    };
+    EXPECT_THROW(train_classifier(o, cb), std::runtime_error);
+    auto state = nlohmann::json::parse(read_file(d / "cut" / "state.json"));
+    ASSERT_FALSE(state["ema"].get<std::string>().empty());
+    EXPECT_TRUE(fs::exists(d / "cut" / state["ema"].get<std::string>()));
+    TrainResult cut = train_classifier(load_run_options(d / "cut"), {}, true);
+    EXPECT_EQ(cut.epochs_run, 4);
+    EXPECT_EQ(cut.best_epoch, whole.best_epoch);
+    ASSERT_EQ(cut.val_probs.size(), whole.val_probs.size());
+    for (size_t i = 0; i < whole.val_probs.size(); ++i) EXPECT_NEAR(cut.val_probs[i][0], whole.val_probs[i][0], 1e-6);
+
+    // The averaged model is not the last training step's model.
+    auto plain = small_options(d / "data", d / "plain");
+    plain.epochs = 4;
+    TrainResult p = train_classifier(plain);
+    double diff = 0;
+    for (size_t i = 0; i < p.val_probs.size(); ++i) diff += std::abs(p.val_probs[i][0] - whole.val_probs[i][0]);
+    EXPECT_GT(diff, 1e-4);
+}
+
 TEST(Trainer, BadOptionsAndData) {
     test::TempDir d;
     test::write_blob_dataset(d / "data", 6);

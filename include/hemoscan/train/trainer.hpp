@@ -52,6 +52,9 @@ struct TrainOptions {
     double width = 1.0;               // channel multiplier
     std::string modality = "ct";
     bool tta = true;                  // average with the left-right mirrored image (validation and inference)
+    // Exponential moving average of the weights, time constant in epochs (0 = off). Validation,
+    // checkpoints and the final model use the averaged weights (BatchNorm recalibrated for them).
+    double ema_epochs = 0;
     // Segmentation (task = segment) and unet-ae.
     std::string loss = "ce-dice";     // dice | ce-dice | focal (models/seg_loss.hpp)
     int depth = 4;                    // U-Net levels (encoder blocks with a pooling step below them)
