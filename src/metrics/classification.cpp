@@ -299,14 +299,15 @@ Confusion confusion_at(const std::vector<double>& scores, const std::vector<int>
 
 namespace {
 
-// The first run of consecutive distinct scores (highest first) at which Youden's J reaches its
-// maximum: thresholds in (score[last + 1], score[first]] all classify alike.
+// A run of consecutive distinct scores (highest first) at which Youden's J is at its maximum:
+// thresholds in (score[last + 1], score[first]] all classify alike.
 struct YoudenRun {
     size_t first = 0, last = 0;
 };
 
-YoudenRun best_youden_run(const ScoreGroups& g) {
-    YoudenRun run;
+// Every maximal run of J-optimal scores, highest first.
+std::vector<YoudenRun> best_youden_runs(const ScoreGroups& g) {
+    std::vector<YoudenRun> runs;
     double best_j = -kInf;
     bool in_run = false;
     long tp = 0, fp = 0;
@@ -315,18 +316,26 @@ YoudenRun best_youden_run(const ScoreGroups& g) {
         fp += g.neg[k];
         const double j = static_cast<double>(tp) / static_cast<double>(g.total_pos) -
                          static_cast<double>(fp) / static_cast<double>(g.total_neg);
-        // A strictly better J is needed to move, so ties keep the higher threshold.
         if (j > best_j + 1e-12) {
             best_j = j;
-            run.first = run.last = k;
-            in_run = true;
-        } else if (in_run && std::abs(j - best_j) <= 1e-12) {
-            run.last = k;
+            runs.assign(1, YoudenRun{k, k});
+        } else if (std::abs(j - best_j) <= 1e-12) {
+            if (in_run)
+                runs.back().last = k;
+            else
+                runs.push_back(YoudenRun{k, k});
         } else {
             in_run = false;
+            continue;
         }
+        in_run = true;
     }
-    return run;
+    return runs;
+}
+
+double logit(double p) {
+    p = std::min(std::max(p, 1e-7), 1 - 1e-7);
+    return std::log(p / (1 - p));
 }
 
 }  // namespace
@@ -335,28 +344,51 @@ double youden_threshold(const std::vector<double>& scores, const std::vector<int
     check_binary("youden_threshold", scores, truths);
     require_both_classes("youden_threshold", truths);
     const ScoreGroups g = group_by_score(scores, truths);
-    return g.score[best_youden_run(g).first];
+    return g.score[best_youden_runs(g).front().first];
 }
 
-double youden_margin_threshold(const std::vector<double>& scores, const std::vector<int>& truths) {
+double youden_margin_threshold(const std::vector<double>& scores, const std::vector<int>& truths,
+                               std::optional<double> prior) {
     check_binary("youden_margin_threshold", scores, truths);
     require_both_classes("youden_margin_threshold", truths);
     const ScoreGroups g = group_by_score(scores, truths);  // distinct scores, highest first
-    const YoudenRun run = best_youden_run(g);
-    // Every t in (score[last + 1], score[first]] classifies alike; take the middle of that gap.
-    const double hi = g.score[run.first];
     const bool probs = std::all_of(scores.begin(), scores.end(), [](double v) { return v >= 0 && v <= 1; });
-    if (run.last + 1 >= g.score.size()) {
-        // Below the lowest score: everything is positive; stay just under it.
-        return probs ? hi / 2 : hi - 0.5 * std::max(1e-6, std::abs(hi));
+    if (prior && probs && !(*prior > 0 && *prior < 1)) {
+        throw UsageError("youden_margin_threshold: prior must be in (0, 1) for probabilities, got " +
+                         std::to_string(*prior));
     }
-    const double lo = g.score[run.last + 1];
-    if (!probs) return 0.5 * (lo + hi);
-    auto logit = [](double p) {
-        p = std::min(std::max(p, 1e-7), 1 - 1e-7);
-        return std::log(p / (1 - p));
+    // Margins on the logit scale for probabilities (where the model's margins live), linear otherwise.
+    auto scale = [probs](double v) { return probs ? logit(v) : v; };
+    auto unscale = [probs](double v) { return probs ? 1.0 / (1.0 + std::exp(-v)) : v; };
+
+    // The gap (lo, hi] of each J-optimal run.
+    struct Gap {
+        double lo, hi;
     };
-    return 1.0 / (1.0 + std::exp(-0.5 * (logit(lo) + logit(hi))));
+    std::vector<Gap> gaps;
+    for (const YoudenRun& run : best_youden_runs(g)) {
+        const double hi = g.score[run.first];
+        if (run.last + 1 < g.score.size()) {
+            gaps.push_back({scale(g.score[run.last + 1]), scale(hi)});
+        } else {  // below the lowest score everything is positive: stay just under it
+            const double under = probs ? hi / 2 : hi - 0.5 * std::max(1e-6, std::abs(hi));
+            gaps.push_back({2 * scale(under) - scale(hi), scale(hi)});
+        }
+    }
+    const Gap* chosen = &gaps.front();
+    if (prior) {
+        const double p = scale(*prior);
+        double nearest = kInf;
+        for (const Gap& gap : gaps) {
+            const double d = p > gap.lo && p <= gap.hi ? 0.0 : std::min(std::abs(p - gap.lo), std::abs(p - gap.hi));
+            if (d < nearest) {  // strict: equally near gaps keep the higher one
+                nearest = d;
+                chosen = &gap;
+            }
+        }
+        if (nearest == 0.0) return *prior;
+    }
+    return unscale(0.5 * (chosen->lo + chosen->hi));
 }
 
 // ---- Bootstrap ----------------------------------------------------------------------------------

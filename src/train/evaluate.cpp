@@ -47,12 +47,18 @@ bool both_classes(const std::vector<int>& t) {
 
 }  // namespace
 
-std::vector<double> choose_thresholds(const PredictionTable& table) {
+std::vector<double> choose_thresholds(const PredictionTable& table, const std::vector<double>& priors) {
     std::vector<double> th(table.label_names.size(), 0.5);
     if (table.multiclass) return th;  // argmax decides
+    if (!priors.empty() && priors.size() != th.size()) {
+        throw UsageError("choose_thresholds: " + std::to_string(priors.size()) + " priors for " +
+                         std::to_string(th.size()) + " labels");
+    }
     for (size_t l = 0; l < th.size(); ++l) {
         auto t = column(table.truths, l);
-        if (both_classes(t)) th[l] = youden_margin_threshold(column(table.probs, l), t);
+        if (!both_classes(t)) continue;
+        th[l] = youden_margin_threshold(column(table.probs, l), t,
+                                        priors.empty() ? std::nullopt : std::optional<double>(priors[l]));
     }
     return th;
 }

@@ -386,3 +386,36 @@ TEST(Youden, MarginThresholdIsMidpointOfOptimalGap) {
     double lm = 0.5 * (std::log(0.7 / 0.3) + std::log(0.9 / 0.1));
     EXPECT_NEAR(hemoscan::youden_margin_threshold(o, t), 1 / (1 + std::exp(-lm)), 1e-9);
 }
+
+// With a prior (the model's balanced decision point) the optimal gap nearest the prior wins, and a
+// prior inside it is kept.
+TEST(Youden, PriorInsideTheOptimalGapIsKept) {
+    std::vector<double> s{0.1, 0.2, 0.6, 0.9};
+    std::vector<int> t{0, 0, 1, 1};
+    EXPECT_DOUBLE_EQ(hemoscan::youden_margin_threshold(s, t, 0.5), 0.5);
+    EXPECT_DOUBLE_EQ(hemoscan::youden_margin_threshold(s, t, 0.6), 0.6);  // (0.2, 0.6] holds its upper end
+    // A prior outside the only optimal gap does not move it: its logit midpoint, as without a prior.
+    EXPECT_NEAR(hemoscan::youden_margin_threshold(s, t, 0.05), 0.379796, 1e-5);
+    EXPECT_NEAR(hemoscan::youden_margin_threshold(s, t, 0.95), 0.379796, 1e-5);
+    EXPECT_THROW(hemoscan::youden_margin_threshold(s, t, 1.0), UsageError);
+}
+
+// Highest first: 0.99 P, 0.774 P, 0.77 N, 0.45 P, 0.43 N, 0.1 N. J = 1/3, 2/3, 1/3, 2/3, 1/3, 0: two
+// optimal gaps, (0.77, 0.774] and (0.43, 0.45]. Without a prior the higher one; with prior 0.5 the
+// lower one, whose upper end 0.45 is 0.20 logits from the prior (the higher's lower end: 1.21).
+TEST(Youden, PriorPicksTheNearestOfTiedOptimalGaps) {
+    std::vector<double> s{0.99, 0.774, 0.77, 0.45, 0.43, 0.1};
+    std::vector<int> t{1, 1, 0, 1, 0, 0};
+    auto mid = [](double a, double b) {
+        const double m = 0.5 * (std::log(a / (1 - a)) + std::log(b / (1 - b)));
+        return 1 / (1 + std::exp(-m));
+    };
+    EXPECT_NEAR(hemoscan::youden_margin_threshold(s, t), mid(0.77, 0.774), 1e-9);
+    EXPECT_NEAR(hemoscan::youden_margin_threshold(s, t, 0.5), mid(0.43, 0.45), 1e-9);
+    EXPECT_NEAR(hemoscan::youden_margin_threshold(s, t, 0.9), mid(0.77, 0.774), 1e-9);
+    // Raw scores: the same on a linear scale, prior 0 inside (-1, 1].
+    std::vector<double> z{3, 1, -1, -3};
+    std::vector<int> tz{1, 1, 0, 0};
+    EXPECT_DOUBLE_EQ(hemoscan::youden_margin_threshold(z, tz, 0.0), 0.0);
+    EXPECT_DOUBLE_EQ(hemoscan::youden_margin_threshold(z, tz, 5.0), 0.0);
+}

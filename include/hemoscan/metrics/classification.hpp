@@ -97,12 +97,16 @@ Confusion confusion_of(const std::vector<int>& truths, const std::vector<int>& d
 double youden_threshold(const std::vector<double>& scores, const std::vector<int>& truths);
 
 // Youden's J with a margin: all thresholds in the gap between two neighbouring distinct scores
-// classify alike, so instead of the highest J-optimal score this returns the middle of the widest
-// J-optimal gap's first run: the midpoint between the highest optimal score and the next lower
-// score, in logit space for probabilities (linear otherwise). On small validation sets with
+// classify alike, so instead of the highest J-optimal score this returns a point inside a J-optimal
+// gap: its middle, in logit space for probabilities (linear otherwise). On small validation sets with
 // separated classes the highest optimal score sits right at the lowest positive and generalises
 // poorly; the midpoint is the max-margin choice.
-double youden_margin_threshold(const std::vector<double>& scores, const std::vector<int>& truths);
+// Without `prior` the gap is the highest J-optimal one. With `prior` (the model's own balanced
+// decision point: 0.5 for a class-weighted loss, the training prevalence without weights) the gap
+// nearest the prior wins, and a prior inside it is returned as is: validation then cannot tell the
+// prior from the best threshold, and on a few dozen images the place of the gap's middle is noise.
+double youden_margin_threshold(const std::vector<double>& scores, const std::vector<int>& truths,
+                               std::optional<double> prior = std::nullopt);
 
 // ---- Bootstrap ----------------------------------------------------------------------------------
 

@@ -30,9 +30,10 @@ struct PredictionTable {
     size_t size() const { return probs.size(); }
 };
 
-// Per label threshold: Youden's J, in the middle of the optimal gap (youden_margin_threshold); 0.5
-// where a label has a single class.
-std::vector<double> choose_thresholds(const PredictionTable& table);
+// Per label threshold: Youden's J with a margin (youden_margin_threshold), kept at priors[l] (the
+// model's balanced decision point) where validation cannot tell that apart from the best; 0.5 where a
+// label has a single class. Empty priors: the middle of the highest optimal gap.
+std::vector<double> choose_thresholds(const PredictionTable& table, const std::vector<double>& priors = {});
 
 // metrics.json: {"n", "labels": {name: {auc, auc_ci95, accuracy, sensitivity, specificity, precision,
 // f1, threshold, confusion, ...}}, "macro_auc", "rsna_weighted_log_loss" (RSNA label sets),
