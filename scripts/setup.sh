@@ -3,6 +3,7 @@
 # into build/. Idempotent: on a built tree with everything installed it takes seconds.
 #   HEMOSCAN_BUILD_DIR   build folder (default: build)
 #   HEMOSCAN_CMAKE_ARGS  extra arguments for cmake's configure step
+#   --bench              also install the packages of bench/run.sh (Python PyTorch, pydicom, perf)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,15 @@ PACKAGES=(
     # tests and benchmarks
     libgtest-dev libgmock-dev libbenchmark-dev
 )
+
+# --bench: also what the speed benchmark against Python PyTorch needs (bench/run.sh): Debian's
+# Python PyTorch with pydicom, OpenCV and NumPy, and perf for profiling.
+for arg in "$@"; do
+    case "$arg" in
+        --bench) PACKAGES+=(python3-torch python3-pydicom python3-opencv python3-numpy linux-perf) ;;
+        *) echo "setup.sh: unknown option '$arg' (known: --bench)" >&2; exit 2 ;;
+    esac
+done
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -43,6 +53,25 @@ if [ -e "$openblas" ] && command -v update-alternatives > /dev/null; then
         $SUDO update-alternatives --set libblas.so.3-x86_64-linux-gnu "$openblas"
     fi
 fi
+
+# ---- hemoscan serve: the web page (web/) ----
+# The page's npm packages (its font; playwright-core for the browser test) are installed from
+# web/package-lock.json before the build, which embeds them into the binary (web/embed.cmake); the
+# browser test drives Debian's Chromium headless. Node.js comes from Debian only when none is installed.
+web_missing=()
+if ! dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q "install ok installed"; then web_missing+=(chromium); fi
+if ! command -v node > /dev/null; then web_missing+=(nodejs npm); fi
+if [ ${#web_missing[@]} -gt 0 ]; then
+    echo "setup: installing ${web_missing[*]} (web page and its browser test)"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${web_missing[@]}"
+fi
+if [ ! -d web/node_modules ] || [ ! -f web/node_modules/.package-lock.json ] ||
+    [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+    echo "setup: npm ci in web/"
+    (cd web && npm ci --no-audit --no-fund --loglevel=error)
+fi
+# ---- end of the web page block ----
 
 build_dir=${HEMOSCAN_BUILD_DIR:-build}
 cmake_args=(-G Ninja -DCMAKE_BUILD_TYPE=Release)

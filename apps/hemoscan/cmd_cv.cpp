@@ -3,7 +3,9 @@
 
 #include "commands.hpp"
 #include "common.hpp"
+#include "hemoscan/error.hpp"
 #include "hemoscan/log.hpp"
+#include "hemoscan/models/seg_registry.hpp"
 #include "hemoscan/train/cv.hpp"
 #include "train_options.hpp"
 
@@ -20,6 +22,10 @@ void add_cv(CLI::App& root, std::vector<Command>& commands) {
         cb.train = progress.callbacks();
         cb.fold_start = [](int k, int K) { logger().info("fold {}/{}", k + 1, K); };
         TrainOptions o = finish_train_options(*a);
+        if (is_seg_model(o.model)) {
+            throw UsageError("cv cross-validates classifiers; --model " + o.model +
+                             " is a segmentation model (use train --task segment, which validates on a holdout)");
+        }
         nlohmann::json m = cross_validate(o, cb);
         std::printf("\n%d-fold cross-validation, %d cases (pooled out-of-fold)\n", o.folds, m["n"].get<int>());
         print_label_table(m);

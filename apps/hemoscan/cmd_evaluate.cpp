@@ -1,4 +1,4 @@
-// hemoscan evaluate: metrics of a trained model on a labelled dataset.
+// hemoscan evaluate: metrics of a trained model (classifier or segmenter) on a labelled dataset.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -7,11 +7,49 @@
 #include "common.hpp"
 #include "hemoscan/data/dataset.hpp"
 #include "hemoscan/log.hpp"
+#include "hemoscan/models/serialize.hpp"
 #include "hemoscan/train/evaluate.hpp"
 #include "hemoscan/train/predictor.hpp"
+#include "hemoscan/train/segment.hpp"
 #include "progress.hpp"
 
 namespace hemoscan::cli {
+
+namespace {
+
+// A segmentation model: Dice, IoU, HD95 and volume error per class on a dataset with masks.
+int evaluate_segmenter(const std::string& model, const std::string& data, const std::string& out, int threads) {
+    SegPredictor predictor(model, threads);
+    const SegDataset ds = open_seg_dataset(data);
+    ProgressBar bar("evaluate", ds.size());
+    const auto t0 = std::chrono::steady_clock::now();
+    const nlohmann::json m =
+        evaluate_segmentation(predictor, ds, out, [&bar](size_t done, size_t) { bar.update(done); });
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    bar.finish();
+    std::printf("%zu cases in %.1f s\n", ds.size(), secs);
+    auto get = [&](const char* key, const std::string& name) {
+        const auto& j = m[key];
+        return j.contains(name) && j[name].is_number() ? j[name].get<double>() : std::nan("");
+    };
+    std::printf("%-20s %8s %8s %8s %10s %12s\n", "class", "Dice", "Dice+", "IoU", "HD95 mm", "|dVol| mL");
+    std::vector<std::string> rows(predictor.class_names().begin() + 1, predictor.class_names().end());
+    if (m["dice"].contains("any")) rows.push_back("any");
+    for (const auto& name : rows) {
+        std::printf("%-20s %8.4f %8.4f %8.4f %10.2f %12.3f\n", name.c_str(), get("dice", name), get("dice_positive", name),
+                    get("iou", name), get("hd95_mm", name), get("volume_abs_err_ml", name));
+    }
+    auto num = [&](const char* key) { return m[key].is_number() ? m[key].get<double>() : std::nan(""); };
+    std::printf("Dice mean of classes %.4f; lesion sensitivity %.4f (%lld of %lld lesions), %lld false-positive "
+                "components\n(Dice: per case, empty-empty counts 1; Dice+: cases whose truth has the class)\n",
+                num("dice_mean"), num("lesion_sensitivity"), m["lesions_detected"].get<long long>(),
+                m["lesions"].get<long long>(), m["false_positive_components"].get<long long>());
+    std::fflush(stdout);
+    logger().info("wrote {}/metrics.json and cases.csv", out);
+    return 0;
+}
+
+}  // namespace
 
 void add_evaluate(CLI::App& root, std::vector<Command>& commands) {
     struct Args {
@@ -22,7 +60,8 @@ void add_evaluate(CLI::App& root, std::vector<Command>& commands) {
     auto a = std::make_shared<Args>();
     auto* app = root.add_subcommand("evaluate", "Evaluate a trained model on a labelled dataset");
     app->add_option("--model", a->model, "RUN/model.pt")->required()->check(CLI::ExistingFile);
-    app->add_option("--data", a->data, "Dataset folder")->required();
+    app->add_option("--data", a->data, "Dataset folder (segmentation models: nnU-Net folder or manifest.csv with masks)")
+        ->required();
     app->add_option("--out", a->out, "Output folder: metrics.json, predictions.csv, roc/pr/confusion PNGs")->required();
     app->add_option("--labels", a->labels, "Label columns (default: the model's labels)");
     app->add_option("--threshold", a->threshold, "Decision threshold for every label (default: the model's)");
@@ -30,6 +69,9 @@ void add_evaluate(CLI::App& root, std::vector<Command>& commands) {
     app->add_option("--threads", a->threads, "Compute threads (0 = all cores)")->capture_default_str();
     app->add_option("--workers", a->workers, "Data loading threads")->capture_default_str();
     commands.push_back({app, [a] {
+        if (read_model_meta(a->model).value("task", std::string("classify")) == "segment") {
+            return evaluate_segmenter(a->model, a->data, a->out, a->threads);
+        }
         Predictor predictor(a->model, a->threads);
         DatasetOptions dopt;
         dopt.labels = parse_list(a->labels);

@@ -1,17 +1,25 @@
-// hemoscan models: the registered architectures.
+// hemoscan models: the registered architectures (classifiers, then segmentation models).
 #include <cstdio>
 
 #include "commands.hpp"
 #include "hemoscan/models/registry.hpp"
+#include "hemoscan/models/seg_registry.hpp"
 
 namespace hemoscan::cli {
 
 void add_models(CLI::App& root, std::vector<Command>& commands) {
     auto* app = root.add_subcommand("models", "List the model architectures (--model NAME)");
     commands.push_back({app, [] {
+        std::printf("Classification (hemoscan train):\n");
         bool first = true;
         for (const auto& m : list_models()) {
-            std::printf("%-14s %s%s\n", m.name.c_str(), m.description.c_str(), first ? " (default)" : "");
+            std::printf("  %-14s %s%s\n", m.name.c_str(), m.description.c_str(), first ? " (default)" : "");
+            first = false;
+        }
+        std::printf("\nSegmentation (hemoscan train --task segment):\n");
+        first = true;
+        for (const auto& m : list_seg_models()) {
+            std::printf("  %-14s %s%s\n", m.name.c_str(), m.description.c_str(), first ? " (default)" : "");
             first = false;
         }
         return 0;

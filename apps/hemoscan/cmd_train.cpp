@@ -1,25 +1,66 @@
-// hemoscan train: trains a classifier into a run folder (or resumes one).
+// hemoscan train: trains a classifier or a segmentation model into a run folder (or resumes one).
+#include <cmath>
+#include <cstdio>
+
 #include "commands.hpp"
 #include "hemoscan/error.hpp"
 #include "hemoscan/log.hpp"
+#include "hemoscan/models/seg_registry.hpp"
+#include "hemoscan/train/segment.hpp"
 #include "train_options.hpp"
 
 namespace hemoscan::cli {
 
+namespace {
+
+// Progress of a segmentation run: a bar per epoch, then loss and validation Dice.
+class SegTrainProgress {
+public:
+    TrainCallbacks callbacks() {
+        TrainCallbacks cb;
+        cb.epoch_start = [this](int epoch, int epochs, size_t batches) {
+            bar_ = std::make_unique<ProgressBar>("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(epochs),
+                                                 batches);
+        };
+        cb.batch_end = [this](size_t batch, double loss) {
+            char s[32];
+            std::snprintf(s, sizeof s, "loss %.4f", loss);
+            if (bar_) bar_->update(batch, s);
+        };
+        cb.epoch_end = [this](int, const nlohmann::json& row) {
+            auto num = [&](const char* k) { return row[k].is_null() ? std::nan("") : row[k].get<double>(); };
+            char s[160];
+            std::snprintf(s, sizeof s, "loss %.4f  val_loss %.4f  Dice any %.4f  mean %.4f  lr %.2e%s",
+                          num("train_loss"), num("val_loss"), num("val_dice_any"), num("val_dice_mean"), num("lr"),
+                          row["best"].get<bool>() ? "  *best" : "");
+            if (bar_) bar_->finish(s);
+            bar_.reset();
+        };
+        return cb;
+    }
+
+private:
+    std::unique_ptr<ProgressBar> bar_;
+};
+
+}  // namespace
+
 void add_train(CLI::App& root, std::vector<Command>& commands) {
     auto a = std::make_shared<TrainArgs>();
     auto resume = std::make_shared<std::string>();
-    auto* app = root.add_subcommand("train", "Train a classifier: RUN/ gets model.pt, metrics, predictions, curves");
+    auto* app = root.add_subcommand("train", "Train a classifier (or with --task segment a U-Net): RUN/ gets model.pt, "
+                                             "metrics, curves");
     add_train_options(app, *a, false);
     app->add_option("--resume", *resume, "Continue the run in this folder from its last checkpoint (other options "
                                          "are taken from RUN/config.json)");
-    app->footer("Example: hemoscan train --data ../shared/data/head_ct --model cnn --out runs/cnn --size 128");
+    app->footer("Example: hemoscan train --data ../shared/data/head_ct --model cnn --out runs/cnn --size 128\n"
+                "Segmentation: hemoscan train --task segment --data synth/nnunet --model unet --out runs/unet "
+                "--size 128 (see docs/segmentation.md)");
     // With --resume the other options come from the run folder, so --data and --out are checked later.
     for (auto* opt : app->get_options()) {
         if (opt->get_name() == "--data" || opt->get_name() == "--out") opt->required(false);
     }
-    commands.push_back({app, [a, resume] {
-        TrainProgress progress;
+    commands.push_back({app, [a, resume, app] {
         TrainOptions o;
         bool is_resume = !resume->empty();
         if (is_resume) {
@@ -29,7 +70,36 @@ void add_train(CLI::App& root, std::vector<Command>& commands) {
             if (a->options.data.empty()) throw UsageError("--data is required");
             if (a->options.out.empty()) throw UsageError("--out is required");
             o = finish_train_options(*a);
+            const bool task_given = app->count("--task") > 0, model_given = app->count("--model") > 0;
+            // A segmentation architecture implies the task; the task picks the default architecture.
+            if (!task_given && is_seg_model(o.model)) o.task = "segment";
+            if (o.task == "segment") {
+                if (!model_given) o.model = "unet";
+                // Cropping to the head is off for masks unless asked for (predictions are put back either way).
+                if (app->count("--crop-head") == 0) o.crop_head = false;
+            }
         }
+        if (o.task != "classify" && o.task != "segment") {
+            throw UsageError("--task must be classify or segment, not '" + o.task + "'");
+        }
+        if (o.task == "segment") {
+            SegTrainProgress progress;
+            TrainResult r = train_segmenter(o, progress.callbacks(), is_resume);
+            auto val = [&](const char* key) {
+                const auto& d = r.metrics.contains("dice") ? r.metrics["dice"] : nlohmann::json();
+                return d.contains(key) && d[key].is_number() ? std::to_string(d[key].get<double>()) : std::string("n/a");
+            };
+            std::string mean = r.metrics.contains("dice_mean") && r.metrics["dice_mean"].is_number()
+                                   ? std::to_string(r.metrics["dice_mean"].get<double>())
+                                   : "n/a";
+            logger().info("done: {} epochs, best epoch {}, validation Dice any bleed {}, mean of classes {}; model {}",
+                          r.epochs_run, r.best_epoch + 1, val("any"), mean, r.model_path.string());
+            return 0;
+        }
+        if (is_seg_model(o.model)) {
+            throw UsageError("--model " + o.model + " is a segmentation model: use --task segment");
+        }
+        TrainProgress progress;
         TrainResult r = train_classifier(o, progress.callbacks(), is_resume);
         std::string auc = r.metrics.contains("macro_auc") && !r.metrics["macro_auc"].is_null()
                               ? std::to_string(r.metrics["macro_auc"].get<double>())

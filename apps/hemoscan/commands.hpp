@@ -20,7 +20,9 @@ void add_train(CLI::App& root, std::vector<Command>& commands);
 void add_cv(CLI::App& root, std::vector<Command>& commands);
 void add_evaluate(CLI::App& root, std::vector<Command>& commands);
 void add_predict(CLI::App& root, std::vector<Command>& commands);
+void add_segment(CLI::App& root, std::vector<Command>& commands);
 void add_synth(CLI::App& root, std::vector<Command>& commands);
 void add_demo(CLI::App& root, std::vector<Command>& commands);
+void add_serve(CLI::App& root, std::vector<Command>& commands);
 
 }  // namespace hemoscan::cli

@@ -23,8 +23,10 @@ int main(int argc, char** argv) {
     cli::add_evaluate(app, commands);
     cli::add_cv(app, commands);
     cli::add_predict(app, commands);
+    cli::add_segment(app, commands);
     cli::add_synth(app, commands);
     cli::add_demo(app, commands);
+    cli::add_serve(app, commands);
 
     try {
         app.parse(argc, argv);

@@ -43,7 +43,12 @@ cv::Mat grad_cam(ClassifierImpl& model, const torch::Tensor& input, int output_i
         const torch::Tensor weights = grad.mean({2, 3}, /*keepdim=*/true);  // 1 x K x 1 x 1
         cam = torch::relu((weights * features).sum(1)).squeeze(0).to(torch::kCPU, torch::kFloat32).contiguous();
     }
+    return cam_to_map(cam, height, width);
+}
 
+cv::Mat cam_to_map(const torch::Tensor& cam_in, int height, int width) {
+    if (!cam_in.defined() || cam_in.dim() != 2) throw UsageError("cam_to_map: expected an h x w map");
+    const torch::Tensor cam = cam_in.to(torch::kCPU, torch::kFloat32).contiguous();
     cv::Mat small(static_cast<int>(cam.size(0)), static_cast<int>(cam.size(1)), CV_32FC1, cam.data_ptr<float>());
     cv::Mat map;
     cv::resize(small, map, cv::Size(width, height), 0, 0, cv::INTER_LINEAR);  // copies out of the tensor

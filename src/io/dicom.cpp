@@ -261,7 +261,17 @@ DicomSlice read_slice(const fs::path& path, ModalityPolicy policy) {
     float* out = pixels.ptr<float>();
     std::vector<size_t> padded;
     double min_value = std::numeric_limits<double>::infinity();
-    for (size_t i = 0; i < count; ++i) {
+    if (!pad_lo) {
+        // No padding (the common case): the same arithmetic as below without its branches and the
+        // minimum (only needed for padding), so the compiler vectorises it.
+        if (invert) {
+            const double sum = rescaled_lo + rescaled_hi;
+            for (size_t i = 0; i < count; ++i) out[i] = static_cast<float>(sum - (stored[i] * slope + intercept));
+        } else {
+            for (size_t i = 0; i < count; ++i) out[i] = static_cast<float>(stored[i] * slope + intercept);
+        }
+    }
+    for (size_t i = 0; pad_lo && i < count; ++i) {
         const int32_t s = stored[i];
         if (pad_lo && s >= *pad_lo && s <= *pad_hi) {
             padded.push_back(i);

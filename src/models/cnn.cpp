@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "hemoscan/error.hpp"
 
@@ -45,6 +46,38 @@ CnnImpl::CnnImpl(ModelConfig config) : ClassifierImpl(std::move(config)) {
 }
 
 torch::Tensor CnnImpl::features(const torch::Tensor& x) { return body_->forward(x); }
+
+void CnnImpl::fold_batch_norm() {
+    // conv(x) * s + (beta - mean * s) with s = gamma / sqrt(var + eps) is one conv with scaled
+    // weights and a bias.
+    torch::NoGradGuard no_grad;
+    const std::vector<torch::nn::AnyModule> layers(body_->begin(), body_->end());
+    torch::nn::Sequential folded;
+    for (size_t i = 0; i < layers.size(); ++i) {
+        auto* conv = layers[i].ptr()->as<torch::nn::Conv2d>();
+        auto* bn = i + 1 < layers.size() ? layers[i + 1].ptr()->as<torch::nn::BatchNorm2d>() : nullptr;
+        if (!conv || !bn || !bn->options.track_running_stats() || !bn->options.affine()) {
+            folded->push_back(layers[i]);
+            continue;
+        }
+        const torch::Tensor scale = bn->weight / torch::sqrt(bn->running_var + bn->options.eps());
+        const torch::Tensor bias = conv->bias.defined() ? conv->bias : torch::zeros_like(bn->running_mean);
+        const auto& o = conv->options;
+        torch::nn::Conv2d fused(torch::nn::Conv2dOptions(o.in_channels(), o.out_channels(), o.kernel_size())
+                                    .stride(o.stride())
+                                    .padding(o.padding())
+                                    .dilation(o.dilation())
+                                    .groups(o.groups())
+                                    .padding_mode(o.padding_mode())
+                                    .bias(true));
+        fused->weight.copy_(conv->weight * scale.view({-1, 1, 1, 1}));
+        fused->bias.copy_((bias - bn->running_mean) * scale + bn->bias);
+        folded->push_back(fused);
+        ++i;  // the BatchNorm is now part of the conv
+    }
+    folded->eval();
+    body_ = replace_module("body", folded);
+}
 
 torch::Tensor CnnImpl::head(const torch::Tensor& features) { return out_(dropout_(features.mean({2, 3}))); }
 

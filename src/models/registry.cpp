@@ -10,6 +10,7 @@
 #include "hemoscan/models/classifier.hpp"
 #include "hemoscan/models/cnn.hpp"
 #include "hemoscan/models/simple_cnn.hpp"
+#include "hemoscan/models/unet_ae.hpp"
 
 namespace hemoscan {
 
@@ -36,6 +37,11 @@ const std::vector<Entry>& registry() {
          [](const ModelConfig& c) {
              return std::make_shared<SimpleCnnImpl>(c, std::vector<int>{32, 64, 128, 128, 256}, 64);
          }},
+        {{"unet-ae",
+          "U-Net encoder (16-128 ch) + bottleneck 256 ch, avg pool, dropout 0.3, linear; 1.9M params; decoder for "
+          "--pretrain-epochs",
+          0.3},
+         [](const ModelConfig& c) { return std::make_shared<UNetAutoencoderImpl>(c); }},
     };
     return entries;
 }
@@ -141,6 +147,9 @@ void init_weights(torch::nn::Module& module) {
         if (auto* conv = m->as<torch::nn::Conv2d>()) {
             torch::nn::init::kaiming_normal_(conv->weight, 0.0, mode, torch::kReLU);
             if (conv->bias.defined()) torch::nn::init::zeros_(conv->bias);
+        } else if (auto* up = m->as<torch::nn::ConvTranspose2d>()) {  // U-Net up-sampling
+            torch::nn::init::kaiming_normal_(up->weight, 0.0, mode, torch::kReLU);
+            if (up->bias.defined()) torch::nn::init::zeros_(up->bias);
         } else if (auto* bn = m->as<torch::nn::BatchNorm2d>()) {
             torch::nn::init::ones_(bn->weight);
             torch::nn::init::zeros_(bn->bias);

@@ -12,6 +12,8 @@
 #include <sstream>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "hemoscan/error.hpp"
 #include "hemoscan/io/dicom.hpp"
 #include "hemoscan/io/image2d.hpp"
@@ -50,9 +52,10 @@ int parse_synth_formats(const std::string& spec) {
         if (f == "dicom") formats |= kSynthDicom;
         else if (f == "nifti") formats |= kSynthNifti;
         else if (f == "png") formats |= kSynthPng;
-        else throw UsageError("unknown format '" + f + "' in --format (dicom, nifti, png)");
+        else if (f == "nnunet") formats |= kSynthNnunet;
+        else throw UsageError("unknown format '" + f + "' in --format (dicom, nifti, png, nnunet)");
     }
-    if (formats == 0) throw UsageError("--format names no format (dicom, nifti, png)");
+    if (formats == 0) throw UsageError("--format names no format (dicom, nifti, png, nnunet)");
     return formats;
 }
 
@@ -98,7 +101,7 @@ void write_study_nifti(const SynthStudy& st, const fs::path& image_file, const f
 
 CohortSummary write_cohort(const SynthOptions& options, const fs::path& out, int formats,
                            const std::function<void(size_t, size_t)>& progress) {
-    if (formats <= 0 || formats > 7) throw UsageError("write_cohort: no output format");
+    if (formats <= 0 || formats > 15) throw UsageError("write_cohort: no output format");
     if (options.studies < 1) throw UsageError("--studies must be at least 1");
     const auto start = std::chrono::steady_clock::now();
     fs::create_directories(out);
@@ -134,6 +137,10 @@ CohortSummary write_cohort(const SynthOptions& options, const fs::path& out, int
                 if (formats & kSynthNifti) {
                     write_study_nifti(st, out / "nifti" / (st.study_id + ".nii.gz"),
                                       out / "nifti" / (st.study_id + "_labels.nii.gz"));
+                }
+                if (formats & kSynthNnunet) {
+                    write_study_nifti(st, out / "nnunet" / "imagesTr" / (st.study_id + "_0000.nii.gz"),
+                                      out / "nnunet" / "labelsTr" / (st.study_id + ".nii.gz"));
                 }
                 if (formats & kSynthPng) {
                     for (int k = 0; k < st.ct.depth(); ++k) {
@@ -191,6 +198,23 @@ CohortSummary write_cohort(const SynthOptions& options, const fs::path& out, int
             }
         }
         write_file_atomic(out / "manifest.csv", m.str());
+    }
+
+    // nnunet/dataset.json (nnU-Net v2): one CT channel, the label values of SynthLabel.
+    if (formats & kSynthNnunet) {
+        nlohmann::ordered_json labels;
+        labels["background"] = static_cast<int>(kLabelBackground);
+        for (int k = 0; k < kSynthSubtypes; ++k) labels[names[static_cast<size_t>(k)]] = k + 1;
+        labels["calcification"] = static_cast<int>(kLabelCalcification);
+        nlohmann::ordered_json j;
+        j["name"] = "hemoscan synthetic head CT";
+        j["description"] = "Synthetic head CT in HU with hemorrhage label maps (hemoscan synth, seed " +
+                           std::to_string(options.seed) + "); calcification is a confounder, not a bleed";
+        j["channel_names"] = {{"0", "CT"}};
+        j["labels"] = labels;
+        j["numTraining"] = n;
+        j["file_ending"] = ".nii.gz";
+        write_file_atomic(out / "nnunet" / "dataset.json", j.dump(2) + "\n");
     }
 
     // studies.csv: study-level labels, volumes and parameters.

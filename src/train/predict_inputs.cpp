@@ -8,6 +8,7 @@
 #include "hemoscan/io/image2d.hpp"
 #include "hemoscan/io/load.hpp"
 #include "hemoscan/preprocess/preprocess.hpp"
+#include "hemoscan/preprocess/volume.hpp"
 #include "hemoscan/util/strings.hpp"
 
 namespace hemoscan {
@@ -16,14 +17,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-int top_index(const Prediction& p) {
-    return static_cast<int>(std::max_element(p.probabilities.begin(), p.probabilities.end()) - p.probabilities.begin());
-}
-
-}  // namespace
-
-cv::Mat heatmap_overlay(Predictor& predictor, const Sample& sample, int index) {
-    cv::Mat cam = predictor.heatmap(sample, index);
+// A Grad-CAM map (CV_32F, sample size) over the sample.
+cv::Mat overlay_of(const Sample& sample, const cv::Mat& cam) {
     // Show what the model saw: the first channel (or the three windows as RGB), rescaled to 8-bit.
     cv::Mat shown;
     std::vector<cv::Mat> ch;
@@ -39,12 +34,21 @@ cv::Mat heatmap_overlay(Predictor& predictor, const Sample& sample, int index) {
     return overlay_heatmap(shown, cam);
 }
 
+}  // namespace
+
+cv::Mat heatmap_overlay(Predictor& predictor, const Sample& sample, int index) {
+    return overlay_of(sample, predictor.heatmap(sample, index));
+}
+
 std::vector<InputResult> predict_inputs(Predictor& predictor, const std::vector<fs::path>& inputs,
                                         const PredictInputsOptions& options) {
     std::vector<InputResult> results;
     const auto& pre = predictor.preprocess_options();
     auto finish = [&](InputResult& r, std::vector<Sample>& samples) {
-        r.per_item = predictor.predict_samples(samples, options.batch);
+        // With heatmaps, one pass per batch gives both (the Grad-CAM of each sample's top output).
+        std::vector<cv::Mat> cams;
+        r.per_item = options.heatmap_dir.empty() ? predictor.predict_samples(samples, options.batch)
+                                                 : predictor.predict_samples(samples, options.batch, cams);
         for (auto& p : r.per_item) p.decisions = predictor.decide(p.probabilities, options.threshold);
         r.overall = r.per_item.front();
         if (r.per_item.size() > 1) {
@@ -68,7 +72,7 @@ std::vector<InputResult> predict_inputs(Predictor& predictor, const std::vector<
                 fs::path png = r.kind == "series" || r.items.size() > 1
                                    ? options.heatmap_dir / name / (safe_filename(fs::path(r.items[i]).stem().string()) + ".png")
                                    : options.heatmap_dir / (safe_filename(fs::path(r.items[i]).stem().string()) + ".png");
-                write_image_2d(png, heatmap_overlay(predictor, samples[i], top_index(r.per_item[i])));
+                write_image_2d(png, overlay_of(samples[i], cams.at(i)));
                 r.heatmaps.push_back(png.string());
             }
         }
@@ -93,11 +97,8 @@ std::vector<InputResult> predict_inputs(Predictor& predictor, const std::vector<
                     InputResult sr;
                     sr.input = volumes.size() > 1 ? in.string() + "#" + v.slice_meta.front().series_uid : in.string();
                     sr.kind = "series";
-                    std::vector<Sample> ss;
-                    for (int i = 0; i < v.depth(); ++i) {
-                        sr.items.push_back(v.slice_meta[i].path);
-                        ss.push_back(preprocess(DicomSlice{v.slices[i], v.slice_meta[i]}, pre));
-                    }
+                    for (const auto& meta : v.slice_meta) sr.items.push_back(meta.path);
+                    std::vector<Sample> ss = preprocess_volume(v, pre);
                     finish(sr, ss);
                 }
                 continue;

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <mutex>
 #include <thread>
 
@@ -9,6 +10,7 @@
 #include "hemoscan/error.hpp"
 #include "hemoscan/explain/grad_cam.hpp"
 #include "hemoscan/models/classifier.hpp"
+#include "hemoscan/models/cnn.hpp"
 #include "hemoscan/models/serialize.hpp"
 
 namespace hemoscan {
@@ -42,6 +44,21 @@ struct Predictor::Impl {
     std::mutex mutex;  // one forward at a time per model: modules keep per-call state (autograd, BN mode)
 };
 
+namespace {
+// Done once per loaded model, for inference only: BatchNorm folded into the convs (cnn) and 4-D
+// weights in channels-last layout, so that oneDNN runs NHWC convolutions on the NHWC batches of
+// batch_of() without reordering every activation to its blocked layout and back. Measured with
+// bench/run.sh (docs/results.md, "Speed: hemoscan vs Python PyTorch").
+void prepare_for_inference(ClassifierImpl& model) {
+    model.eval();
+    torch::NoGradGuard no_grad;
+    if (auto* cnn = dynamic_cast<CnnImpl*>(&model)) cnn->fold_batch_norm();
+    for (auto& p : model.parameters()) {
+        if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
+    }
+}
+}  // namespace
+
 Predictor::Predictor(const fs::path& model_path, int threads) : impl_(std::make_unique<Impl>()) {
     torch::set_num_threads(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
     impl_->loaded = load_model(model_path);
@@ -61,7 +78,7 @@ Predictor::Predictor(const fs::path& model_path, int threads) : impl_(std::make_
     if (impl_->thresholds.size() != impl_->labels.size()) {
         throw InputError(model_path.string() + ": thresholds do not match the labels");
     }
-    impl_->loaded.model->eval();
+    prepare_for_inference(*impl_->loaded.model);
 }
 
 Predictor::~Predictor() = default;
@@ -89,11 +106,24 @@ std::vector<int> Predictor::decide(const std::vector<double>& p, double threshol
 }
 
 namespace {
-torch::Tensor to_chw(const cv::Mat& image) {
-    cv::Mat img = image.isContinuous() ? image : image.clone();
-    const int c = img.channels();
-    // HWC float -> CHW tensor (clone: the Mat's memory is not ours to keep).
-    return torch::from_blob(img.data, {img.rows, img.cols, c}, torch::kFloat32).permute({2, 0, 1}).clone();
+// Samples [start, end) as one N x C x H x W float batch in channels-last layout. That layout is HWC
+// per image, as the samples' cv::Mat, so each image is one copy (no permute, no stack).
+torch::Tensor batch_of(const std::vector<Sample>& samples, size_t start, size_t end) {
+    const cv::Mat& first = samples.at(start).image;
+    const int c = first.channels(), h = first.rows, w = first.cols;
+    const auto options = torch::TensorOptions().dtype(torch::kFloat32).memory_format(torch::MemoryFormat::ChannelsLast);
+    torch::Tensor x = torch::empty({static_cast<int64_t>(end - start), c, h, w}, options);
+    float* dst = x.data_ptr<float>();
+    for (size_t i = start; i < end; ++i) {
+        const cv::Mat& image = samples[i].image;
+        if (image.empty() || image.rows != h || image.cols != w || image.channels() != c) {
+            throw UsageError("predict: the samples of one batch differ in size or channels (" +
+                             (samples[i].meta.path.empty() ? samples[i].id : samples[i].meta.path) + ")");
+        }
+        cv::Mat out(h, w, CV_32FC(c), dst + (i - start) * size_t(c) * h * w);
+        image.convertTo(out, CV_32F);  // writes into the tensor (same size and type: no reallocation)
+    }
+    return x;
 }
 }  // namespace
 
@@ -134,10 +164,56 @@ std::vector<Prediction> Predictor::predict_samples(const std::vector<Sample>& sa
     c10::InferenceMode guard;
     for (size_t start = 0; start < samples.size(); start += static_cast<size_t>(std::max(1, batch_size))) {
         size_t end = std::min(samples.size(), start + static_cast<size_t>(std::max(1, batch_size)));
-        std::vector<torch::Tensor> items;
-        for (size_t i = start; i < end; ++i) items.push_back(to_chw(samples[i].image));
-        auto rows = rows_of(forward_probs(*impl_->loaded.model, torch::stack(items), impl_->multiclass, impl_->tta_hflip),
+        auto rows = rows_of(forward_probs(*impl_->loaded.model, batch_of(samples, start, end), impl_->multiclass,
+                                          impl_->tta_hflip),
                             *this);
+        std::move(rows.begin(), rows.end(), std::back_inserter(out));
+    }
+    return out;
+}
+
+std::vector<Prediction> Predictor::predict_samples(const std::vector<Sample>& samples, int batch_size,
+                                                   std::vector<cv::Mat>& heatmaps) {
+    std::vector<Prediction> out;
+    out.reserve(samples.size());
+    heatmaps.clear();
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    ClassifierImpl& model = *impl_->loaded.model;
+    const size_t step = static_cast<size_t>(std::max(1, batch_size));
+    for (size_t start = 0; start < samples.size(); start += step) {
+        const size_t end = std::min(samples.size(), start + step);
+        const torch::Tensor x = batch_of(samples, start, end);
+        // As grad_cam(), for the whole batch: features without a graph, the head with one.
+        torch::Tensor features, logits, probs;
+        {
+            torch::NoGradGuard no_grad;
+            features = model.features(x);
+        }
+        torch::AutoGradMode enable_grad(true);
+        features = features.detach().requires_grad_(true);
+        logits = model.head(features);
+        {
+            torch::NoGradGuard no_grad;
+            probs = probabilities(logits.detach(), impl_->multiclass);
+            if (impl_->tta_hflip) probs = 0.5 * (probs + probabilities(model.forward(x.flip({3})), impl_->multiclass));
+        }
+        auto rows = rows_of(probs, *this);
+        // The most probable output of each sample (the first on ties, as std::max_element).
+        std::vector<int64_t> top;
+        for (const auto& r : rows) {
+            top.push_back(std::max_element(r.probabilities.begin(), r.probabilities.end()) - r.probabilities.begin());
+        }
+        const torch::Tensor picked = logits.gather(1, torch::tensor(top).unsqueeze(1)).sum();
+        const torch::Tensor grad = torch::autograd::grad({picked}, {features})[0];
+        torch::Tensor cams;
+        {
+            torch::NoGradGuard no_grad;
+            cams = torch::relu((grad.mean({2, 3}, /*keepdim=*/true) * features.detach()).sum(1)).contiguous();
+        }
+        for (size_t i = start; i < end; ++i) {
+            heatmaps.push_back(cam_to_map(cams[static_cast<int64_t>(i - start)], samples[i].image.rows,
+                                          samples[i].image.cols));
+        }
         std::move(rows.begin(), rows.end(), std::back_inserter(out));
     }
     return out;
@@ -149,8 +225,8 @@ Prediction Predictor::predict(const DicomSlice& slice) {
 
 cv::Mat Predictor::heatmap(const Sample& sample, int index) {
     std::lock_guard<std::mutex> lock(impl_->mutex);
-    auto input = to_chw(sample.image).unsqueeze(0);
-    return grad_cam(*impl_->loaded.model, input, index);
+    const std::vector<Sample> one{sample};
+    return grad_cam(*impl_->loaded.model, batch_of(one, 0, 1), index);
 }
 
 }  // namespace hemoscan

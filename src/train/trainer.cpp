@@ -19,6 +19,7 @@
 #include "hemoscan/report/plot.hpp"
 #include "hemoscan/train/evaluate.hpp"
 #include "hemoscan/train/predictor.hpp"
+#include "hemoscan/train/pretrain.hpp"
 #include "hemoscan/util/fs.hpp"
 #include "hemoscan/util/runtime.hpp"
 #include "hemoscan/version.hpp"
@@ -136,6 +137,8 @@ void validate(const TrainOptions& o) {
     }
     if (o.median != 0 && (o.median < 3 || o.median % 2 == 0)) throw UsageError("--median must be 0 (off) or an odd number >= 3");
     if (!(o.ema_epochs >= 0)) throw UsageError("--ema must be >= 0 epochs (0 = off)");
+    if (o.pretrain_epochs < 0) throw UsageError("--pretrain-epochs must be >= 0");
+    if (o.pretrain_epochs > 0 && o.model != "unet-ae") throw UsageError("--pretrain-epochs needs --model unet-ae");
 }
 
 // Exponential moving average of the parameters (Polyak averaging). The decay follows from a time
@@ -406,21 +409,25 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
     std::shared_ptr<ClassifierImpl> model = create_model(mc);
 
     // Class weights from the training labels: positives are up-weighted by neg/pos (multi-label), or
-    // classes by N / (K * count) (multi-class), so a rare label still moves the loss.
+    // classes by N / (K * count) (multi-class), so a rare label still moves the loss. The loss's
+    // balanced decision point per label is the threshold prior (choose_thresholds): 0.5 with class
+    // weights, the training prevalence without.
     torch::Tensor pos_weight, class_weight;
-    if (o.class_weights) {
+    std::vector<double> threshold_priors(L, 0.5);
+    {
+        const double n = static_cast<double>(split.train.size());
         std::vector<float> w(L, 1.f);
         for (size_t l = 0; l < L; ++l) {
             double pos = 0;
             for (size_t i : split.train) pos += ds.items[i].labels[l] > 0.5f ? 1 : 0;
-            double n = static_cast<double>(split.train.size());
             if (ds.multiclass) {
                 w[l] = pos > 0 ? static_cast<float>(n / (static_cast<double>(L) * pos)) : 1.f;
-            } else {
-                w[l] = pos > 0 && pos < n ? static_cast<float>((n - pos) / pos) : 1.f;
+            } else if (pos > 0 && pos < n) {
+                w[l] = static_cast<float>((n - pos) / pos);
+                if (!o.class_weights) threshold_priors[l] = pos / n;
             }
         }
-        (ds.multiclass ? class_weight : pos_weight) = torch::tensor(w);
+        if (o.class_weights) (ds.multiclass ? class_weight : pos_weight) = torch::tensor(w);
     }
     auto loss_fn = [&](const torch::Tensor& logits, const torch::Tensor& labels) {
         if (ds.multiclass) {
@@ -501,6 +508,20 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
     if (!split.val.empty()) val_loader = std::make_unique<DataLoader>(ds, split.val, pre, lv);
     // The training items without augmentation, for recomputing BatchNorm statistics.
     DataLoader bn_loader(ds, split.train, pre, lv);
+    // unet-ae (seed 000): reconstruction pre-training of the autoencoder before the classification
+    // epochs. A resumed run already holds pre-trained (and trained) weights.
+    nlohmann::json pretrain_info = nullptr;
+    if (o.pretrain_epochs > 0 && !resume) {
+        std::vector<double> losses;
+        pretrain_reconstruction(*model, train_loader, o.pretrain_epochs, o.lr, [&](int e, double loss) {
+            losses.push_back(loss);
+            logger().info("unet-ae pretraining epoch {}/{}: reconstruction MSE {:.5f}", e + 1, o.pretrain_epochs, loss);
+        });
+        pretrain_info = {{"epochs", o.pretrain_epochs}, {"reconstruction_mse", losses}};
+        write_file_atomic(run / "pretrain.json", pretrain_info.dump(2) + "\n");
+    } else if (resume && fs::exists(run / "pretrain.json")) {
+        pretrain_info = nlohmann::json::parse(read_file(run / "pretrain.json"));
+    }
     WeightAverage average(*model, o.ema_epochs, train_loader.batches_per_epoch());
     if (resumed_average && average.enabled()) average.restore(*resumed_average->model, state.value("ema_steps", 0));
 
@@ -539,6 +560,7 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
                                 {"hemoscan_version", kVersion},
                                 {"tta", o.tta ? "hflip" : "none"},
                                 {"trained_on", {{"data", o.data}, {"fingerprint", ds.fingerprint()}}}};
+    if (!pretrain_info.is_null()) meta_base["pretrain"] = pretrain_info;
 
     int epoch = start_epoch;
     for (; epoch < o.epochs; ++epoch) {
@@ -658,7 +680,7 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
     std::vector<double> thresholds(L, 0.5);
     nlohmann::json metrics = nlohmann::json::object();
     if (table.size() > 0) {
-        thresholds = choose_thresholds(table);
+        thresholds = choose_thresholds(table, threshold_priors);
         metrics = compute_metrics(table, thresholds, o.seed);
         write_predictions_csv(run / "predictions.csv", table, thresholds);
         write_metric_plots(run, table, thresholds);

@@ -113,7 +113,8 @@ TEST(Serialize, NullMetaAndOverwrite) {
     c.name = "cnn-simple";
     auto model = create_model(c);
     save_model(dir / "m.pt", *model, nullptr);
-    EXPECT_EQ(load_model(dir / "m.pt").meta, nlohmann::json({{"model", model_config_to_json(model->config())}}));
+    EXPECT_EQ(load_model(dir / "m.pt").meta,
+              nlohmann::json({{"model", model_config_to_json(model->config())}, {"task", "classify"}}));
     save_model(dir / "m.pt", *model, {{"epoch", 7}});  // replaces the file
     EXPECT_EQ(load_model(dir / "m.pt").meta.at("epoch"), 7);
     EXPECT_THROW(save_model(dir / "x.pt", *model, nlohmann::json::array({1, 2})), UsageError);

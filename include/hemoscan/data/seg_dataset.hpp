@@ -5,13 +5,16 @@
 //      channel) and labelsTr/<case>.nii.gz; optional imagesTs/ labelsTs/ are ignored for training.
 //  (b) manifest.csv with columns `path` and `mask` (PNG or NIfTI pairs; optional `patient`/`study`
 //      group column). PNG masks hold label values; class names come from an optional
-//      `labels.json` ({"background": 0, "bleed": 1}) beside the manifest, else "class_<v>".
+//      `labels.json` ({"background": 0, "bleed": 1}) beside the manifest, else "class_<v>" for
+//      v = 1..(largest value found in the masks, at least 1).
+// Label values must be 0..K-1 without gaps; one image channel (CT) is supported.
 // Free of LibTorch.
 #include <filesystem>
 #include <string>
 #include <vector>
 
 #include "hemoscan/image.hpp"
+#include "hemoscan/io/dicom.hpp"
 #include "hemoscan/io/nifti.hpp"
 
 namespace hemoscan {
@@ -39,8 +42,8 @@ struct SegDataset {
 // (and CSV line) for: missing folder/files, no cases, a case without its label file, bad dataset.json.
 SegDataset open_seg_dataset(const std::filesystem::path& root);
 
-// One case in memory: the image volume (HU for CT NIfTI/DICOM; 0..1 for 8-bit PNG, as load_image
-// gives) and its label map. Image and mask must have the same size and geometry (spacing, origin,
+// One case in memory: the image volume (HU for CT NIfTI/DICOM; grey values 0..255 with
+// slice_meta.already_windowed for 8-bit PNG, as load_image gives) and its label map. Image and mask must have the same size and geometry (spacing, origin,
 // direction within 1e-3 mm / 1e-4), else InputError naming both files and what differs. Labels
 // outside 0..classes-1 -> InputError with the file.
 struct SegVolume {
@@ -49,5 +52,9 @@ struct SegVolume {
     std::string id, patient;
 };
 SegVolume load_seg_case(const SegDataset& dataset, size_t index);
+
+// A 2D image or DICOM file as a one-slice volume: spacing from PixelSpacing (x = column spacing) and
+// SliceThickness (else 1 mm), origin and direction from the DICOM position and orientation when present.
+Volume slice_volume(const DicomSlice& slice);
 
 }  // namespace hemoscan

@@ -16,4 +16,9 @@ namespace hemoscan {
 // no gradient on the parameters. Bad input shape or output index -> UsageError.
 cv::Mat grad_cam(ClassifierImpl& model, const torch::Tensor& input, int output_index);
 
+// The last step of grad_cam(), for callers that computed the class activation map themselves (e.g.
+// for a whole batch): an h x w float CAM (>= 0) upsampled (bilinear) to height x width and divided by
+// its maximum -> CV_32FC1 in [0, 1], all zeros when the CAM has no positive value.
+cv::Mat cam_to_map(const torch::Tensor& cam, int height, int width);
+
 }  // namespace hemoscan

@@ -109,8 +109,8 @@ std::string synth_uid(std::uint64_t seed, int study, int kind, int slice = 0);
 SynthStudy generate_study(const SynthOptions& options, int index);
 
 // Output formats, any combination.
-enum SynthFormat : int { kSynthDicom = 1, kSynthNifti = 2, kSynthPng = 4 };
-// "dicom,nifti,png" (any subset, comma-separated) -> bit mask. Throws UsageError otherwise.
+enum SynthFormat : int { kSynthDicom = 1, kSynthNifti = 2, kSynthPng = 4, kSynthNnunet = 8 };
+// "dicom,nifti,png,nnunet" (any subset, comma-separated) -> bit mask. Throws UsageError otherwise.
 int parse_synth_formats(const std::string& spec);
 
 struct CohortSummary {
@@ -127,6 +127,8 @@ struct CohortSummary {
 //   dicom/<study>/IM0001.dcm ...      CT Image Storage series (InstanceNumber = file number)
 //   nifti/<study>.nii.gz, nifti/<study>_labels.nii.gz
 //   png/<study>/slice_001.png ...     and png/<study>/mask_001.png (label values 0..6)
+//   nnunet/dataset.json, nnunet/imagesTr/<study>_0000.nii.gz (HU), nnunet/labelsTr/<study>.nii.gz
+//                  an nnU-Net v2 raw dataset (labels as above; calcification is label 6)
 //   manifest.csv   one row per slice: path, patient, any, 5 subtypes, mask (png; with dicom only:
 //                  the DICOM files, no mask column). Not written for nifti alone.
 //   studies.csv    one row per study: labels, calcification, volumes in mL, scanner parameters.

@@ -36,6 +36,11 @@ public:
 
     // Preprocessed samples (from preprocess() with preprocess_options()) -> predictions, batched.
     std::vector<Prediction> predict_samples(const std::vector<Sample>& samples, int batch_size = 32);
+    // The same, plus in `heatmaps` the Grad-CAM map of each sample's most probable output (what
+    // heatmap() returns for it): each batch's features serve both, instead of one more forward per
+    // sample.
+    std::vector<Prediction> predict_samples(const std::vector<Sample>& samples, int batch_size,
+                                            std::vector<cv::Mat>& heatmaps);
     // A loader batch (already preprocessed with preprocess_options()) -> one prediction per sample.
     std::vector<Prediction> predict_batch(Batch&& batch);
     Prediction predict(const DicomSlice& slice);

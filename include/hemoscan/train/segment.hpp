@@ -3,6 +3,7 @@
 // (`segment`, `evaluate`) and the server share, and evaluation. Free of LibTorch.
 #include <array>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -11,6 +12,7 @@
 
 #include "hemoscan/data/seg_dataset.hpp"
 #include "hemoscan/image.hpp"
+#include "hemoscan/io/dicom.hpp"
 #include "hemoscan/train/trainer.hpp"
 
 namespace hemoscan {
@@ -43,8 +45,10 @@ public:
     const std::vector<std::string>& class_names() const;
     const std::vector<int>& bleed_classes() const;
 
-    // Segments every slice (preprocessed as in training, resized back with nearest neighbour to the
-    // slice's own size), keeping the volume's geometry. Thread-safe (one forward at a time).
+    // Segments every slice (preprocessed as in training; the class probabilities, padding cut off, are
+    // resized linearly back to the slice's own size, then the most probable class is taken), keeping
+    // the volume's geometry. Thread-safe (one forward at a time). Slices without slice_meta are taken
+    // as HU when they hold values <= -900, else as raw values (min-max scaled).
     SegmentationResult segment(const Volume& volume);
 
 private:
@@ -52,12 +56,29 @@ private:
     std::unique_ptr<Impl> impl_;
 };
 
+// Reads one input of `hemoscan segment` as a volume: a folder (the largest DICOM series in it), a DICOM
+// file (a one-slice series), a NIfTI file (.nii, .nii.gz) or a 2D image (one slice; spacing from the
+// file where it has one, else 1 mm). InputError naming the path for anything else or a missing path.
+Volume read_segment_input(const std::filesystem::path& path, ModalityPolicy policy = ModalityPolicy::CtOnly);
+
+// Colour (BGR) of a label value in overlays: 1 red, 2 yellow, 3 blue, 4 magenta, 5 green, 6 orange, ...
+cv::Scalar segmentation_colour(int label);
+
+// A picture of one slice (the brain window for HU, the image as it is for 8-bit images, min-max
+// otherwise) with every labelled region filled in its colour (`alpha`) and outlined. CV_8UC3 BGR.
+cv::Mat segmentation_overlay(const cv::Mat& pixels, const ImageMeta& meta, const cv::Mat& labels, double alpha = 0.4);
+
 // Runs the model over every case and writes DIR/metrics.json:
 //   {"n": cases, "dice": {"<class>": .., "any": ..}, "dice_mean": .. (foreground classes),
 //    "iou": {..}, "hd95_mm": {..}, "volume_abs_err_ml": {"<class>": .., "any": ..} (mean over cases),
 //    "lesion_sensitivity": .., "cases": [{id, dice_any, volume_ml, volume_true_ml}, ...]}
-// plus DIR/cases.csv. Dice is computed per case and averaged (empty-empty cases count as 1).
+// plus DIR/cases.csv. Dice is computed per case and averaged (empty-empty cases count as 1); also
+// "dice_positive" (mean over the cases whose truth holds the class) and "dice_pooled" (all voxels of
+// all cases together). HD95 is averaged over the cases where truth and prediction are both non-empty.
+// The dataset's class names must equal the model's (InputError otherwise). `progress(done, total)`
+// is called after each case.
 nlohmann::json evaluate_segmentation(SegPredictor& predictor, const SegDataset& dataset,
-                                     const std::filesystem::path& out);
+                                     const std::filesystem::path& out,
+                                     const std::function<void(size_t done, size_t total)>& progress = {});
 
 }  // namespace hemoscan

@@ -1,0 +1,94 @@
+// hemoscan serve: the web page and REST API (src/serve/). Ctrl-C or SIGTERM stops it cleanly.
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <stdexcept>
+#include <thread>
+
+#include "commands.hpp"
+#include "hemoscan/serve/server.hpp"
+
+namespace hemoscan::cli {
+
+namespace {
+
+int g_stop_pipe = -1;
+
+// Async-signal-safe: one byte into the pipe that the watcher thread waits on.
+void on_stop_signal(int) {
+    const int saved = errno;
+    const char c = 1;
+    if (g_stop_pipe >= 0) {
+        const ssize_t n = ::write(g_stop_pipe, &c, 1);
+        (void)n;
+    }
+    errno = saved;
+}
+
+}  // namespace
+
+void add_serve(CLI::App& root, std::vector<Command>& commands) {
+    auto o = std::make_shared<ServerOptions>();
+    auto model = std::make_shared<std::string>(), seg_model = std::make_shared<std::string>();
+    auto data_dir = std::make_shared<std::string>(o->data_dir.string());
+    auto* app = root.add_subcommand("serve", "Web page and REST API: upload CT images, see probabilities and heatmaps");
+    app->add_option("--model", *model, "RUN/model.pt of a classifier")->required()->check(CLI::ExistingFile);
+    app->add_option("--seg-model", *seg_model, "RUN/model.pt of a segmentation model (mask and bleed volume)")
+        ->check(CLI::ExistingFile);
+    app->add_option("--host", o->host, "Address to listen on (0.0.0.0: every interface)")->capture_default_str();
+    app->add_option("--port", o->port, "Port (0: any free port)")->check(CLI::Range(0, 65535))->capture_default_str();
+    app->add_option("--data-dir", *data_dir, "Results database and images (kept across restarts)")
+        ->capture_default_str();
+    app->add_option("--max-upload-mb", o->max_upload_mb, "Largest request accepted (larger: HTTP 413)")
+        ->check(CLI::Range(1, 1 << 16))
+        ->capture_default_str();
+    app->add_option("--max-files", o->max_files, "Most files (plus zip entries) in one upload")
+        ->check(CLI::Range(1, 1 << 20))
+        ->capture_default_str();
+    app->add_option("--max-unzipped-mb", o->max_unzipped_mb, "Most bytes a zip may expand to")
+        ->check(CLI::Range(1, 1 << 20))
+        ->capture_default_str();
+    app->add_option("--threads", o->threads, "HTTP worker threads (inference runs one at a time)")
+        ->check(CLI::Range(1, 256))
+        ->capture_default_str();
+    app->add_option("--compute-threads", o->compute_threads, "Compute threads of the model (0 = all cores)")
+        ->check(CLI::Range(0, 1024))
+        ->capture_default_str();
+    app->add_option("--timeout", o->timeout_s, "Socket read/write time-out per request, seconds")
+        ->check(CLI::Range(1, 3600))
+        ->capture_default_str();
+    commands.push_back({app, [o, model, seg_model, data_dir] {
+        o->model = *model;
+        o->seg_model = *seg_model;
+        o->data_dir = *data_dir;
+        // SIGINT/SIGTERM may land on any thread (OpenBLAS starts its own before main): the handler
+        // only writes to a pipe, and a watcher thread stops the server, which lets requests in
+        // flight finish before listen() returns.
+        int fds[2];
+        if (::pipe(fds) != 0) throw std::runtime_error("serve: cannot create a pipe");
+        g_stop_pipe = fds[1];
+        struct sigaction action {};
+        action.sa_handler = on_stop_signal;
+        sigemptyset(&action.sa_mask);
+        sigaction(SIGINT, &action, nullptr);
+        sigaction(SIGTERM, &action, nullptr);
+        Server server(*o);
+        server.bind();
+        std::thread watcher([&server, fd = fds[0]] {
+            char c = 0;
+            while (::read(fd, &c, 1) < 0 && errno == EINTR) {
+            }
+            server.stop();
+        });
+        const bool ok = server.listen();
+        // Wake the watcher if the server ended without a signal.
+        on_stop_signal(0);
+        watcher.join();
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        return ok ? 0 : 1;
+    }});
+}
+
+}  // namespace hemoscan::cli

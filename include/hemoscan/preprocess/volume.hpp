@@ -1,0 +1,15 @@
+#pragma once
+// Preprocessing of a whole series: the slices are independent, so they are preprocessed in parallel.
+#include <vector>
+
+#include "hemoscan/image.hpp"
+#include "hemoscan/preprocess/preprocess.hpp"
+
+namespace hemoscan {
+
+// preprocess() of every slice of `volume` (with its slice_meta), in slice order, on `threads` threads
+// (0 = one per core). The result does not depend on the thread count. The first failing slice (by
+// index) rethrows its error.
+std::vector<Sample> preprocess_volume(const Volume& volume, const PreprocessOptions& options, int threads = 0);
+
+}  // namespace hemoscan

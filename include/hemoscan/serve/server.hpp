@@ -1,0 +1,60 @@
+#pragma once
+// `hemoscan serve`: the web page and REST API around the shared Predictor (and SegPredictor).
+// Free of LibTorch and of cpp-httplib, so that the CLI and tests include it cheaply.
+//
+// Endpoints (all answers JSON unless an image; errors are {"error": "..."}):
+//   GET  /                                   the page (assets embedded in the binary, no CDN)
+//   GET  /assets/<file>                      its scripts, styles and fonts
+//   GET  /health                             {"status": "ok", "version": ...}
+//   GET  /api/model                          labels, thresholds, input size, windows, version, limits
+//   POST /api/predict                        multipart upload (PNG/JPG, DICOM file(s), zip of a series)
+//   GET  /api/results[?limit=&offset=]       past results, newest first
+//   GET  /api/results/<id>                   one result (id: 16 lower-case hex digits)
+//   GET  /api/results/<id>/slices/<k>.png[?window=brain|subdural|bone|L,W]   slice k, windowed
+//   GET  /api/results/<id>/heatmaps/<k>.png  Grad-CAM of slice k as RGBA (JET colours, alpha = evidence)
+//   GET  /api/results/<id>/overlays/<k>.png[?window=...]   Grad-CAM blended onto slice k
+//   GET  /api/results/<id>/masks/<k>.png     segmentation of slice k as RGBA (with a segmentation model)
+#include <filesystem>
+#include <memory>
+#include <string>
+
+namespace hemoscan {
+
+struct ServerOptions {
+    std::filesystem::path model;       // RUN/model.pt of a classifier (required)
+    std::filesystem::path seg_model;   // RUN/model.pt of a segmenter (optional)
+    std::filesystem::path data_dir = "hemoscan-data";  // SQLite database and rendered results
+    std::string host = "127.0.0.1";
+    int port = 8080;                   // 0: any free port (see Server::port())
+    int max_upload_mb = 256;           // larger requests get 413
+    int max_files = 2000;              // uploaded files plus zip entries
+    int max_unzipped_mb = 2048;        // total uncompressed size of the zip entries (zip bombs)
+    int threads = 4;                   // HTTP worker threads (inference itself runs one at a time)
+    int compute_threads = 0;           // LibTorch intra-op threads (0 = all cores)
+    int timeout_s = 60;                // socket read/write time-out per request
+};
+
+class Server {
+public:
+    // Loads the model(s) and opens (or creates) DATA_DIR/results.db. Throws InputError for a
+    // missing/corrupt model or an unusable data folder, UsageError for impossible options.
+    explicit Server(const ServerOptions& options);
+    ~Server();
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
+
+    // Binds host:port; returns the bound port (the free one chosen for port 0). Throws UsageError
+    // when the address cannot be bound.
+    int bind();
+    // Serves until stop() (binds first if bind() was not called). Returns false on a socket error.
+    bool listen();
+    // Stops listen() from any thread (idempotent); requests in flight finish first.
+    void stop();
+    int port() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace hemoscan

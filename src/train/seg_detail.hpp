@@ -1,0 +1,53 @@
+#pragma once
+// Shared by segmentation training, prediction and evaluation (private to src/train). Free of LibTorch.
+// The one path from a source slice to a model input (prepare_slice) and back from the model's class
+// probabilities to a label map of the source slice (labels_to_source), so that training validation,
+// `segment` and `evaluate` see the same geometry.
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "hemoscan/data/seg_dataset.hpp"
+#include "hemoscan/image.hpp"
+#include "hemoscan/metrics/segmentation.hpp"
+#include "hemoscan/preprocess/preprocess.hpp"
+
+namespace hemoscan::seg_detail {
+
+// The meta of slice k; volumes without one (built in code) get a guess: HU when the slice holds
+// air-like values (<= -900), as read_nifti decides.
+ImageMeta slice_meta(const Volume& volume, int k);
+
+struct PreparedSlice {
+    Sample sample;   // model input (and the mask at model size when one was given)
+    cv::Rect box;    // part of the source slice that went in (the whole slice unless crop_head)
+    cv::Size source; // size of the source slice
+};
+
+// preprocess() for segmentation. With crop_head the head box is cut out here (pixels outside the head
+// set to air) and remembered, so that predictions can be put back where they belong.
+PreparedSlice prepare_slice(const cv::Mat& pixels, const ImageMeta& meta, const PreprocessOptions& options,
+                            const cv::Mat& mask = cv::Mat());
+
+// Class probabilities at model size (K planes, CV_32FC1, S x S) -> label map (CV_8UC1) of the source
+// slice: the padding is cut off, the probabilities are resized linearly to the box and the most
+// probable class is taken; outside the box is background.
+cv::Mat labels_to_source(const std::vector<cv::Mat>& probabilities, const PreparedSlice& prepared,
+                         const ResizeOptions& resize);
+
+// Voxel overlap of every class (index = label value; 0 unused) and of "any bleed" (the union of
+// `bleed` classes) between a predicted and a true label volume.
+struct CaseOverlap {
+    std::vector<Overlap> classes;
+    Overlap any;
+};
+CaseOverlap case_overlap(const LabelSlices& pred, const LabelSlices& truth, int classes, const std::vector<int>& bleed);
+
+// The preprocessing as stored in model meta (read back by preprocess_from_meta).
+nlohmann::json preprocess_json(const PreprocessOptions& p, const std::string& window_spec, const std::string& modality);
+
+// A stable fingerprint of a segmentation dataset (form, classes, case files), FNV-1a hex.
+std::string fingerprint(const SegDataset& dataset);
+
+}  // namespace hemoscan::seg_detail

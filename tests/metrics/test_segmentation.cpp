@@ -1,0 +1,213 @@
+// Segmentation metrics against hand-made masks with hand-computed answers.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "hemoscan/error.hpp"
+#include "hemoscan/metrics/segmentation.hpp"
+
+using namespace hemoscan;
+
+namespace {
+
+// d slices of h x w zeros.
+LabelSlices zeros(int w, int h, int d) {
+    LabelSlices v;
+    for (int z = 0; z < d; ++z) v.push_back(cv::Mat::zeros(h, w, CV_8UC1));
+    return v;
+}
+
+// Sets the box [x0, x1] x [y0, y1] x [z0, z1] (inclusive) to `value`.
+void fill_box(LabelSlices& v, int x0, int x1, int y0, int y1, int z0, int z1, int value = 1) {
+    for (int z = z0; z <= z1; ++z)
+        for (int y = y0; y <= y1; ++y)
+            for (int x = x0; x <= x1; ++x) v[z].at<std::uint8_t>(y, x) = static_cast<std::uint8_t>(value);
+}
+
+// Independent reference: surface voxels by the definition, all pairwise distances, numpy percentile.
+std::vector<std::array<int, 3>> brute_surface(const LabelSlices& v) {
+    const int d = int(v.size()), h = v[0].rows, w = v[0].cols;
+    auto fg = [&](int x, int y, int z) {
+        return x >= 0 && y >= 0 && z >= 0 && x < w && y < h && z < d && v[z].at<std::uint8_t>(y, x) != 0;
+    };
+    std::vector<std::array<int, 3>> out;
+    for (int z = 0; z < d; ++z)
+        for (int y = 0; y < h; ++y)
+            for (int x = 0; x < w; ++x)
+                if (fg(x, y, z) && (!fg(x - 1, y, z) || !fg(x + 1, y, z) || !fg(x, y - 1, z) || !fg(x, y + 1, z) ||
+                                    !fg(x, y, z - 1) || !fg(x, y, z + 1)))
+                    out.push_back({x, y, z});
+    return out;
+}
+
+double brute_hd95(const LabelSlices& a, const LabelSlices& b, const std::array<double, 3>& s) {
+    const auto sa = brute_surface(a), sb = brute_surface(b);
+    std::vector<double> all;
+    auto directed = [&](const auto& from, const auto& to) {
+        for (const auto& p : from) {
+            double best = 1e300;
+            for (const auto& q : to) {
+                const double dx = (p[0] - q[0]) * s[0], dy = (p[1] - q[1]) * s[1], dz = (p[2] - q[2]) * s[2];
+                best = std::min(best, dx * dx + dy * dy + dz * dz);
+            }
+            all.push_back(std::sqrt(best));
+        }
+    };
+    directed(sa, sb);
+    directed(sb, sa);
+    std::sort(all.begin(), all.end());
+    const double pos = 0.95 * double(all.size() - 1);
+    const size_t lo = size_t(pos), hi = std::min(lo + 1, all.size() - 1);
+    return all[lo] + (pos - double(lo)) * (all[hi] - all[lo]);
+}
+
+}  // namespace
+
+// ---- class_mask / overlap -----------------------------------------------------------------------
+
+TEST(SegClassMask, SelectsOneClassOrTheForegroundUnion) {
+    LabelSlices labels = {(cv::Mat_<std::uint8_t>(2, 3) << 0, 1, 2, 3, 2, 0)};
+    auto m2 = class_mask(labels, 2);
+    EXPECT_EQ(cv::countNonZero(m2[0] != (cv::Mat_<std::uint8_t>(2, 3) << 0, 0, 1, 0, 1, 0)), 0);
+    auto any = class_mask(labels, kAnyForeground);
+    EXPECT_EQ(cv::countNonZero(any[0] != (cv::Mat_<std::uint8_t>(2, 3) << 0, 1, 1, 1, 1, 0)), 0);
+    auto some = class_mask(labels, kAnyForeground, {1, 3});
+    EXPECT_EQ(cv::countNonZero(some[0] != (cv::Mat_<std::uint8_t>(2, 3) << 0, 1, 0, 1, 0, 0)), 0);
+    EXPECT_THROW(class_mask(labels, 0), UsageError);
+    EXPECT_THROW(class_mask({cv::Mat::zeros(2, 2, CV_32FC1)}, 1), UsageError);
+}
+
+TEST(SegOverlap, DiceAndIouExact) {
+    // Truth: 4 x 4 box (16 voxels) on two slices = 32. Prediction: shifted by one column = 32 voxels,
+    // overlap 3 columns x 4 rows x 2 slices = 24.
+    auto truth = zeros(8, 8, 3), pred = zeros(8, 8, 3);
+    fill_box(truth, 1, 4, 1, 4, 0, 1);
+    fill_box(pred, 2, 5, 1, 4, 0, 1, 7);  // any non-zero value counts
+    const Overlap o = overlap(pred, truth);
+    EXPECT_EQ(o.tp, 24);
+    EXPECT_EQ(o.fp, 8);
+    EXPECT_EQ(o.fn, 8);
+    EXPECT_DOUBLE_EQ(o.dice(), 48.0 / 64.0);
+    EXPECT_DOUBLE_EQ(o.iou(), 24.0 / 40.0);
+
+    const Overlap empty = overlap(zeros(4, 4, 2), zeros(4, 4, 2));
+    EXPECT_DOUBLE_EQ(empty.dice(), 1.0);
+    EXPECT_DOUBLE_EQ(empty.iou(), 1.0);
+    const Overlap miss = overlap(zeros(8, 8, 3), truth);
+    EXPECT_DOUBLE_EQ(miss.dice(), 0.0);
+    EXPECT_DOUBLE_EQ(miss.iou(), 0.0);
+}
+
+TEST(SegOverlap, SizeMismatchIsUsageError) {
+    EXPECT_THROW(overlap(zeros(4, 4, 2), zeros(4, 4, 3)), UsageError);
+    EXPECT_THROW(overlap(zeros(4, 4, 2), zeros(5, 4, 2)), UsageError);
+    EXPECT_THROW(hd95_mm(zeros(4, 4, 2), zeros(4, 5, 2), {1, 1, 1}), UsageError);
+    EXPECT_THROW(lesion_detection(zeros(4, 4, 1), zeros(4, 4, 2)), UsageError);
+}
+
+// ---- HD95 ---------------------------------------------------------------------------------------
+
+TEST(SegHd95, SingleVoxelsAtAnAnisotropicOffset) {
+    auto a = zeros(6, 5, 4), b = zeros(6, 5, 4);
+    fill_box(a, 1, 1, 1, 1, 1, 1);
+    fill_box(b, 3, 3, 2, 2, 2, 2);
+    const std::array<double, 3> s = {0.5, 0.7, 5.0};
+    // Offset (2, 1, 1) voxels -> (1.0, 0.7, 5.0) mm; both directions give the same distance.
+    EXPECT_NEAR(hd95_mm(a, b, s), std::sqrt(1.0 + 0.49 + 25.0), 1e-12);
+    EXPECT_NEAR(hd95_mm(b, a, s), std::sqrt(1.0 + 0.49 + 25.0), 1e-12);
+    EXPECT_DOUBLE_EQ(hd95_mm(a, a, s), 0.0);
+}
+
+TEST(SegHd95, ShiftedCube) {
+    // A: cube [2,5]^3; B: the same cube shifted by one voxel in x. Spacing 2 x 1 x 3 mm.
+    // A's surface (56 voxels): the x=2 face (16) is 2 mm (one x step) from B's x=3 face; the four
+    // inner voxels of the x=5 face lie inside B and are 1 mm (one y step) from B's y=2 / y=5 faces;
+    // the other 36 lie on B's surface (0). B -> A mirrors it. Pooled: 72 x 0, 8 x 1, 32 x 2 mm;
+    // numpy's 95th percentile is at rank 0.95 * 111 = 105.45, inside the 2 mm run.
+    auto a = zeros(10, 10, 10), b = zeros(10, 10, 10);
+    fill_box(a, 2, 5, 2, 5, 2, 5);
+    fill_box(b, 3, 6, 2, 5, 2, 5);
+    EXPECT_DOUBLE_EQ(hd95_mm(a, b, {2.0, 1.0, 3.0}), 2.0);
+}
+
+TEST(SegHd95, PercentileInterpolatesLinearly) {
+    // One slice of 1 x 10 voxels, spacing 0.5 mm in x. A: voxel 0; B: voxels 0 and 4 (2 mm apart).
+    // Distances: A->B {0}, B->A {0, 2}: sorted {0, 0, 2}; rank 0.95 * 2 = 1.9 -> 0 + 0.9 * 2 = 1.8.
+    auto a = zeros(10, 1, 1), b = zeros(10, 1, 1);
+    fill_box(a, 0, 0, 0, 0, 0, 0);
+    fill_box(b, 0, 0, 0, 0, 0, 0);
+    fill_box(b, 4, 4, 0, 0, 0, 0);
+    EXPECT_NEAR(hd95_mm(a, b, {0.5, 1.0, 5.0}), 1.8, 1e-12);
+}
+
+TEST(SegHd95, OneSliceIsATwoDimensionalImage) {
+    // 5x5 square A and the 3x3 square B inside it, one slice: the surfaces are the contours (the
+    // slice above and below do not exist, they are not background). A's ring: 12 voxels at 1, 4
+    // corners at sqrt(2); B's ring (8): 1 each. 24 values: 20 x 1, 4 x sqrt(2); rank 21.85 -> sqrt(2).
+    auto a = zeros(7, 7, 1), b = zeros(7, 7, 1);
+    fill_box(a, 1, 5, 1, 5, 0, 0);
+    fill_box(b, 2, 4, 2, 4, 0, 0);
+    EXPECT_NEAR(hd95_mm(a, b, {1, 1, 1}), std::sqrt(2.0), 1e-12);
+}
+
+TEST(SegHd95, EmptyVolumes) {
+    auto a = zeros(5, 5, 3), b = zeros(5, 5, 3);
+    EXPECT_EQ(hd95_mm(a, b, {1, 1, 1}), 0.0);
+    fill_box(b, 1, 2, 1, 2, 1, 1);
+    EXPECT_TRUE(std::isnan(hd95_mm(a, b, {1, 1, 1})));
+    EXPECT_TRUE(std::isnan(hd95_mm(b, a, {1, 1, 1})));
+    EXPECT_THROW(hd95_mm(a, b, {1, 0, 1}), UsageError);
+}
+
+TEST(SegHd95, MatchesBruteForceOnRandomBlobs) {
+    std::mt19937 rng(3);
+    const std::array<double, 3> s = {0.7, 1.3, 4.0};
+    for (int trial = 0; trial < 5; ++trial) {
+        auto a = zeros(14, 11, 6), b = zeros(14, 11, 6);
+        for (auto* v : {&a, &b})
+            for (int k = 0; k < 4; ++k) {
+                const int x = int(rng() % 11), y = int(rng() % 8), z = int(rng() % 5);
+                fill_box(*v, x, x + int(rng() % 3), y, y + int(rng() % 3), z, z + int(rng() % 2));
+            }
+        SCOPED_TRACE(trial);
+        EXPECT_NEAR(hd95_mm(a, b, s), brute_hd95(a, b, s), 1e-9);
+    }
+}
+
+// ---- volume / lesions ---------------------------------------------------------------------------
+
+TEST(SegVolume, KnownBoxInMillilitres) {
+    // 10 x 8 x 4 voxels of 0.5 x 0.5 x 5 mm = 320 x 1.25 mm^3 = 400 mm^3 = 0.4 mL.
+    auto v = zeros(20, 20, 6);
+    fill_box(v, 3, 12, 5, 12, 1, 4);
+    EXPECT_DOUBLE_EQ(volume_ml(v, {0.5, 0.5, 5.0}), 0.4);
+    EXPECT_DOUBLE_EQ(volume_ml(zeros(3, 3, 2), {1, 1, 1}), 0.0);
+}
+
+TEST(SegLesions, CountsComponentsIn26Connectivity) {
+    auto truth = zeros(12, 12, 4), pred = zeros(12, 12, 4);
+    // Lesion 1: two boxes touching only at a corner across slices (one 26-connected component).
+    fill_box(truth, 1, 2, 1, 2, 0, 0);
+    fill_box(truth, 3, 4, 3, 4, 1, 1);
+    // Lesion 2: far away, missed.
+    fill_box(truth, 9, 10, 9, 10, 2, 3);
+    // Lesion 3: a single voxel, found.
+    fill_box(truth, 9, 9, 1, 1, 3, 3);
+    // Predictions: touch lesion 1 on its second box only; hit lesion 3; two false-positive blobs.
+    fill_box(pred, 4, 5, 4, 5, 1, 1);
+    fill_box(pred, 9, 9, 1, 1, 3, 3);
+    fill_box(pred, 6, 6, 8, 8, 0, 0);
+    fill_box(pred, 1, 1, 10, 10, 3, 3);
+    const LesionDetection r = lesion_detection(pred, truth);
+    EXPECT_EQ(r.lesions, 3);
+    EXPECT_EQ(r.detected, 2);
+    EXPECT_EQ(r.false_positive_components, 2);
+    EXPECT_DOUBLE_EQ(r.sensitivity(), 2.0 / 3.0);
+
+    const LesionDetection none = lesion_detection(pred, zeros(12, 12, 4));
+    EXPECT_EQ(none.lesions, 0);
+    EXPECT_EQ(none.false_positive_components, 4);
+    EXPECT_TRUE(std::isnan(none.sensitivity()));
+}

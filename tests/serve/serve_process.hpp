@@ -1,0 +1,34 @@
+#pragma once
+// Runs `hemoscan serve` as a child process on a free loopback port, for black-box tests.
+#include <httplib.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace hemoscan::test {
+
+class ServeProcess {
+public:
+    // Starts `hemoscan serve --model MODEL --data-dir DATA --port 0 --compute-threads 1 EXTRA...`,
+    // waits for the port in its log and for /health. Fails the test (ADD_FAILURE) when it does not come up.
+    ServeProcess(const std::filesystem::path& model, const std::filesystem::path& data_dir,
+                 const std::vector<std::string>& extra = {});
+    ~ServeProcess();
+    ServeProcess(const ServeProcess&) = delete;
+    ServeProcess& operator=(const ServeProcess&) = delete;
+
+    bool up() const { return port_ > 0; }
+    int port() const { return port_; }
+    httplib::Client client() const;
+    // SIGTERM, then waits; returns the exit code (-1 if it had to be killed).
+    int stop();
+    std::string log() const;
+
+private:
+    std::filesystem::path log_path_;
+    int pid_ = -1;
+    int port_ = -1;
+};
+
+}  // namespace hemoscan::test
