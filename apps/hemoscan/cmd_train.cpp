@@ -11,40 +11,6 @@
 
 namespace hemoscan::cli {
 
-namespace {
-
-// Progress of a segmentation run: a bar per epoch, then loss and validation Dice.
-class SegTrainProgress {
-public:
-    TrainCallbacks callbacks() {
-        TrainCallbacks cb;
-        cb.epoch_start = [this](int epoch, int epochs, size_t batches) {
-            bar_ = std::make_unique<ProgressBar>("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(epochs),
-                                                 batches);
-        };
-        cb.batch_end = [this](size_t batch, double loss) {
-            char s[32];
-            std::snprintf(s, sizeof s, "loss %.4f", loss);
-            if (bar_) bar_->update(batch, s);
-        };
-        cb.epoch_end = [this](int, const nlohmann::json& row) {
-            auto num = [&](const char* k) { return row[k].is_null() ? std::nan("") : row[k].get<double>(); };
-            char s[160];
-            std::snprintf(s, sizeof s, "loss %.4f  val_loss %.4f  Dice any %.4f  mean %.4f  lr %.2e%s",
-                          num("train_loss"), num("val_loss"), num("val_dice_any"), num("val_dice_mean"), num("lr"),
-                          row["best"].get<bool>() ? "  *best" : "");
-            if (bar_) bar_->finish(s);
-            bar_.reset();
-        };
-        return cb;
-    }
-
-private:
-    std::unique_ptr<ProgressBar> bar_;
-};
-
-}  // namespace
-
 void add_train(CLI::App& root, std::vector<Command>& commands) {
     auto a = std::make_shared<TrainArgs>();
     auto resume = std::make_shared<std::string>();
@@ -83,7 +49,7 @@ void add_train(CLI::App& root, std::vector<Command>& commands) {
             throw UsageError("--task must be classify or segment, not '" + o.task + "'");
         }
         if (o.task == "segment") {
-            SegTrainProgress progress;
+            TrainProgress progress(true);
             TrainResult r = train_segmenter(o, progress.callbacks(), is_resume);
             auto val = [&](const char* key) {
                 const auto& d = r.metrics.contains("dice") ? r.metrics["dice"] : nlohmann::json();

@@ -57,7 +57,9 @@ void add_train_options(CLI::App* app, TrainArgs& a, bool folds_for_cv) {
     app->add_option("--augment", a.augment, "on or off")->capture_default_str();
     app->add_option("--class-weights", o.class_weights, "Weight the loss by label frequency (true/false)")
         ->capture_default_str();
-    app->add_option("--patience", o.patience, "Stop after this many epochs without validation improvement (0 = off; the best epoch is kept either way)")
+    app->add_option(
+           "--patience", o.patience,
+           "Stop after this many epochs without validation improvement (0 = off; the best epoch is kept either way)")
         ->capture_default_str();
     app->add_option("--grad-clip", o.grad_clip, "Gradient norm clipping (0 = off)")->capture_default_str();
     app->add_option("--dropout", a.dropout, "Dropout before the output (default: the architecture's)");
@@ -91,10 +93,8 @@ TrainOptions finish_train_options(const TrainArgs& a) {
 TrainCallbacks TrainProgress::callbacks() {
     TrainCallbacks cb;
     cb.epoch_start = [this](int epoch, int epochs, size_t batches) {
-        epoch_ = epoch;
-        epochs_ = epochs;
-        bar_ = std::make_unique<ProgressBar>("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(epochs),
-                                             batches);
+        bar_ =
+            std::make_unique<ProgressBar>("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(epochs), batches);
     };
     cb.batch_end = [this](size_t batch, double loss) {
         char s[32];
@@ -104,8 +104,15 @@ TrainCallbacks TrainProgress::callbacks() {
     cb.epoch_end = [this](int, const nlohmann::json& row) {
         auto num = [&](const char* k) { return row[k].is_null() ? std::nan("") : row[k].get<double>(); };
         char s[160];
-        std::snprintf(s, sizeof s, "loss %.4f  val_loss %.4f  val_auc %.4f  lr %.2e%s", num("train_loss"),
-                      num("val_loss"), num("val_auc"), num("lr"), row["best"].get<bool>() ? "  *best" : "");
+        const char* best = row["best"].get<bool>() ? "  *best" : "";
+        if (segment_) {
+            std::snprintf(s, sizeof s, "loss %.4f  val_loss %.4f  Dice any %.4f  mean %.4f  lr %.2e%s",
+                          num("train_loss"), num("val_loss"), num("val_dice_any"), num("val_dice_mean"), num("lr"),
+                          best);
+        } else {
+            std::snprintf(s, sizeof s, "loss %.4f  val_loss %.4f  val_auc %.4f  lr %.2e%s", num("train_loss"),
+                          num("val_loss"), num("val_auc"), num("lr"), best);
+        }
         if (bar_) bar_->finish(s);
         bar_.reset();
     };

@@ -22,13 +22,15 @@ void add_train_options(CLI::App* app, TrainArgs& args, bool folds_for_cv);
 TrainOptions finish_train_options(const TrainArgs& args);
 
 // Progress bars for epochs plus one summary line per epoch.
+// A bar per epoch, then the epoch's log row: validation AUC (classifier) or Dice (segment = true).
 class TrainProgress {
 public:
+    explicit TrainProgress(bool segment = false) : segment_(segment) {}
     TrainCallbacks callbacks();
 
 private:
     std::unique_ptr<ProgressBar> bar_;
-    int epoch_ = 0, epochs_ = 0;
+    bool segment_;
 };
 
 }  // namespace hemoscan::cli

@@ -23,6 +23,7 @@
 #include "hemoscan/util/fs.hpp"
 #include "hemoscan/util/runtime.hpp"
 #include "hemoscan/version.hpp"
+#include "train/optimizer.hpp"
 
 namespace hemoscan {
 
@@ -440,23 +441,8 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
         return torch::nn::functional::binary_cross_entropy_with_logits(logits, labels, opts);
     };
 
-    std::unique_ptr<torch::optim::Optimizer> opt;
-    if (o.optimizer == "adam") {
-        opt = std::make_unique<torch::optim::Adam>(model->parameters(),
-                                                   torch::optim::AdamOptions(o.lr).weight_decay(o.weight_decay));
-    } else {
-        opt = std::make_unique<torch::optim::AdamW>(model->parameters(),
-                                                    torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
-    }
-    auto set_lr = [&](double lr) {
-        for (auto& g : opt->param_groups()) g.options().set_lr(lr);
-    };
-
-    ScheduleOptions so;
-    so.kind = parse_schedule(o.schedule);
-    so.base_lr = o.lr;
-    so.warmup_epochs = std::min(o.warmup_epochs, std::max(0, o.epochs - 1));
-    so.total_epochs = o.epochs;
+    std::unique_ptr<torch::optim::Optimizer> opt = train_detail::make_optimizer(o, model->parameters());
+    const ScheduleOptions so = train_detail::schedule_options(o);
     LrSchedule schedule(so);
     EarlyStopping stopper(o.patience, 1e-6);
 
@@ -567,7 +553,7 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
         if (start_epoch > 0 && epoch == start_epoch && stopper.should_stop()) break;
         auto t0 = std::chrono::steady_clock::now();
         const double lr = schedule.lr(epoch);
-        set_lr(lr);
+        train_detail::set_learning_rate(*opt, lr);
         // Per-epoch seeds (dropout, shuffling, augmentation) make a resumed run repeat the same epochs.
         torch::manual_seed(o.seed * 1000003ULL + static_cast<std::uint64_t>(epoch));
         model->train();
