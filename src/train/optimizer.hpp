@@ -4,7 +4,10 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
 #include <vector>
 
 #include "hemoscan/train/schedule.hpp"
@@ -34,6 +37,23 @@ inline ScheduleOptions schedule_options(const TrainOptions& o) {
     so.warmup_epochs = std::min(o.warmup_epochs, std::max(0, o.epochs - 1));
     so.total_epochs = o.epochs;
     return so;
+}
+
+// The early-stopping and plateau-schedule fields of a run's state.json (what --resume restores).
+inline nlohmann::json stopping_state(const EarlyStopping& stopper, const LrSchedule& schedule) {
+    return {{"best_metric", stopper.best()},      {"best_epoch", stopper.best_epoch()},
+            {"bad_epochs", stopper.bad_epochs()}, {"plateau_lr", schedule.plateau_lr()},
+            {"plateau_best", schedule.best()},    {"plateau_bad", schedule.bad_epochs()}};
+}
+
+// After the new state.json is written: removes the files (named under `keys`) that it no longer names.
+inline void remove_replaced_files(const std::filesystem::path& run, const nlohmann::json& old_state,
+                                  const nlohmann::json& state, const std::vector<std::string>& keys) {
+    for (const auto& key : keys) {
+        const std::string old_file = old_state.value(key, std::string()), file = state.value(key, std::string());
+        std::error_code ec;
+        if (!old_file.empty() && old_file != file) std::filesystem::remove(run / old_file, ec);
+    }
 }
 
 }  // namespace hemoscan::train_detail

@@ -517,23 +517,16 @@ TrainResult train_segmenter(const TrainOptions& options_in, const TrainCallbacks
             save_optimizer(run / op, static_cast<torch::optim::AdamW&>(*opt));
         }
         if (improved) save_segmenter(run / "best.pt", *model, meta_base);
-        const std::string old_ck = state.value("checkpoint", std::string()), old_op = state.value("optimizer", std::string());
-        state = {{"epoch_done", epoch},
-                 {"checkpoint", ck},
-                 {"optimizer", op},
-                 {"best_metric", stopper.best()},
-                 {"best_epoch", stopper.best_epoch()},
-                 {"bad_epochs", stopper.bad_epochs()},
-                 {"plateau_lr", schedule.plateau_lr()},
-                 {"plateau_best", schedule.best()},
-                 {"plateau_bad", schedule.bad_epochs()},
-                 {"fingerprint", fingerprint},
-                 {"history", history},
-                 {"finished", false}};
+        const nlohmann::json old_state = state;
+        state = train_detail::stopping_state(stopper, schedule);
+        state.update({{"epoch_done", epoch},
+                      {"checkpoint", ck},
+                      {"optimizer", op},
+                      {"fingerprint", fingerprint},
+                      {"history", history},
+                      {"finished", false}});
         write_file_atomic(state_file, state.dump() + "\n");
-        std::error_code ec;
-        if (!old_ck.empty() && old_ck != ck) fs::remove(run / old_ck, ec);
-        if (!old_op.empty() && old_op != op) fs::remove(run / old_op, ec);
+        train_detail::remove_replaced_files(run, old_state, state, {"checkpoint", "optimizer"});
         write_log_csv(run / "log.csv", history, ds.class_names);
         if (cb.epoch_end) cb.epoch_end(epoch, row);
         if (stopper.should_stop()) {

@@ -622,28 +622,19 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
         } else {
             save_optimizer(run / op, static_cast<torch::optim::AdamW&>(*opt));
         }
-        std::string old_ck = state.value("checkpoint", std::string()), old_op = state.value("optimizer", std::string());
-        std::string old_em = state.value("ema", std::string());
-        state = {{"epoch_done", epoch},
-                 {"checkpoint", ck},
-                 {"optimizer", op},
-                 {"ema", em},
-                 {"ema_steps", average.steps()},
-                 {"best_metric", stopper.best()},
-                 {"best_epoch", stopper.best_epoch()},
-                 {"bad_epochs", stopper.bad_epochs()},
-                 {"plateau_lr", schedule.plateau_lr()},
-                 {"plateau_best", schedule.best()},
-                 {"plateau_bad", schedule.bad_epochs()},
-                 {"fingerprint", ds.fingerprint()},
-                 {"history", history},
-                 {"best_val_probs", best_val_probs},
-                 {"finished", false}};
+        const nlohmann::json old_state = state;
+        state = train_detail::stopping_state(stopper, schedule);
+        state.update({{"epoch_done", epoch},
+                      {"checkpoint", ck},
+                      {"optimizer", op},
+                      {"ema", em},
+                      {"ema_steps", average.steps()},
+                      {"fingerprint", ds.fingerprint()},
+                      {"history", history},
+                      {"best_val_probs", best_val_probs},
+                      {"finished", false}});
         write_file_atomic(state_file, state.dump() + "\n");
-        std::error_code ec;
-        if (!old_ck.empty() && old_ck != ck) fs::remove(run / old_ck, ec);
-        if (!old_op.empty() && old_op != op) fs::remove(run / old_op, ec);
-        if (!old_em.empty() && old_em != em) fs::remove(run / old_em, ec);
+        train_detail::remove_replaced_files(run, old_state, state, {"checkpoint", "optimizer", "ema"});
         write_log_csv(run / "log.csv", history, ds.label_names);
         if (cb.epoch_end) cb.epoch_end(epoch, row);
         if (stopper.should_stop()) {
