@@ -67,7 +67,7 @@ cmake --build "$build" --target hemoscan hemoscan-bench >&2
 if [ "$quick" = 1 ]; then
     cnn_steps=2 cnn_warmup=1 unet_steps=1 unet_warmup=1 infer_iters=5 prep_repeat=1 e2e_repeat=1
 else
-    cnn_steps=8 cnn_warmup=2 unet_steps=3 unet_warmup=1 infer_iters=20 prep_repeat=3 e2e_repeat=3
+    cnn_steps=8 cnn_warmup=2 unet_steps=6 unet_warmup=1 infer_iters=20 prep_repeat=3 e2e_repeat=3
 fi
 studies=10  # x 32 slices = 320 >= (2 + 8) x 32
 

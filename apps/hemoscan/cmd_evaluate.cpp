@@ -18,8 +18,10 @@ namespace hemoscan::cli {
 namespace {
 
 // A segmentation model: Dice, IoU, HD95 and volume error per class on a dataset with masks.
-int evaluate_segmenter(const std::string& model, const std::string& data, const std::string& out, int threads) {
+int evaluate_segmenter(const std::string& model, const std::string& data, const std::string& out, int threads,
+                       double min_component_ml) {
     SegPredictor predictor(model, threads);
+    if (min_component_ml >= 0) predictor.set_min_component_ml(min_component_ml);
     const SegDataset ds = open_seg_dataset(data);
     ProgressBar bar("evaluate", ds.size());
     const auto t0 = std::chrono::steady_clock::now();
@@ -54,7 +56,7 @@ int evaluate_segmenter(const std::string& model, const std::string& data, const 
 void add_evaluate(CLI::App& root, std::vector<Command>& commands) {
     struct Args {
         std::string model, data, out, labels;
-        double threshold = -1;
+        double threshold = -1, min_component_ml = -1;
         int threads = 0, batch = 32, workers = 2;
     };
     auto a = std::make_shared<Args>();
@@ -68,9 +70,13 @@ void add_evaluate(CLI::App& root, std::vector<Command>& commands) {
     app->add_option("--batch", a->batch, "Batch size")->capture_default_str();
     app->add_option("--threads", a->threads, "Compute threads (0 = all cores)")->capture_default_str();
     app->add_option("--workers", a->workers, "Data loading threads")->capture_default_str();
+    app->add_option("--min-component-ml", a->min_component_ml,
+                    "Segmentation: drop predicted 3D components below this volume in mL (0 = off; default: the "
+                    "model's, chosen on validation)")
+        ->check(CLI::NonNegativeNumber);
     commands.push_back({app, [a] {
         if (read_model_meta(a->model).value("task", std::string("classify")) == "segment") {
-            return evaluate_segmenter(a->model, a->data, a->out, a->threads);
+            return evaluate_segmenter(a->model, a->data, a->out, a->threads, a->min_component_ml);
         }
         Predictor predictor(a->model, a->threads);
         DatasetOptions dopt;

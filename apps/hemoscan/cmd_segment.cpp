@@ -50,7 +50,7 @@ void add_segment(CLI::App& root, std::vector<Command>& commands) {
         std::string model, out;
         std::vector<std::string> inputs;
         int threads = 0;
-        double alpha = 0.4;
+        double alpha = 0.4, min_component_ml = -1;
     };
     auto a = std::make_shared<Args>();
     auto* app = root.add_subcommand("segment", "Segment hemorrhages: NIfTI label maps, overlays, volumes per class");
@@ -62,12 +62,17 @@ void add_segment(CLI::App& root, std::vector<Command>& commands) {
     app->add_option("--alpha", a->alpha, "Overlay opacity of the label colours")
         ->check(CLI::Range(0.0, 1.0))
         ->capture_default_str();
+    app->add_option("--min-component-ml", a->min_component_ml,
+                    "Drop predicted 3D components below this volume in mL (0 = off; default: the model's, chosen on "
+                    "validation)")
+        ->check(CLI::NonNegativeNumber);
     app->footer("Writes OUT/<name>_seg.nii.gz (label map in the input's geometry), OUT/<name>_overlay/slice_NNN.png\n"
                 "(slices with a finding and the middle slice), OUT/volumes.csv and OUT/volumes.json (mL per class).");
     commands.push_back({app, [a] {
         const fs::path out(a->out);
         if (fs::exists(out) && !fs::is_directory(out)) throw UsageError("--out " + a->out + " is a file, not a folder");
         SegPredictor predictor(a->model, a->threads);
+        if (a->min_component_ml >= 0) predictor.set_min_component_ml(a->min_component_ml);
         const nlohmann::json& meta = predictor.meta();
         const std::string modality =
             meta.contains("preprocess") ? meta["preprocess"].value("modality", std::string("ct")) : std::string("ct");

@@ -315,4 +315,30 @@ LesionDetection lesion_detection(const LabelSlices& pred, const LabelSlices& tru
     return r;
 }
 
+int remove_small_components(LabelSlices& labels, const std::array<double, 3>& spacing, double min_ml) {
+    check_pair("remove_small_components", labels, labels);
+    if (!(min_ml > 0) || labels.empty()) return 0;
+    const Grid g = to_grid(labels);
+    std::vector<int> comp;
+    const int n = components_26(g, comp);
+    if (n == 0) return 0;
+    std::vector<long long> voxels(size_t(n) + 1, 0);
+    for (int c : comp) ++voxels[size_t(c)];
+    const double voxel_ml = spacing[0] * spacing[1] * spacing[2] / 1000.0;
+    std::vector<char> drop(size_t(n) + 1, 0);
+    int removed = 0;
+    for (int c = 1; c <= n; ++c) {
+        drop[size_t(c)] = double(voxels[size_t(c)]) * voxel_ml < min_ml;
+        removed += drop[size_t(c)];
+    }
+    if (removed == 0) return 0;
+    for (int z = 0; z < g.d; ++z)
+        for (int y = 0; y < g.h; ++y) {
+            std::uint8_t* row = labels[size_t(z)].ptr<std::uint8_t>(y);
+            for (int x = 0; x < g.w; ++x)
+                if (drop[size_t(comp[g.at(x, y, z)])]) row[x] = 0;
+        }
+    return removed;
+}
+
 }  // namespace hemoscan

@@ -97,7 +97,7 @@ PreparedSlice prepare_slice(const cv::Mat& pixels, const ImageMeta& meta, const 
 
 cv::Mat labels_to_source(const std::vector<cv::Mat>& probabilities, const PreparedSlice& prepared,
                          const ResizeOptions& resize) {
-    if (probabilities.empty()) throw UsageError("labels_to_source: no class probabilities");
+    if (probabilities.size() < 2) throw UsageError("labels_to_source: needs background and at least one class");
     const cv::Rect content = content_rect(prepared.box.size(), resize);
     const cv::Size box = prepared.box.size();
     std::vector<cv::Mat> planes;
@@ -116,9 +116,13 @@ cv::Mat labels_to_source(const std::vector<cv::Mat>& probabilities, const Prepar
     for (int y = 0; y < box.height; ++y) {
         uchar* row = labels.ptr<uchar>(prepared.box.y + y) + prepared.box.x;
         for (int x = 0; x < box.width; ++x) {
-            int best = 0;
-            float best_p = planes[0].at<float>(y, x);
-            for (int k = 1; k < k_count; ++k) {
+            // Foreground when the classes other than background together are more probable than it
+            // (the Bayes decision for "any finding"), then the most probable of them. A plain argmax
+            // would call background wherever the probability is split between two subtypes.
+            if (planes[0].at<float>(y, x) >= 0.5f) continue;
+            int best = 1;
+            float best_p = planes[1].at<float>(y, x);
+            for (int k = 2; k < k_count; ++k) {
                 const float p = planes[static_cast<size_t>(k)].at<float>(y, x);
                 if (p > best_p) best = k, best_p = p;
             }

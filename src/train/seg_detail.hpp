@@ -31,8 +31,9 @@ PreparedSlice prepare_slice(const cv::Mat& pixels, const ImageMeta& meta, const 
                             const cv::Mat& mask = cv::Mat());
 
 // Class probabilities at model size (K planes, CV_32FC1, S x S) -> label map (CV_8UC1) of the source
-// slice: the padding is cut off, the probabilities are resized linearly to the box and the most
-// probable class is taken; outside the box is background.
+// slice: the padding is cut off, the probabilities are resized linearly to the box; a pixel is
+// foreground when P(background) < 0.5 and then takes the most probable foreground class; outside the
+// box is background.
 cv::Mat labels_to_source(const std::vector<cv::Mat>& probabilities, const PreparedSlice& prepared,
                          const ResizeOptions& resize);
 

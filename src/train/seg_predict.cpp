@@ -1,10 +1,12 @@
 // SegPredictor: a segmentation model file -> label maps in the input volume's own geometry.
 #include <torch/torch.h>
 
+#include <cmath>
 #include <mutex>
 #include <thread>
 
 #include "hemoscan/error.hpp"
+#include "hemoscan/metrics/segmentation.hpp"
 #include "hemoscan/models/serialize.hpp"
 #include "hemoscan/train/predictor.hpp"
 #include "hemoscan/train/segment.hpp"
@@ -21,6 +23,7 @@ struct SegPredictor::Impl {
     PreprocessOptions pre;
     bool tta = false;
     int batch = 8;
+    double min_component_ml = 0;
     std::mutex mutex;  // one forward at a time: modules keep per-call state
 };
 
@@ -33,6 +36,7 @@ SegPredictor::SegPredictor(const fs::path& model_path, int threads) : impl_(std:
         impl_->bleed_classes = meta.at("bleed_classes").get<std::vector<int>>();
         impl_->pre = preprocess_from_meta(meta);
         impl_->tta = meta.value("tta", std::string("none")) == "hflip";
+        if (meta.contains("postprocess")) impl_->min_component_ml = meta["postprocess"].value("min_component_ml", 0.0);
     } catch (const nlohmann::json::exception& e) {
         throw InputError(model_path.string() + ": segmentation model metadata incomplete (" + e.what() + ")");
     }
@@ -48,6 +52,12 @@ SegPredictor::~SegPredictor() = default;
 const nlohmann::json& SegPredictor::meta() const { return impl_->loaded.meta; }
 const std::vector<std::string>& SegPredictor::class_names() const { return impl_->class_names; }
 const std::vector<int>& SegPredictor::bleed_classes() const { return impl_->bleed_classes; }
+double SegPredictor::min_component_ml() const { return impl_->min_component_ml; }
+
+void SegPredictor::set_min_component_ml(double ml) {
+    if (!(ml >= 0) || !std::isfinite(ml)) throw UsageError("--min-component-ml must be >= 0 (0 = off)");
+    impl_->min_component_ml = ml;
+}
 
 SegmentationResult SegPredictor::segment(const Volume& volume) {
     if (volume.slices.empty()) throw InputError("segment: the volume has no slices");
@@ -85,6 +95,7 @@ SegmentationResult SegPredictor::segment(const Volume& volume) {
         }
     }
     const auto& spacing = volume.geometry.spacing;
+    if (impl_->min_component_ml > 0) remove_small_components(result.labels.slices, spacing, impl_->min_component_ml);
     result.volume_ml.assign(result.class_names.size(), 0.0);
     for (size_t c = 1; c < result.class_names.size(); ++c) {
         result.volume_ml[c] = volume_ml(class_mask(result.labels.slices, static_cast<int>(c)), spacing);

@@ -62,6 +62,7 @@ TEST(CliSegment, SynthTrainEvaluateSegment) {
                      " --depth 2 --width 0.25 --size 64 --epochs 2 --batch 4 --threads 1 --workers 1 --val-fraction 0.25");
     ASSERT_EQ(r.exit_code, 0) << r.output;
     EXPECT_NE(r.output.find("Dice any"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("post-processing: foreground components below"), std::string::npos) << r.output;
     ASSERT_TRUE(fs::exists(d / "run" / "model.pt"));
     EXPECT_EQ(read_json(d / "run" / "config.json")["options"]["model"], "unet");  // the default for segment
     EXPECT_EQ(read_json(d / "run" / "config.json")["options"]["crop_head"], false);
@@ -82,6 +83,17 @@ TEST(CliSegment, SynthTrainEvaluateSegment) {
     ASSERT_EQ(m["cases"].size(), 4u);
     EXPECT_GT(m["cases"][0]["volume_true_ml"].get<double>(), 0.0);  // --p-bleed 1: every study bleeds
     EXPECT_TRUE(fs::exists(d / "eval" / "cases.csv"));
+    EXPECT_NE(r.output.find("false-positive"), std::string::npos) << r.output;
+
+    // Post-processing: chosen at training (logged), overridable; 1000 mL removes every component.
+    r = run_hemoscan("evaluate --model " + q(d / "run" / "model.pt") + " --data " + q(d / "syn" / "nnunet") + " --out " +
+                     q(d / "eval_pp") + " --threads 1 --min-component-ml 1000");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    for (const auto& c : read_json(d / "eval_pp" / "metrics.json")["cases"]) EXPECT_EQ(c["volume_ml"], 0.0) << c.dump();
+    r = run_hemoscan("evaluate --model " + q(d / "run" / "model.pt") + " --data " + q(d / "syn" / "nnunet") + " --out " +
+                     q(d / "eval_bad") + " --min-component-ml -2");
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("--min-component-ml"), std::string::npos) << r.output;
 
     // segment: a NIfTI volume, a DICOM series folder and a PNG image.
     cv::Mat png(50, 70, CV_8U, cv::Scalar(0));

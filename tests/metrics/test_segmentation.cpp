@@ -211,3 +211,37 @@ TEST(SegLesions, CountsComponentsIn26Connectivity) {
     EXPECT_EQ(none.false_positive_components, 4);
     EXPECT_TRUE(std::isnan(none.sensitivity()));
 }
+
+TEST(SegPostprocess, RemovesComponentsBelowTheVolumeOnly) {
+    auto v = zeros(12, 12, 4);
+    // A 3x3x2 box of label 2 (18 voxels) joined at a corner, one slice up, to a 1-voxel label 5:
+    // one 26-connected component of 19 voxels. A lone 2x2x1 box of label 1 (4 voxels) elsewhere.
+    fill_box(v, 1, 3, 1, 3, 0, 1, 2);
+    fill_box(v, 4, 4, 4, 4, 2, 2, 5);
+    fill_box(v, 8, 9, 8, 9, 3, 3, 1);
+    const std::array<double, 3> spacing{0.5, 0.5, 4.0};  // 1 mm^3 per voxel: 19 and 4 microlitres
+    const LabelSlices before = [&] {
+        LabelSlices c;
+        for (const auto& m : v) c.push_back(m.clone());
+        return c;
+    }();
+
+    EXPECT_EQ(remove_small_components(v, spacing, 0.0), 0);  // 0 = off
+    EXPECT_EQ(remove_small_components(v, spacing, 0.004), 0);  // 4 voxels = 0.004 mL: kept (not below)
+    EXPECT_EQ(overlap(v, before).fp + overlap(v, before).fn, 0);
+
+    EXPECT_EQ(remove_small_components(v, spacing, 0.005), 1);
+    EXPECT_EQ(v[3].at<std::uint8_t>(8, 8), 0);
+    EXPECT_EQ(cv::countNonZero(v[3]), 0);
+    // The joined component keeps every voxel and its labels.
+    EXPECT_EQ(v[0].at<std::uint8_t>(2, 2), 2);
+    EXPECT_EQ(v[2].at<std::uint8_t>(4, 4), 5);
+    EXPECT_DOUBLE_EQ(volume_ml(class_mask(v, kAnyForeground), spacing), 0.019);
+
+    EXPECT_EQ(remove_small_components(v, spacing, 0.02), 1);  // 19 voxels < 20
+    EXPECT_DOUBLE_EQ(volume_ml(class_mask(v, kAnyForeground), spacing), 0.0);
+
+    LabelSlices bad = zeros(4, 4, 2);
+    bad[1] = cv::Mat::zeros(5, 4, CV_8UC1);
+    EXPECT_THROW(remove_small_components(bad, spacing, 1.0), UsageError);
+}

@@ -16,6 +16,7 @@
 #include "hemoscan/train/segment.hpp"
 #include "hemoscan/util/fs.hpp"
 #include "support/test_util.hpp"
+#include "train/seg_detail.hpp"
 
 using namespace hemoscan;
 namespace fs = std::filesystem;
@@ -194,6 +195,14 @@ TEST_F(SegmentTest, LearnsBlobsAndWritesRunFolder) {
     EXPECT_EQ(load_run_options(*dir_ / "run").task, "segment");
 
     SegPredictor p(model(), 1);
+    // Post-processing chosen on the validation cases: one of the candidates, never worse than none.
+    const auto& post = p.meta()["postprocess"];
+    EXPECT_EQ(post["chosen_on"], "validation");
+    EXPECT_EQ(post["candidates"].size(), 10u);
+    EXPECT_GE(post["dice"].get<double>(), post["dice_without"].get<double>());
+    EXPECT_DOUBLE_EQ(post["dice_without"].get<double>(), post["candidates"]["0"].get<double>());
+    EXPECT_DOUBLE_EQ(p.min_component_ml(), post["min_component_ml"].get<double>());
+    EXPECT_EQ(test::read_json(*dir_ / "run" / "metrics.json")["n"], 4);
     EXPECT_EQ(p.class_names(), (std::vector<std::string>{"background", "bleed"}));
     EXPECT_EQ(p.bleed_classes(), std::vector<int>{1});
     EXPECT_EQ(p.meta()["task"], "segment");
@@ -217,6 +226,15 @@ TEST_F(SegmentTest, KnownVolumeInMillilitres) {
     EXPECT_NEAR(r.bleed_volume_ml, 0.48, 0.48 * 0.2);
     EXPECT_DOUBLE_EQ(r.volume_ml[1], r.bleed_volume_ml);
     EXPECT_GT(dice_of(r.labels.slices, labels), 0.8);
+
+    // Post-processing: a minimum component volume above the whole predicted volume removes every
+    // component; 0 turns it off.
+    SegPredictor strict(model(), 1);
+    strict.set_min_component_ml(r.bleed_volume_ml + 1e-6);
+    EXPECT_DOUBLE_EQ(strict.segment(v).bleed_volume_ml, 0.0);
+    strict.set_min_component_ml(0);
+    EXPECT_GE(strict.segment(v).bleed_volume_ml, r.bleed_volume_ml);
+    EXPECT_THROW(strict.set_min_component_ml(-1), UsageError);
 
     // The same case through evaluate: the true volume is exact, the error is |predicted - true|.
     test::TempDir d;
@@ -348,3 +366,31 @@ TEST(Segment, BadOptions) {
     EXPECT_THROW(train_segmenter(o), InputError);
     EXPECT_FALSE(fs::exists(d / "run"));
 }
+
+// Foreground wherever P(background) < 0.5, then the most probable foreground class: a pixel whose
+// probability is split between two subtypes is still a finding (a plain argmax would call it background).
+TEST(SegLabels, ForegroundWhenBackgroundIsLessThanHalf) {
+    const std::vector<std::array<float, 3>> pixels = {
+        {0.40f, 0.35f, 0.25f},  // background most probable alone, but 0.60 is foreground: class 1
+        {0.60f, 0.30f, 0.10f},  // background
+        {0.20f, 0.30f, 0.50f},  // class 2
+        {0.50f, 0.45f, 0.05f},  // exactly one half: background
+    };
+    std::vector<cv::Mat> planes(3);
+    for (int k = 0; k < 3; ++k) {
+        planes[static_cast<size_t>(k)] = cv::Mat(1, 4, CV_32FC1);
+        for (int x = 0; x < 4; ++x) planes[static_cast<size_t>(k)].at<float>(0, x) = pixels[static_cast<size_t>(x)][static_cast<size_t>(k)];
+    }
+    seg_detail::PreparedSlice prepared;
+    prepared.source = cv::Size(4, 1);
+    prepared.box = cv::Rect(0, 0, 4, 1);
+    ResizeOptions resize{4, 1, false, 0.f};
+    const cv::Mat labels = seg_detail::labels_to_source(planes, prepared, resize);
+    ASSERT_EQ(labels.size(), cv::Size(4, 1));
+    EXPECT_EQ(labels.at<std::uint8_t>(0, 0), 1);
+    EXPECT_EQ(labels.at<std::uint8_t>(0, 1), 0);
+    EXPECT_EQ(labels.at<std::uint8_t>(0, 2), 2);
+    EXPECT_EQ(labels.at<std::uint8_t>(0, 3), 0);
+    EXPECT_THROW(seg_detail::labels_to_source({planes[0]}, prepared, resize), UsageError);
+}
+

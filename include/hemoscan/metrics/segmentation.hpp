@@ -41,4 +41,9 @@ struct LesionDetection {
 };
 LesionDetection lesion_detection(const LabelSlices& pred, const LabelSlices& truth);
 
+// Post-processing of a predicted label map (nnU-Net style): 3D components (26-connectivity) of the
+// foreground (every label > 0, so a bleed touching another class stays one component) whose volume
+// is below `min_ml` are set to background in place. Returns the number of components removed.
+int remove_small_components(LabelSlices& labels, const std::array<double, 3>& spacing, double min_ml);
+
 }  // namespace hemoscan

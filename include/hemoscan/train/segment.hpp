@@ -46,10 +46,16 @@ public:
     const std::vector<int>& bleed_classes() const;
 
     // Segments every slice (preprocessed as in training; the class probabilities, padding cut off, are
-    // resized linearly back to the slice's own size, then the most probable class is taken), keeping
-    // the volume's geometry. Thread-safe (one forward at a time). Slices without slice_meta are taken
-    // as HU when they hold values <= -900, else as raw values (min-max scaled).
+    // resized linearly back to the slice's own size; foreground where P(background) < 0.5, the most
+    // probable foreground class there), keeping the volume's geometry, then removes foreground
+    // components smaller than min_component_ml(). Thread-safe (one forward at a time). Slices without
+    // slice_meta are taken as HU when they hold values <= -900, else as raw values (min-max scaled).
     SegmentationResult segment(const Volume& volume);
+
+    // Post-processing: 3D foreground components below this volume (mL) are dropped. From the model
+    // file ("postprocess": {"min_component_ml": ..}, chosen on validation by training), else 0 (off).
+    double min_component_ml() const;
+    void set_min_component_ml(double ml);  // overrides the model's value (0 = off); UsageError if < 0
 
 private:
     struct Impl;
