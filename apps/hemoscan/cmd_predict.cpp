@@ -17,7 +17,7 @@ void add_predict(CLI::App& root, std::vector<Command>& commands) {
         std::string model, out, heatmap;
         std::vector<std::string> inputs;
         double threshold = -1;
-        int threads = 0;
+        int threads = 0, batch = 32;
     };
     auto a = std::make_shared<Args>();
     auto* app = root.add_subcommand("predict", "Predict: probability and decision per label for each input");
@@ -28,6 +28,9 @@ void add_predict(CLI::App& root, std::vector<Command>& commands) {
     app->add_option("--heatmap", a->heatmap, "Write a Grad-CAM overlay PNG per image/slice into this folder");
     app->add_option("--threshold", a->threshold, "Decision threshold for every label (default: the model's)");
     app->add_option("--threads", a->threads, "Compute threads (0 = all cores)")->capture_default_str();
+    app->add_option("--batch", a->batch, "Images or slices per forward pass")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
     commands.push_back({app, [a] {
         if (!a->out.empty() && !ends_with(to_lower(a->out), ".csv") && !ends_with(to_lower(a->out), ".json")) {
             throw UsageError("--out must end in .csv or .json: " + a->out);
@@ -36,6 +39,7 @@ void add_predict(CLI::App& root, std::vector<Command>& commands) {
         PredictInputsOptions po;
         po.heatmap_dir = a->heatmap;
         po.threshold = a->threshold;
+        po.batch = a->batch;
         std::vector<fs::path> inputs(a->inputs.begin(), a->inputs.end());
         auto results = predict_inputs(predictor, inputs, po);
         const auto& labels = predictor.labels();

@@ -12,7 +12,6 @@
 #include <spdlog/fmt/fmt.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -27,6 +26,7 @@
 #include "dcmtk_setup.hpp"
 #include "hemoscan/error.hpp"
 #include "hemoscan/log.hpp"
+#include "hemoscan/util/parallel.hpp"
 #include "hemoscan/util/strings.hpp"
 
 namespace hemoscan {
@@ -505,35 +505,15 @@ std::vector<Volume> read_dicom_series(const std::vector<std::filesystem::path>& 
     // Read in parallel; results land at their input index, so the outcome does not depend on timing.
     const size_t n = candidates.size();
     std::vector<std::optional<DicomSlice>> read(n);
-    std::vector<std::exception_ptr> errors(n);
-    std::atomic<size_t> next{0};
-    auto worker = [&] {
-        for (size_t i = next++; i < n; i = next++) {
-            try {
-                read[i] = read_slice(candidates[i].path, policy);
-            } catch (const NotAnImage& e) {
-                if (candidates[i].folder < 0) {
-                    errors[i] = std::current_exception();
-                } else {
-                    logger().debug("{} (skipped)", e.what());
-                }
-            } catch (...) {
-                errors[i] = std::current_exception();
-            }
+    const int workers = static_cast<int>(std::min<unsigned>(std::max(1u, std::thread::hardware_concurrency()), 4u));
+    parallel_for_index(n, workers, [&](size_t i) {
+        try {
+            read[i] = read_slice(candidates[i].path, policy);
+        } catch (const NotAnImage& e) {
+            if (candidates[i].folder < 0) throw;  // named on the command line: an error
+            logger().debug("{} (skipped)", e.what());
         }
-    };
-    const size_t hw = std::max(1u, std::thread::hardware_concurrency());
-    const size_t workers = std::min<size_t>({n, hw, 4});
-    if (workers <= 1) {
-        worker();
-    } else {
-        std::vector<std::thread> threads;
-        for (size_t t = 0; t < workers; ++t) threads.emplace_back(worker);
-        for (auto& t : threads) t.join();
-    }
-    for (const auto& error : errors) {
-        if (error) std::rethrow_exception(error);
-    }
+    });
 
     for (size_t f = 0; f < folders.size(); ++f) {
         const auto& members = folder_files[f];

@@ -9,6 +9,7 @@
 #include "hemoscan/io/load.hpp"
 #include "hemoscan/preprocess/preprocess.hpp"
 #include "hemoscan/preprocess/volume.hpp"
+#include "hemoscan/util/parallel.hpp"
 #include "hemoscan/util/strings.hpp"
 
 namespace hemoscan {
@@ -67,14 +68,17 @@ std::vector<InputResult> predict_inputs(Predictor& predictor, const std::vector<
             r.overall.decisions = predictor.decide(r.overall.probabilities, options.threshold);
         }
         if (!options.heatmap_dir.empty()) {
+            const fs::path name = safe_filename(fs::path(r.input).filename().string());
             for (size_t i = 0; i < samples.size(); ++i) {
-                fs::path name = safe_filename(fs::path(r.input).filename().string());
-                fs::path png = r.kind == "series" || r.items.size() > 1
-                                   ? options.heatmap_dir / name / (safe_filename(fs::path(r.items[i]).stem().string()) + ".png")
-                                   : options.heatmap_dir / (safe_filename(fs::path(r.items[i]).stem().string()) + ".png");
-                write_image_2d(png, overlay_of(samples[i], cams.at(i)));
-                r.heatmaps.push_back(png.string());
+                const fs::path file = safe_filename(fs::path(r.items[i]).stem().string()) + ".png";
+                const bool folder = r.kind == "series" || r.items.size() > 1;
+                r.heatmaps.push_back((folder ? options.heatmap_dir / name / file : options.heatmap_dir / file).string());
             }
+            // Colouring and PNG encoding are independent per slice (and a tenth of a series' time).
+            if (!r.heatmaps.empty()) fs::create_directories(fs::path(r.heatmaps.front()).parent_path());
+            parallel_for_index(samples.size(), 0, [&](size_t i) {
+                write_image_2d(r.heatmaps[i], overlay_of(samples[i], cams.at(i)));
+            });
         }
         results.push_back(std::move(r));
     };
