@@ -1,12 +1,14 @@
 #include "hemoscan/train/predict_inputs.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <opencv2/imgproc.hpp>
 
 #include "hemoscan/error.hpp"
 #include "hemoscan/explain/overlay.hpp"
 #include "hemoscan/io/image2d.hpp"
 #include "hemoscan/io/load.hpp"
+#include "hemoscan/log.hpp"
 #include "hemoscan/preprocess/preprocess.hpp"
 #include "hemoscan/preprocess/volume.hpp"
 #include "hemoscan/util/parallel.hpp"
@@ -17,6 +19,10 @@ namespace hemoscan {
 namespace fs = std::filesystem;
 
 namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
 
 // A Grad-CAM map (CV_32F, sample size) over the sample.
 cv::Mat overlay_of(const Sample& sample, const cv::Mat& cam) {
@@ -48,8 +54,10 @@ std::vector<InputResult> predict_inputs(Predictor& predictor, const std::vector<
     auto finish = [&](InputResult& r, std::vector<Sample>& samples) {
         // With heatmaps, one pass per batch gives both (the Grad-CAM of each sample's top output).
         std::vector<cv::Mat> cams;
+        auto t0 = std::chrono::steady_clock::now();
         r.per_item = options.heatmap_dir.empty() ? predictor.predict_samples(samples, options.batch)
                                                  : predictor.predict_samples(samples, options.batch, cams);
+        logger().debug("{}: model on {} images in {:.3f} s", r.input, samples.size(), seconds_since(t0));
         for (auto& p : r.per_item) p.decisions = predictor.decide(p.probabilities, options.threshold);
         r.overall = r.per_item.front();
         if (r.per_item.size() > 1) {
@@ -76,9 +84,11 @@ std::vector<InputResult> predict_inputs(Predictor& predictor, const std::vector<
             }
             // Colouring and PNG encoding are independent per slice (and a tenth of a series' time).
             if (!r.heatmaps.empty()) fs::create_directories(fs::path(r.heatmaps.front()).parent_path());
+            t0 = std::chrono::steady_clock::now();
             parallel_for_index(samples.size(), 0, [&](size_t i) {
                 write_image_2d(r.heatmaps[i], overlay_of(samples[i], cams.at(i)));
             });
+            logger().debug("{}: {} heatmap PNGs in {:.3f} s", r.input, samples.size(), seconds_since(t0));
         }
         results.push_back(std::move(r));
     };
@@ -96,13 +106,17 @@ std::vector<InputResult> predict_inputs(Predictor& predictor, const std::vector<
                 else if (is_dicom_file(e.path())) dicoms.push_back(e.path());
             }
             if (!dicoms.empty()) {
+                const auto t_read = std::chrono::steady_clock::now();
                 auto volumes = read_dicom_series({in}, predictor.modality());
+                logger().debug("{}: read in {:.3f} s", in.string(), seconds_since(t_read));
                 for (auto& v : volumes) {
                     InputResult sr;
                     sr.input = volumes.size() > 1 ? in.string() + "#" + v.slice_meta.front().series_uid : in.string();
                     sr.kind = "series";
                     for (const auto& meta : v.slice_meta) sr.items.push_back(meta.path);
+                    const auto t_pre = std::chrono::steady_clock::now();
                     std::vector<Sample> ss = preprocess_volume(v, pre);
+                    logger().debug("{}: {} slices preprocessed in {:.3f} s", sr.input, ss.size(), seconds_since(t_pre));
                     finish(sr, ss);
                 }
                 continue;

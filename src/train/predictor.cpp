@@ -3,12 +3,14 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <chrono>
 #include <mutex>
 #include <thread>
 
 #include "hemoscan/data/batch_tensor.hpp"
 #include "hemoscan/error.hpp"
 #include "hemoscan/explain/grad_cam.hpp"
+#include "hemoscan/log.hpp"
 #include "hemoscan/models/classifier.hpp"
 #include "hemoscan/models/cnn.hpp"
 #include "hemoscan/models/serialize.hpp"
@@ -60,6 +62,7 @@ void prepare_for_inference(ClassifierImpl& model) {
 }  // namespace
 
 Predictor::Predictor(const fs::path& model_path, int threads) : impl_(std::make_unique<Impl>()) {
+    const auto t0 = std::chrono::steady_clock::now();
     torch::set_num_threads(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
     impl_->loaded = load_model(model_path);
     const auto& meta = impl_->loaded.meta;
@@ -79,6 +82,8 @@ Predictor::Predictor(const fs::path& model_path, int threads) : impl_(std::make_
         throw InputError(model_path.string() + ": thresholds do not match the labels");
     }
     prepare_for_inference(*impl_->loaded.model);
+    logger().debug("{}: loaded in {:.3f} s", model_path.string(),
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
 
 Predictor::~Predictor() = default;
