@@ -17,7 +17,7 @@ void add_predict(CLI::App& root, std::vector<Command>& commands) {
         std::string model, out, heatmap;
         std::vector<std::string> inputs;
         double threshold = -1;
-        int threads = 0, batch = 32;
+        int threads = 0, batch = kInferenceBatch;
     };
     auto a = std::make_shared<Args>();
     auto* app = root.add_subcommand("predict", "Predict: probability and decision per label for each input");

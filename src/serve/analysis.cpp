@@ -221,7 +221,7 @@ json analyze(Predictor& predictor, SegPredictor* seg, const StagedUpload& upload
     std::vector<Sample> samples;
     samples.reserve(slices.size());
     for (const auto& s : slices) samples.push_back(preprocess(s, pre));
-    std::vector<Prediction> items = predictor.predict_samples(samples, 16);
+    std::vector<Prediction> items = predictor.predict_samples(samples, kInferenceBatch);
     const Prediction overall = study_of(predictor, items);
 
     // One label's evidence on every slice, so that scrolling compares like with like.

@@ -21,7 +21,7 @@ struct InputResult {
 struct PredictInputsOptions {
     std::filesystem::path heatmap_dir;  // empty: no heatmaps
     double threshold = -1;              // >= 0 overrides the model's thresholds
-    int batch = 32;
+    int batch = kInferenceBatch;
 };
 
 // Expands the inputs (a folder holding DICOM files is a series, one holding images is a set of
