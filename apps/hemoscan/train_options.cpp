@@ -64,6 +64,11 @@ void add_train_options(CLI::App* app, TrainArgs& a, bool folds_for_cv) {
     app->add_option("--grad-clip", o.grad_clip, "Gradient norm clipping (0 = off)")->capture_default_str();
     app->add_option("--dropout", a.dropout, "Dropout before the output (default: the architecture's)");
     app->add_option("--width", o.width, "Channel width multiplier")->capture_default_str();
+    app->add_option("--pool", o.pool,
+                    "Classifier: global pooling before the output: avg, max (a small focal finding is not averaged "
+                    "away) or avgmax (both)")
+        ->check(CLI::IsMember({"avg", "max", "avgmax"}))
+        ->capture_default_str();
     app->add_option("--modality", o.modality, "Accepted DICOM modality: ct, mr, any")->capture_default_str();
     app->add_option("--tta", a.tta, "Test-time augmentation: average with the mirrored image (on/off)")
         ->capture_default_str();

@@ -42,7 +42,7 @@ CnnImpl::CnnImpl(ModelConfig config) : ClassifierImpl(std::move(config)) {
     }
     register_module("body", body_);
     dropout_ = register_module("dropout", torch::nn::Dropout(*config_.dropout));
-    out_ = register_module("out", torch::nn::Linear(in, config_.num_outputs));
+    out_ = register_module("out", torch::nn::Linear(pooled_channels(in, config_.pool), config_.num_outputs));
 }
 
 torch::Tensor CnnImpl::features(const torch::Tensor& x) { return body_->forward(x); }
@@ -79,6 +79,8 @@ void CnnImpl::fold_batch_norm() {
     body_ = replace_module("body", folded);
 }
 
-torch::Tensor CnnImpl::head(const torch::Tensor& features) { return out_(dropout_(features.mean({2, 3}))); }
+torch::Tensor CnnImpl::head(const torch::Tensor& features) {
+    return out_(dropout_(global_pool(features, config_.pool)));
+}
 
 }  // namespace hemoscan

@@ -2,9 +2,8 @@
 #include "hemoscan/models/registry.hpp"
 
 #include <functional>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "hemoscan/error.hpp"
 #include "hemoscan/models/classifier.hpp"
@@ -77,6 +76,8 @@ std::shared_ptr<ClassifierImpl> create_model(const ModelConfig& config) {
         throw UsageError(where + "dropout must be in [0, 1) (got " + std::to_string(*config.dropout) + ")");
     if (!(config.width >= 0.25 && config.width <= 4.0))
         throw UsageError(where + "width must be in [0.25, 4] (got " + std::to_string(config.width) + ")");
+    if (config.pool != "avg" && config.pool != "max" && config.pool != "avgmax")
+        throw UsageError(where + "pool must be avg, max or avgmax (got '" + config.pool + "')");
 
     ModelConfig resolved = config;
     if (!resolved.dropout) resolved.dropout = entry->info.default_dropout;
@@ -93,6 +94,7 @@ nlohmann::json model_config_to_json(const ModelConfig& config) {
     j["multiclass"] = config.multiclass;
     j["dropout"] = config.dropout ? nlohmann::json(*config.dropout) : nlohmann::json(nullptr);
     j["width"] = config.width;
+    j["pool"] = config.pool;
     return j;
 }
 
@@ -113,6 +115,7 @@ ModelConfig model_config_from_json(const nlohmann::json& j) {
     if (auto v = field("num_outputs", &Json::is_number_integer, "an integer")) c.num_outputs = v->get<int>();
     if (auto v = field("multiclass", &Json::is_boolean, "true or false")) c.multiclass = v->get<bool>();
     if (auto v = field("width", &Json::is_number, "a number")) c.width = v->get<double>();
+    if (auto v = field("pool", &Json::is_string, "a string")) c.pool = v->get<std::string>();  // absent: avg
     if (j.contains("dropout") && !j.at("dropout").is_null())
         c.dropout = field("dropout", &Json::is_number, "a number or null")->get<double>();
     return c;
@@ -126,6 +129,14 @@ torch::Tensor probabilities(const torch::Tensor& logits, bool multiclass) {
     }
     return multiclass ? torch::softmax(logits, 1) : torch::sigmoid(logits);
 }
+
+torch::Tensor global_pool(const torch::Tensor& features, const std::string& pool) {
+    if (pool == "max") return features.amax({2, 3});
+    if (pool == "avgmax") return torch::cat({features.mean({2, 3}), features.amax({2, 3})}, 1);
+    return features.mean({2, 3});
+}
+
+int pooled_channels(int channels, const std::string& pool) { return pool == "avgmax" ? 2 * channels : channels; }
 
 std::int64_t parameter_count(const torch::nn::Module& module) {
     std::int64_t n = 0;
@@ -141,8 +152,8 @@ void init_weights(torch::nn::Module& module) {
     // shrinks it about sixfold per layer and the dense ReLUs start dead.
     bool has_bn = false;
     for (auto& m : module.modules(/*include_self=*/true)) has_bn = has_bn || m->as<torch::nn::BatchNorm2d>() != nullptr;
-    const torch::nn::init::FanModeType mode = has_bn ? torch::nn::init::FanModeType(torch::kFanOut)
-                                                     : torch::nn::init::FanModeType(torch::kFanIn);
+    const torch::nn::init::FanModeType mode =
+        has_bn ? torch::nn::init::FanModeType(torch::kFanOut) : torch::nn::init::FanModeType(torch::kFanIn);
     for (auto& m : module.modules(/*include_self=*/true)) {
         if (auto* conv = m->as<torch::nn::Conv2d>()) {
             torch::nn::init::kaiming_normal_(conv->weight, 0.0, mode, torch::kReLU);

@@ -30,14 +30,14 @@ SimpleCnnImpl::SimpleCnnImpl(ModelConfig config, const std::vector<int>& widths,
     register_module("body", body_);
     last_pool_ = register_module("last_pool", torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(2).ceil_mode(true)));
     dropout_ = register_module("dropout", torch::nn::Dropout(*config_.dropout));
-    dense_ = register_module("dense", torch::nn::Linear(in, scaled(dense, w)));
+    dense_ = register_module("dense", torch::nn::Linear(pooled_channels(in, config_.pool), scaled(dense, w)));
     out_ = register_module("out", torch::nn::Linear(scaled(dense, w), config_.num_outputs));
 }
 
 torch::Tensor SimpleCnnImpl::features(const torch::Tensor& x) { return body_->forward(x); }
 
 torch::Tensor SimpleCnnImpl::head(const torch::Tensor& features) {
-    auto x = last_pool_(features).mean({2, 3});
+    auto x = global_pool(last_pool_(features), config_.pool);
     x = torch::relu(dense_(dropout_(x)));
     return out_(x);
 }

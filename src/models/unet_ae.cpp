@@ -26,17 +26,20 @@ UNetAutoencoderImpl::UNetAutoencoderImpl(ModelConfig config) : ClassifierImpl(st
     register_module("encoder", encoder_list_);
     bottleneck_ = register_module("bottleneck", DoubleConv(width(kLevels - 1), width(kLevels)));
     for (int l = 0; l < kLevels; ++l) {
-        up_.push_back(torch::nn::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(width(l + 1), width(l), 2).stride(2)));
+        up_.push_back(
+            torch::nn::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(width(l + 1), width(l), 2).stride(2)));
         up_list_->push_back(up_.back());
         decoder_.push_back(DoubleConv(width(l), width(l)));
         decoder_list_->push_back(decoder_.back());
     }
     register_module("up", up_list_);
     register_module("decoder", decoder_list_);
-    out_conv_ = register_module("out_conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(width(0), config_.in_channels, 1)));
+    out_conv_ =
+        register_module("out_conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(width(0), config_.in_channels, 1)));
     pool_ = register_module("pool", torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(2).ceil_mode(true)));
     dropout_ = register_module("dropout", torch::nn::Dropout(*config_.dropout));
-    out_ = register_module("out", torch::nn::Linear(width(kLevels), config_.num_outputs));
+    out_ =
+        register_module("out", torch::nn::Linear(pooled_channels(width(kLevels), config_.pool), config_.num_outputs));
 }
 
 torch::Tensor UNetAutoencoderImpl::features(const torch::Tensor& input) {
@@ -46,7 +49,7 @@ torch::Tensor UNetAutoencoderImpl::features(const torch::Tensor& input) {
 }
 
 torch::Tensor UNetAutoencoderImpl::head(const torch::Tensor& features) {
-    return out_(dropout_(features.mean({2, 3})));
+    return out_(dropout_(global_pool(features, config_.pool)));
 }
 
 torch::Tensor UNetAutoencoderImpl::reconstruct(const torch::Tensor& input) {

@@ -57,6 +57,7 @@ nlohmann::json train_options_to_json(const TrainOptions& o) {
                         {"patience", o.patience},
                         {"grad_clip", o.grad_clip},
                         {"width", o.width},
+                        {"pool", o.pool},
                         {"modality", o.modality},
                         {"tta", o.tta},
                         {"loss", o.loss},
@@ -101,6 +102,7 @@ TrainOptions train_options_from_json(const nlohmann::json& j) {
     get("patience", o.patience);
     get("grad_clip", o.grad_clip);
     get("width", o.width);
+    get("pool", o.pool);
     get("modality", o.modality);
     get("tta", o.tta);
     get("task", o.task);
@@ -407,6 +409,7 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
     mc.multiclass = ds.multiclass;
     mc.dropout = o.dropout;
     mc.width = o.width;
+    mc.pool = o.pool;
     std::shared_ptr<ClassifierImpl> model = create_model(mc);
 
     // Class weights from the training labels: positives are up-weighted by neg/pos (multi-label), or

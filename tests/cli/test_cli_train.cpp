@@ -55,8 +55,7 @@ TEST(CliTrain, KillResumeEvaluatePredict) {
     test::write_blob_dataset(d / "data", 16);
     const int epochs = 8;
     std::string cmd = std::string("'") + HEMOSCAN_BIN + "' train --data " + q(d / "data") + " --out " + q(d / "run") +
-                      kSmall + " --epochs " + std::to_string(epochs) + " > " + q(d / "train.log") +
-                      " 2>&1 & echo $!";
+                      kSmall + " --epochs " + std::to_string(epochs) + " > " + q(d / "train.log") + " 2>&1 & echo $!";
     auto started = test::run_command(cmd);
     const int pid = std::stoi(started.output);
     // Wait for the second checkpoint, then kill without warning.
@@ -90,8 +89,8 @@ TEST(CliTrain, KillResumeEvaluatePredict) {
     ASSERT_EQ(r.exit_code, 0) << r.output;
     auto m = read_json(d / "eval" / "metrics.json");
     EXPECT_EQ(m["n"], 32);
-    for (const char* k : {"auc", "auc_ci95", "accuracy", "sensitivity", "specificity", "precision", "f1", "threshold",
-                          "confusion"}) {
+    for (const char* k :
+         {"auc", "auc_ci95", "accuracy", "sensitivity", "specificity", "precision", "f1", "threshold", "confusion"}) {
         EXPECT_TRUE(m["labels"]["hemorrhage"].contains(k)) << k;
     }
     for (const char* f : {"predictions.csv", "roc.png", "pr.png", "confusion.png"}) {
@@ -153,6 +152,28 @@ TEST(CliTrain, PredictDicomSeriesGivesSlicesAndStudy) {
     EXPECT_NE(r.output.find("missing.png"), std::string::npos);
 }
 
+// --pool reaches the model file: an avgmax head has twice the inputs of the default one, so the saved
+// model only loads for predict when model.pt itself says avgmax. A value outside the list is refused.
+TEST(CliTrain, PoolOptionIsStoredAndChecked) {
+    TempDir d;
+    test::write_blob_dataset(d / "data", 6);
+    auto r = run_hemoscan("train --data " + q(d / "data") + " --out " + q(d / "run") + " --pool mean" + kSmall +
+                          " --epochs 1");
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("--pool"), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(d / "run" / "model.pt"));
+
+    r = run_hemoscan("train --data " + q(d / "data") + " --out " + q(d / "run2") + " --pool avgmax" + kSmall +
+                     " --epochs 1");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(read_json(d / "run2" / "config.json")["options"]["pool"], "avgmax");
+    r = run_hemoscan("predict --model " + q(d / "run2" / "model.pt") + " " + q(d / "data" / "000.png") +
+                     " --threads 1 --out " + q(d / "p.json"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto p = read_json(d / "p.json");
+    ASSERT_EQ(p.size(), 1u);
+}
+
 TEST(CliTrain, CrossValidationPoolsFolds) {
     TempDir d;
     test::write_blob_dataset(d / "data", 10);
@@ -179,8 +200,8 @@ TEST(CliTrain, DemoWritesReport) {
     ASSERT_TRUE(fs::exists(report));
     std::ifstream in(report);
     std::string html((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    for (const char* part : {"Per-study results", "Slice-level metrics", "Grad-CAM", "data:image/png;base64,",
-                             "study_0000"}) {
+    for (const char* part :
+         {"Per-study results", "Slice-level metrics", "Grad-CAM", "data:image/png;base64,", "study_0000"}) {
         EXPECT_NE(html.find(part), std::string::npos) << part;
     }
     EXPECT_EQ(html.find("missing figure"), std::string::npos);

@@ -70,6 +70,7 @@ TEST(Registry, RejectsImpossibleConfigs) {
     EXPECT_THROW(create_model(bad([](ModelConfig& c) { c.dropout = 1.0; })), UsageError);
     EXPECT_THROW(create_model(bad([](ModelConfig& c) { c.dropout = -0.1; })), UsageError);
     EXPECT_THROW(create_model(bad([](ModelConfig& c) { c.width = 0.0; })), UsageError);
+    EXPECT_THROW(create_model(bad([](ModelConfig& c) { c.pool = "mean"; })), UsageError);
     EXPECT_NO_THROW(create_model(bad([](ModelConfig& c) {
         c.multiclass = true;
         c.num_outputs = 2;
@@ -212,6 +213,44 @@ TEST(Models, Probabilities) {
     EXPECT_THROW(probabilities(torch::zeros({3}), false), UsageError);
 }
 
+TEST(Models, GlobalPoolingByHand) {
+    // One 2-channel 2x2 map: channel 0 = {1, 2, 3, 6}, channel 1 = {0, 0, 0, 8}.
+    const auto f = torch::tensor({1.f, 2.f, 3.f, 6.f, 0.f, 0.f, 0.f, 8.f}).view({1, 2, 2, 2});
+    EXPECT_TRUE(torch::equal(global_pool(f, "avg"), torch::tensor({{3.f, 2.f}})));
+    EXPECT_TRUE(torch::equal(global_pool(f, "max"), torch::tensor({{6.f, 8.f}})));
+    EXPECT_TRUE(torch::equal(global_pool(f, "avgmax"), torch::tensor({{3.f, 2.f, 6.f, 8.f}})));
+    EXPECT_EQ(pooled_channels(256, "avg"), 256);
+    EXPECT_EQ(pooled_channels(256, "max"), 256);
+    EXPECT_EQ(pooled_channels(256, "avgmax"), 512);
+}
+
+// The pooling choice reaches every classifier's head: avgmax doubles the inputs of the first dense
+// layer, and a single bright pixel moves the max-pooled logits, not the averaged ones, by its full size.
+TEST(Models, PoolingChoiceInEveryHead) {
+    for (const auto& info : list_models()) {
+        SCOPED_TRACE(info.name);
+        ModelConfig c = config(info.name, 1, 2);
+        const int64_t avg_params = parameter_count(*create_model(c));
+        c.pool = "avgmax";
+        torch::manual_seed(3);
+        auto both = create_model(c);
+        const auto f = both->features(torch::zeros({1, 1, 64, 64}));
+        const int64_t first_dense_outputs = info.name == "cnn-simple" ? 32 : info.name == "cnn-large" ? 64 : 2;
+        EXPECT_EQ(parameter_count(*both) - avg_params, f.size(1) * first_dense_outputs);
+        both->eval();
+        torch::NoGradGuard no_grad;
+        EXPECT_EQ(both->forward(torch::randn({2, 1, 64, 64})).sizes(), (std::vector<int64_t>{2, 2}));
+        c.pool = "max";
+        EXPECT_EQ(parameter_count(*create_model(c)), avg_params);
+    }
+    // On a fixed feature map: a spike of 100 in one of 16x16 cells changes the avg pool by 100/256
+    // and the max pool by 100.
+    auto spike = torch::zeros({1, 1, 16, 16});
+    spike[0][0][5][7] = 100.f;
+    EXPECT_FLOAT_EQ(global_pool(spike, "avg").item<float>(), 100.f / 256.f);
+    EXPECT_FLOAT_EQ(global_pool(spike, "max").item<float>(), 100.f);
+}
+
 TEST(Models, ConfigJsonRoundTrip) {
     ModelConfig c = config("cnn-large", 3, 5);
     c.multiclass = true;
@@ -226,7 +265,14 @@ TEST(Models, ConfigJsonRoundTrip) {
     EXPECT_TRUE(back.multiclass);
     EXPECT_FALSE(back.dropout.has_value());
     EXPECT_DOUBLE_EQ(back.width, 0.5);
+    EXPECT_EQ(back.pool, "avg");
 
+    c.pool = "avgmax";
+    EXPECT_EQ(model_config_from_json(model_config_to_json(c)).pool, "avgmax");
+    nlohmann::json old = model_config_to_json(c);
+    old.erase("pool");  // files written before the option: average pooling
+    EXPECT_EQ(model_config_from_json(old).pool, "avg");
+    EXPECT_THROW(model_config_from_json(nlohmann::json{{"pool", 2}}), UsageError);
     c.dropout = 0.25;
     EXPECT_DOUBLE_EQ(model_config_from_json(model_config_to_json(c)).dropout.value(), 0.25);
     EXPECT_EQ(model_config_from_json(nlohmann::json::object()).name, "cnn");  // defaults

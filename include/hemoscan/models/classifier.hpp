@@ -33,11 +33,16 @@ protected:
 // Sigmoid (multi-label) or softmax over dim 1 (multi-class) of N x K logits.
 torch::Tensor probabilities(const torch::Tensor& logits, bool multiclass);
 
+// N x C x H x W -> N x pooled_channels(C, pool): the global pooling of ModelConfig::pool.
+torch::Tensor global_pool(const torch::Tensor& features, const std::string& pool);
+int pooled_channels(int channels, const std::string& pool);
+
 // Number of scalar parameters (trainable or not; buffers excluded).
 std::int64_t parameter_count(const torch::nn::Module& module);
 
-// Kaiming-normal (ReLU; fan_out for models with BatchNorm, fan_in without) conv weights with zero bias, BatchNorm weight 1 / bias 0, for every
-// submodule; linear layers keep torch's default init. Draws from the torch RNG (torch::manual_seed).
+// Kaiming-normal (ReLU; fan_out for models with BatchNorm, fan_in without) conv weights with zero bias, BatchNorm
+// weight 1 / bias 0, for every submodule; linear layers keep torch's default init. Draws from the torch RNG
+// (torch::manual_seed).
 void init_weights(torch::nn::Module& module);
 
 }  // namespace hemoscan

@@ -2,11 +2,10 @@
 // Classifier architectures chosen by name. This header stays free of LibTorch (the CLI lists the
 // models and builds configs without it); models/classifier.hpp holds the torch-side base class.
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 namespace hemoscan {
 
@@ -21,6 +20,9 @@ struct ModelConfig {
     bool multiclass = false;        // true: softmax over the outputs; false: one sigmoid per output
     std::optional<double> dropout;  // before the output layer; unset: the architecture's default
     double width = 1.0;             // channel multiplier for every conv/dense layer (0.25..4)
+    // Global pooling of the last feature map before the dense layers: "avg" (mean), "max", or "avgmax"
+    // (both, concatenated). Max pooling keeps a small focal finding from being averaged away.
+    std::string pool = "avg";
 };
 
 struct ModelInfo {
@@ -36,10 +38,10 @@ std::vector<ModelInfo> list_models();
 // torch::manual_seed makes it deterministic). The model starts in training mode.
 // Unknown name -> UsageError "unknown model 'x' (known: cnn, cnn-simple, cnn-large)"; impossible
 // sizes (in_channels/num_outputs < 1, multiclass with fewer than 2 outputs, dropout outside [0, 1),
-// width outside [0.25, 4]) -> UsageError.
+// width outside [0.25, 4], pool not avg/max/avgmax) -> UsageError.
 std::shared_ptr<ClassifierImpl> create_model(const ModelConfig& config);
 
-// JSON form: {"name", "in_channels", "num_outputs", "multiclass", "dropout" (null: default), "width"}.
+// JSON form: {"name", "in_channels", "num_outputs", "multiclass", "dropout" (null: default), "width", "pool"}.
 // model_config_from_json() fills missing keys with the defaults above and throws UsageError on keys
 // of the wrong type.
 nlohmann::json model_config_to_json(const ModelConfig& config);

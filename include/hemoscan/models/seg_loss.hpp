@@ -1,8 +1,8 @@
 #pragma once
 // Segmentation losses (LibTorch). logits: N x K x H x W; target: N x H x W int64 class indices.
-#include <string>
-
 #include <torch/torch.h>
+
+#include <string>
 
 namespace hemoscan {
 

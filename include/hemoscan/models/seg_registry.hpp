@@ -2,10 +2,9 @@
 // Segmentation architectures chosen by name (U-Net family). Free of LibTorch, like registry.hpp;
 // models/segmenter.hpp holds the torch-side base class.
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 namespace hemoscan {
 

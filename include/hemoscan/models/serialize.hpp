@@ -9,7 +9,6 @@
 // This header stays free of LibTorch.
 #include <filesystem>
 #include <memory>
-
 #include <nlohmann/json.hpp>
 
 namespace hemoscan {

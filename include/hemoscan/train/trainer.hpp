@@ -6,11 +6,10 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "hemoscan/data/dataset.hpp"
 #include "hemoscan/train/schedule.hpp"
@@ -22,7 +21,7 @@ struct TrainOptions {
     std::string data;                 // DATA folder (one of the three forms; segment: see data/seg_dataset.hpp)
     std::vector<std::string> labels;  // label columns (empty = all)
     std::string model = "cnn";
-    std::string out;                  // run folder
+    std::string out;  // run folder
     int epochs = 40;
     int batch = 32;
     double lr = 1e-3;
@@ -30,36 +29,37 @@ struct TrainOptions {
     std::string optimizer = "adamw";  // adam | adamw
     std::string schedule = "cosine";  // cosine | step | plateau | constant
     int warmup_epochs = 1;
-    int size = 256;                   // input size (square)
-    bool keep_aspect = true;          // pad instead of stretching
-    std::string window = "brain";     // DICOM input: brain | subdural | bone | L,W | rgb
+    int size = 256;                // input size (square)
+    bool keep_aspect = true;       // pad instead of stretching
+    std::string window = "brain";  // DICOM input: brain | subdural | bone | L,W | rgb
     std::string normalization = "unit";
-    bool crop_head = true;            // crop to the largest component (drops borders and letters)
-    int median = 0;                   // median filter kernel (0 = off)
-    double val_fraction = 0.1;        // holdout when folds == 0
-    int folds = 0;                    // k-fold: train on all folds but `fold`
+    bool crop_head = true;      // crop to the largest component (drops borders and letters)
+    int median = 0;             // median filter kernel (0 = off)
+    double val_fraction = 0.1;  // holdout when folds == 0
+    int folds = 0;              // k-fold: train on all folds but `fold`
     int fold = 0;
     std::uint64_t seed = 42;
-    int threads = 0;                  // intra-op threads (0 = all cores)
-    int workers = 2;                  // loader threads
+    int threads = 0;  // intra-op threads (0 = all cores)
+    int workers = 2;  // loader threads
     bool augment = true;
-    bool class_weights = true;        // weight the loss by label frequencies
+    bool class_weights = true;  // weight the loss by label frequencies
     // Early stopping on validation AUC (0 = off). Off by default: the best epoch is kept anyway, and
     // on small validation sets a noisy early peak stopped training too soon (docs/results.md).
     int patience = 0;
-    double grad_clip = 5.0;           // max gradient norm (0 = off)
-    std::optional<double> dropout;    // architecture default when unset
-    double width = 1.0;               // channel multiplier
+    double grad_clip = 5.0;         // max gradient norm (0 = off)
+    std::optional<double> dropout;  // architecture default when unset
+    double width = 1.0;             // channel multiplier
+    std::string pool = "avg";       // classifier head: global avg, max or avgmax pooling (ModelConfig::pool)
     std::string modality = "ct";
-    bool tta = true;                  // average with the left-right mirrored image (validation and inference)
+    bool tta = true;  // average with the left-right mirrored image (validation and inference)
     // Exponential moving average of the weights, time constant in epochs (0 = off). Validation,
     // checkpoints and the final model use the averaged weights (BatchNorm recalibrated for them).
     double ema_epochs = 0;
     // Segmentation (task = segment) and unet-ae.
-    std::string loss = "ce-dice";     // dice | ce-dice | focal (models/seg_loss.hpp)
-    int depth = 4;                    // U-Net levels (encoder blocks with a pooling step below them)
-    double bleed_fraction = 0.5;      // share of training slices drawn from slices with foreground
-    int pretrain_epochs = 0;          // unet-ae: reconstruction pre-training epochs before classification
+    std::string loss = "ce-dice";  // dice | ce-dice | focal (models/seg_loss.hpp)
+    int depth = 4;                 // U-Net levels (encoder blocks with a pooling step below them)
+    double bleed_fraction = 0.5;   // share of training slices drawn from slices with foreground
+    int pretrain_epochs = 0;       // unet-ae: reconstruction pre-training epochs before classification
 };
 
 nlohmann::json train_options_to_json(const TrainOptions& o);
@@ -77,8 +77,8 @@ struct TrainResult {
     nlohmann::json metrics;            // validation metrics (metrics.json)
     int epochs_run = 0;                // epochs finished in total (including resumed ones)
     int best_epoch = -1;
-    std::vector<size_t> val_indices;               // dataset items used for validation
-    std::vector<std::vector<double>> val_probs;    // their probabilities at the best epoch
+    std::vector<size_t> val_indices;             // dataset items used for validation
+    std::vector<std::vector<double>> val_probs;  // their probabilities at the best epoch
 };
 
 // Trains per the options into options.out. With `resume`, continues the run in options.out from
