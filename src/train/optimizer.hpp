@@ -12,6 +12,7 @@
 
 #include "hemoscan/train/schedule.hpp"
 #include "hemoscan/train/trainer.hpp"
+#include "hemoscan/util/fs.hpp"
 
 namespace hemoscan::train_detail {
 
@@ -54,6 +55,41 @@ inline void remove_replaced_files(const std::filesystem::path& run, const nlohma
         std::error_code ec;
         if (!old_file.empty() && old_file != file) std::filesystem::remove(run / old_file, ec);
     }
+}
+
+// The optimizer's state (moments, step counts), written atomically. Optimizer::save/load are virtual,
+// so Adam and AdamW need no cast.
+inline void save_optimizer(const std::filesystem::path& path, const torch::optim::Optimizer& opt) {
+    write_atomic_with(path, [&](const std::filesystem::path& tmp) { torch::save(opt, tmp.string()); });
+}
+inline void load_optimizer(const std::filesystem::path& path, torch::optim::Optimizer& opt) {
+    torch::load(opt, path.string());
+}
+
+// Copies the parameters and buffers of `from` into the same-named ones of `to` (resuming from a
+// checkpoint that was loaded as a model of its own).
+inline void copy_weights(torch::nn::Module& from, torch::nn::Module& to) {
+    torch::NoGradGuard no_grad;
+    auto params = from.named_parameters();
+    for (auto& p : to.named_parameters()) p.value().copy_(params[p.key()]);
+    auto buffers = from.named_buffers();
+    for (auto& b : to.named_buffers()) b.value().copy_(buffers[b.key()]);
+}
+
+// Commits one epoch after its files (weights, optimizer, ...) are written: state.json becomes the
+// stopping state plus `fields` (which name those files) and "finished": false, written atomically, so a
+// kill at any moment leaves the previous consistent checkpoint; then the files under `file_keys` that
+// the previous state named and the new one does not are removed. Returns the new state.
+inline nlohmann::json commit_epoch(const std::filesystem::path& run, const std::filesystem::path& state_file,
+                                   const nlohmann::json& previous, const EarlyStopping& stopper,
+                                   const LrSchedule& schedule, const nlohmann::json& fields,
+                                   const std::vector<std::string>& file_keys) {
+    nlohmann::json state = stopping_state(stopper, schedule);
+    state.update(fields);
+    state["finished"] = false;
+    write_file_atomic(state_file, state.dump() + "\n");
+    remove_replaced_files(run, previous, state, file_keys);
+    return state;
 }
 
 }  // namespace hemoscan::train_detail

@@ -192,11 +192,6 @@ void write_curves(const fs::path& file, const nlohmann::json& history) {
     save_plot(file, both);
 }
 
-template <typename Opt>
-void save_optimizer(const fs::path& path, const Opt& opt) {
-    write_atomic_with(path, [&](const fs::path& tmp) { torch::save(opt, tmp.string()); });
-}
-
 // Segments the validation cases once and scores every candidate minimum component volume on them
 // by the mean per-case Dice of all foreground (any bleed when the data has bleed classes). Returns
 // {"min_component_ml", "dice", "dice_without", "candidates": {"<ml>": dice}}.
@@ -339,17 +334,8 @@ TrainResult train_segmenter(const TrainOptions& options_in, const TrainCallbacks
         schedule.restore(state["plateau_lr"].get<double>(), state["plateau_best"].get<double>(),
                          state["plateau_bad"].get<int>());
         LoadedSegmenter last = load_segmenter(run / state["checkpoint"].get<std::string>());
-        torch::NoGradGuard ng;
-        auto src = last.model->named_parameters();
-        for (auto& p : model->named_parameters()) p.value().copy_(src[p.key()]);
-        auto sb = last.model->named_buffers();
-        for (auto& b : model->named_buffers()) b.value().copy_(sb[b.key()]);
-        const std::string op = (run / state["optimizer"].get<std::string>()).string();
-        if (o.optimizer == "adam") {
-            torch::load(static_cast<torch::optim::Adam&>(*opt), op);
-        } else {
-            torch::load(static_cast<torch::optim::AdamW&>(*opt), op);
-        }
+        train_detail::copy_weights(*last.model, *model);
+        train_detail::load_optimizer(run / state["optimizer"].get<std::string>(), *opt);
         logger().info("resuming {} after epoch {}", run.string(), start_epoch);
     }
 
@@ -545,22 +531,15 @@ TrainResult train_segmenter(const TrainOptions& options_in, const TrainCallbacks
         const std::string ck = "checkpoint_e" + std::to_string(epoch) + ".pt";
         const std::string op = "optimizer_e" + std::to_string(epoch) + ".pt";
         save_segmenter(run / ck, *model, meta_base);
-        if (o.optimizer == "adam") {
-            save_optimizer(run / op, static_cast<torch::optim::Adam&>(*opt));
-        } else {
-            save_optimizer(run / op, static_cast<torch::optim::AdamW&>(*opt));
-        }
+        train_detail::save_optimizer(run / op, *opt);
         if (improved) save_segmenter(run / "best.pt", *model, meta_base);
-        const nlohmann::json old_state = state;
-        state = train_detail::stopping_state(stopper, schedule);
-        state.update({{"epoch_done", epoch},
-                      {"checkpoint", ck},
-                      {"optimizer", op},
-                      {"fingerprint", fingerprint},
-                      {"history", history},
-                      {"finished", false}});
-        write_file_atomic(state_file, state.dump() + "\n");
-        train_detail::remove_replaced_files(run, old_state, state, {"checkpoint", "optimizer"});
+        state = train_detail::commit_epoch(run, state_file, state, stopper, schedule,
+                                           {{"epoch_done", epoch},
+                                            {"checkpoint", ck},
+                                            {"optimizer", op},
+                                            {"fingerprint", fingerprint},
+                                            {"history", history}},
+                                           {"checkpoint", "optimizer"});
         write_log_csv(run / "log.csv", history, ds.class_names);
         if (cb.epoch_end) cb.epoch_end(epoch, row);
         if (stopper.should_stop()) {

@@ -302,12 +302,6 @@ void write_curves(const fs::path& file, const nlohmann::json& history) {
     save_plot(file, both);
 }
 
-// Saves the optimizer atomically (torch::save writes in place).
-template <typename Opt>
-void save_optimizer(const fs::path& path, const Opt& opt) {
-    write_atomic_with(path, [&](const fs::path& tmp) { torch::save(opt, tmp.string()); });
-}
-
 // "Precise BN": recompute BatchNorm running statistics as a plain average over un-augmented
 // training batches with the epoch's final weights. With few batches per epoch (small medical data
 // sets) the exponential running averages lag behind the weights and eval-mode outputs swing wildly
@@ -464,17 +458,8 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
         schedule.restore(state["plateau_lr"].get<double>(), state["plateau_best"].get<double>(),
                          state["plateau_bad"].get<int>());
         LoadedModel last = load_model(run / state["checkpoint"].get<std::string>());
-        torch::NoGradGuard ng;
-        auto src = last.model->named_parameters();
-        auto dst = model->named_parameters();
-        for (auto& p : dst) p.value().copy_(src[p.key()]);
-        auto sb = last.model->named_buffers();
-        for (auto& b : model->named_buffers()) b.value().copy_(sb[b.key()]);
-        if (o.optimizer == "adam") {
-            torch::load(static_cast<torch::optim::Adam&>(*opt), (run / state["optimizer"].get<std::string>()).string());
-        } else {
-            torch::load(static_cast<torch::optim::AdamW&>(*opt), (run / state["optimizer"].get<std::string>()).string());
-        }
+        train_detail::copy_weights(*last.model, *model);
+        train_detail::load_optimizer(run / state["optimizer"].get<std::string>(), *opt);
         if (state.contains("best_val_probs")) best_val_probs = state["best_val_probs"].get<decltype(best_val_probs)>();
         if (!state.value("ema", std::string()).empty()) resumed_average = load_model(run / state["ema"].get<std::string>());
         logger().info("resuming {} after epoch {}", run.string(), start_epoch);
@@ -620,24 +605,17 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
             average.swap();  // back to the training weights
         }
         save_model(run / ck, *model, meta_base);
-        if (o.optimizer == "adam") {
-            save_optimizer(run / op, static_cast<torch::optim::Adam&>(*opt));
-        } else {
-            save_optimizer(run / op, static_cast<torch::optim::AdamW&>(*opt));
-        }
-        const nlohmann::json old_state = state;
-        state = train_detail::stopping_state(stopper, schedule);
-        state.update({{"epoch_done", epoch},
-                      {"checkpoint", ck},
-                      {"optimizer", op},
-                      {"ema", em},
-                      {"ema_steps", average.steps()},
-                      {"fingerprint", ds.fingerprint()},
-                      {"history", history},
-                      {"best_val_probs", best_val_probs},
-                      {"finished", false}});
-        write_file_atomic(state_file, state.dump() + "\n");
-        train_detail::remove_replaced_files(run, old_state, state, {"checkpoint", "optimizer", "ema"});
+        train_detail::save_optimizer(run / op, *opt);
+        state = train_detail::commit_epoch(run, state_file, state, stopper, schedule,
+                                           {{"epoch_done", epoch},
+                                            {"checkpoint", ck},
+                                            {"optimizer", op},
+                                            {"ema", em},
+                                            {"ema_steps", average.steps()},
+                                            {"fingerprint", ds.fingerprint()},
+                                            {"history", history},
+                                            {"best_val_probs", best_val_probs}},
+                                           {"checkpoint", "optimizer", "ema"});
         write_log_csv(run / "log.csv", history, ds.label_names);
         if (cb.epoch_end) cb.epoch_end(epoch, row);
         if (stopper.should_stop()) {
