@@ -84,6 +84,9 @@ void add_train_options(CLI::App* app, TrainArgs& a, bool folds_for_cv) {
     app->add_option("--pretrain-epochs", o.pretrain_epochs,
                     "unet-ae: epochs of reconstruction pre-training before the classification head")
         ->capture_default_str();
+    app->add_option("--init", o.init,
+                    "Start from the weights of this model.pt (transfer learning: same architecture; tensors that do "
+                    "not fit, e.g. a head for other labels, start fresh)");
 }
 
 TrainOptions finish_train_options(const TrainArgs& a) {

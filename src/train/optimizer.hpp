@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "hemoscan/error.hpp"
+#include "hemoscan/log.hpp"
 #include "hemoscan/train/schedule.hpp"
 #include "hemoscan/train/trainer.hpp"
 #include "hemoscan/util/fs.hpp"
@@ -74,6 +76,54 @@ inline void copy_weights(torch::nn::Module& from, torch::nn::Module& to) {
     for (auto& p : to.named_parameters()) p.value().copy_(params[p.key()]);
     auto buffers = from.named_buffers();
     for (auto& b : to.named_buffers()) b.value().copy_(buffers[b.key()]);
+}
+
+// Transfer learning (--init): copies every parameter and buffer of `from` whose name and shape match
+// one of `to`; the others of `to` (an output layer for other labels, a first conv for other windows)
+// keep their fresh initialisation. `from_arch`/`to_arch` are the architecture names: copying between
+// different architectures would pair unrelated layers that merely share a name, so that is refused,
+// as is a file that fits less than half of the new model's values. Returns what was taken, for the run's init.json.
+inline nlohmann::json init_weights(const std::string& file, const std::string& from_arch, torch::nn::Module& from,
+                                   const std::string& to_arch, torch::nn::Module& to) {
+    if (from_arch != to_arch) {
+        throw UsageError("--init " + file + " holds a '" + from_arch + "' model; this run trains '" + to_arch +
+                         "' (--model): the weights only transfer between the same architecture");
+    }
+    torch::NoGradGuard no_grad;
+    std::vector<std::string> copied, fresh;
+    size_t values = 0, total = 0;
+    auto take = [&](const torch::OrderedDict<std::string, torch::Tensor>& source,
+                    torch::OrderedDict<std::string, torch::Tensor> target) {
+        for (auto& t : target) {
+            total += static_cast<size_t>(t.value().numel());
+            const torch::Tensor* s = source.find(t.key());
+            if (s && s->sizes() == t.value().sizes()) {
+                t.value().copy_(*s);
+                copied.push_back(t.key());
+                values += static_cast<size_t>(t.value().numel());
+            } else {
+                fresh.push_back(t.key());
+            }
+        }
+    };
+    take(from.named_parameters(), to.named_parameters());
+    take(from.named_buffers(), to.named_buffers());
+    // A head for other labels or a first conv for other windows is a small part of a model; when most
+    // of it would start fresh (another --width or --depth), the file is not what the user meant.
+    if (2 * values < total) {
+        throw UsageError("--init " + file + ": only " + std::to_string(values) + " of this model's " +
+                         std::to_string(total) + " weights fit its tensors (another --width or --depth?)");
+    }
+    std::string fresh_list;
+    for (const auto& k : fresh) fresh_list += (fresh_list.empty() ? "" : ", ") + k;
+    logger().info("--init {}: {} of {} tensors taken ({} of {} values){}", file, copied.size(),
+                  copied.size() + fresh.size(), values, total,
+                  fresh.empty() ? std::string() : "; initialised fresh: " + fresh_list);
+    return {{"file", file},
+            {"tensors_taken", copied.size()},
+            {"values_taken", values},
+            {"values", total},
+            {"fresh", fresh}};
 }
 
 // Commits one epoch after its files (weights, optimizer, ...) are written: state.json becomes the

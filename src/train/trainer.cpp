@@ -64,7 +64,8 @@ nlohmann::json train_options_to_json(const TrainOptions& o) {
                         {"depth", o.depth},
                         {"bleed_fraction", o.bleed_fraction},
                         {"pretrain_epochs", o.pretrain_epochs},
-                        {"ema_epochs", o.ema_epochs}};
+                        {"ema_epochs", o.ema_epochs},
+                        {"init", o.init}};
     j["dropout"] = o.dropout ? nlohmann::json(*o.dropout) : nlohmann::json(nullptr);
     return j;
 }
@@ -111,6 +112,7 @@ TrainOptions train_options_from_json(const nlohmann::json& j) {
     get("bleed_fraction", o.bleed_fraction);
     get("pretrain_epochs", o.pretrain_epochs);
     get("ema_epochs", o.ema_epochs);
+    get("init", o.init);
     if (j.contains("dropout") && !j["dropout"].is_null()) o.dropout = j["dropout"].get<double>();
     return o;
 }
@@ -405,6 +407,18 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
     mc.width = o.width;
     mc.pool = o.pool;
     std::shared_ptr<ClassifierImpl> model = create_model(mc);
+    // Transfer learning: the starting weights come from another model file (a resumed run already
+    // holds them, trained further, in its checkpoint). RUN/init.json says what was taken.
+    nlohmann::json init_info = nullptr;
+    if (!o.init.empty() && !resume) {
+        LoadedModel source = load_model(o.init);
+        init_info = train_detail::init_weights(o.init, source.meta["model"].value("name", std::string()), *source.model,
+                                               o.model, *model);
+        if (source.meta.contains("trained_on")) init_info["trained_on"] = source.meta["trained_on"];
+        write_file_atomic(run / "init.json", init_info.dump(2) + "\n");
+    } else if (resume && fs::exists(run / "init.json")) {
+        init_info = nlohmann::json::parse(read_file(run / "init.json"));
+    }
 
     // Class weights from the training labels: positives are up-weighted by neg/pos (multi-label), or
     // classes by N / (K * count) (multi-class), so a rare label still moves the loss. The loss's
@@ -535,6 +549,7 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
                                 {"tta", o.tta ? "hflip" : "none"},
                                 {"trained_on", {{"data", o.data}, {"fingerprint", ds.fingerprint()}}}};
     if (!pretrain_info.is_null()) meta_base["pretrain"] = pretrain_info;
+    if (!init_info.is_null()) meta_base["init"] = init_info;
 
     int epoch = start_epoch;
     for (; epoch < o.epochs; ++epoch) {

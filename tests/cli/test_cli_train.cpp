@@ -174,6 +174,27 @@ TEST(CliTrain, PoolOptionIsStoredAndChecked) {
     ASSERT_EQ(p.size(), 1u);
 }
 
+// --init from a saved model: every fold of cv starts from it; a missing file is named, exit 1.
+TEST(CliTrain, InitFromAnotherModel) {
+    TempDir d;
+    test::write_blob_dataset(d / "data", 6);
+    auto r = run_hemoscan("train --data " + q(d / "data") + " --out " + q(d / "source") + kSmall + " --epochs 1");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const fs::path source = d / "source" / "model.pt";
+    r = run_hemoscan("cv --data " + q(d / "data") + " --out " + q(d / "cv") + kSmall + " --epochs 1 --folds 2 --init " +
+                     q(source));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    for (int k = 0; k < 2; ++k) {
+        const fs::path fold = d / "cv" / ("fold_" + std::to_string(k));
+        EXPECT_EQ(read_json(fold / "init.json")["file"], source.string()) << fold;
+    }
+    r = run_hemoscan("train --data " + q(d / "data") + " --out " + q(d / "run") + kSmall + " --epochs 1 --init " +
+                     q(d / "missing.pt"));
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_NE(r.output.find("missing.pt"), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(d / "run" / "model.pt"));
+}
+
 TEST(CliTrain, CrossValidationPoolsFolds) {
     TempDir d;
     test::write_blob_dataset(d / "data", 10);

@@ -211,6 +211,35 @@ TEST_F(SegmentTest, LearnsBlobsAndWritesRunFolder) {
     EXPECT_THROW(train_segmenter(small_options(*dir_ / "data", *dir_ / "run")), UsageError);
 }
 
+// --init: a run that starts from the trained model and cannot move its weights (learning rate 1e-12)
+// validates like that model; the same run without --init does not. Another width is refused.
+TEST_F(SegmentTest, InitStartsFromAnotherRun) {
+    auto frozen = [](TrainOptions o) {
+        o.epochs = 1;
+        o.lr = 1e-12;
+        o.weight_decay = 0;
+        o.schedule = "constant";
+        o.warmup_epochs = 0;
+        return o;
+    };
+    TrainOptions o = frozen(small_options(*dir_ / "data", *dir_ / "init"));
+    o.init = model().string();
+    const TrainResult r = train_segmenter(o);
+    const double trained = result_->metrics["dice_positive"]["bleed"].get<double>();
+    EXPECT_NEAR(r.metrics["dice_positive"]["bleed"].get<double>(), trained, 0.02) << r.metrics.dump(2);
+    const auto info = test::read_json(*dir_ / "init" / "init.json");
+    EXPECT_EQ(info["values_taken"], info["values"]);
+    EXPECT_EQ(SegPredictor(r.model_path, 1).meta()["init"]["file"], o.init);
+
+    const TrainResult fresh = train_segmenter(frozen(small_options(*dir_ / "data", *dir_ / "fresh")));
+    EXPECT_LT(fresh.metrics["dice_positive"]["bleed"].get<double>(), trained - 0.3) << fresh.metrics.dump(2);
+
+    TrainOptions wider = frozen(small_options(*dir_ / "data", *dir_ / "wider"));
+    wider.width = 0.5;
+    wider.init = model().string();
+    EXPECT_THROW(train_segmenter(wider), UsageError);
+}
+
 // A 10 x 10 pixel x 3 slice box at 0.8 x 0.8 x 2.5 mm is 300 voxels of 1.6 mm^3 = 0.48 mL.
 TEST_F(SegmentTest, KnownVolumeInMillilitres) {
     Volume v;
