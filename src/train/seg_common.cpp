@@ -95,6 +95,26 @@ PreparedSlice prepare_slice(const cv::Mat& pixels, const ImageMeta& meta, const 
     return out;
 }
 
+void add_slice_context(std::vector<PreparedSlice>& slices, int context) {
+    if (context < 0) throw UsageError("--context must be >= 0");
+    if (context == 0 || slices.empty()) return;
+    for (const auto& s : slices) {
+        if (s.box != slices.front().box || s.sample.image.size() != slices.front().sample.image.size() ||
+            s.sample.image.type() != slices.front().sample.image.type()) {
+            throw UsageError("--context: the slices of a volume differ in crop or size (use --crop-head false)");
+        }
+    }
+    const int n = static_cast<int>(slices.size());
+    std::vector<cv::Mat> own;
+    own.reserve(slices.size());
+    for (const auto& s : slices) own.push_back(s.sample.image);
+    for (int k = 0; k < n; ++k) {
+        std::vector<cv::Mat> parts;
+        for (int d = -context; d <= context; ++d) parts.push_back(own[static_cast<size_t>(std::clamp(k + d, 0, n - 1))]);
+        cv::merge(parts, slices[static_cast<size_t>(k)].sample.image);
+    }
+}
+
 cv::Mat labels_to_source(const std::vector<cv::Mat>& probabilities, const PreparedSlice& prepared,
                          const ResizeOptions& resize) {
     if (probabilities.size() < 2) throw UsageError("labels_to_source: needs background and at least one class");

@@ -30,6 +30,11 @@ struct PreparedSlice {
 PreparedSlice prepare_slice(const cv::Mat& pixels, const ImageMeta& meta, const PreprocessOptions& options,
                             const cv::Mat& mask = cv::Mat());
 
+// 2.5D input: each slice's model input becomes the channels of slices k - context .. k + context of
+// the same volume (the nearest slice repeated beyond either end), in that order. The slices must share
+// one geometry (no per-slice head crop): other sizes or boxes -> UsageError. context 0 leaves them.
+void add_slice_context(std::vector<PreparedSlice>& slices, int context);
+
 // Class probabilities at model size (K planes, CV_32FC1, S x S) -> label map (CV_8UC1) of the source
 // slice: the padding is cut off, the probabilities are resized linearly to the box; a pixel is
 // foreground when P(background) < 0.5 and then takes the most probable foreground class; outside the

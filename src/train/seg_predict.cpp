@@ -22,6 +22,7 @@ struct SegPredictor::Impl {
     std::vector<int> bleed_classes;
     PreprocessOptions pre;
     bool tta = false;
+    int context = 0;  // neighbouring slices on each side as channels (2.5D)
     int batch = 8;
     double min_component_ml = 0;
     std::mutex mutex;  // one forward at a time: modules keep per-call state
@@ -36,9 +37,14 @@ SegPredictor::SegPredictor(const fs::path& model_path, int threads) : impl_(std:
         impl_->bleed_classes = meta.at("bleed_classes").get<std::vector<int>>();
         impl_->pre = preprocess_from_meta(meta);
         impl_->tta = meta.value("tta", std::string("none")) == "hflip";
+        impl_->context = meta.value("context", 0);
         if (meta.contains("postprocess")) impl_->min_component_ml = meta["postprocess"].value("min_component_ml", 0.0);
     } catch (const nlohmann::json::exception& e) {
         throw InputError(model_path.string() + ": segmentation model metadata incomplete (" + e.what() + ")");
+    }
+    if (impl_->context < 0 ||
+        impl_->loaded.model->config().in_channels != impl_->pre.channels() * (2 * impl_->context + 1)) {
+        throw InputError(model_path.string() + ": the model's input channels do not match its windows and slice context");
     }
     if (impl_->class_names.size() < 2 ||
         static_cast<int>(impl_->class_names.size()) != impl_->loaded.model->config().num_classes) {
@@ -72,16 +78,18 @@ SegmentationResult SegPredictor::segment(const Volume& volume) {
     result.labels.geometry = volume.geometry;
     result.labels.slices.resize(volume.slices.size());
     const int n = volume.depth(), batch = impl_->batch;
+    // The whole volume is prepared first: with a slice context, each input holds its neighbours.
+    std::vector<seg_detail::PreparedSlice> prepared;
+    prepared.reserve(static_cast<size_t>(n));
+    for (int k = 0; k < n; ++k) {
+        prepared.push_back(seg_detail::prepare_slice(volume.slices[static_cast<size_t>(k)],
+                                                     seg_detail::slice_meta(volume, k), impl_->pre));
+    }
+    seg_detail::add_slice_context(prepared, impl_->context);
     for (int start = 0; start < n; start += batch) {
         const int end = std::min(n, start + batch);
-        std::vector<seg_detail::PreparedSlice> prepared;
-        prepared.reserve(static_cast<size_t>(end - start));
-        for (int k = start; k < end; ++k) {
-            prepared.push_back(seg_detail::prepare_slice(volume.slices[static_cast<size_t>(k)],
-                                                         seg_detail::slice_meta(volume, k), impl_->pre));
-        }
         std::vector<const seg_detail::PreparedSlice*> ptrs;
-        for (const auto& p : prepared) ptrs.push_back(&p);
+        for (int k = start; k < end; ++k) ptrs.push_back(&prepared[static_cast<size_t>(k)]);
         torch::Tensor probs;
         {
             std::lock_guard<std::mutex> lock(impl_->mutex);
@@ -89,7 +97,7 @@ SegmentationResult SegPredictor::segment(const Volume& volume) {
             probs = seg_detail::forward_probabilities(*impl_->loaded.model, seg_detail::images_tensor(ptrs), impl_->tta);
         }
         for (int k = start; k < end; ++k) {
-            const auto& p = prepared[static_cast<size_t>(k - start)];
+            const auto& p = prepared[static_cast<size_t>(k)];
             result.labels.slices[static_cast<size_t>(k)] =
                 seg_detail::labels_to_source(seg_detail::probability_planes(probs, k - start), p, impl_->pre.resize);
         }

@@ -69,6 +69,10 @@ void validate(const TrainOptions& o) {
     if (!(o.width > 0)) throw UsageError("--width must be > 0");
     parse_seg_loss(o.loss);
     parse_modality_policy(o.modality);
+    if (o.context < 0 || o.context > 8) throw UsageError("--context must be in 0..8 slices on each side");
+    if (o.context > 0 && o.crop_head) {
+        throw UsageError("--context needs --crop-head false: the slices of a volume must share one geometry");
+    }
 }
 
 PreprocessOptions make_preprocess(const TrainOptions& o) {
@@ -88,7 +92,7 @@ struct CaseData {
     bool foreground = false;
 };
 
-CaseData load_case(const SegDataset& ds, size_t index, const PreprocessOptions& pre) {
+CaseData load_case(const SegDataset& ds, size_t index, const PreprocessOptions& pre, int context) {
     SegVolume sv = load_seg_case(ds, index);
     CaseData cd;
     for (int k = 0; k < sv.image.depth(); ++k) {
@@ -97,19 +101,20 @@ CaseData load_case(const SegDataset& ds, size_t index, const PreprocessOptions& 
                                                       sv.mask.slices[static_cast<size_t>(k)]));
         cd.foreground = cd.foreground || cv::countNonZero(sv.mask.slices[static_cast<size_t>(k)]) > 0;
     }
+    seg_detail::add_slice_context(cd.slices, context);
     cd.truth = std::move(sv.mask.slices);
     return cd;
 }
 
 // Loads every case with `workers` threads; the first failing case (by index) is reported.
-std::vector<CaseData> load_cases(const SegDataset& ds, const PreprocessOptions& pre, int workers) {
+std::vector<CaseData> load_cases(const SegDataset& ds, const PreprocessOptions& pre, int context, int workers) {
     std::vector<CaseData> cases(ds.cases.size());
     std::vector<std::exception_ptr> errors(ds.cases.size());
     std::atomic<size_t> next{0};
     auto work = [&] {
         for (size_t i = next++; i < cases.size(); i = next++) {
             try {
-                cases[i] = load_case(ds, i, pre);
+                cases[i] = load_case(ds, i, pre, context);
             } catch (...) {
                 errors[i] = std::current_exception();
             }
@@ -260,7 +265,7 @@ TrainResult train_segmenter(const TrainOptions& options_in, const TrainCallbacks
 
     const PreprocessOptions pre = make_preprocess(o);
     const auto t_load = std::chrono::steady_clock::now();
-    std::vector<CaseData> cases = load_cases(ds, pre, o.workers);
+    std::vector<CaseData> cases = load_cases(ds, pre, o.context, o.workers);
 
     // Grouped holdout of whole cases, stratified on "has foreground".
     Dataset groups;
@@ -312,7 +317,7 @@ TrainResult train_segmenter(const TrainOptions& options_in, const TrainCallbacks
     torch::manual_seed(o.seed);
     SegModelConfig mc;
     mc.name = o.model;
-    mc.in_channels = pre.channels();
+    mc.in_channels = pre.channels() * (2 * o.context + 1);
     mc.num_classes = K;
     mc.depth = o.depth;
     mc.base_width = static_cast<int>(std::lround(32.0 * o.width));
@@ -356,7 +361,7 @@ TrainResult train_segmenter(const TrainOptions& options_in, const TrainCallbacks
     const size_t n_fg = fg.empty() ? 0 : static_cast<size_t>(std::lround(o.bleed_fraction * static_cast<double>(B)));
     AugmentOptions aug;
     aug.enabled = o.augment;
-    const int C = pre.channels(), S = o.size;
+    const int C = pre.channels() * (2 * o.context + 1), S = o.size;
     auto make_batch = [&](int epoch, size_t b) {
         // The picks and each sample's augmentation come from (seed, epoch, batch, position) only.
         std::mt19937_64 rng(mix_seed(o.seed ^ 0x5E65EEDULL, static_cast<std::uint64_t>(epoch), b));
@@ -484,6 +489,7 @@ TrainResult train_segmenter(const TrainOptions& options_in, const TrainCallbacks
                                 {"preprocess", seg_detail::preprocess_json(pre, o.window, o.modality)},
                                 {"tta", o.tta ? "hflip" : "none"},
                                 {"loss", o.loss},
+                                {"context", o.context},
                                 {"hemoscan_version", kVersion},
                                 {"trained_on", {{"data", o.data}, {"fingerprint", fingerprint}}}};
     if (!init_info.is_null()) meta_base["init"] = init_info;

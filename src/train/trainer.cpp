@@ -65,7 +65,8 @@ nlohmann::json train_options_to_json(const TrainOptions& o) {
                         {"bleed_fraction", o.bleed_fraction},
                         {"pretrain_epochs", o.pretrain_epochs},
                         {"ema_epochs", o.ema_epochs},
-                        {"init", o.init}};
+                        {"init", o.init},
+                        {"context", o.context}};
     j["dropout"] = o.dropout ? nlohmann::json(*o.dropout) : nlohmann::json(nullptr);
     return j;
 }
@@ -113,6 +114,7 @@ TrainOptions train_options_from_json(const nlohmann::json& j) {
     get("pretrain_epochs", o.pretrain_epochs);
     get("ema_epochs", o.ema_epochs);
     get("init", o.init);
+    get("context", o.context);
     if (j.contains("dropout") && !j["dropout"].is_null()) o.dropout = j["dropout"].get<double>();
     return o;
 }
@@ -144,6 +146,7 @@ void validate(const TrainOptions& o) {
     if (!(o.ema_epochs >= 0)) throw UsageError("--ema must be >= 0 epochs (0 = off)");
     if (o.pretrain_epochs < 0) throw UsageError("--pretrain-epochs must be >= 0");
     if (o.pretrain_epochs > 0 && o.model != "unet-ae") throw UsageError("--pretrain-epochs needs --model unet-ae");
+    if (o.context != 0) throw UsageError("--context is for segmentation (--task segment)");
 }
 
 // Exponential moving average of the parameters (Polyak averaging). The decay follows from a time

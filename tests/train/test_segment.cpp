@@ -14,6 +14,7 @@
 #include "hemoscan/io/nifti.hpp"
 #include "hemoscan/metrics/segmentation.hpp"
 #include "hemoscan/train/segment.hpp"
+#include "hemoscan/train/trainer.hpp"
 #include "hemoscan/util/fs.hpp"
 #include "support/test_util.hpp"
 #include "train/seg_detail.hpp"
@@ -394,6 +395,78 @@ TEST(Segment, BadOptions) {
     o = small_options(d / "nothing", d / "run");
     EXPECT_THROW(train_segmenter(o), InputError);
     EXPECT_FALSE(fs::exists(d / "run"));
+}
+
+// 2.5D: slice k's input holds slices k-1, k, k+1 (the end slices repeated), in that order.
+TEST(SegContext, NeighbouringSlicesBecomeChannels) {
+    std::vector<seg_detail::PreparedSlice> slices(3);
+    for (int k = 0; k < 3; ++k) {
+        slices[static_cast<size_t>(k)].sample.image = cv::Mat(2, 3, CV_32FC1, cv::Scalar(k + 1));
+        slices[static_cast<size_t>(k)].box = cv::Rect(0, 0, 3, 2);
+    }
+    auto same = slices;
+    seg_detail::add_slice_context(same, 0);
+    EXPECT_EQ(same[1].sample.image.channels(), 1);
+    seg_detail::add_slice_context(slices, 1);
+    const float expected[3][3] = {{1, 1, 2}, {1, 2, 3}, {2, 3, 3}};
+    for (int k = 0; k < 3; ++k) {
+        const cv::Mat& img = slices[static_cast<size_t>(k)].sample.image;
+        ASSERT_EQ(img.channels(), 3);
+        ASSERT_EQ(img.size(), cv::Size(3, 2));
+        const cv::Vec3f px = img.at<cv::Vec3f>(1, 2);
+        for (int c = 0; c < 3; ++c) EXPECT_EQ(px[c], expected[k][c]) << "slice " << k << " channel " << c;
+    }
+    // Two slices more on each side than the volume has: the ends repeat.
+    std::vector<seg_detail::PreparedSlice> two(2);
+    for (int k = 0; k < 2; ++k) two[static_cast<size_t>(k)].sample.image = cv::Mat(1, 1, CV_32FC1, cv::Scalar(k + 1));
+    seg_detail::add_slice_context(two, 2);
+    const cv::Mat& first = two[0].sample.image;
+    ASSERT_EQ(first.channels(), 5);
+    const float* v = first.ptr<float>(0);
+    EXPECT_EQ(std::vector<float>(v, v + 5), (std::vector<float>{1, 1, 1, 2, 2}));
+    // Slices cropped differently (per-slice head boxes) do not line up: refused.
+    std::vector<seg_detail::PreparedSlice> cropped(2);
+    for (int k = 0; k < 2; ++k) {
+        cropped[static_cast<size_t>(k)].sample.image = cv::Mat(2, 2, CV_32FC1, cv::Scalar(0));
+        cropped[static_cast<size_t>(k)].box = cv::Rect(k, 0, 2, 2);
+    }
+    EXPECT_THROW(seg_detail::add_slice_context(cropped, 1), UsageError);
+}
+
+// A 2.5D model (--context 1) trains on the blob cases, stores its context, and segments a volume
+// with the lesion where it is; --context with a per-slice head crop is refused.
+TEST(Segment, SliceContextModel) {
+    test::TempDir d;
+    write_blob_cases(d / "data", 16, 11);
+    TrainOptions o = small_options(d / "data", d / "run");
+    o.context = 1;
+    o.crop_head = false;
+    o.epochs = 30;  // three times the input to sort out: on 12 tiny cases it needs more steps than 14 epochs
+    const TrainResult r = train_segmenter(o);
+    EXPECT_GT(r.metrics["dice_positive"]["bleed"].get<double>(), 0.8) << r.metrics.dump(2);
+    SegPredictor p(r.model_path, 1);
+    EXPECT_EQ(p.meta()["context"], 1);
+    EXPECT_EQ(p.meta()["model"]["in_channels"], 3);
+    EXPECT_EQ(load_run_options(d / "run").context, 1);
+    Volume v;
+    v.geometry = axial();
+    std::vector<cv::Mat> truth;
+    draw_case(40, 40, 6, {{cv::Rect(14, 15, 10, 10), 2, 3, true}}, 5, v, truth);
+    const SegmentationResult seg = p.segment(v);
+    ASSERT_EQ(seg.labels.depth(), 6);
+    EXPECT_GT(dice_of(seg.labels.slices, truth), 0.7);
+    EXPECT_EQ(cv::countNonZero(seg.labels.slices[0]), 0);
+    EXPECT_EQ(cv::countNonZero(seg.labels.slices[5]), 0);
+
+    TrainOptions cropped = small_options(d / "data", d / "cropped");
+    cropped.context = 1;
+    cropped.crop_head = true;
+    EXPECT_THROW(train_segmenter(cropped), UsageError);
+    TrainOptions classify;
+    classify.data = (d / "data").string();
+    classify.out = (d / "classify").string();
+    classify.context = 1;
+    EXPECT_THROW(train_classifier(classify), UsageError);
 }
 
 // Foreground wherever P(background) < 0.5, then the most probable foreground class: a pixel whose

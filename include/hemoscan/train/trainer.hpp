@@ -60,6 +60,7 @@ struct TrainOptions {
     int depth = 4;                 // U-Net levels (encoder blocks with a pooling step below them)
     double bleed_fraction = 0.5;   // share of training slices drawn from slices with foreground
     int pretrain_epochs = 0;       // unet-ae: reconstruction pre-training epochs before classification
+    int context = 0;               // segment: neighbouring slices on each side as extra channels (2.5D)
     // Transfer learning: start from the weights of this model file (same architecture; tensors whose
     // name or shape differ, e.g. a head for other labels, keep their fresh initialisation). Empty = off.
     std::string init;
