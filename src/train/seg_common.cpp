@@ -1,8 +1,7 @@
 // Segmentation: source slice <-> model input, overlap counting, meta and fingerprints (see seg_detail.hpp).
-#include <opencv2/imgproc.hpp>
-
 #include <algorithm>
 #include <cstdio>
+#include <opencv2/imgproc.hpp>
 
 #include "hemoscan/error.hpp"
 #include "hemoscan/io/image2d.hpp"
@@ -54,7 +53,8 @@ cv::Mat gray_float(const cv::Mat& pixels) {
 // preprocess.cpp's ResizeLayout: where the scaled content sits in the model input.
 cv::Rect content_rect(cv::Size source, const ResizeOptions& r) {
     if (!r.keep_aspect) return {0, 0, r.width, r.height};
-    const double scale = std::min(static_cast<double>(r.width) / source.width, static_cast<double>(r.height) / source.height);
+    const double scale =
+        std::min(static_cast<double>(r.width) / source.width, static_cast<double>(r.height) / source.height);
     const int w = std::clamp(static_cast<int>(std::lround(source.width * scale)), 1, r.width);
     const int h = std::clamp(static_cast<int>(std::lround(source.height * scale)), 1, r.height);
     return {(r.width - w) / 2, (r.height - h) / 2, w, h};
@@ -110,7 +110,8 @@ void add_slice_context(std::vector<PreparedSlice>& slices, int context) {
     for (const auto& s : slices) own.push_back(s.sample.image);
     for (int k = 0; k < n; ++k) {
         std::vector<cv::Mat> parts;
-        for (int d = -context; d <= context; ++d) parts.push_back(own[static_cast<size_t>(std::clamp(k + d, 0, n - 1))]);
+        for (int d = -context; d <= context; ++d)
+            parts.push_back(own[static_cast<size_t>(std::clamp(k + d, 0, n - 1))]);
         cv::merge(parts, slices[static_cast<size_t>(k)].sample.image);
     }
 }
@@ -152,7 +153,8 @@ cv::Mat labels_to_source(const std::vector<cv::Mat>& probabilities, const Prepar
     return labels;
 }
 
-CaseOverlap case_overlap(const LabelSlices& pred, const LabelSlices& truth, int classes, const std::vector<int>& bleed) {
+CaseOverlap case_overlap(const LabelSlices& pred, const LabelSlices& truth, int classes,
+                         const std::vector<int>& bleed) {
     if (pred.size() != truth.size()) {
         throw UsageError("case_overlap: " + std::to_string(pred.size()) + " predicted slices, " +
                          std::to_string(truth.size()) + " true");
@@ -189,20 +191,17 @@ CaseOverlap case_overlap(const LabelSlices& pred, const LabelSlices& truth, int 
     return out;
 }
 
-nlohmann::json preprocess_json(const PreprocessOptions& p, const std::string& window_spec, const std::string& modality) {
+nlohmann::json preprocess_json(const PreprocessOptions& p, const std::string& window_spec,
+                               const std::string& modality) {
     nlohmann::json windows = nlohmann::json::array();
     for (const auto& w : p.windows) windows.push_back({{"name", w.name}, {"level", w.level}, {"width", w.width}});
-    const char* norm = p.normalization == Normalization::None ? "none"
+    const char* norm = p.normalization == Normalization::None     ? "none"
                        : p.normalization == Normalization::ZScore ? "zscore"
                                                                   : "unit";
-    return {{"windows", windows},
-            {"window_spec", window_spec},
-            {"size", p.resize.width},
-            {"keep_aspect", p.resize.keep_aspect},
-            {"median", p.median_kernel},
-            {"normalization", norm},
-            {"crop_head", p.crop_head},
-            {"modality", modality}};
+    return {{"windows", windows},        {"window_spec", window_spec},
+            {"size", p.resize.width},    {"keep_aspect", p.resize.keep_aspect},
+            {"median", p.median_kernel}, {"normalization", norm},
+            {"crop_head", p.crop_head},  {"modality", modality}};
 }
 
 std::string fingerprint(const SegDataset& ds) {
@@ -285,14 +284,14 @@ Volume read_segment_input(const fs::path& path, ModalityPolicy policy) {
 
 cv::Scalar segmentation_colour(int label) {
     static const cv::Scalar palette[] = {
-        {60, 60, 255},   // 1 red (epidural)
-        {0, 230, 255},   // 2 yellow (intraparenchymal)
-        {255, 160, 0},   // 3 blue (intraventricular)
-        {255, 80, 255},  // 4 magenta (subarachnoid)
-        {80, 255, 80},   // 5 green (subdural)
-        {0, 150, 255},   // 6 orange (calcification)
-        {255, 255, 0},   // 7 cyan
-        {180, 120, 255}, // 8 pink
+        {60, 60, 255},    // 1 red (epidural)
+        {0, 230, 255},    // 2 yellow (intraparenchymal)
+        {255, 160, 0},    // 3 blue (intraventricular)
+        {255, 80, 255},   // 4 magenta (subarachnoid)
+        {80, 255, 80},    // 5 green (subdural)
+        {0, 150, 255},    // 6 orange (calcification)
+        {255, 255, 0},    // 7 cyan
+        {180, 120, 255},  // 8 pink
     };
     if (label <= 0) return {0, 0, 0};
     return palette[static_cast<size_t>(label - 1) % (sizeof palette / sizeof palette[0])];

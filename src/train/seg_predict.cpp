@@ -44,7 +44,8 @@ SegPredictor::SegPredictor(const fs::path& model_path, int threads) : impl_(std:
     }
     if (impl_->context < 0 ||
         impl_->loaded.model->config().in_channels != impl_->pre.channels() * (2 * impl_->context + 1)) {
-        throw InputError(model_path.string() + ": the model's input channels do not match its windows and slice context");
+        throw InputError(model_path.string() +
+                         ": the model's input channels do not match its windows and slice context");
     }
     if (impl_->class_names.size() < 2 ||
         static_cast<int>(impl_->class_names.size()) != impl_->loaded.model->config().num_classes) {
@@ -94,7 +95,8 @@ SegmentationResult SegPredictor::segment(const Volume& volume) {
         {
             std::lock_guard<std::mutex> lock(impl_->mutex);
             c10::InferenceMode guard;
-            probs = seg_detail::forward_probabilities(*impl_->loaded.model, seg_detail::images_tensor(ptrs), impl_->tta);
+            probs =
+                seg_detail::forward_probabilities(*impl_->loaded.model, seg_detail::images_tensor(ptrs), impl_->tta);
         }
         for (int k = start; k < end; ++k) {
             const auto& p = prepared[static_cast<size_t>(k)];
