@@ -1,5 +1,6 @@
 #pragma once
-// The optimizer and learning-rate schedule of a run, shared by the classifier and segmenter trainers.
+// The optimizer, learning-rate schedule, checkpoints and starting weights (--init, --resume) of a run,
+// shared by the classifier and segmenter trainers.
 // Private to src/train (includes LibTorch).
 #include <torch/torch.h>
 
