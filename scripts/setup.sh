@@ -74,7 +74,7 @@ fi
 # ---- end of the web page block ----
 
 build_dir=${HEMOSCAN_BUILD_DIR:-build}
-cmake_args=(-G Ninja -DCMAKE_BUILD_TYPE=Release)
+cmake_args=(-G Ninja -DCMAKE_BUILD_TYPE=Release -DHEMOSCAN_BUILD_BENCH=ON)
 if [ "${CI:-}" = "true" ]; then cmake_args+=(-DHEMOSCAN_WERROR=ON); fi
 # shellcheck disable=SC2206
 cmake_args+=(${HEMOSCAN_CMAKE_ARGS:-})
