@@ -127,6 +127,23 @@ inline nlohmann::json init_weights(const std::string& file, const std::string& f
             {"fresh", fresh}};
 }
 
+// The starting weights of a run: with o.init on a new run, `load(o.init)` (load_model or
+// load_segmenter) supplies them through init_weights and RUN/init.json records what was taken; a
+// resumed run holds them in its checkpoint and returns what it recorded. Null when --init is unused.
+template <class Load>
+nlohmann::json start_weights(const TrainOptions& o, bool resume, const std::filesystem::path& run,
+                             torch::nn::Module& model, Load load) {
+    const std::filesystem::path record = run / "init.json";
+    if (resume) return std::filesystem::exists(record) ? nlohmann::json::parse(read_file(record)) : nlohmann::json();
+    if (o.init.empty()) return nullptr;
+    auto source = load(o.init);
+    nlohmann::json info =
+        init_weights(o.init, source.meta["model"].value("name", std::string()), *source.model, o.model, model);
+    if (source.meta.contains("trained_on")) info["trained_on"] = source.meta["trained_on"];
+    write_file_atomic(record, info.dump(2) + "\n");
+    return info;
+}
+
 // Commits one epoch after its files (weights, optimizer, ...) are written: state.json becomes the
 // stopping state plus `fields` (which name those files) and "finished": false, written atomically, so a
 // kill at any moment leaves the previous consistent checkpoint; then the files under `file_keys` that

@@ -324,16 +324,8 @@ TrainResult train_segmenter(const TrainOptions& options_in, const TrainCallbacks
     mc.dropout = o.dropout.value_or(0.0);
     std::shared_ptr<SegmenterImpl> model = create_segmenter(mc);
     // Transfer learning, as train_classifier: RUN/init.json says what was taken.
-    nlohmann::json init_info = nullptr;
-    if (!o.init.empty() && !resume) {
-        LoadedSegmenter source = load_segmenter(o.init);
-        init_info = train_detail::init_weights(o.init, source.meta["model"].value("name", std::string()), *source.model,
-                                               o.model, *model);
-        if (source.meta.contains("trained_on")) init_info["trained_on"] = source.meta["trained_on"];
-        write_file_atomic(run / "init.json", init_info.dump(2) + "\n");
-    } else if (resume && fs::exists(run / "init.json")) {
-        init_info = nlohmann::json::parse(read_file(run / "init.json"));
-    }
+    const nlohmann::json init_info =
+        train_detail::start_weights(o, resume, run, *model, [](const std::string& f) { return load_segmenter(f); });
 
     std::unique_ptr<torch::optim::Optimizer> opt = train_detail::make_optimizer(o, model->parameters());
     const ScheduleOptions so = train_detail::schedule_options(o);

@@ -412,16 +412,8 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
     std::shared_ptr<ClassifierImpl> model = create_model(mc);
     // Transfer learning: the starting weights come from another model file (a resumed run already
     // holds them, trained further, in its checkpoint). RUN/init.json says what was taken.
-    nlohmann::json init_info = nullptr;
-    if (!o.init.empty() && !resume) {
-        LoadedModel source = load_model(o.init);
-        init_info = train_detail::init_weights(o.init, source.meta["model"].value("name", std::string()), *source.model,
-                                               o.model, *model);
-        if (source.meta.contains("trained_on")) init_info["trained_on"] = source.meta["trained_on"];
-        write_file_atomic(run / "init.json", init_info.dump(2) + "\n");
-    } else if (resume && fs::exists(run / "init.json")) {
-        init_info = nlohmann::json::parse(read_file(run / "init.json"));
-    }
+    const nlohmann::json init_info =
+        train_detail::start_weights(o, resume, run, *model, [](const std::string& f) { return load_model(f); });
 
     // Class weights from the training labels: positives are up-weighted by neg/pos (multi-label), or
     // classes by N / (K * count) (multi-class), so a rare label still moves the loss. The loss's

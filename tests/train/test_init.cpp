@@ -12,8 +12,10 @@
 #include "hemoscan/util/fs.hpp"
 #include "support/synthetic_images.hpp"
 #include "support/test_util.hpp"
+#include "train/frozen_options.hpp"
 
 using namespace hemoscan;
+using hemoscan::test::frozen;
 
 namespace {
 
@@ -31,16 +33,6 @@ TrainOptions tiny_options(const fs::path& data, const fs::path& out) {
     o.workers = 1;
     o.seed = 7;
     o.augment = false;
-    return o;
-}
-
-// The same options, but training that cannot move the weights: what is saved is where training started.
-TrainOptions frozen(TrainOptions o) {
-    o.epochs = 1;
-    o.lr = 1e-12;
-    o.weight_decay = 0;
-    o.schedule = "constant";
-    o.warmup_epochs = 0;
     return o;
 }
 

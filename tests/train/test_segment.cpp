@@ -17,6 +17,7 @@
 #include "hemoscan/train/trainer.hpp"
 #include "hemoscan/util/fs.hpp"
 #include "support/test_util.hpp"
+#include "train/frozen_options.hpp"
 #include "train/seg_detail.hpp"
 
 using namespace hemoscan;
@@ -215,14 +216,7 @@ TEST_F(SegmentTest, LearnsBlobsAndWritesRunFolder) {
 // --init: a run that starts from the trained model and cannot move its weights (learning rate 1e-12)
 // validates like that model; the same run without --init does not. Another width is refused.
 TEST_F(SegmentTest, InitStartsFromAnotherRun) {
-    auto frozen = [](TrainOptions o) {
-        o.epochs = 1;
-        o.lr = 1e-12;
-        o.weight_decay = 0;
-        o.schedule = "constant";
-        o.warmup_epochs = 0;
-        return o;
-    };
+    using test::frozen;
     TrainOptions o = frozen(small_options(*dir_ / "data", *dir_ / "init"));
     o.init = model().string();
     const TrainResult r = train_segmenter(o);
