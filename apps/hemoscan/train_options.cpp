@@ -76,6 +76,10 @@ void add_train_options(CLI::App* app, TrainArgs& a, bool folds_for_cv) {
                     "Average the weights with this time constant in epochs (0 = off); validation and the "
                     "saved model use the average")
         ->capture_default_str();
+    app->add_option("--mixup", o.mixup,
+                    "Classification: blend pairs of training images and their labels with a Beta(a, a) weight "
+                    "(mixup; 0 = off, 0.2-0.4 usual)")
+        ->capture_default_str();
     app->add_option("--loss", o.loss, "Segmentation loss: dice, ce-dice or focal")->capture_default_str();
     app->add_option("--depth", o.depth, "U-Net depth (pooling levels)")->capture_default_str();
     app->add_option("--bleed-fraction", o.bleed_fraction,

@@ -23,6 +23,7 @@
 #include "hemoscan/util/fs.hpp"
 #include "hemoscan/util/runtime.hpp"
 #include "hemoscan/version.hpp"
+#include "train/mixup.hpp"
 #include "train/optimizer.hpp"
 
 namespace hemoscan {
@@ -65,6 +66,7 @@ nlohmann::json train_options_to_json(const TrainOptions& o) {
                         {"bleed_fraction", o.bleed_fraction},
                         {"pretrain_epochs", o.pretrain_epochs},
                         {"ema_epochs", o.ema_epochs},
+                        {"mixup", o.mixup},
                         {"init", o.init},
                         {"context", o.context}};
     j["dropout"] = o.dropout ? nlohmann::json(*o.dropout) : nlohmann::json(nullptr);
@@ -113,6 +115,7 @@ TrainOptions train_options_from_json(const nlohmann::json& j) {
     get("bleed_fraction", o.bleed_fraction);
     get("pretrain_epochs", o.pretrain_epochs);
     get("ema_epochs", o.ema_epochs);
+    get("mixup", o.mixup);
     get("init", o.init);
     get("context", o.context);
     if (j.contains("dropout") && !j["dropout"].is_null()) o.dropout = j["dropout"].get<double>();
@@ -144,6 +147,7 @@ void validate(const TrainOptions& o) {
     }
     if (o.median != 0 && (o.median < 3 || o.median % 2 == 0)) throw UsageError("--median must be 0 (off) or an odd number >= 3");
     if (!(o.ema_epochs >= 0)) throw UsageError("--ema must be >= 0 epochs (0 = off)");
+    if (!(o.mixup >= 0)) throw UsageError("--mixup must be >= 0 (0 = off)");
     if (o.pretrain_epochs < 0) throw UsageError("--pretrain-epochs must be >= 0");
     if (o.pretrain_epochs > 0 && o.model != "unet-ae") throw UsageError("--pretrain-epochs needs --model unet-ae");
     if (o.context != 0) throw UsageError("--context is for segmentation (--task segment)");
@@ -440,6 +444,9 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
         if (ds.multiclass) {
             auto opts = torch::nn::functional::CrossEntropyFuncOptions();
             if (class_weight.defined()) opts = opts.weight(class_weight);
+            // Mixed (soft) labels need the probability-target form; one-hot labels keep the index form,
+            // whose weighted mean divides by the weights of the targets.
+            if (o.mixup > 0) return torch::nn::functional::cross_entropy(logits, labels, opts);
             return torch::nn::functional::cross_entropy(logits, labels.argmax(1), opts);
         }
         auto opts = torch::nn::functional::BinaryCrossEntropyWithLogitsFuncOptions();
@@ -562,6 +569,12 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
         size_t seen = 0, batch_no = 0;
         while (train_loader.next(b)) {
             BatchTensors t = to_tensors(std::move(b));
+            if (o.mixup > 0) {
+                // One draw per batch, from (seed, epoch, batch): a resumed run mixes the same pairs.
+                const auto draw = train_detail::draw_mixup(
+                    o.mixup, t.images.size(0), mix_seed(o.seed ^ 0x6d69787570ULL, static_cast<std::uint64_t>(epoch), batch_no));
+                train_detail::apply_mixup(t.images, t.labels, draw);
+            }
             opt->zero_grad();
             auto loss = loss_fn(model->forward(t.images), t.labels);
             loss.backward();

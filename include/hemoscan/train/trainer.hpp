@@ -55,6 +55,8 @@ struct TrainOptions {
     // Exponential moving average of the weights, time constant in epochs (0 = off). Validation,
     // checkpoints and the final model use the averaged weights (BatchNorm recalibrated for them).
     double ema_epochs = 0;
+    // Mixup: blend pairs of training images and their labels with a Beta(a, a) weight (0 = off).
+    double mixup = 0;
     // Segmentation (task = segment) and unet-ae.
     std::string loss = "ce-dice";  // dice | ce-dice | focal (models/seg_loss.hpp)
     int depth = 4;                 // U-Net levels (encoder blocks with a pooling step below them)
