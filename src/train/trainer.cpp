@@ -571,8 +571,9 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
             BatchTensors t = to_tensors(std::move(b));
             if (o.mixup > 0) {
                 // One draw per batch, from (seed, epoch, batch): a resumed run mixes the same pairs.
-                const auto draw = train_detail::draw_mixup(
-                    o.mixup, t.images.size(0), mix_seed(o.seed ^ 0x6d69787570ULL, static_cast<std::uint64_t>(epoch), batch_no));
+                const std::uint64_t seed =
+                    mix_seed(o.seed ^ 0x6d69787570ULL, static_cast<std::uint64_t>(epoch), batch_no);
+                const auto draw = train_detail::draw_mixup(o.mixup, t.images.size(0), seed);
                 train_detail::apply_mixup(t.images, t.labels, draw);
             }
             opt->zero_grad();

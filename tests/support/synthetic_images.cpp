@@ -30,4 +30,17 @@ void write_blob_dataset(const std::filesystem::path& dir, int n_per_class, int s
     }
 }
 
+void write_blob_class_folders(const std::filesystem::path& dir, int n_per_class, int size, unsigned seed) {
+    const std::filesystem::path flat = dir / ".flat";
+    write_blob_dataset(flat, n_per_class, size, seed);
+    for (int i = 0; i < 2 * n_per_class; ++i) {
+        char id[16];
+        std::snprintf(id, sizeof id, "%03d", i);
+        const std::filesystem::path to = dir / (i % 2 == 0 ? "hemorrhage" : "normal");
+        std::filesystem::create_directories(to);
+        std::filesystem::rename(flat / (std::string(id) + ".png"), to / (std::string(id) + ".png"));
+    }
+    std::filesystem::remove_all(flat);
+}
+
 }  // namespace hemoscan::test

@@ -9,4 +9,7 @@ namespace hemoscan::test {
 // blob at a random position on a noisy grey disc ("head"), and as many negatives without it.
 void write_blob_dataset(const std::filesystem::path& dir, int n_per_class, int size = 48, unsigned seed = 1);
 
+// The same images as a class-folder data set (softmax): DIR/hemorrhage/<id>.png and DIR/normal/<id>.png.
+void write_blob_class_folders(const std::filesystem::path& dir, int n_per_class, int size = 48, unsigned seed = 1);
+
 }  // namespace hemoscan::test

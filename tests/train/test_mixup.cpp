@@ -4,7 +4,6 @@
 #include <torch/torch.h>
 
 #include <cmath>
-#include <opencv2/imgcodecs.hpp>
 
 #include "hemoscan/error.hpp"
 #include "hemoscan/train/segment.hpp"
@@ -14,6 +13,7 @@
 #include "support/synthetic_images.hpp"
 #include "support/test_util.hpp"
 #include "train/mixup.hpp"
+#include "train/small_options.hpp"
 
 using namespace hemoscan;
 using namespace hemoscan::train_detail;
@@ -65,19 +65,7 @@ TEST(Mixup, BlendsImagesAndLabelsWithTheSamePartner) {
 TEST(Mixup, ClassifierStillLearnsAndRecordsIt) {
     test::TempDir d;
     test::write_blob_dataset(d / "data", 24);
-    TrainOptions o;
-    o.data = (d / "data").string();
-    o.out = (d / "run").string();
-    o.model = "cnn-simple";
-    o.size = 48;
-    o.epochs = 12;
-    o.batch = 8;
-    o.lr = 3e-3;
-    o.val_fraction = 0.25;
-    o.threads = 1;
-    o.workers = 1;
-    o.seed = 7;
-    o.augment = false;
+    TrainOptions o = test::small_options(d / "data", d / "run");
     o.mixup = 0.4;
     TrainResult r = train_classifier(o);
     EXPECT_GT(r.metrics["macro_auc"].get<double>(), 0.95) << r.metrics.dump(2);
@@ -103,27 +91,9 @@ TEST(Mixup, ClassifierStillLearnsAndRecordsIt) {
 // Class folders (softmax): mixed labels go through the probability-target cross-entropy.
 TEST(Mixup, SoftmaxClassesLearnWithMixedLabels) {
     test::TempDir d;
-    test::write_blob_dataset(d / "src", 12, 48, 5);
-    for (int i = 0; i < 24; ++i) {
-        char id[8];
-        std::snprintf(id, sizeof id, "%03d", i);
-        fs::path to = d / "data" / (i % 2 == 0 ? "hemorrhage" : "normal");
-        fs::create_directories(to);
-        fs::copy_file(d / "src" / (std::string(id) + ".png"), to / (std::string(id) + ".png"));
-    }
-    TrainOptions o;
-    o.data = (d / "data").string();
-    o.out = (d / "run").string();
-    o.model = "cnn-simple";
-    o.size = 48;
+    test::write_blob_class_folders(d / "data", 12, 48, 5);
+    TrainOptions o = test::small_options(d / "data", d / "run");
     o.epochs = 10;
-    o.batch = 8;
-    o.lr = 3e-3;
-    o.val_fraction = 0.25;
-    o.threads = 1;
-    o.workers = 1;
-    o.seed = 7;
-    o.augment = false;
     o.mixup = 0.4;
     TrainResult r = train_classifier(o);
     ASSERT_TRUE(r.metrics.contains("multiclass")) << r.metrics.dump(2);

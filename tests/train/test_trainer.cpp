@@ -14,28 +14,12 @@
 #include "hemoscan/util/fs.hpp"
 #include "support/synthetic_images.hpp"
 #include "support/test_util.hpp"
+#include "train/small_options.hpp"
 
 using namespace hemoscan;
+using hemoscan::test::small_options;
 
 namespace {
-
-TrainOptions small_options(const fs::path& data, const fs::path& out) {
-    TrainOptions o;
-    o.data = data.string();
-    o.out = out.string();
-    o.model = "cnn-simple";
-    o.size = 48;
-    o.epochs = 12;
-    o.batch = 8;
-    o.lr = 3e-3;
-    o.val_fraction = 0.25;
-    o.threads = 1;
-    o.workers = 1;
-    o.patience = 0;
-    o.seed = 7;
-    o.augment = false;
-    return o;
-}
 
 size_t count_lines(const fs::path& p) {
     std::ifstream in(p);
@@ -222,14 +206,7 @@ TEST(Trainer, MultiLabelManifestGroupedByPatient) {
 // Class folders train a softmax classifier whose probabilities sum to one.
 TEST(Trainer, ClassFoldersSoftmax) {
     test::TempDir d;
-    test::write_blob_dataset(d / "src", 12, 48, 5);
-    for (int i = 0; i < 24; ++i) {
-        char id[8];
-        std::snprintf(id, sizeof id, "%03d", i);
-        fs::path to = d / "data" / (i % 2 == 0 ? "hemorrhage" : "normal");
-        fs::create_directories(to);
-        fs::copy_file(d / "src" / (std::string(id) + ".png"), to / (std::string(id) + ".png"));
-    }
+    test::write_blob_class_folders(d / "data", 12, 48, 5);
     auto o = small_options(d / "data", d / "run");
     o.epochs = 4;
     TrainResult r = train_classifier(o);
