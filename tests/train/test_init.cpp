@@ -13,26 +13,18 @@
 #include "support/synthetic_images.hpp"
 #include "support/test_util.hpp"
 #include "train/frozen_options.hpp"
+#include "train/small_options.hpp"
 
 using namespace hemoscan;
 using hemoscan::test::frozen;
 
 namespace {
 
+// The shared small run, smaller still; cnn-simple has no BatchNorm, so nothing is recomputed after training.
 TrainOptions tiny_options(const fs::path& data, const fs::path& out) {
-    TrainOptions o;
-    o.data = data.string();
-    o.out = out.string();
-    o.model = "cnn-simple";  // no BatchNorm: nothing is recomputed after training
+    TrainOptions o = test::small_options(data, out);
     o.size = 32;
     o.epochs = 2;
-    o.batch = 8;
-    o.lr = 3e-3;
-    o.val_fraction = 0.25;
-    o.threads = 1;
-    o.workers = 1;
-    o.seed = 7;
-    o.augment = false;
     return o;
 }
 
