@@ -6,6 +6,7 @@
 #include "commands.hpp"
 #include "common.hpp"
 #include "hemoscan/data/dataset.hpp"
+#include "hemoscan/error.hpp"
 #include "hemoscan/log.hpp"
 #include "hemoscan/models/serialize.hpp"
 #include "hemoscan/train/evaluate.hpp"
@@ -18,9 +19,9 @@ namespace hemoscan::cli {
 namespace {
 
 // A segmentation model: Dice, IoU, HD95 and volume error per class on a dataset with masks.
-int evaluate_segmenter(const std::string& model, const std::string& data, const std::string& out, int threads,
+int evaluate_segmenter(const std::vector<std::string>& models, const std::string& data, const std::string& out, int threads,
                        double min_component_ml) {
-    SegPredictor predictor(model, threads);
+    SegPredictor predictor(std::vector<std::filesystem::path>(models.begin(), models.end()), threads);
     if (min_component_ml >= 0) predictor.set_min_component_ml(min_component_ml);
     const SegDataset ds = open_seg_dataset(data);
     ProgressBar bar("evaluate", ds.size());
@@ -55,13 +56,17 @@ int evaluate_segmenter(const std::string& model, const std::string& data, const 
 
 void add_evaluate(CLI::App& root, std::vector<Command>& commands) {
     struct Args {
-        std::string model, data, out, labels;
+        std::vector<std::string> models;
+        std::string data, out, labels;
         double threshold = -1, min_component_ml = -1;
         int threads = 0, batch = 32, workers = 2;
     };
     auto a = std::make_shared<Args>();
     auto* app = root.add_subcommand("evaluate", "Evaluate a trained model on a labelled dataset");
-    app->add_option("--model", a->model, "RUN/model.pt")->required()->check(CLI::ExistingFile);
+    app->add_option("--model", a->models, "RUN/model.pt (segmentation: repeat it for an ensemble)")
+        ->required()
+        ->allow_extra_args(false)  // one file per --model: the inputs after it stay inputs
+        ->check(CLI::ExistingFile);
     app->add_option("--data", a->data, "Dataset folder (segmentation models: nnU-Net folder or manifest.csv with masks)")
         ->required();
     app->add_option("--out", a->out, "Output folder: metrics.json, predictions.csv, roc/pr/confusion PNGs")->required();
@@ -75,10 +80,13 @@ void add_evaluate(CLI::App& root, std::vector<Command>& commands) {
                     "model's, chosen on validation)")
         ->check(CLI::NonNegativeNumber);
     commands.push_back({app, [a] {
-        if (read_model_meta(a->model).value("task", std::string("classify")) == "segment") {
-            return evaluate_segmenter(a->model, a->data, a->out, a->threads, a->min_component_ml);
+        const bool segment = read_model_meta(a->models.front()).value("task", std::string("classify")) == "segment";
+        if (segment) return evaluate_segmenter(a->models, a->data, a->out, a->threads, a->min_component_ml);
+        if (a->models.size() > 1) {
+            throw UsageError("--model given " + std::to_string(a->models.size()) +
+                             " times: ensembles are for segmentation models; a classifier is evaluated alone");
         }
-        Predictor predictor(a->model, a->threads);
+        Predictor predictor(a->models.front(), a->threads);
         DatasetOptions dopt;
         dopt.labels = parse_list(a->labels);
         if (dopt.labels.empty() && !predictor.multiclass()) dopt.labels = predictor.labels();

@@ -47,7 +47,8 @@ struct Output {
 
 void add_segment(CLI::App& root, std::vector<Command>& commands) {
     struct Args {
-        std::string model, out;
+        std::vector<std::string> models;
+        std::string out;
         std::vector<std::string> inputs;
         int threads = 0;
         double alpha = 0.4, min_component_ml = -1;
@@ -56,7 +57,11 @@ void add_segment(CLI::App& root, std::vector<Command>& commands) {
     auto* app = root.add_subcommand("segment", "Segment hemorrhages: NIfTI label maps, overlays, volumes per class");
     app->add_option("inputs", a->inputs, "DICOM series folders, DICOM files, NIfTI files (.nii/.nii.gz), images")
         ->required();
-    app->add_option("--model", a->model, "RUN/model.pt of `train --task segment`")->required()->check(CLI::ExistingFile);
+    app->add_option("--model", a->models,
+                    "RUN/model.pt of `train --task segment`; repeat it for an ensemble (probabilities averaged)")
+        ->required()
+        ->allow_extra_args(false)  // one file per --model: the inputs after it stay inputs
+        ->check(CLI::ExistingFile);
     app->add_option("--out", a->out, "Output folder")->required();
     app->add_option("--threads", a->threads, "Compute threads (0 = all cores)")->capture_default_str();
     app->add_option("--alpha", a->alpha, "Overlay opacity of the label colours")
@@ -71,7 +76,7 @@ void add_segment(CLI::App& root, std::vector<Command>& commands) {
     commands.push_back({app, [a] {
         const fs::path out(a->out);
         if (fs::exists(out) && !fs::is_directory(out)) throw UsageError("--out " + a->out + " is a file, not a folder");
-        SegPredictor predictor(a->model, a->threads);
+        SegPredictor predictor(std::vector<fs::path>(a->models.begin(), a->models.end()), a->threads);
         if (a->min_component_ml >= 0) predictor.set_min_component_ml(a->min_component_ml);
         const nlohmann::json& meta = predictor.meta();
         const std::string modality =
@@ -125,7 +130,7 @@ void add_segment(CLI::App& root, std::vector<Command>& commands) {
 
         // Everything succeeded: write.
         fs::create_directories(out);
-        nlohmann::json js = {{"model", a->model},
+        nlohmann::json js = {{"model", a->models.size() == 1 ? nlohmann::json(a->models.front()) : nlohmann::json(a->models)},
                              {"classes", classes},
                              {"bleed_classes", predictor.bleed_classes()},
                              {"inputs", nlohmann::json::array()}};
@@ -136,7 +141,8 @@ void add_segment(CLI::App& root, std::vector<Command>& commands) {
         for (const Output& o : outputs) {
             const std::string mask = o.name + "_seg.nii.gz";
             write_nifti_labels(out / mask, o.result.labels.slices, o.result.labels.geometry,
-                               "hemoscan segment " + fs::path(a->model).filename().string());
+                               "hemoscan segment " + fs::path(a->models.front()).filename().string() +
+                                   (a->models.size() > 1 ? " (ensemble)" : ""));
             const fs::path overlay_dir = out / (o.name + "_overlay");
             nlohmann::json overlays = nlohmann::json::array();
             for (const auto& [file, bytes] : o.overlays) {

@@ -158,7 +158,9 @@ nlohmann::json evaluate_segmentation(SegPredictor& predictor, const SegDataset& 
                         {"false_positive_components", false_components},
                         {"lesion_sensitivity", lesions > 0 ? nlohmann::json(double(detected) / double(lesions))
                                                            : nlohmann::json(nullptr)},
+                        {"min_component_ml", predictor.min_component_ml()},
                         {"cases", cases}};
+    if (predictor.meta().contains("ensemble")) m["ensemble"] = predictor.meta()["ensemble"];
     write_file_atomic(out / "metrics.json", m.dump(2) + "\n");
     write_file_atomic(out / "cases.csv", csv.str());
     logger().info("evaluated {} cases: Dice any bleed {}, mean {}", dataset.cases.size(),

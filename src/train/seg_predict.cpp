@@ -1,6 +1,8 @@
-// SegPredictor: a segmentation model file -> label maps in the input volume's own geometry.
+// SegPredictor: a segmentation model file (or an ensemble of them) -> label maps in the input volume's own
+// geometry.
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <mutex>
 #include <thread>
@@ -16,49 +18,104 @@ namespace hemoscan {
 
 namespace fs = std::filesystem;
 
-struct SegPredictor::Impl {
+namespace {
+
+// One model of the predictor (an ensemble has several): its weights and how it sees a slice.
+struct Member {
+    fs::path path;
     LoadedSegmenter loaded;
-    std::vector<std::string> class_names;
-    std::vector<int> bleed_classes;
     PreprocessOptions pre;
+    std::string modality;
     bool tta = false;
     int context = 0;  // neighbouring slices on each side as channels (2.5D)
+    double min_component_ml = 0;
+    std::vector<std::string> class_names;
+    std::vector<int> bleed_classes;
+};
+
+Member load_member(const fs::path& model_path) {
+    Member m;
+    m.path = model_path;
+    m.loaded = load_segmenter(model_path);
+    const auto& meta = m.loaded.meta;
+    try {
+        m.class_names = meta.at("class_names").get<std::vector<std::string>>();
+        m.bleed_classes = meta.at("bleed_classes").get<std::vector<int>>();
+        m.pre = preprocess_from_meta(meta);
+        m.modality = meta.contains("preprocess") ? meta["preprocess"].value("modality", std::string("ct")) : "ct";
+        m.tta = meta.value("tta", std::string("none")) == "hflip";
+        m.context = meta.value("context", 0);
+        if (meta.contains("postprocess")) m.min_component_ml = meta["postprocess"].value("min_component_ml", 0.0);
+    } catch (const nlohmann::json::exception& e) {
+        throw InputError(model_path.string() + ": segmentation model metadata incomplete (" + e.what() + ")");
+    }
+    if (m.context < 0 || m.loaded.model->config().in_channels != m.pre.channels() * (2 * m.context + 1)) {
+        throw InputError(model_path.string() + ": the model's input channels do not match its windows and slice context");
+    }
+    if (m.class_names.size() < 2 || static_cast<int>(m.class_names.size()) != m.loaded.model->config().num_classes) {
+        throw InputError(model_path.string() + ": class names do not match the model's outputs");
+    }
+    m.loaded.model->eval();
+    return m;
+}
+
+std::string joined(const std::vector<std::string>& names) {
+    std::string out;
+    for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+    return out;
+}
+
+// Ensemble members must put their probabilities on the same grid and mean the same classes.
+void check_compatible(const Member& first, const Member& m) {
+    auto refuse = [&](const std::string& what) {
+        throw InputError(m.path.string() + ": cannot join an ensemble with " + first.path.string() + ": " + what);
+    };
+    if (m.class_names != first.class_names) {
+        refuse("other classes (" + joined(m.class_names) + " vs " + joined(first.class_names) + ")");
+    }
+    if (m.bleed_classes != first.bleed_classes) refuse("other bleed classes");
+    if (m.modality != first.modality) refuse("other modality (" + m.modality + " vs " + first.modality + ")");
+    const ResizeOptions &a = m.pre.resize, &b = first.pre.resize;
+    if (a.width != b.width || a.height != b.height || a.keep_aspect != b.keep_aspect || m.pre.crop_head != first.pre.crop_head) {
+        refuse("another input size, aspect handling or head crop");
+    }
+}
+
+}  // namespace
+
+struct SegPredictor::Impl {
+    std::vector<Member> members;
+    nlohmann::json meta;
     int batch = 8;
     double min_component_ml = 0;
     std::mutex mutex;  // one forward at a time: modules keep per-call state
 };
 
-SegPredictor::SegPredictor(const fs::path& model_path, int threads) : impl_(std::make_unique<Impl>()) {
+SegPredictor::SegPredictor(const fs::path& model_path, int threads)
+    : SegPredictor(std::vector<fs::path>{model_path}, threads) {}
+
+SegPredictor::SegPredictor(const std::vector<fs::path>& model_paths, int threads) : impl_(std::make_unique<Impl>()) {
+    if (model_paths.empty()) throw UsageError("segmentation: no model given");
     torch::set_num_threads(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
-    impl_->loaded = load_segmenter(model_path);
-    const auto& meta = impl_->loaded.meta;
-    try {
-        impl_->class_names = meta.at("class_names").get<std::vector<std::string>>();
-        impl_->bleed_classes = meta.at("bleed_classes").get<std::vector<int>>();
-        impl_->pre = preprocess_from_meta(meta);
-        impl_->tta = meta.value("tta", std::string("none")) == "hflip";
-        impl_->context = meta.value("context", 0);
-        if (meta.contains("postprocess")) impl_->min_component_ml = meta["postprocess"].value("min_component_ml", 0.0);
-    } catch (const nlohmann::json::exception& e) {
-        throw InputError(model_path.string() + ": segmentation model metadata incomplete (" + e.what() + ")");
+    for (const fs::path& path : model_paths) {
+        impl_->members.push_back(load_member(path));
+        if (impl_->members.size() > 1) check_compatible(impl_->members.front(), impl_->members.back());
+        impl_->min_component_ml = std::max(impl_->min_component_ml, impl_->members.back().min_component_ml);
     }
-    if (impl_->context < 0 ||
-        impl_->loaded.model->config().in_channels != impl_->pre.channels() * (2 * impl_->context + 1)) {
-        throw InputError(model_path.string() +
-                         ": the model's input channels do not match its windows and slice context");
+    impl_->meta = impl_->members.front().loaded.meta;
+    if (model_paths.size() > 1) {
+        nlohmann::json paths = nlohmann::json::array();
+        for (const fs::path& path : model_paths) paths.push_back(path.string());
+        impl_->meta["ensemble"] = paths;
     }
-    if (impl_->class_names.size() < 2 ||
-        static_cast<int>(impl_->class_names.size()) != impl_->loaded.model->config().num_classes) {
-        throw InputError(model_path.string() + ": class names do not match the model's outputs");
-    }
-    impl_->loaded.model->eval();
 }
 
 SegPredictor::~SegPredictor() = default;
 
-const nlohmann::json& SegPredictor::meta() const { return impl_->loaded.meta; }
-const std::vector<std::string>& SegPredictor::class_names() const { return impl_->class_names; }
-const std::vector<int>& SegPredictor::bleed_classes() const { return impl_->bleed_classes; }
+const nlohmann::json& SegPredictor::meta() const { return impl_->meta; }
+size_t SegPredictor::models() const { return impl_->members.size(); }
+const std::vector<std::string>& SegPredictor::class_names() const { return impl_->members.front().class_names; }
+const std::vector<int>& SegPredictor::bleed_classes() const { return impl_->members.front().bleed_classes; }
 double SegPredictor::min_component_ml() const { return impl_->min_component_ml; }
 
 void SegPredictor::set_min_component_ml(double ml) {
@@ -75,33 +132,45 @@ SegmentationResult SegPredictor::segment(const Volume& volume) {
         }
     }
     SegmentationResult result;
-    result.class_names = impl_->class_names;
+    result.class_names = class_names();
     result.labels.geometry = volume.geometry;
     result.labels.slices.resize(volume.slices.size());
     const int n = volume.depth(), batch = impl_->batch;
-    // The whole volume is prepared first: with a slice context, each input holds its neighbours.
-    std::vector<seg_detail::PreparedSlice> prepared;
-    prepared.reserve(static_cast<size_t>(n));
-    for (int k = 0; k < n; ++k) {
-        prepared.push_back(seg_detail::prepare_slice(volume.slices[static_cast<size_t>(k)],
-                                                     seg_detail::slice_meta(volume, k), impl_->pre));
+    // The whole volume is prepared first, once per model: with a slice context, each input holds its
+    // neighbours, and ensemble members may see the slices through other windows.
+    std::vector<std::vector<seg_detail::PreparedSlice>> prepared(impl_->members.size());
+    for (size_t m = 0; m < impl_->members.size(); ++m) {
+        const Member& member = impl_->members[m];
+        prepared[m].reserve(static_cast<size_t>(n));
+        for (int k = 0; k < n; ++k) {
+            prepared[m].push_back(seg_detail::prepare_slice(volume.slices[static_cast<size_t>(k)],
+                                                            seg_detail::slice_meta(volume, k), member.pre));
+            if (m > 0 && prepared[m].back().box != prepared[0][static_cast<size_t>(k)].box) {
+                throw InputError(name + ": the ensemble's models cut slice " + std::to_string(k + 1) +
+                                 " differently (head crop); use models trained with the same preprocessing");
+            }
+        }
+        seg_detail::add_slice_context(prepared[m], member.context);
     }
-    seg_detail::add_slice_context(prepared, impl_->context);
+    const double weight = 1.0 / static_cast<double>(impl_->members.size());
     for (int start = 0; start < n; start += batch) {
         const int end = std::min(n, start + batch);
-        std::vector<const seg_detail::PreparedSlice*> ptrs;
-        for (int k = start; k < end; ++k) ptrs.push_back(&prepared[static_cast<size_t>(k)]);
         torch::Tensor probs;
-        {
+        for (size_t m = 0; m < impl_->members.size(); ++m) {
+            std::vector<const seg_detail::PreparedSlice*> ptrs;
+            for (int k = start; k < end; ++k) ptrs.push_back(&prepared[m][static_cast<size_t>(k)]);
             std::lock_guard<std::mutex> lock(impl_->mutex);
             c10::InferenceMode guard;
-            probs =
-                seg_detail::forward_probabilities(*impl_->loaded.model, seg_detail::images_tensor(ptrs), impl_->tta);
+            Member& member = impl_->members[m];
+            torch::Tensor p = seg_detail::forward_probabilities(*member.loaded.model, seg_detail::images_tensor(ptrs),
+                                                                member.tta);
+            probs = m == 0 ? p : probs + p;
         }
+        if (impl_->members.size() > 1) probs = (probs * weight).contiguous();
         for (int k = start; k < end; ++k) {
-            const auto& p = prepared[static_cast<size_t>(k)];
             result.labels.slices[static_cast<size_t>(k)] =
-                seg_detail::labels_to_source(seg_detail::probability_planes(probs, k - start), p, impl_->pre.resize);
+                seg_detail::labels_to_source(seg_detail::probability_planes(probs, k - start),
+                                             prepared[0][static_cast<size_t>(k)], impl_->members.front().pre.resize);
         }
     }
     const auto& spacing = volume.geometry.spacing;
@@ -111,9 +180,8 @@ SegmentationResult SegPredictor::segment(const Volume& volume) {
         result.volume_ml[c] = volume_ml(class_mask(result.labels.slices, static_cast<int>(c)), spacing);
     }
     result.bleed_volume_ml =
-        impl_->bleed_classes.empty()
-            ? 0.0
-            : volume_ml(class_mask(result.labels.slices, kAnyForeground, impl_->bleed_classes), spacing);
+        bleed_classes().empty() ? 0.0
+                                : volume_ml(class_mask(result.labels.slices, kAnyForeground, bleed_classes()), spacing);
     return result;
 }
 

@@ -90,6 +90,15 @@ TEST(CliSegment, SynthTrainEvaluateSegment) {
                      q(d / "eval_pp") + " --threads 1 --min-component-ml 1000");
     ASSERT_EQ(r.exit_code, 0) << r.output;
     for (const auto& c : read_json(d / "eval_pp" / "metrics.json")["cases"]) EXPECT_EQ(c["volume_ml"], 0.0) << c.dump();
+    // An ensemble (--model twice): the same model twice averages to its own probabilities, so the
+    // figures equal the single model's; metrics.json names the members.
+    r = run_hemoscan("evaluate --model " + q(d / "run" / "model.pt") + " --model " + q(d / "run" / "model.pt") +
+                     " --data " + q(d / "syn" / "nnunet") + " --out " + q(d / "eval_ens") + " --threads 1");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto me = read_json(d / "eval_ens" / "metrics.json");
+    EXPECT_EQ(me["ensemble"].size(), 2u);
+    EXPECT_EQ(me["dice"], m["dice"]);
+    EXPECT_EQ(me["min_component_ml"], m["min_component_ml"]);
     r = run_hemoscan("evaluate --model " + q(d / "run" / "model.pt") + " --data " + q(d / "syn" / "nnunet") + " --out " +
                      q(d / "eval_bad") + " --min-component-ml -2");
     EXPECT_EQ(r.exit_code, 2) << r.output;
@@ -102,6 +111,13 @@ TEST(CliSegment, SynthTrainEvaluateSegment) {
     const fs::path series = d / "syn" / "dicom" / "study_0001";
     r = run_hemoscan("segment --model " + q(d / "run" / "model.pt") + " " + q(image) + " " + q(series) + " " +
                      q(d / "slice.png") + " --out " + q(d / "seg") + " --threads 1");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    // Each --model takes one file, so the inputs after a second --model stay inputs.
+    const auto rens = run_hemoscan("segment --model " + q(d / "run" / "model.pt") + " --model " +
+                                   q(d / "run" / "model.pt") + " " + q(image) + " --out " + q(d / "seg_ens") + " --threads 1");
+    ASSERT_EQ(rens.exit_code, 0) << rens.output;
+    EXPECT_EQ(read_json(d / "seg_ens" / "volumes.json")["model"].size(), 2u);
+    EXPECT_EQ(read_json(d / "seg_ens" / "volumes.json")["inputs"].size(), 1u);
     ASSERT_EQ(r.exit_code, 0) << r.output;
     EXPECT_NE(r.output.find("study_0000_0000: bleed"), std::string::npos) << r.output;
 

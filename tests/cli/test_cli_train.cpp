@@ -46,6 +46,12 @@ TEST(CliTrain, UnknownModelAndLabelMismatch) {
                      q(d / "ev"));
     EXPECT_EQ(r.exit_code, 1) << r.output;
     EXPECT_NE(r.output.find("hemorrhage"), std::string::npos) << r.output;
+    // Ensembles are for segmentation models: two classifier files are refused.
+    r = run_hemoscan("evaluate --model " + q(d / "run2" / "model.pt") + " --model " + q(d / "run2" / "model.pt") +
+                     " --data " + q(d / "other") + " --out " + q(d / "ev_ens"));
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("ensembles are for segmentation models"), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(d / "ev_ens"));
 }
 
 // Train, kill -9 in the middle, resume: the run finishes with every epoch; then evaluate and predict

@@ -37,11 +37,19 @@ struct SegmentationResult {
 class SegPredictor {
 public:
     explicit SegPredictor(const std::filesystem::path& model_path, int threads = 0);
+    // An ensemble (as nnU-Net ensembles its configurations): every model segments each slice with its
+    // own windows, slice context and flip, and their class probabilities are averaged before the
+    // labels are decided. The models must share class names, bleed classes, modality and output
+    // geometry (input size, aspect handling, head crop); they may differ in architecture, windows and
+    // context. InputError naming the model otherwise; UsageError for an empty list. One path = the
+    // single-model predictor.
+    explicit SegPredictor(const std::vector<std::filesystem::path>& model_paths, int threads = 0);
     ~SegPredictor();
     SegPredictor(const SegPredictor&) = delete;
     SegPredictor& operator=(const SegPredictor&) = delete;
 
-    const nlohmann::json& meta() const;
+    const nlohmann::json& meta() const;  // the first model's; an ensemble adds "ensemble": [paths]
+    size_t models() const;               // 1, or the ensemble's size
     const std::vector<std::string>& class_names() const;
     const std::vector<int>& bleed_classes() const;
 
@@ -54,6 +62,8 @@ public:
 
     // Post-processing: 3D foreground components below this volume (mL) are dropped. From the model
     // file ("postprocess": {"min_component_ml": ..}, chosen on validation by training), else 0 (off).
+    // An ensemble takes the largest of its models' values: each was chosen for one model's noisier
+    // output, and averaging only removes specks, so the largest is the cautious choice.
     double min_component_ml() const;
     void set_min_component_ml(double ml);  // overrides the model's value (0 = off); UsageError if < 0
 
