@@ -80,6 +80,10 @@ void add_train_options(CLI::App* app, TrainArgs& a, bool folds_for_cv) {
                     "Classification: blend pairs of training images and their labels with a Beta(a, a) weight "
                     "(mixup; 0 = off, 0.2-0.4 usual)")
         ->capture_default_str();
+    app->add_option("--insert-lesions", o.insert_lesions,
+                    "Classification: probability that a training image gets a painted small haematoma and becomes "
+                    "positive (0 = off)")
+        ->capture_default_str();
     app->add_option("--loss", o.loss, "Segmentation loss: dice, ce-dice or focal")->capture_default_str();
     app->add_option("--depth", o.depth, "U-Net depth (pooling levels)")->capture_default_str();
     app->add_option("--bleed-fraction", o.bleed_fraction,

@@ -70,6 +70,7 @@ void validate(const TrainOptions& o) {
     parse_seg_loss(o.loss);
     parse_modality_policy(o.modality);
     if (o.mixup != 0) throw UsageError("--mixup is for classification, not --task segment");
+    if (o.insert_lesions != 0) throw UsageError("--insert-lesions is for classification, not --task segment");
     if (o.context < 0 || o.context > 8) throw UsageError("--context must be in 0..8 slices on each side");
     if (o.context > 0 && o.crop_head) {
         throw UsageError("--context needs --crop-head false: the slices of a volume must share one geometry");

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -67,6 +68,7 @@ nlohmann::json train_options_to_json(const TrainOptions& o) {
                         {"pretrain_epochs", o.pretrain_epochs},
                         {"ema_epochs", o.ema_epochs},
                         {"mixup", o.mixup},
+                        {"insert_lesions", o.insert_lesions},
                         {"init", o.init},
                         {"context", o.context}};
     j["dropout"] = o.dropout ? nlohmann::json(*o.dropout) : nlohmann::json(nullptr);
@@ -116,6 +118,7 @@ TrainOptions train_options_from_json(const nlohmann::json& j) {
     get("pretrain_epochs", o.pretrain_epochs);
     get("ema_epochs", o.ema_epochs);
     get("mixup", o.mixup);
+    get("insert_lesions", o.insert_lesions);
     get("init", o.init);
     get("context", o.context);
     if (j.contains("dropout") && !j["dropout"].is_null()) o.dropout = j["dropout"].get<double>();
@@ -148,9 +151,41 @@ void validate(const TrainOptions& o) {
     if (o.median != 0 && (o.median < 3 || o.median % 2 == 0)) throw UsageError("--median must be 0 (off) or an odd number >= 3");
     if (!(o.ema_epochs >= 0)) throw UsageError("--ema must be >= 0 epochs (0 = off)");
     if (!(o.mixup >= 0)) throw UsageError("--mixup must be >= 0 (0 = off)");
+    if (!(o.insert_lesions >= 0 && o.insert_lesions <= 1)) throw UsageError("--insert-lesions must be in 0..1 (0 = off)");
     if (o.pretrain_epochs < 0) throw UsageError("--pretrain-epochs must be >= 0");
     if (o.pretrain_epochs > 0 && o.model != "unet-ae") throw UsageError("--pretrain-epochs needs --model unet-ae");
     if (o.context != 0) throw UsageError("--context is for segmentation (--task segment)");
+}
+
+// The labels a painted lesion makes positive: the one label of a binary data set, or "any" (and
+// "intraparenchymal", what the painted lesion looks like) of RSNA-style labels. Class folders and
+// other label sets have no such label: UsageError.
+std::vector<int> lesion_labels(const TrainOptions& o, const Dataset& ds) {
+    if (ds.multiclass) {
+        throw UsageError("--insert-lesions needs binary labels (one label, or RSNA-style with \"any\"), not class folders");
+    }
+    if (ds.label_names.size() == 1) return {0};
+    std::vector<int> out;
+    for (size_t l = 0; l < ds.label_names.size(); ++l) {
+        if (ds.label_names[l] == "any" || ds.label_names[l] == "intraparenchymal") out.push_back(static_cast<int>(l));
+    }
+    if (std::find(ds.label_names.begin(), ds.label_names.end(), "any") == ds.label_names.end()) {
+        throw UsageError("--insert-lesions: " + o.data + " has " + std::to_string(ds.label_names.size()) +
+                         " labels and none is \"any\"; which one would a painted bleed set?");
+    }
+    return out;
+}
+
+// Lesion contrast per channel follows the channel's window (80 HU brain window = 1); images are unit range.
+LesionInsertOptions lesion_options(const TrainOptions& o, const PreprocessOptions& pre) {
+    if (!o.augment) throw UsageError("--insert-lesions is an augmentation: it needs --augment on");
+    if (pre.normalization != Normalization::UnitRange) {
+        throw UsageError("--insert-lesions paints in unit-range images: it needs --normalization unit");
+    }
+    LesionInsertOptions l;
+    l.probability = o.insert_lesions;
+    for (const Window& w : pre.windows) l.channel_gain.push_back(static_cast<float>(80.0 / std::max(1.0, double(w.width))));
+    return l;
 }
 
 // Exponential moving average of the parameters (Polyak averaging). The decay follows from a time
@@ -489,6 +524,10 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
     lt.seed = o.seed;
     lt.augment = o.augment;
     lt.modality = policy;
+    if (o.insert_lesions > 0) {
+        lt.lesion = lesion_options(o, pre);
+        lt.lesion_labels = lesion_labels(o, ds);
+    }
     DataLoader train_loader(ds, split.train, pre, lt);
     LoaderOptions lv = lt;
     lv.shuffle = false;

@@ -43,4 +43,23 @@ void write_blob_class_folders(const std::filesystem::path& dir, int n_per_class,
     std::filesystem::remove_all(flat);
 }
 
+cv::Mat brain_window_head(int channels, unsigned seed) {
+    const cv::Point centre(64, 64);
+    cv::Mat g(128, 128, CV_32FC1, cv::Scalar(0));
+    cv::circle(g, centre, 57, cv::Scalar(1.0), -1);
+    cv::circle(g, centre, 52, cv::Scalar(0.45), -1);
+    cv::Mat noise(g.size(), CV_32FC1);
+    cv::RNG(seed).fill(noise, cv::RNG::NORMAL, 0.0, 0.02);
+    cv::Mat brain(g.size(), CV_8UC1, cv::Scalar(0));
+    cv::circle(brain, centre, 52, cv::Scalar(255), -1);
+    cv::add(g, noise, g, brain);
+    cv::ellipse(g, cv::Point(54, 64), cv::Size(4, 10), 0, 0, 360, cv::Scalar(0.12), -1);
+    cv::ellipse(g, cv::Point(74, 64), cv::Size(4, 10), 0, 0, 360, cv::Scalar(0.12), -1);
+    if (channels == 1) return g;
+    std::vector<cv::Mat> planes(static_cast<size_t>(channels), g);
+    cv::Mat out;
+    cv::merge(planes, out);
+    return out;
+}
+
 }  // namespace hemoscan::test

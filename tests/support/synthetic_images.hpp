@@ -3,6 +3,8 @@
 #include <filesystem>
 #include <string>
 
+#include <opencv2/core.hpp>
+
 namespace hemoscan::test {
 
 // Writes DIR/labels.csv (`id, hemorrhage`) and DIR/<id>.png: `n_per_class` positives with a bright
@@ -11,5 +13,10 @@ void write_blob_dataset(const std::filesystem::path& dir, int n_per_class, int s
 
 // The same images as a class-folder data set (softmax): DIR/hemorrhage/<id>.png and DIR/normal/<id>.png.
 void write_blob_class_folders(const std::filesystem::path& dir, int n_per_class, int size = 48, unsigned seed = 1);
+
+// A 128 x 128 brain-window head (CV_32FC(channels), the same plane in every channel): air 0, skull
+// ring 1.0 (radius 52-57 around (64, 64)), brain 0.45 with noise (sd 0.02, from `seed`), two dark
+// ventricles (0.12) centred at (54, 64) and (74, 64), 4 x 10 px semi-axes.
+cv::Mat brain_window_head(int channels = 1, unsigned seed = 1);
 
 }  // namespace hemoscan::test

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "hemoscan/augment/augment.hpp"
+#include "hemoscan/augment/lesion.hpp"
 #include "hemoscan/data/dataset.hpp"
 #include "hemoscan/preprocess/preprocess.hpp"
 
@@ -31,6 +32,8 @@ struct LoaderOptions {
     std::uint64_t seed = 0;
     bool augment = false;
     AugmentOptions augment_options{};
+    LesionInsertOptions lesion{};    // with augment: a painted lesion sets lesion_labels to 1
+    std::vector<int> lesion_labels;  // label indices a painted lesion makes positive
     size_t cache_max_bytes = size_t(1) << 30;  // cache decoded samples while the set fits (1 GiB)
     ModalityPolicy modality = ModalityPolicy::CtOnly;
 };

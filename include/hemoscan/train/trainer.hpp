@@ -57,6 +57,9 @@ struct TrainOptions {
     double ema_epochs = 0;
     // Mixup: blend pairs of training images and their labels with a Beta(a, a) weight (0 = off).
     double mixup = 0;
+    // Lesion insertion (classification, with augment): the probability that a training image gets a
+    // painted small haematoma and becomes positive (augment/lesion.hpp; 0 = off).
+    double insert_lesions = 0;
     // Segmentation (task = segment) and unet-ae.
     std::string loss = "ce-dice";  // dice | ce-dice | focal (models/seg_loss.hpp)
     int depth = 4;                 // U-Net levels (encoder blocks with a pooling step below them)
