@@ -16,7 +16,7 @@ cv::Mat lesion_candidates(const cv::Mat& image) {
     cv::Mat first;
     cv::extractChannel(image, first, 0);
     cv::Mat head = first > 0.04f;
-    // The largest blob is the head; eroding it keeps lesions off the skull and the scalp.
+    // Everything not air is head; eroding it keeps lesions off the skull and the scalp.
     const int k = std::max(3, static_cast<int>(std::lround(0.10 * std::min(image.rows, image.cols))) | 1);
     cv::erode(head, head, cv::getStructuringElement(cv::MORPH_ELLIPSE, cv::Size(k, k)));
     cv::Mat tissue = (first > 0.25f) & (first < 0.70f);

@@ -223,7 +223,6 @@ struct DataLoader::State {
         // The lesion goes in first, so that the spatial augmentation moves it with the head.
         if (options.lesion.probability > 0 &&
             insert_lesion(copy->image, options.lesion, mix_seed(options.seed ^ 0x6c6573696f6eULL, t.epoch, t.item))) {
-            copy->labels = dataset.items[t.item].labels;
             for (int k : options.lesion_labels) copy->labels.at(static_cast<size_t>(k)) = 1.f;
         }
         augment(*copy, options.augment_options, mix_seed(options.seed, t.epoch, t.item));
@@ -279,7 +278,7 @@ struct DataLoader::State {
             for (int k = 0; k < c; ++k) planes.emplace_back(h, w, CV_32FC1, dst + size_t(k) * plane);
             cv::split(image, planes.data());  // HWC -> CHW straight into the batch
         }
-        // The sample's labels: the item's, unless an augmentation (a painted lesion) changed them.
+        // The sample's labels (load_sample copies the item's; a painted lesion may have changed them).
         const std::vector<float>& y = s.labels.size() == labels ? s.labels : item.labels;
         std::copy(y.begin(), y.end(), batch->labels.begin() + t.slot_index * labels);
         batch->indices[t.slot_index] = t.item;

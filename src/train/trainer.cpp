@@ -422,8 +422,15 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
         throw UsageError(run.string() + " already holds a run: use --resume " + run.string() + " or another --out");
     }
 
-    fs::create_directories(run);
     const PreprocessOptions pre = make_preprocess(o);
+    // Options that depend on the data are checked before anything is written.
+    LesionInsertOptions lesion;
+    std::vector<int> lesion_label_indices;
+    if (o.insert_lesions > 0) {
+        lesion = lesion_options(o, pre);
+        lesion_label_indices = lesion_labels(o, ds);
+    }
+    fs::create_directories(run);
     nlohmann::json config = {{"hemoscan_version", kVersion},
                              {"command", "train"},
                              {"options", train_options_to_json(o)},
@@ -524,12 +531,11 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
     lt.seed = o.seed;
     lt.augment = o.augment;
     lt.modality = policy;
-    if (o.insert_lesions > 0) {
-        lt.lesion = lesion_options(o, pre);
-        lt.lesion_labels = lesion_labels(o, ds);
-    }
+    lt.lesion = lesion;
+    lt.lesion_labels = lesion_label_indices;
     DataLoader train_loader(ds, split.train, pre, lt);
     LoaderOptions lv = lt;
+    lv.lesion = {};  // never painted (augment is off too)
     lv.shuffle = false;
     lv.drop_last = false;
     lv.augment = false;

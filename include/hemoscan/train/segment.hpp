@@ -62,8 +62,9 @@ public:
 
     // Post-processing: 3D foreground components below this volume (mL) are dropped. From the model
     // file ("postprocess": {"min_component_ml": ..}, chosen on validation by training), else 0 (off).
-    // An ensemble takes the largest of its models' values: each was chosen for one model's noisier
-    // output, and averaging only removes specks, so the largest is the cautious choice.
+    // An ensemble takes the largest of its models' values (the one that lets no speck through that a
+    // member's own validation removed); set_min_component_ml overrides it, e.g. with a value chosen
+    // on validation cases for the ensemble itself.
     double min_component_ml() const;
     void set_min_component_ml(double ml);  // overrides the model's value (0 = off); UsageError if < 0
 
