@@ -8,6 +8,7 @@
 
 #include "hemoscan/augment/augment.hpp"
 #include "hemoscan/error.hpp"
+#include "support/test_util.hpp"
 
 using namespace hemoscan;
 
@@ -333,11 +334,5 @@ TEST(MixSeed, DeterministicAndSpread) {
 TEST(ParseOnOff, AcceptsOnOffTrueFalseOneZero) {
     for (const char* yes : {"on", "ON", "true", "1", " On "}) EXPECT_TRUE(parse_on_off(yes, "--augment")) << yes;
     for (const char* no : {"off", "false", "0", "OFF"}) EXPECT_FALSE(parse_on_off(no, "--augment")) << no;
-    try {
-        parse_on_off("maybe", "--augment");
-        FAIL();
-    } catch (const UsageError& e) {
-        EXPECT_NE(std::string(e.what()).find("--augment"), std::string::npos);
-        EXPECT_NE(std::string(e.what()).find("maybe"), std::string::npos);
-    }
+    test::expect_usage_error([] { parse_on_off("maybe", "--augment"); }, {"--augment", "maybe"});
 }

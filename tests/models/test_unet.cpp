@@ -11,6 +11,7 @@
 #include "hemoscan/models/seg_loss.hpp"
 #include "hemoscan/models/seg_registry.hpp"
 #include "hemoscan/models/unet.hpp"
+#include "support/test_util.hpp"
 
 using namespace hemoscan;
 
@@ -143,12 +144,8 @@ TEST(SegModels, InputNotDivisibleByTwoToTheDepthIsAUsageError) {
         model->eval();
         torch::NoGradGuard no_grad;
         EXPECT_NO_THROW(model->forward(torch::randn({1, 1, 16, 24})));
-        try {
-            model->forward(torch::randn({1, 1, 20, 24}));  // 20 is not a multiple of 8
-            ADD_FAILURE() << "no exception";
-        } catch (const UsageError& e) {
-            EXPECT_NE(std::string(e.what()).find("divisible by 2^depth = 8"), std::string::npos) << e.what();
-        }
+        // 20 is not a multiple of 8
+        test::expect_usage_error([&] { model->forward(torch::randn({1, 1, 20, 24})); }, {"divisible by 2^depth = 8"});
         EXPECT_THROW(model->forward(torch::randn({1, 2, 16, 16})), UsageError);  // wrong channels
         EXPECT_THROW(model->forward(torch::randn({1, 16, 16})), UsageError);     // no batch axis
     }

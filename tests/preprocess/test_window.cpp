@@ -4,6 +4,7 @@
 
 #include "hemoscan/error.hpp"
 #include "hemoscan/preprocess/preprocess.hpp"
+#include "support/test_util.hpp"
 
 using namespace hemoscan;
 
@@ -93,12 +94,7 @@ TEST(Window, BadSpecsThrowUsageError) {
     for (const char* bad : {"foo", "40", "40,-5", "40,0", "", "a,b", "40,80,3", "40,", ",80", "40,80x", "nan,80"}) {
         EXPECT_THROW(parse_windows(bad), UsageError) << "'" << bad << "'";
     }
-    try {
-        parse_windows("foo");
-        FAIL();
-    } catch (const UsageError& e) {
-        EXPECT_NE(std::string(e.what()).find("foo"), std::string::npos);
-    }
+    test::expect_usage_error([] { parse_windows("foo"); }, {"foo"});
 }
 
 TEST(Window, ApplyWindowAcceptsIntegerHuAndRejectsColour) {

@@ -61,16 +61,30 @@ nlohmann::json read_json(const fs::path& path) {
     return nlohmann::json::parse(in);
 }
 
-void expect_input_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
+namespace {
+
+// Expects `fn` to throw Error whose message contains every one of `parts`.
+template <class Error>
+void expect_error(const std::function<void()>& fn, const std::vector<std::string>& parts, const char* name) {
     try {
         fn();
-        ADD_FAILURE() << "no InputError thrown";
-    } catch (const hemoscan::InputError& e) {
+        ADD_FAILURE() << "no " << name << " thrown";
+    } catch (const Error& e) {
         const std::string msg = e.what();
         for (const std::string& part : parts) {
             EXPECT_NE(msg.find(part), std::string::npos) << "'" << part << "' not in: " << msg;
         }
     }
+}
+
+}  // namespace
+
+void expect_input_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
+    expect_error<hemoscan::InputError>(fn, parts, "InputError");
+}
+
+void expect_usage_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
+    expect_error<hemoscan::UsageError>(fn, parts, "UsageError");
 }
 
 void expect_mat_exact(const cv::Mat& actual, const cv::Mat& expected) {

@@ -44,6 +44,8 @@ nlohmann::json read_json(const fs::path& path);
 
 // Expects `fn` to throw hemoscan::InputError whose message contains every one of `parts`.
 void expect_input_error(const std::function<void()>& fn, const std::vector<std::string>& parts);
+// The same for hemoscan::UsageError (bad options).
+void expect_usage_error(const std::function<void()>& fn, const std::vector<std::string>& parts);
 
 // Expects `actual` to be CV_32FC1 and equal, pixel for pixel, to `expected` (any depth, converted).
 void expect_mat_exact(const cv::Mat& actual, const cv::Mat& expected);

@@ -371,12 +371,7 @@ TEST(Segment, BadOptions) {
     write_blob_cases(d / "data", 4, 1);
     TrainOptions o = small_options(d / "data", d / "run");
     o.model = "cnn";
-    try {
-        train_segmenter(o);
-        FAIL();
-    } catch (const UsageError& e) {
-        EXPECT_NE(std::string(e.what()).find("unet"), std::string::npos) << e.what();
-    }
+    test::expect_usage_error([&] { train_segmenter(o); }, {"unet"});
     o = small_options(d / "data", d / "run");
     o.size = 34;  // not divisible by 2^2
     EXPECT_THROW(train_segmenter(o), UsageError);

@@ -125,13 +125,7 @@ TEST(Trainer, BadOptionsAndData) {
     test::write_blob_dataset(d / "data", 6);
     auto o = small_options(d / "data", d / "run");
     o.model = "resnet-9000";
-    try {
-        train_classifier(o);
-        FAIL();
-    } catch (const UsageError& e) {
-        EXPECT_NE(std::string(e.what()).find("resnet-9000"), std::string::npos);
-        EXPECT_NE(std::string(e.what()).find("cnn-simple"), std::string::npos);
-    }
+    test::expect_usage_error([&] { train_classifier(o); }, {"resnet-9000", "cnn-simple"});
     o = small_options(d / "data", d / "run2");
     o.labels = {"epidural"};
     EXPECT_THROW(train_classifier(o), InputError);
