@@ -27,7 +27,8 @@ struct Member {
     PreprocessOptions pre;
     std::string modality;
     bool tta = false;
-    int context = 0;  // neighbouring slices on each side as channels (2.5D)
+    int context = 0;        // neighbouring slices on each side as channels (2.5D)
+    std::string input_key;  // members with equal keys see a slice the same way and share its preparation
     double min_component_ml = 0;
     std::vector<std::string> class_names;
     std::vector<int> bleed_classes;
@@ -45,12 +46,15 @@ Member load_member(const fs::path& model_path) {
         m.modality = meta.contains("preprocess") ? meta["preprocess"].value("modality", std::string("ct")) : "ct";
         m.tta = meta.value("tta", std::string("none")) == "hflip";
         m.context = meta.value("context", 0);
+        m.input_key =
+            meta.value("preprocess", nlohmann::json::object()).dump() + "|context " + std::to_string(m.context);
         if (meta.contains("postprocess")) m.min_component_ml = meta["postprocess"].value("min_component_ml", 0.0);
     } catch (const nlohmann::json::exception& e) {
         throw InputError(model_path.string() + ": segmentation model metadata incomplete (" + e.what() + ")");
     }
     if (m.context < 0 || m.loaded.model->config().in_channels != m.pre.channels() * (2 * m.context + 1)) {
-        throw InputError(model_path.string() + ": the model's input channels do not match its windows and slice context");
+        throw InputError(model_path.string() +
+                         ": the model's input channels do not match its windows and slice context");
     }
     if (m.class_names.size() < 2 || static_cast<int>(m.class_names.size()) != m.loaded.model->config().num_classes) {
         throw InputError(model_path.string() + ": class names do not match the model's outputs");
@@ -76,7 +80,8 @@ void check_compatible(const Member& first, const Member& m) {
     if (m.bleed_classes != first.bleed_classes) refuse("other bleed classes");
     if (m.modality != first.modality) refuse("other modality (" + m.modality + " vs " + first.modality + ")");
     const ResizeOptions &a = m.pre.resize, &b = first.pre.resize;
-    if (a.width != b.width || a.height != b.height || a.keep_aspect != b.keep_aspect || m.pre.crop_head != first.pre.crop_head) {
+    if (a.width != b.width || a.height != b.height || a.keep_aspect != b.keep_aspect ||
+        m.pre.crop_head != first.pre.crop_head) {
         refuse("another input size, aspect handling or head crop");
     }
 }
@@ -136,11 +141,17 @@ SegmentationResult SegPredictor::segment(const Volume& volume) {
     result.labels.geometry = volume.geometry;
     result.labels.slices.resize(volume.slices.size());
     const int n = volume.depth(), batch = impl_->batch;
-    // The whole volume is prepared first, once per model: with a slice context, each input holds its
-    // neighbours, and ensemble members may see the slices through other windows.
+    // The whole volume is prepared first, once per distinct input: with a slice context, each input
+    // holds its neighbours, and ensemble members may see the slices through other windows.
     std::vector<std::vector<seg_detail::PreparedSlice>> prepared(impl_->members.size());
+    std::vector<size_t> source(impl_->members.size());  // whose prepared slices member m uses
     for (size_t m = 0; m < impl_->members.size(); ++m) {
         const Member& member = impl_->members[m];
+        source[m] = m;
+        for (size_t j = 0; j < m && source[m] == m; ++j) {
+            if (impl_->members[j].input_key == member.input_key) source[m] = j;
+        }
+        if (source[m] != m) continue;
         prepared[m].reserve(static_cast<size_t>(n));
         for (int k = 0; k < n; ++k) {
             prepared[m].push_back(seg_detail::prepare_slice(volume.slices[static_cast<size_t>(k)],
@@ -158,12 +169,12 @@ SegmentationResult SegPredictor::segment(const Volume& volume) {
         torch::Tensor probs;
         for (size_t m = 0; m < impl_->members.size(); ++m) {
             std::vector<const seg_detail::PreparedSlice*> ptrs;
-            for (int k = start; k < end; ++k) ptrs.push_back(&prepared[m][static_cast<size_t>(k)]);
+            for (int k = start; k < end; ++k) ptrs.push_back(&prepared[source[m]][static_cast<size_t>(k)]);
             std::lock_guard<std::mutex> lock(impl_->mutex);
             c10::InferenceMode guard;
             Member& member = impl_->members[m];
-            torch::Tensor p = seg_detail::forward_probabilities(*member.loaded.model, seg_detail::images_tensor(ptrs),
-                                                                member.tta);
+            torch::Tensor p =
+                seg_detail::forward_probabilities(*member.loaded.model, seg_detail::images_tensor(ptrs), member.tta);
             probs = m == 0 ? p : probs + p;
         }
         if (impl_->members.size() > 1) probs = (probs * weight).contiguous();
