@@ -95,25 +95,35 @@ PreparedSlice prepare_slice(const cv::Mat& pixels, const ImageMeta& meta, const 
     return out;
 }
 
-void add_slice_context(std::vector<PreparedSlice>& slices, int context) {
+void check_slice_context(const std::vector<PreparedSlice>& slices, int context) {
     if (context < 0) throw UsageError("--context must be >= 0");
-    if (context == 0 || slices.empty()) return;
+    if (context == 0) return;
     for (const auto& s : slices) {
         if (s.box != slices.front().box || s.sample.image.size() != slices.front().sample.image.size() ||
             s.sample.image.type() != slices.front().sample.image.type()) {
             throw UsageError("--context: the slices of a volume differ in crop or size (use --crop-head false)");
         }
     }
-    const int n = static_cast<int>(slices.size());
-    std::vector<cv::Mat> own;
-    own.reserve(slices.size());
-    for (const auto& s : slices) own.push_back(s.sample.image);
-    for (int k = 0; k < n; ++k) {
-        std::vector<cv::Mat> parts;
-        for (int d = -context; d <= context; ++d)
-            parts.push_back(own[static_cast<size_t>(std::clamp(k + d, 0, n - 1))]);
-        cv::merge(parts, slices[static_cast<size_t>(k)].sample.image);
-    }
+}
+
+cv::Mat context_image(const std::vector<PreparedSlice>& slices, size_t k, int context) {
+    if (context == 0) return slices[k].sample.image;
+    const int n = static_cast<int>(slices.size()), at = static_cast<int>(k);
+    std::vector<cv::Mat> parts;
+    for (int d = -context; d <= context; ++d)
+        parts.push_back(slices[static_cast<size_t>(std::clamp(at + d, 0, n - 1))].sample.image);
+    cv::Mat merged;
+    cv::merge(parts, merged);
+    return merged;
+}
+
+void add_slice_context(std::vector<PreparedSlice>& slices, int context) {
+    check_slice_context(slices, context);
+    if (context == 0 || slices.empty()) return;
+    std::vector<cv::Mat> merged;  // all first: each slice's own image is still its neighbours' input
+    merged.reserve(slices.size());
+    for (size_t k = 0; k < slices.size(); ++k) merged.push_back(context_image(slices, k, context));
+    for (size_t k = 0; k < slices.size(); ++k) slices[k].sample.image = merged[k];
 }
 
 cv::Mat labels_to_source(const std::vector<cv::Mat>& probabilities, const PreparedSlice& prepared,

@@ -3,10 +3,9 @@
 // The one path from a source slice to a model input (prepare_slice) and back from the model's class
 // probabilities to a label map of the source slice (labels_to_source), so that training validation,
 // `segment` and `evaluate` see the same geometry.
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "hemoscan/data/seg_dataset.hpp"
 #include "hemoscan/image.hpp"
@@ -20,9 +19,9 @@ namespace hemoscan::seg_detail {
 ImageMeta slice_meta(const Volume& volume, int k);
 
 struct PreparedSlice {
-    Sample sample;   // model input (and the mask at model size when one was given)
-    cv::Rect box;    // part of the source slice that went in (the whole slice unless crop_head)
-    cv::Size source; // size of the source slice
+    Sample sample;    // model input (and the mask at model size when one was given)
+    cv::Rect box;     // part of the source slice that went in (the whole slice unless crop_head)
+    cv::Size source;  // size of the source slice
 };
 
 // preprocess() for segmentation. With crop_head the head box is cut out here (pixels outside the head
@@ -34,6 +33,11 @@ PreparedSlice prepare_slice(const cv::Mat& pixels, const ImageMeta& meta, const 
 // the same volume (the nearest slice repeated beyond either end), in that order. The slices must share
 // one geometry (no per-slice head crop): other sizes or boxes -> UsageError. context 0 leaves them.
 void add_slice_context(std::vector<PreparedSlice>& slices, int context);
+
+// The same, for one slice on demand, so that training keeps each slice's input once rather than
+// 2 * context + 1 times: check_slice_context once per volume, then context_image per slice used.
+void check_slice_context(const std::vector<PreparedSlice>& slices, int context);
+cv::Mat context_image(const std::vector<PreparedSlice>& slices, size_t k, int context);
 
 // Class probabilities at model size (K planes, CV_32FC1, S x S) -> label map (CV_8UC1) of the source
 // slice: the padding is cut off, the probabilities are resized linearly to the box; a pixel is

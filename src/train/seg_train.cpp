@@ -6,9 +6,8 @@
 // the training slices, `bleed_fraction` of each from slices with foreground, and augmented (one draw
 // for image and mask) in a prefetch thread. Validation runs on whole held-out cases at their own
 // resolution, through the same mapping back as SegPredictor.
-#include <torch/torch.h>
-
 #include <spdlog/fmt/fmt.h>
+#include <torch/torch.h>
 
 #include <atomic>
 #include <chrono>
@@ -50,7 +49,8 @@ void validate(const TrainOptions& o) {
     if (o.optimizer != "adam" && o.optimizer != "adamw") {
         throw UsageError("unknown --optimizer '" + o.optimizer + "' (adam, adamw)");
     }
-    if (o.folds != 0) throw UsageError("segmentation trains on a holdout split: --folds is not supported (use --val-fraction)");
+    if (o.folds != 0)
+        throw UsageError("segmentation trains on a holdout split: --folds is not supported (use --val-fraction)");
     if (!(o.val_fraction > 0 && o.val_fraction < 1)) throw UsageError("--val-fraction must be in (0, 1)");
     if (o.median != 0 && (o.median < 3 || o.median % 2 == 0)) {
         throw UsageError("--median must be 0 (off) or an odd number >= 3");
@@ -89,10 +89,18 @@ PreprocessOptions make_preprocess(const TrainOptions& o) {
 
 // One case, preprocessed; the native truth is kept for validation cases only.
 struct CaseData {
-    std::vector<PreparedSlice> slices;  // model input and mask at model size, not augmented
+    std::vector<PreparedSlice> slices;  // each slice's own input (no context) and mask at model size, not augmented
     LabelSlices truth;                  // native resolution
     bool foreground = false;
 };
+
+// Slice k as the model sees it: with a slice context its neighbours are stacked here, per use, so
+// that the data set is held once in memory rather than 2 * context + 1 times.
+PreparedSlice model_input(const CaseData& cd, size_t k, int context) {
+    PreparedSlice p = cd.slices[k];
+    p.sample.image = seg_detail::context_image(cd.slices, k, context);
+    return p;
+}
 
 CaseData load_case(const SegDataset& ds, size_t index, const PreprocessOptions& pre, int context) {
     SegVolume sv = load_seg_case(ds, index);
@@ -103,7 +111,7 @@ CaseData load_case(const SegDataset& ds, size_t index, const PreprocessOptions& 
                                                       sv.mask.slices[static_cast<size_t>(k)]));
         cd.foreground = cd.foreground || cv::countNonZero(sv.mask.slices[static_cast<size_t>(k)]) > 0;
     }
-    seg_detail::add_slice_context(cd.slices, context);
+    seg_detail::check_slice_context(cd.slices, context);
     cd.truth = std::move(sv.mask.slices);
     return cd;
 }
@@ -141,7 +149,9 @@ struct SegBatch {
     torch::Tensor x, y;
 };
 
-std::string fmt_num(double v, int prec = 4) { return std::isfinite(v) ? fmt::format("{:.{}f}", v, prec) : std::string(); }
+std::string fmt_num(double v, int prec = 4) {
+    return std::isfinite(v) ? fmt::format("{:.{}f}", v, prec) : std::string();
+}
 
 void write_log_csv(const fs::path& file, const nlohmann::json& history, const std::vector<std::string>& classes) {
     std::ostringstream ss;
@@ -155,7 +165,8 @@ void write_log_csv(const fs::path& file, const nlohmann::json& history, const st
            << ',' << fmt_num(row.value("train_slices_per_s", 0.0), 1);
         for (size_t c = 1; c < classes.size(); ++c) {
             const auto& d = row["dice"];
-            ss << ',' << (d.contains(classes[c]) && !d[classes[c]].is_null() ? fmt_num(d[classes[c]].get<double>(), 6) : "");
+            ss << ','
+               << (d.contains(classes[c]) && !d[classes[c]].is_null() ? fmt_num(d[classes[c]].get<double>(), 6) : "");
         }
         ss << "\n";
     }
@@ -193,7 +204,8 @@ void write_curves(const fs::path& file, const nlohmann::json& history) {
     if (!da.x.empty()) dices.push_back(da);
     if (!dm.x.empty()) dices.push_back(dm);
     cv::Mat left = line_plot(losses, lo);
-    cv::Mat right = dices.empty() ? cv::Mat(left.size(), left.type(), cv::Scalar(255, 255, 255)) : line_plot(dices, dopt);
+    cv::Mat right =
+        dices.empty() ? cv::Mat(left.size(), left.type(), cv::Scalar(255, 255, 255)) : line_plot(dices, dopt);
     cv::Mat both;
     cv::hconcat(left, right, both);
     save_plot(file, both);
@@ -255,7 +267,8 @@ TrainResult train_segmenter(const TrainOptions& options_in, const TrainCallbacks
         if (!fs::exists(state_file)) throw InputError(state_file.string() + ": nothing to resume (no checkpoint)");
         state = nlohmann::json::parse(read_file(state_file));
         if (state.value("fingerprint", std::string()) != fingerprint) {
-            throw InputError(o.data + ": the data changed since " + run.string() + " was started (fingerprint differs)");
+            throw InputError(o.data + ": the data changed since " + run.string() +
+                             " was started (fingerprint differs)");
         }
         if (state.value("finished", false)) {
             throw UsageError(run.string() + ": this run has already finished (" +
@@ -292,10 +305,11 @@ TrainResult train_segmenter(const TrainOptions& options_in, const TrainCallbacks
             if (cv::countNonZero(cases[i].slices[k].sample.mask) > 0) fg.push_back({i, k});
         }
     }
-    logger().info("segmentation data: {} cases ({} train, {} validation), {} training slices ({} with foreground), "
-                  "loaded in {:.1f} s",
-                  ds.size(), split.train.size(), split.val.size(), all.size(), fg.size(),
-                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count());
+    logger().info(
+        "segmentation data: {} cases ({} train, {} validation), {} training slices ({} with foreground), "
+        "loaded in {:.1f} s",
+        ds.size(), split.train.size(), split.val.size(), all.size(), fg.size(),
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count());
 
     fs::create_directories(run);
     if (!resume) {
@@ -369,7 +383,8 @@ TrainResult train_segmenter(const TrainOptions& options_in, const TrainCallbacks
         auto fill = [&](size_t j) {
             const Sample& base = cases[picks[j].c].slices[picks[j].k].sample;
             Sample s;
-            s.image = base.image.clone();
+            s.image = o.context > 0 ? seg_detail::context_image(cases[picks[j].c].slices, picks[j].k, o.context)
+                                    : base.image.clone();  // a stacked image is already a copy
             s.mask = base.mask.clone();
             if (o.augment) augment(s, aug, mix_seed(o.seed, static_cast<std::uint64_t>(epoch), b * B + j));
             const size_t plane = static_cast<size_t>(S) * S;
@@ -418,12 +433,14 @@ TrainResult train_segmenter(const TrainOptions& options_in, const TrainCallbacks
         model->train();
         torch::NoGradGuard ng;
         const size_t step = std::max<size_t>(1, all.size() / (B * 16));  // at most ~16 batches, spread over the set
-        std::vector<const PreparedSlice*> chunk;
+        std::vector<PreparedSlice> inputs;
         for (size_t i = 0; i < all.size(); i += step) {
-            chunk.push_back(&cases[all[i].c].slices[all[i].k]);
-            if (chunk.size() == B || i + step >= all.size()) {
+            inputs.push_back(model_input(cases[all[i].c], all[i].k, o.context));
+            if (inputs.size() == B || i + step >= all.size()) {
+                std::vector<const PreparedSlice*> chunk;
+                for (const auto& p : inputs) chunk.push_back(&p);
                 if (chunk.size() > 1) model->forward(seg_detail::images_tensor(chunk));
-                chunk.clear();
+                inputs.clear();
             }
         }
         for (size_t i = 0; i < bns.size(); ++i) bns[i]->options.momentum(momenta[i]);
@@ -446,17 +463,21 @@ TrainResult train_segmenter(const TrainOptions& options_in, const TrainCallbacks
             const CaseData& cd = cases[i];
             LabelSlices pred(cd.slices.size());
             for (size_t start = 0; start < cd.slices.size(); start += B) {
+                std::vector<PreparedSlice> inputs;
+                for (size_t k = start; k < std::min(cd.slices.size(), start + B); ++k) {
+                    inputs.push_back(model_input(cd, k, o.context));
+                }
                 std::vector<const PreparedSlice*> chunk;
-                for (size_t k = start; k < std::min(cd.slices.size(), start + B); ++k) chunk.push_back(&cd.slices[k]);
+                for (const auto& p : inputs) chunk.push_back(&p);
                 torch::Tensor logits;
-                torch::Tensor probs = seg_detail::forward_probabilities(*model, seg_detail::images_tensor(chunk), o.tta,
-                                                                        &logits);
+                torch::Tensor probs =
+                    seg_detail::forward_probabilities(*model, seg_detail::images_tensor(chunk), o.tta, &logits);
                 loss_sum += seg_loss(logits, seg_detail::masks_tensor(chunk), loss_kind).item<double>() *
                             static_cast<double>(chunk.size());
                 loss_n += chunk.size();
                 for (size_t j = 0; j < chunk.size(); ++j) {
-                    pred[start + j] = seg_detail::labels_to_source(seg_detail::probability_planes(probs, static_cast<int64_t>(j)),
-                                                                   *chunk[j], pre.resize);
+                    pred[start + j] = seg_detail::labels_to_source(
+                        seg_detail::probability_planes(probs, static_cast<int64_t>(j)), *chunk[j], pre.resize);
                 }
             }
             const auto ov = seg_detail::case_overlap(pred, cd.truth, K, ds.bleed_classes);
@@ -521,8 +542,8 @@ TrainResult train_segmenter(const TrainOptions& options_in, const TrainCallbacks
 
         const double score = std::isnan(v.dice_any) ? v.dice_mean : 0.5 * (v.dice_any + v.dice_mean);
         // Higher is better; the validation loss breaks ties (Dice saturates on easy data).
-        const double monitor = !std::isnan(score) ? score - 1e-4 * (std::isnan(v.loss) ? 0.0 : std::min(v.loss, 10.0))
-                                                  : -train_loss;
+        const double monitor =
+            !std::isnan(score) ? score - 1e-4 * (std::isnan(v.loss) ? 0.0 : std::min(v.loss, 10.0)) : -train_loss;
         if (so.kind == ScheduleKind::Plateau) schedule.observe(monitor);
         const bool improved = stopper.update(monitor);
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -555,7 +576,8 @@ TrainResult train_segmenter(const TrainOptions& options_in, const TrainCallbacks
         write_log_csv(run / "log.csv", history, ds.class_names);
         if (cb.epoch_end) cb.epoch_end(epoch, row);
         if (stopper.should_stop()) {
-            logger().info("early stopping after epoch {}: no validation improvement for {} epochs", epoch + 1, o.patience);
+            logger().info("early stopping after epoch {}: no validation improvement for {} epochs", epoch + 1,
+                          o.patience);
             ++epoch;
             break;
         }
@@ -568,9 +590,8 @@ TrainResult train_segmenter(const TrainOptions& options_in, const TrainCallbacks
     nlohmann::json meta = meta_base;
     meta["best_epoch"] = stopper.best_epoch();
     const nlohmann::json& best_row = history.at(static_cast<size_t>(std::max(0, stopper.best_epoch())));
-    meta["validation"] = {{"dice_any", best_row["val_dice_any"]},
-                          {"dice_mean", best_row["val_dice_mean"]},
-                          {"cases", split.val.size()}};
+    meta["validation"] = {
+        {"dice_any", best_row["val_dice_any"]}, {"dice_mean", best_row["val_dice_mean"]}, {"cases", split.val.size()}};
     save_segmenter(run / "model.pt", *best.model, meta);
 
     nlohmann::json metrics = nlohmann::json::object();
@@ -584,10 +605,11 @@ TrainResult train_segmenter(const TrainOptions& options_in, const TrainCallbacks
         const nlohmann::json choice = choose_min_component(run / "model.pt", val, threads);
         meta["postprocess"] = choice;
         save_segmenter(run / "model.pt", *best.model, meta);
-        logger().info("post-processing: foreground components below {} mL removed (validation Dice {:.4f}, {:.4f} "
-                      "without)",
-                      choice["min_component_ml"].get<double>(), choice["dice"].get<double>(),
-                      choice["dice_without"].get<double>());
+        logger().info(
+            "post-processing: foreground components below {} mL removed (validation Dice {:.4f}, {:.4f} "
+            "without)",
+            choice["min_component_ml"].get<double>(), choice["dice"].get<double>(),
+            choice["dice_without"].get<double>());
         SegPredictor predictor(run / "model.pt", threads);
         metrics = evaluate_segmentation(predictor, val, run);
     }
