@@ -3,10 +3,9 @@
 // anisotropic DICOM series and NIfTI); resume; errors.
 #include <gtest/gtest.h>
 
-#include <opencv2/imgproc.hpp>
-
 #include <cmath>
 #include <fstream>
+#include <opencv2/imgproc.hpp>
 #include <random>
 
 #include "hemoscan/error.hpp"
@@ -42,7 +41,8 @@ void draw_case(int rows, int cols, int depth, const std::vector<Lesion>& lesions
     labels.clear();
     for (int k = 0; k < depth; ++k) {
         cv::Mat s(rows, cols, CV_32F, cv::Scalar(-1000));
-        cv::ellipse(s, cv::Point(cols / 2, rows / 2), cv::Size(cols * 2 / 5, rows * 2 / 5), 0, 0, 360, cv::Scalar(30), -1);
+        cv::ellipse(s, cv::Point(cols / 2, rows / 2), cv::Size(cols * 2 / 5, rows * 2 / 5), 0, 0, 360, cv::Scalar(30),
+                    -1);
         cv::Mat l(rows, cols, CV_8U, cv::Scalar(0));
         for (const Lesion& les : lesions) {
             if (k < les.k0 || k > les.k1) continue;
@@ -76,8 +76,9 @@ Geometry axial(double px = 0.8, double slice = 2.5) {
 // n cases of 6 slices in nnU-Net form, 40 x 40, 48 x 36 or 36 x 48 pixels (round and elongated
 // heads); three of four with one blob over 2-3 slices.
 void write_blob_cases(const fs::path& root, int n, unsigned seed) {
-    test::write_text(root / "dataset.json",
-                     R"({"channel_names": {"0": "CT"}, "labels": {"background": 0, "bleed": 1}, "file_ending": ".nii.gz"})");
+    test::write_text(
+        root / "dataset.json",
+        R"({"channel_names": {"0": "CT"}, "labels": {"background": 0, "bleed": 1}, "file_ending": ".nii.gz"})");
     std::mt19937 rng(seed);
     for (int i = 0; i < n; ++i) {
         const int rows = i % 3 == 0 ? 40 : i % 3 == 1 ? 48 : 36, cols = i % 3 == 0 ? 40 : i % 3 == 1 ? 36 : 48;
@@ -182,8 +183,8 @@ TEST_F(SegmentTest, LearnsBlobsAndWritesRunFolder) {
     EXPECT_EQ(r.epochs_run, 14);
     EXPECT_EQ(r.val_indices.size(), 4u);
     EXPECT_EQ(r.metrics["n"], 4);
-    for (const char* f : {"config.json", "model.pt", "log.csv", "metrics.json", "cases.csv", "split.csv", "curves.png",
-                          "state.json"}) {
+    for (const char* f :
+         {"config.json", "model.pt", "log.csv", "metrics.json", "cases.csv", "split.csv", "curves.png", "state.json"}) {
         EXPECT_TRUE(fs::exists(*dir_ / "run" / f)) << f;
     }
     EXPECT_FALSE(fs::exists(*dir_ / "run" / "best.pt"));
@@ -262,7 +263,8 @@ TEST_F(SegmentTest, KnownVolumeInMillilitres) {
 
     // The same case through evaluate: the true volume is exact, the error is |predicted - true|.
     test::TempDir d;
-    test::write_text(d / "ds" / "dataset.json", R"({"channel_names": {"0": "CT"}, "labels": {"background": 0, "bleed": 1}})");
+    test::write_text(d / "ds" / "dataset.json",
+                     R"({"channel_names": {"0": "CT"}, "labels": {"background": 0, "bleed": 1}})");
     write_nifti(d / "ds" / "imagesTr" / "box_0000.nii.gz", v);
     write_nifti_labels(d / "ds" / "labelsTr" / "box.nii.gz", labels, v.geometry);
     const SegDataset ds = open_seg_dataset(d / "ds");
@@ -396,7 +398,15 @@ TEST(SegContext, NeighbouringSlicesBecomeChannels) {
     auto same = slices;
     seg_detail::add_slice_context(same, 0);
     EXPECT_EQ(same[1].sample.image.channels(), 1);
+    // Training stacks one slice at a time from the unstacked volume: the same input as the whole pass.
+    std::vector<cv::Mat> one_at_a_time;
+    for (size_t k = 0; k < 3; ++k) one_at_a_time.push_back(seg_detail::context_image(slices, k, 1));
+    EXPECT_EQ(slices[1].sample.image.channels(), 1);  // the volume itself is left as it was
     seg_detail::add_slice_context(slices, 1);
+    for (size_t k = 0; k < 3; ++k) {
+        ASSERT_EQ(one_at_a_time[k].channels(), 3);
+        EXPECT_EQ(cv::norm(one_at_a_time[k], slices[k].sample.image, cv::NORM_INF), 0.0) << "slice " << k;
+    }
     const float expected[3][3] = {{1, 1, 2}, {1, 2, 3}, {2, 3, 3}};
     for (int k = 0; k < 3; ++k) {
         const cv::Mat& img = slices[static_cast<size_t>(k)].sample.image;
@@ -420,6 +430,8 @@ TEST(SegContext, NeighbouringSlicesBecomeChannels) {
         cropped[static_cast<size_t>(k)].box = cv::Rect(k, 0, 2, 2);
     }
     EXPECT_THROW(seg_detail::add_slice_context(cropped, 1), UsageError);
+    EXPECT_THROW(seg_detail::check_slice_context(cropped, 1), UsageError);
+    EXPECT_NO_THROW(seg_detail::check_slice_context(cropped, 0));
 }
 
 // A 2.5D model (--context 1) trains on the blob cases, stores its context, and segments a volume
@@ -470,7 +482,8 @@ TEST(SegLabels, ForegroundWhenBackgroundIsLessThanHalf) {
     std::vector<cv::Mat> planes(3);
     for (int k = 0; k < 3; ++k) {
         planes[static_cast<size_t>(k)] = cv::Mat(1, 4, CV_32FC1);
-        for (int x = 0; x < 4; ++x) planes[static_cast<size_t>(k)].at<float>(0, x) = pixels[static_cast<size_t>(x)][static_cast<size_t>(k)];
+        for (int x = 0; x < 4; ++x)
+            planes[static_cast<size_t>(k)].at<float>(0, x) = pixels[static_cast<size_t>(x)][static_cast<size_t>(k)];
     }
     seg_detail::PreparedSlice prepared;
     prepared.source = cv::Size(4, 1);
@@ -484,4 +497,3 @@ TEST(SegLabels, ForegroundWhenBackgroundIsLessThanHalf) {
     EXPECT_EQ(labels.at<std::uint8_t>(0, 3), 0);
     EXPECT_THROW(seg_detail::labels_to_source({planes[0]}, prepared, resize), UsageError);
 }
-
