@@ -87,7 +87,7 @@ PreprocessOptions make_preprocess(const TrainOptions& o) {
     return p;
 }
 
-// One case, preprocessed; the native truth is kept for validation cases only.
+// One case, preprocessed, with its truth at native resolution (validation scores against it).
 struct CaseData {
     std::vector<PreparedSlice> slices;  // each slice's own input (no context) and mask at model size, not augmented
     LabelSlices truth;                  // native resolution
