@@ -30,11 +30,14 @@ void on_stop_signal(int) {
 
 void add_serve(CLI::App& root, std::vector<Command>& commands) {
     auto o = std::make_shared<ServerOptions>();
-    auto model = std::make_shared<std::string>(), seg_model = std::make_shared<std::string>();
+    auto model = std::make_shared<std::string>();
+    auto seg_models = std::make_shared<std::vector<std::string>>();
     auto data_dir = std::make_shared<std::string>(o->data_dir.string());
     auto* app = root.add_subcommand("serve", "Web page and REST API: upload CT images, see probabilities and heatmaps");
     app->add_option("--model", *model, "RUN/model.pt of a classifier")->required()->check(CLI::ExistingFile);
-    app->add_option("--seg-model", *seg_model, "RUN/model.pt of a segmentation model (mask and bleed volume)")
+    app->add_option("--seg-model", *seg_models,
+                    "RUN/model.pt of a segmentation model (mask and bleed volume); repeat it for an ensemble")
+        ->allow_extra_args(false)  // one file per --seg-model
         ->check(CLI::ExistingFile);
     app->add_option("--host", o->host, "Address to listen on (0.0.0.0: every interface)")->capture_default_str();
     app->add_option("--port", o->port, "Port (0: any free port)")->check(CLI::Range(0, 65535))->capture_default_str();
@@ -58,9 +61,9 @@ void add_serve(CLI::App& root, std::vector<Command>& commands) {
     app->add_option("--timeout", o->timeout_s, "Socket read/write time-out per request, seconds")
         ->check(CLI::Range(1, 3600))
         ->capture_default_str();
-    commands.push_back({app, [o, model, seg_model, data_dir] {
+    commands.push_back({app, [o, model, seg_models, data_dir] {
         o->model = *model;
-        o->seg_model = *seg_model;
+        o->seg_models.assign(seg_models->begin(), seg_models->end());
         o->data_dir = *data_dir;
         // SIGINT/SIGTERM may land on any thread (OpenBLAS starts its own before main): the handler
         // only writes to a pipe, and a watcher thread stops the server, which lets requests in

@@ -162,6 +162,7 @@ json segment_upload(SegPredictor& seg, const Volume& series, const std::vector<D
     json volumes = json::object();
     for (size_t c = 1; c < per_class.size(); ++c) volumes[seg.class_names()[c]] = per_class[c];
     return {{"model", model_name(seg.meta())},
+            {"models", seg.models()},
             {"class_names", seg.class_names()},
             {"bleed_classes", seg.bleed_classes()},
             {"volume_ml", volumes},

@@ -142,8 +142,8 @@ struct Server::Impl {
             if (e.path().extension() == ".partial") fs::remove_all(e.path(), ec);
         }
         predictor = std::make_unique<Predictor>(options.model, options.compute_threads);
-        if (!options.seg_model.empty()) {
-            seg_predictor = std::make_unique<SegPredictor>(options.seg_model, options.compute_threads);
+        if (!options.seg_models.empty()) {
+            seg_predictor = std::make_unique<SegPredictor>(options.seg_models, options.compute_threads);
         }
         store = std::make_unique<serve::ResultStore>(options.data_dir / "results.db");
         renderer = std::make_unique<serve::Renderer>(results_dir());
@@ -180,6 +180,7 @@ struct Server::Impl {
     json segmentation_info() const {
         if (!seg_predictor) return nullptr;
         return {{"model", serve::model_name(seg_predictor->meta())},
+                {"models", seg_predictor->models()},
                 {"class_names", seg_predictor->class_names()},
                 {"bleed_classes", seg_predictor->bleed_classes()}};
     }

@@ -684,6 +684,22 @@ TEST_F(Serve, SegmentationModelMasksAndVolume) {
     EXPECT_FALSE(p["segmentation"]["spacing_known"].get<bool>());
     EXPECT_NE(p["warnings"].dump().find("spacing"), std::string::npos) << p.dump();
     EXPECT_EQ(c.Get(p["slices"][0]["mask_url"].get<std::string>().c_str())->status, 200);
+    EXPECT_EQ(m["segmentation"]["models"], 1);
+
+    // --seg-model repeated: an ensemble, as `segment --model A --model B`. The same model twice averages
+    // equal probabilities, so the volumes must stay exactly the single model's.
+    const std::string seg = (w / "seg" / "model.pt").string();
+    ServeProcess e(model(), w / "data_ens", {"--seg-model", seg, "--seg-model", seg});
+    ASSERT_TRUE(e.up());
+    auto ce = e.client();
+    EXPECT_EQ(body(ce.Get("/api/model"))["segmentation"]["models"], 2);
+    res = post(ce, parts);
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 201) << res->body;
+    const json je = body(res);
+    EXPECT_EQ(je["segmentation"]["models"], 2) << res->body;
+    EXPECT_EQ(je["bleed_volume_ml"].get<double>(), j["bleed_volume_ml"].get<double>());
+    EXPECT_EQ(je["segmentation"]["volume_ml"], j["segmentation"]["volume_ml"]);
 }
 
 TEST_F(Serve, InProcessStartStop) {

@@ -17,12 +17,13 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace hemoscan {
 
 struct ServerOptions {
     std::filesystem::path model;       // RUN/model.pt of a classifier (required)
-    std::filesystem::path seg_model;   // RUN/model.pt of a segmenter (optional)
+    std::vector<std::filesystem::path> seg_models;  // RUN/model.pt of segmenters (optional; several: an ensemble)
     std::filesystem::path data_dir = "hemoscan-data";  // SQLite database and rendered results
     std::string host = "127.0.0.1";
     int port = 8080;                   // 0: any free port (see Server::port())
