@@ -640,6 +640,7 @@ TEST_F(Serve, SegmentationModelMasksAndVolume) {
     ASSERT_TRUE(m["segmentation"].is_object()) << m.dump();
     EXPECT_EQ(m["segmentation"]["class_names"], cli["classes"]);
     EXPECT_EQ(m["segmentation"]["bleed_classes"], cli["bleed_classes"]);
+    EXPECT_EQ(m["segmentation"]["models"], 1);
 
     std::vector<Part> parts;
     for (const auto& e : fs::directory_iterator(study)) {
@@ -684,7 +685,6 @@ TEST_F(Serve, SegmentationModelMasksAndVolume) {
     EXPECT_FALSE(p["segmentation"]["spacing_known"].get<bool>());
     EXPECT_NE(p["warnings"].dump().find("spacing"), std::string::npos) << p.dump();
     EXPECT_EQ(c.Get(p["slices"][0]["mask_url"].get<std::string>().c_str())->status, 200);
-    EXPECT_EQ(m["segmentation"]["models"], 1);
 
     // --seg-model repeated: an ensemble, as `segment --model A --model B`. The same model twice averages
     // equal probabilities, so the volumes must stay exactly the single model's.
