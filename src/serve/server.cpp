@@ -144,6 +144,7 @@ struct Server::Impl {
         predictor = std::make_unique<Predictor>(options.model, options.compute_threads);
         if (!options.seg_models.empty()) {
             seg_predictor = std::make_unique<SegPredictor>(options.seg_models, options.compute_threads);
+            if (options.min_component_ml >= 0) seg_predictor->set_min_component_ml(options.min_component_ml);
         }
         store = std::make_unique<serve::ResultStore>(options.data_dir / "results.db");
         renderer = std::make_unique<serve::Renderer>(results_dir());
@@ -181,6 +182,7 @@ struct Server::Impl {
         if (!seg_predictor) return nullptr;
         return {{"model", serve::model_name(seg_predictor->meta())},
                 {"models", seg_predictor->models()},
+                {"min_component_ml", seg_predictor->min_component_ml()},
                 {"class_names", seg_predictor->class_names()},
                 {"bleed_classes", seg_predictor->bleed_classes()}};
     }

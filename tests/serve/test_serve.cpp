@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "hemoscan/io/dicom.hpp"
+#include "hemoscan/models/serialize.hpp"
 #include "hemoscan/serve/server.hpp"
 #include "hemoscan/util/fs.hpp"
 #include "serve_process.hpp"
@@ -700,6 +701,28 @@ TEST_F(Serve, SegmentationModelMasksAndVolume) {
     EXPECT_EQ(je["segmentation"]["models"], 2) << res->body;
     EXPECT_EQ(je["bleed_volume_ml"].get<double>(), j["bleed_volume_ml"].get<double>());
     EXPECT_EQ(je["segmentation"]["volume_ml"], j["segmentation"]["volume_ml"]);
+
+    // --min-component-ml overrides the model's post-processing, as it does for `segment`.
+    const json seg_meta = read_model_meta(seg);  // what training chose on its validation cases
+    const double own = seg_meta.contains("postprocess") ? seg_meta["postprocess"].value("min_component_ml", 0.0) : 0;
+    EXPECT_EQ(m["segmentation"]["min_component_ml"].get<double>(), own);
+    r = test::run_hemoscan("segment --model " + test::shell_quote(seg) + " " + test::shell_quote(study) + " --out " +
+                           test::shell_quote(w / "cli_pp") + " --threads 1 --min-component-ml 1000");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const double filtered = test::read_json(w / "cli_pp" / "volumes.json")["inputs"][0]["bleed_volume_ml"];
+    ServeProcess f(model(), w / "data_pp", {"--seg-model", seg, "--min-component-ml", "1000"});
+    ASSERT_TRUE(f.up());
+    auto cf = f.client();
+    EXPECT_EQ(body(cf.Get("/api/model"))["segmentation"]["min_component_ml"].get<double>(), 1000.0);
+    res = post(cf, parts);
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 201) << res->body;
+    EXPECT_NEAR(body(res)["bleed_volume_ml"].get<double>(), filtered, 1e-6 * std::max(1.0, filtered));
+    EXPECT_LE(filtered, expected);  // removing components can only lower the volume
+    r = test::run_hemoscan("serve --model " + test::shell_quote(model()) + " --seg-model " + test::shell_quote(seg) +
+                           " --min-component-ml -1 --port 0 --data-dir " + test::shell_quote(w / "data_bad"));
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("--min-component-ml"), std::string::npos) << r.output;
 }
 
 TEST_F(Serve, InProcessStartStop) {

@@ -24,6 +24,7 @@ namespace hemoscan {
 struct ServerOptions {
     std::filesystem::path model;       // RUN/model.pt of a classifier (required)
     std::vector<std::filesystem::path> seg_models;  // RUN/model.pt of segmenters (optional; several: an ensemble)
+    double min_component_ml = -1;      // segmentation post-processing; < 0: the models' own (SegPredictor)
     std::filesystem::path data_dir = "hemoscan-data";  // SQLite database and rendered results
     std::string host = "127.0.0.1";
     int port = 8080;                   // 0: any free port (see Server::port())
