@@ -133,6 +133,9 @@ struct Server::Impl {
         if (options.threads < 1) throw UsageError("--threads must be at least 1");
         if (options.timeout_s < 1) throw UsageError("--timeout must be at least 1 second");
         if (options.max_files < 1 || options.max_unzipped_mb < 1) throw UsageError("upload limits must be positive");
+        if (options.min_component_ml >= 0 && options.seg_models.empty()) {
+            throw UsageError("--min-component-ml is for a segmentation model: give --seg-model too");
+        }
         std::error_code ec;
         fs::create_directories(results_dir(), ec);
         if (ec) throw InputError(options.data_dir.string() + ": cannot create the data folder (" + ec.message() + ")");

@@ -615,6 +615,11 @@ TEST_F(Serve, CliErrors) {
     EXPECT_NE(r.output.find("fake.pt"), std::string::npos) << r.output;
     r = test::run_hemoscan("serve --model " + test::shell_quote(data.path() / "missing.pt"));
     EXPECT_EQ(r.exit_code, 2) << r.output;
+    // Post-processing without a segmentation model to apply it to.
+    r = test::run_hemoscan("serve --model " + test::shell_quote(model()) + " --min-component-ml 1 --port 0" +
+                           " --data-dir " + test::shell_quote(data.path() / "other"));
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("--seg-model"), std::string::npos) << r.output;
 }
 
 // With --seg-model: a mask per slice and the bleed volume, the same as `hemoscan segment` computes.
