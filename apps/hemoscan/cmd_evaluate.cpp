@@ -75,10 +75,7 @@ void add_evaluate(CLI::App& root, std::vector<Command>& commands) {
     app->add_option("--batch", a->batch, "Batch size")->capture_default_str();
     app->add_option("--threads", a->threads, "Compute threads (0 = all cores)")->capture_default_str();
     app->add_option("--workers", a->workers, "Data loading threads")->capture_default_str();
-    app->add_option("--min-component-ml", a->min_component_ml,
-                    "Segmentation: drop predicted 3D components below this volume in mL (0 = off; default: the "
-                    "model's, chosen on validation)")
-        ->check(CLI::NonNegativeNumber);
+    add_min_component_option(*app, a->min_component_ml);
     commands.push_back({app, [a] {
         const bool segment = read_model_meta(a->models.front()).value("task", std::string("classify")) == "segment";
         if (segment) return evaluate_segmenter(a->models, a->data, a->out, a->threads, a->min_component_ml);

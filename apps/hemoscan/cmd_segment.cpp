@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "commands.hpp"
+#include "common.hpp"
 #include "hemoscan/data/csv.hpp"
 #include "hemoscan/error.hpp"
 #include "hemoscan/io/nifti.hpp"
@@ -67,10 +68,7 @@ void add_segment(CLI::App& root, std::vector<Command>& commands) {
     app->add_option("--alpha", a->alpha, "Overlay opacity of the label colours")
         ->check(CLI::Range(0.0, 1.0))
         ->capture_default_str();
-    app->add_option("--min-component-ml", a->min_component_ml,
-                    "Drop predicted 3D components below this volume in mL (0 = off; default: the model's, chosen on "
-                    "validation)")
-        ->check(CLI::NonNegativeNumber);
+    add_min_component_option(*app, a->min_component_ml);
     app->footer("Writes OUT/<name>_seg.nii.gz (label map in the input's geometry), OUT/<name>_overlay/slice_NNN.png\n"
                 "(slices with a finding and the middle slice), OUT/volumes.csv and OUT/volumes.json (mL per class).");
     commands.push_back({app, [a] {

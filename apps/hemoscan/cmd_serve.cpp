@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "commands.hpp"
+#include "common.hpp"
 #include "hemoscan/serve/server.hpp"
 
 namespace hemoscan::cli {
@@ -39,10 +40,7 @@ void add_serve(CLI::App& root, std::vector<Command>& commands) {
                     "RUN/model.pt of a segmentation model (mask and bleed volume); repeat it for an ensemble")
         ->allow_extra_args(false)  // one file per --seg-model
         ->check(CLI::ExistingFile);
-    app->add_option("--min-component-ml", o->min_component_ml,
-                    "Segmentation: drop predicted 3D components below this volume in mL (0 = off; default: the "
-                    "models' own, the largest of an ensemble's)")
-        ->check(CLI::NonNegativeNumber);
+    add_min_component_option(*app, o->min_component_ml);
     app->add_option("--host", o->host, "Address to listen on (0.0.0.0: every interface)")->capture_default_str();
     app->add_option("--port", o->port, "Port (0: any free port)")->check(CLI::Range(0, 65535))->capture_default_str();
     app->add_option("--data-dir", *data_dir, "Results database and images (kept across restarts)")

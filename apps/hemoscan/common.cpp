@@ -1,5 +1,6 @@
 #include "common.hpp"
 
+#include <CLI/CLI.hpp>
 #include <cmath>
 #include <cstdio>
 
@@ -33,6 +34,13 @@ void print_label_table(const nlohmann::json& m) {
                     g("accuracy"), g("sensitivity"), g("specificity"), thr);
     }
     std::fflush(stdout);
+}
+
+void add_min_component_option(CLI::App& app, double& ml) {
+    app.add_option("--min-component-ml", ml,
+                   "Segmentation: drop predicted 3D components below this volume in mL (0 = off; default: the "
+                   "model's, chosen on validation; an ensemble's largest)")
+        ->check(CLI::NonNegativeNumber);
 }
 
 }  // namespace hemoscan::cli

@@ -5,6 +5,10 @@
 #include <vector>
 
 
+namespace CLI {
+class App;
+}
+
 namespace hemoscan::cli {
 
 // "a,b" -> {"a", "b"} (trimmed, empty items dropped).
@@ -13,5 +17,9 @@ std::vector<std::string> parse_list(const std::string& csv);
 // Prints metrics.json's per-label table: AUC with CI, accuracy, sensitivity, specificity and the
 // threshold ("per fold" where each fold had its own, as in cv).
 void print_label_table(const nlohmann::json& metrics);
+
+// --min-component-ml ML of the commands that segment (segment, evaluate, serve); `ml` keeps its value
+// (< 0: the model's own) unless the option is given.
+void add_min_component_option(CLI::App& app, double& ml);
 
 }  // namespace hemoscan::cli

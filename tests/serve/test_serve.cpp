@@ -17,8 +17,8 @@
 #include <thread>
 
 #include "hemoscan/io/dicom.hpp"
-#include "hemoscan/models/serialize.hpp"
 #include "hemoscan/serve/server.hpp"
+#include "hemoscan/train/segment.hpp"
 #include "hemoscan/util/fs.hpp"
 #include "serve_process.hpp"
 #include "support/synthetic_images.hpp"
@@ -708,9 +708,7 @@ TEST_F(Serve, SegmentationModelMasksAndVolume) {
     EXPECT_EQ(je["segmentation"]["volume_ml"], j["segmentation"]["volume_ml"]);
 
     // --min-component-ml overrides the model's post-processing, as it does for `segment`.
-    const json seg_meta = read_model_meta(seg);  // what training chose on its validation cases
-    const double own = seg_meta.contains("postprocess") ? seg_meta["postprocess"].value("min_component_ml", 0.0) : 0;
-    EXPECT_EQ(m["segmentation"]["min_component_ml"].get<double>(), own);
+    EXPECT_EQ(m["segmentation"]["min_component_ml"].get<double>(), SegPredictor(seg, 1).min_component_ml());
     r = test::run_hemoscan("segment --model " + test::shell_quote(seg) + " " + test::shell_quote(study) + " --out " +
                            test::shell_quote(w / "cli_pp") + " --threads 1 --min-component-ml 1000");
     ASSERT_EQ(r.exit_code, 0) << r.output;
