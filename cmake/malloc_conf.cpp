@@ -1,7 +1,10 @@
 // Linked into every hemoscan executable: jemalloc reads this symbol at start-up. Keeping dirty and
 // muzzy pages (never returning them to the OS) avoids page faults on the large, repeated tensor
-// allocations of training; measured 1.4-2.3x faster together with OpenBLAS (DEVELOPERS.md).
+// allocations of training; measured 1.4-2.3x faster together with OpenBLAS (docs/results.md).
+// oversize_threshold:0 keeps huge allocations (>= 8 MiB: batches, activations) in the ordinary arenas:
+// with jemalloc's separate arena for them and decay off, a long segmentation training grew by about
+// 30 MB per batch (24 GB and an OOM kill after about 500 batches); now it stays flat (docs/results.md).
 extern "C" {
 extern const char* malloc_conf;
-const char* malloc_conf = "dirty_decay_ms:-1,muzzy_decay_ms:-1,retain:true";
+const char* malloc_conf = "dirty_decay_ms:-1,muzzy_decay_ms:-1,retain:true,oversize_threshold:0";
 }

@@ -31,6 +31,8 @@ AllocatorInfo allocator_info() {
     if (read_ctl(fn, "opt.muzzy_decay_ms", v)) info.muzzy_decay_ms = static_cast<long>(v);
     bool retain = false;
     if (read_ctl(fn, "opt.retain", retain)) info.retain = retain;
+    size_t oversize = 0;
+    if (read_ctl(fn, "opt.oversize_threshold", oversize)) info.oversize_threshold = static_cast<long long>(oversize);
     return info;
 }
 
@@ -52,7 +54,8 @@ nlohmann::json runtime_json() {
     auto b = blas_info();
     return {{"hemoscan", kVersion},
             {"allocator", {{"name", a.name}, {"dirty_decay_ms", a.dirty_decay_ms},
-                           {"muzzy_decay_ms", a.muzzy_decay_ms}, {"retain", a.retain}}},
+                           {"muzzy_decay_ms", a.muzzy_decay_ms}, {"retain", a.retain},
+                           {"oversize_threshold", a.oversize_threshold}}},
             {"blas", {{"name", b.name}, {"threads", b.threads}}}};
 }
 

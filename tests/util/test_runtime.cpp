@@ -17,5 +17,7 @@ TEST(Runtime, JemallocKeepsMemory) {
     EXPECT_EQ(info.dirty_decay_ms, -1);
     EXPECT_EQ(info.muzzy_decay_ms, -1);
     EXPECT_TRUE(info.retain);
+    // Huge allocations share the arenas whose pages are kept (no separate, never-purged huge arena).
+    EXPECT_EQ(info.oversize_threshold, 0);
     EXPECT_EQ(touch[12345], 1);
 }

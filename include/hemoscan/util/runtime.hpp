@@ -10,6 +10,7 @@ struct AllocatorInfo {
     std::string name = "system";  // "jemalloc <version>" when jemalloc is the malloc of the process
     long dirty_decay_ms = 0, muzzy_decay_ms = 0;
     bool retain = false;
+    long long oversize_threshold = -1;  // bytes; 0 = no separate arena for huge allocations; -1 = unknown
 };
 AllocatorInfo allocator_info();
 
