@@ -26,12 +26,18 @@ const std::vector<Entry>& registry() {
           "conv/BN/ReLU stem + 4 blocks of 2 conv/BN/ReLU (32-256 ch), avg pool, dropout 0.3, linear; 1.2M params",
           0.3},
          [](const ModelConfig& c) { return std::make_shared<CnnImpl>(c); }},
-        {{"cnn-simple", "3 blocks of conv 3x3 (32 ch)/ReLU/max-pool, avg pool, dropout 0.4, dense 32; 20k params", 0.4},
+        // Without BatchNorm these two learn slowly: on ~130 training images the default 40 epochs leave the
+        // loss near ln 2; cnn-large needs about 100, cnn-simple stays weak even then (docs/results.md).
+        {{"cnn-simple",
+          "3 blocks of conv 3x3 (32 ch)/ReLU/max-pool, avg pool, dropout 0.4, dense 32; 20k params; no BatchNorm: "
+          "a weak baseline that learns slowly",
+          0.4},
          [](const ModelConfig& c) {
              return std::make_shared<SimpleCnnImpl>(c, std::vector<int>{32, 32, 32}, 32);
          }},
         {{"cnn-large",
-          "5 blocks of conv 3x3/ReLU/max-pool (32-64-128-128-256 ch), avg pool, dropout 0.4, dense 64; 0.55M params",
+          "5 blocks of conv 3x3/ReLU/max-pool (32-64-128-128-256 ch), avg pool, dropout 0.4, dense 64; 0.55M params; "
+          "no BatchNorm: slow to train, give small sets --epochs 100 or more",
           0.4},
          [](const ModelConfig& c) {
              return std::make_shared<SimpleCnnImpl>(c, std::vector<int>{32, 64, 128, 128, 256}, 64);
