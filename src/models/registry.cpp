@@ -27,7 +27,8 @@ const std::vector<Entry>& registry() {
           0.3},
          [](const ModelConfig& c) { return std::make_shared<CnnImpl>(c); }},
         // Without BatchNorm these two learn slowly: on ~130 training images the default 40 epochs leave the
-        // loss near ln 2; cnn-large needs about 100, cnn-simple stays weak even then (docs/results.md).
+        // training loss at 0.61-0.67 (ln 2 = 0.69); cnn-large needs about 100, cnn-simple stays weak even then
+        // (docs/results.md).
         {{"cnn-simple",
           "3 blocks of conv 3x3 (32 ch)/ReLU/max-pool, avg pool, dropout 0.4, dense 32; 20k params; no BatchNorm: "
           "a weak baseline that learns slowly",
