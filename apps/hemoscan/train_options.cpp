@@ -38,8 +38,10 @@ void add_train_options(CLI::App* app, TrainArgs& a, bool folds_for_cv) {
     app->add_option("--normalization", o.normalization, "unit (0-1), zscore or none")->capture_default_str();
     app->add_option("--median", o.median, "Median filter kernel (0 = off, odd >= 3)")->capture_default_str();
     app->add_option("--val-fraction", o.val_fraction,
-                    folds_for_cv ? "Inner validation fraction of each fold's training part (early stopping, threshold)"
-                                 : "Validation fraction (grouped by patient)")
+                    folds_for_cv ? "Inner validation fraction of each fold's training part (epoch, threshold); "
+                                   "0 = none: train on all of it, keep the last epoch, threshold 0.5"
+                                 : "Validation fraction (grouped by patient); 0 = none: train on all, keep the last "
+                                   "epoch, threshold 0.5")
         ->capture_default_str();
     if (folds_for_cv) {
         o.folds = 5;

@@ -44,6 +44,9 @@ std::pair<double, double> mean_sd(const std::vector<double>& v) {
 nlohmann::json cross_validate(const TrainOptions& options, const CvCallbacks& cb) {
     const int K = options.folds;
     if (K < 2) throw UsageError("--folds must be >= 2 for cross-validation");
+    if (!(options.val_fraction >= 0 && options.val_fraction < 1)) {
+        throw UsageError("--val-fraction must be in [0, 1) (0: no inner validation part)");
+    }
     const fs::path out(options.out);
     if (fs::exists(out / "metrics.json")) throw UsageError(out.string() + " already holds a cross-validation: use another --out");
 
@@ -77,7 +80,14 @@ nlohmann::json cross_validate(const TrainOptions& options, const CvCallbacks& cb
         Dataset sub = ds;
         sub.items.clear();
         for (size_t i : outer.train) sub.items.push_back(ds.items[i]);
-        Split inner_local = holdout_split(sub, options.val_fraction, options.seed + static_cast<std::uint64_t>(k));
+        // --val-fraction 0: no inner part; each fold trains on all of its training folds, keeps the
+        // last epoch and decides at the loss's balanced point.
+        Split inner_local;
+        if (options.val_fraction > 0) {
+            inner_local = holdout_split(sub, options.val_fraction, options.seed + static_cast<std::uint64_t>(k));
+        } else {
+            for (size_t i = 0; i < sub.items.size(); ++i) inner_local.train.push_back(i);
+        }
         Split inner;
         for (size_t i : inner_local.train) inner.train.push_back(outer.train[i]);
         for (size_t i : inner_local.val) inner.val.push_back(outer.train[i]);

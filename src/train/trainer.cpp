@@ -144,7 +144,9 @@ void validate(const TrainOptions& o) {
     if (o.weight_decay < 0) throw UsageError("--weight-decay must be >= 0");
     if (o.size < 16 || o.size > 4096) throw UsageError("--size must be in 16..4096");
     if (o.optimizer != "adam" && o.optimizer != "adamw") throw UsageError("unknown --optimizer '" + o.optimizer + "' (adam, adamw)");
-    if (o.folds == 0 && !(o.val_fraction > 0 && o.val_fraction < 1)) throw UsageError("--val-fraction must be in (0, 1)");
+    if (!(o.val_fraction >= 0 && o.val_fraction < 1)) {
+        throw UsageError("--val-fraction must be in [0, 1) (0: no validation part; train on all, keep the last epoch)");
+    }
     if (o.folds != 0 && (o.folds < 2 || o.fold < 0 || o.fold >= o.folds)) {
         throw UsageError("--folds N needs N >= 2 and --fold K in 0..N-1");
     }
@@ -404,8 +406,16 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
     } else if (o.folds > 0) {
         auto folds = grouped_stratified_folds(ds, o.folds, o.seed);
         split = fold_split(folds, o.fold);
+    } else if (o.val_fraction == 0) {
+        for (size_t i = 0; i < ds.size(); ++i) split.train.push_back(i);
     } else {
         split = holdout_split(ds, o.val_fraction, o.seed);
+    }
+    if (split.val.empty()) {
+        // Nothing to choose an epoch or a threshold on: the schedule's last epoch is kept, and the
+        // threshold is the loss's own balanced point (see threshold_priors below).
+        logger().info("no validation part: training on all {} items, keeping the last epoch", split.train.size());
+        if (o.patience > 0) logger().warn("--patience {} has no effect without a validation part", o.patience);
     }
     if (split.train.empty()) throw InputError(o.data + ": no training items after the split");
 
@@ -648,8 +658,11 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
         }
         // Early stopping and plateau follow validation AUC; without a usable AUC, minus the loss.
         // Validation loss breaks ties between epochs of equal AUC (AUC saturates at 1 on easy data).
+        // Without a validation part every epoch "improves", so the last one is kept.
         double monitor = !std::isnan(val_auc) ? val_auc - 1e-3 * (std::isnan(val_loss) ? 0.0 : std::min(val_loss, 10.0))
-                                              : (!std::isnan(val_loss) ? -val_loss : -train_loss);
+                         : !std::isnan(val_loss) ? -val_loss
+                         : val_loader        ? -train_loss
+                                             : static_cast<double>(epoch);
         if (so.kind == ScheduleKind::Plateau) schedule.observe(monitor);
         const bool improved = stopper.update(monitor);
         double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -704,7 +717,7 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
     for (size_t k = 0; k < split.val.size() && k < best_val_probs.size(); ++k) {
         table.add(ds.items[split.val[k]], best_val_probs[k]);
     }
-    std::vector<double> thresholds(L, 0.5);
+    std::vector<double> thresholds = threshold_priors;
     nlohmann::json metrics = nlohmann::json::object();
     if (table.size() > 0) {
         thresholds = choose_thresholds(table, threshold_priors);
@@ -715,7 +728,8 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
     metrics["best_epoch"] = stopper.best_epoch();
     metrics["epochs_run"] = epochs_run;
     metrics["split"] = o.folds > 0 ? "fold " + std::to_string(o.fold) + " of " + std::to_string(o.folds)
-                                   : "holdout " + std::to_string(o.val_fraction);
+                   : split.val.empty() ? std::string("none (all items trained)")
+                                       : "holdout " + std::to_string(o.val_fraction);
     nlohmann::json meta = meta_base;
     meta["thresholds"] = thresholds;
     meta["best_epoch"] = stopper.best_epoch();

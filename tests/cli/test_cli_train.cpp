@@ -216,6 +216,28 @@ TEST(CliTrain, CrossValidationPoolsFolds) {
     for (int k = 0; k < 3; ++k) EXPECT_TRUE(fs::exists(d / "cv" / ("fold_" + std::to_string(k)) / "model.pt"));
 }
 
+// cv --val-fraction 0: each fold trains on all of its training folds and decides at 0.5.
+TEST(CliTrain, CrossValidationWithoutInnerValidation) {
+    TempDir d;
+    test::write_blob_dataset(d / "data", 10);
+    auto r = run_hemoscan("cv --data " + q(d / "data") + " --out " + q(d / "cv") + kSmall +
+                          " --epochs 2 --folds 2 --val-fraction 0");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    auto m = read_json(d / "cv" / "metrics.json");
+    EXPECT_EQ(m["n"], 20);
+    for (int k = 0; k < 2; ++k) {
+        const fs::path fold = d / "cv" / ("fold_" + std::to_string(k));
+        auto config = read_json(fold / "config.json");
+        EXPECT_EQ(config["train_items"], 10) << k;  // the whole training half, no inner part
+        EXPECT_EQ(config["val_items"], 0) << k;
+        EXPECT_DOUBLE_EQ(m["folds"][k]["thresholds"][0].get<double>(), 0.5) << k;
+        EXPECT_EQ(read_json(fold / "metrics.json")["best_epoch"], 1) << k;
+    }
+    r = run_hemoscan("cv --data " + q(d / "data") + " --out " + q(d / "cv2") + kSmall + " --val-fraction -0.2");
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("--val-fraction"), std::string::npos) << r.output;
+}
+
 // The README's main command on a tiny cohort: every stage runs and the report holds its sections.
 TEST(CliTrain, DemoWritesReport) {
     TempDir d;

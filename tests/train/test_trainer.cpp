@@ -120,6 +120,38 @@ TEST(Trainer, WeightAverageResumesToTheSameModel) {
     EXPECT_GT(diff, 1e-4);
 }
 
+// --val-fraction 0 (a final model on all the data): every item is trained on, the last epoch is kept
+// and the threshold is the class-weighted loss's balanced point, 0.5.
+TEST(Trainer, NoValidationPartTrainsOnAllAndKeepsTheLastEpoch) {
+    test::TempDir d;
+    test::write_blob_dataset(d / "data", 12);
+    auto o = small_options(d / "data", d / "run");
+    o.val_fraction = 0;
+    o.epochs = 6;
+    TrainResult r = train_classifier(o);
+    EXPECT_EQ(r.epochs_run, 6);
+    EXPECT_EQ(r.best_epoch, 5);
+    EXPECT_TRUE(r.val_indices.empty());
+    auto config = nlohmann::json::parse(read_file(d / "run" / "config.json"));
+    EXPECT_EQ(config["train_items"], 24);
+    EXPECT_EQ(config["val_items"], 0);
+    EXPECT_EQ(r.metrics["split"], "none (all items trained)");
+    EXPECT_FALSE(fs::exists(d / "run" / "predictions.csv"));  // nothing was held out
+    Predictor p(d / "run" / "model.pt", 1);
+    ASSERT_EQ(p.thresholds().size(), 1u);
+    EXPECT_DOUBLE_EQ(p.thresholds()[0], 0.5);
+    // It did learn: the blobs it was trained on are ranked apart.
+    Dataset ds = open_dataset(d / "data");
+    auto m = evaluate_dataset(p, ds, d / "eval");
+    EXPECT_GT(m["labels"]["hemorrhage"]["auc"].get<double>(), 0.95) << m.dump(2);
+
+    for (double bad : {-0.1, 1.0}) {
+        auto b = small_options(d / "data", d / ("bad" + std::to_string(bad)));
+        b.val_fraction = bad;
+        test::expect_usage_error([&] { train_classifier(b); }, {"--val-fraction"});
+    }
+}
+
 TEST(Trainer, BadOptionsAndData) {
     test::TempDir d;
     test::write_blob_dataset(d / "data", 6);
