@@ -131,6 +131,8 @@ TrainCallbacks TrainProgress::callbacks() {
             std::snprintf(s, sizeof s, "loss %.4f  val_loss %.4f  Dice any %.4f  mean %.4f  lr %.2e%s",
                           num("train_loss"), num("val_loss"), num("val_dice_any"), num("val_dice_mean"), num("lr"),
                           best);
+        } else if (row["val_loss"].is_null()) {  // --val-fraction 0: nothing validated
+            std::snprintf(s, sizeof s, "loss %.4f  lr %.2e", num("train_loss"), num("lr"));
         } else {
             std::snprintf(s, sizeof s, "loss %.4f  val_loss %.4f  val_auc %.4f  lr %.2e%s", num("train_loss"),
                           num("val_loss"), num("val_auc"), num("lr"), best);

@@ -223,6 +223,8 @@ TEST(CliTrain, CrossValidationWithoutInnerValidation) {
     auto r = run_hemoscan("cv --data " + q(d / "data") + " --out " + q(d / "cv") + kSmall +
                           " --epochs 2 --folds 2 --val-fraction 0");
     ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(r.output.find("nan"), std::string::npos) << r.output;  // no empty validation figures shown
+    EXPECT_NE(r.output.find("epoch 2/2"), std::string::npos) << r.output;
     auto m = read_json(d / "cv" / "metrics.json");
     EXPECT_EQ(m["n"], 20);
     for (int k = 0; k < 2; ++k) {
