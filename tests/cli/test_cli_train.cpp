@@ -216,12 +216,11 @@ TEST(CliTrain, CrossValidationPoolsFolds) {
     for (int k = 0; k < 3; ++k) EXPECT_TRUE(fs::exists(d / "cv" / ("fold_" + std::to_string(k)) / "model.pt"));
 }
 
-// cv --val-fraction 0: each fold trains on all of its training folds and decides at 0.5.
+// cv's default, --val-fraction 0: each fold trains on all of its training folds and decides at 0.5.
 TEST(CliTrain, CrossValidationWithoutInnerValidation) {
     TempDir d;
     test::write_blob_dataset(d / "data", 10);
-    auto r = run_hemoscan("cv --data " + q(d / "data") + " --out " + q(d / "cv") + kSmall +
-                          " --epochs 2 --folds 2 --val-fraction 0");
+    auto r = run_hemoscan("cv --data " + q(d / "data") + " --out " + q(d / "cv") + kSmall + " --epochs 2 --folds 2");
     ASSERT_EQ(r.exit_code, 0) << r.output;
     EXPECT_EQ(r.output.find("nan"), std::string::npos) << r.output;  // no empty validation figures shown
     EXPECT_NE(r.output.find("epoch 2/2"), std::string::npos) << r.output;
