@@ -44,9 +44,7 @@ std::pair<double, double> mean_sd(const std::vector<double>& v) {
 nlohmann::json cross_validate(const TrainOptions& options, const CvCallbacks& cb) {
     const int K = options.folds;
     if (K < 2) throw UsageError("--folds must be >= 2 for cross-validation");
-    if (!(options.val_fraction >= 0 && options.val_fraction < 1)) {
-        throw UsageError("--val-fraction must be in [0, 1) (0: no inner validation part)");
-    }
+    validate_train_options(options);  // before any file of the run is written
     const fs::path out(options.out);
     if (fs::exists(out / "metrics.json")) throw UsageError(out.string() + " already holds a cross-validation: use another --out");
 

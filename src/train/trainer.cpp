@@ -135,9 +135,7 @@ TrainOptions load_run_options(const fs::path& run) {
     }
 }
 
-namespace {
-
-void validate(const TrainOptions& o) {
+void validate_train_options(const TrainOptions& o) {
     if (o.epochs < 1) throw UsageError("--epochs must be >= 1");
     if (o.batch < 1) throw UsageError("--batch must be >= 1");
     if (!(o.lr > 0)) throw UsageError("--lr must be > 0");
@@ -158,6 +156,8 @@ void validate(const TrainOptions& o) {
     if (o.pretrain_epochs > 0 && o.model != "unet-ae") throw UsageError("--pretrain-epochs needs --model unet-ae");
     if (o.context != 0) throw UsageError("--context is for segmentation (--task segment)");
 }
+
+namespace {
 
 // The labels a painted lesion makes positive: the one label of a binary data set, or "any" (and
 // "intraparenchymal", what the painted lesion looks like) of RSNA-style labels. Class folders and
@@ -385,7 +385,7 @@ void recalibrate_batchnorm(ClassifierImpl& model, DataLoader& loader, size_t max
 TrainResult train_classifier(const TrainOptions& options_in, const TrainCallbacks& cb, bool resume,
                              const Split* split_override) {
     TrainOptions o = options_in;
-    validate(o);
+    validate_train_options(o);
     const fs::path run(o.out);
     if (run.empty()) throw UsageError("--out RUN is required");
     const ModalityPolicy policy = parse_modality_policy(o.modality);

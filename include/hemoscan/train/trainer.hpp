@@ -74,6 +74,9 @@ struct TrainOptions {
 nlohmann::json train_options_to_json(const TrainOptions& o);
 TrainOptions train_options_from_json(const nlohmann::json& j);
 
+// Checks option values and combinations before anything is written (UsageError naming the option).
+void validate_train_options(const TrainOptions& o);
+
 // What the trainer reports while it runs (the CLI draws progress bars from it).
 struct TrainCallbacks {
     std::function<void(int epoch, int epochs, size_t batches)> epoch_start;
