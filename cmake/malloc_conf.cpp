@@ -4,7 +4,12 @@
 // oversize_threshold:0 keeps huge allocations (>= 8 MiB: batches, activations) in the ordinary arenas:
 // with jemalloc's separate arena for them and decay off, a long segmentation training grew by about
 // 30 MB per batch (24 GB and an OOM kill after about 500 batches); now it stays flat (docs/results.md).
+// lg_extent_max_active_fit:32 lets a request reuse any free (dirty) extent however large: with the
+// default cap (an extent at most 64x the request), freed activations coalesced into one extent too big
+// for any request, new requests took fresh pages beside it and it grew by ~1 GB a minute (1,600
+// studies held: OOM-killed at 24 GB; jemalloc's own stats showed it, docs/results.md). Now flat.
 extern "C" {
 extern const char* malloc_conf;
-const char* malloc_conf = "dirty_decay_ms:-1,muzzy_decay_ms:-1,retain:true,oversize_threshold:0";
+const char* malloc_conf =
+    "dirty_decay_ms:-1,muzzy_decay_ms:-1,retain:true,oversize_threshold:0,lg_extent_max_active_fit:32";
 }

@@ -33,6 +33,10 @@ AllocatorInfo allocator_info() {
     if (read_ctl(fn, "opt.retain", retain)) info.retain = retain;
     size_t oversize = 0;
     if (read_ctl(fn, "opt.oversize_threshold", oversize)) info.oversize_threshold = static_cast<long long>(oversize);
+    size_t max_fit = 0;
+    if (read_ctl(fn, "opt.lg_extent_max_active_fit", max_fit)) {
+        info.lg_extent_max_active_fit = static_cast<int>(max_fit);
+    }
     return info;
 }
 
@@ -55,7 +59,8 @@ nlohmann::json runtime_json() {
     return {{"hemoscan", kVersion},
             {"allocator", {{"name", a.name}, {"dirty_decay_ms", a.dirty_decay_ms},
                            {"muzzy_decay_ms", a.muzzy_decay_ms}, {"retain", a.retain},
-                           {"oversize_threshold", a.oversize_threshold}}},
+                           {"oversize_threshold", a.oversize_threshold},
+                           {"lg_extent_max_active_fit", a.lg_extent_max_active_fit}}},
             {"blas", {{"name", b.name}, {"threads", b.threads}}}};
 }
 

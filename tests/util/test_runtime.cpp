@@ -19,5 +19,7 @@ TEST(Runtime, JemallocKeepsMemory) {
     EXPECT_TRUE(info.retain);
     // Huge allocations share the arenas whose pages are kept (no separate, never-purged huge arena).
     EXPECT_EQ(info.oversize_threshold, 0);
+    // Free extents are reused for any smaller request, so they cannot grow into one that nothing fits.
+    EXPECT_EQ(info.lg_extent_max_active_fit, 32);
     EXPECT_EQ(touch[12345], 1);
 }

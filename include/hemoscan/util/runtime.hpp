@@ -11,6 +11,7 @@ struct AllocatorInfo {
     long dirty_decay_ms = 0, muzzy_decay_ms = 0;
     bool retain = false;
     long long oversize_threshold = -1;  // bytes; 0 = no separate arena for huge allocations; -1 = unknown
+    int lg_extent_max_active_fit = -1;  // a free extent is reused for requests down to 1/2^this of its size
 };
 AllocatorInfo allocator_info();
 
