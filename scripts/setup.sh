@@ -3,7 +3,7 @@
 # into build/. Idempotent: on a built tree with everything installed it takes seconds.
 #   HEMOSCAN_BUILD_DIR   build folder (default: build)
 #   HEMOSCAN_CMAKE_ARGS  extra arguments for cmake's configure step
-#   --bench              also install the packages of bench/run.sh (Python PyTorch, pydicom, perf)
+#   --bench              also install the packages of bench/run.sh (Python PyTorch, pydicom, perf, gdb)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,10 +21,10 @@ PACKAGES=(
 )
 
 # --bench: also what the speed benchmark against Python PyTorch needs (bench/run.sh): Debian's
-# Python PyTorch with pydicom, OpenCV and NumPy, and perf for profiling.
+# Python PyTorch with pydicom, OpenCV and NumPy, perf for profiling, gdb for bench/memory_probe.sh -s.
 for arg in "$@"; do
     case "$arg" in
-        --bench) PACKAGES+=(python3-torch python3-pydicom python3-opencv python3-numpy linux-perf) ;;
+        --bench) PACKAGES+=(python3-torch python3-pydicom python3-opencv python3-numpy linux-perf gdb) ;;
         *) echo "setup.sh: unknown option '$arg' (known: --bench)" >&2; exit 2 ;;
     esac
 done
