@@ -18,6 +18,10 @@ if [[ $# -lt 4 || "$3" != "--" ]]; then
 fi
 seconds=$1 log=$2
 shift 3
+if ! [[ "$seconds" =~ ^[0-9]+$ && "$stats_every" =~ ^[0-9]+$ ]]; then
+    echo "$0: SECONDS and STATS_EVERY are whole seconds (got '$seconds', '$stats_every')" >&2
+    exit 2
+fi
 if [[ $stats_every -gt 0 ]] && ! command -v gdb >/dev/null; then
     echo "$0: -s needs gdb (apt-get install gdb)" >&2
     exit 2
@@ -53,9 +57,10 @@ done
 kill "$pid" 2>/dev/null || true
 wait "$runner" 2>/dev/null || true
 if [[ $stats_every -gt 0 ]]; then
-    python3 - "$log" <<'EOF'
+    python3 - "$log" "$(getconf PAGESIZE)" <<'EOF'
 import json, sys
 text = open(sys.argv[1], errors="replace").read()
+page = int(sys.argv[2])
 i = 0
 while True:
     i = text.find('{"jemalloc"', i)
@@ -69,7 +74,7 @@ while True:
     i += end
     s = doc["jemalloc"]["stats"]
     arenas = {k: a for k, a in doc["jemalloc"]["stats.arenas"].items() if k != "merged"}
-    dirty = sum(a["pdirty"] for a in arenas.values()) * 4096
+    dirty = sum(a["pdirty"] for a in arenas.values()) * page
     largest = max((e.get("dirty_bytes", 0) for a in arenas.values() for e in a.get("extents", [])), default=0)
     mb = lambda x: x >> 20
     print(f"jemalloc: allocated {mb(s['allocated'])} MB, resident {mb(s['resident'])} MB, "
