@@ -21,7 +21,7 @@ add_library(hemoscan::opencv INTERFACE IMPORTED)
 set_target_properties(hemoscan::opencv PROPERTIES
     INTERFACE_INCLUDE_DIRECTORIES ${OPENCV_INCLUDE_DIR} INTERFACE_LINK_LIBRARIES "${OPENCV_LIBS}")
 
-# libnifti2-dev's CMake config is broken (DEVELOPERS.md): find the libraries directly.
+# libnifti2-dev's CMake config is broken: find the libraries directly.
 find_path(NIFTI_INCLUDE_DIR nifti1_io.h PATH_SUFFIXES nifti REQUIRED)
 find_library(NIFTI_IO_LIBRARY niftiio REQUIRED)
 find_library(NIFTI_ZNZ_LIBRARY znz REQUIRED)

@@ -4,7 +4,7 @@
 #include "hemoscan/util/runtime.hpp"
 
 // LibTorch's BLAS (libblas.so.3 through Debian's alternatives) must be OpenBLAS: transposed
-// convolutions go through BLAS and the reference BLAS is several times slower (DEVELOPERS.md).
+// convolutions go through BLAS and the reference BLAS is several times slower.
 TEST(Runtime, TorchUsesOpenBlas) {
     auto a = torch::ones({64, 64});
     auto c = torch::mm(a, a);
