@@ -73,7 +73,7 @@ while True:
         continue
     i += end
     s = doc["jemalloc"]["stats"]
-    arenas = {k: a for k, a in doc["jemalloc"]["stats.arenas"].items() if k != "merged"}
+    arenas = {k: a for k, a in doc["jemalloc"]["stats.arenas"].items() if k.isdigit()}  # not merged/destroyed
     dirty = sum(a["pdirty"] for a in arenas.values()) * page
     largest = max((e.get("dirty_bytes", 0) for a in arenas.values() for e in a.get("extents", [])), default=0)
     mb = lambda x: x >> 20

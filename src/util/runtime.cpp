@@ -3,8 +3,11 @@
 #include <dlfcn.h>
 
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <cstddef>
+#include <cstdint>
+#include <string>
 
 #include "hemoscan/version.hpp"
 
@@ -38,6 +41,20 @@ AllocatorInfo allocator_info() {
         info.lg_extent_max_active_fit = static_cast<int>(max_fit);
     }
     return info;
+}
+
+long long allocator_dirty_bytes() {
+    auto fn = reinterpret_cast<MallctlFn>(::dlsym(RTLD_DEFAULT, "mallctl"));
+    if (!fn) return -1;
+    std::uint64_t epoch = 1;
+    size_t size = sizeof epoch;
+    fn("epoch", &epoch, &size, &epoch, size);  // jemalloc's statistics are snapshots: refresh them
+    unsigned arena = 0;
+    size_t pdirty = 0;
+    if (!read_ctl(fn, "thread.arena", arena)) return -1;
+    const std::string name = "stats.arenas." + std::to_string(arena) + ".pdirty";
+    if (!read_ctl(fn, name.c_str(), pdirty)) return -1;
+    return static_cast<long long>(pdirty) * ::sysconf(_SC_PAGESIZE);
 }
 
 BlasInfo blas_info() {

@@ -1,12 +1,7 @@
 #include <gtest/gtest.h>
 
-#include <dlfcn.h>
-#include <unistd.h>
-
 #include <cstddef>
-#include <cstdint>
 #include <cstdlib>
-#include <string>
 #include <vector>
 
 #include "hemoscan/util/runtime.hpp"
@@ -30,26 +25,6 @@ TEST(Runtime, JemallocKeepsMemory) {
     EXPECT_EQ(touch[12345], 1);
 }
 
-namespace {
-// jemalloc's dirty (freed, kept) bytes in the calling thread's arena; -1 if not readable.
-long long dirty_bytes_of_my_arena() {
-    using MallctlFn = int (*)(const char*, void*, size_t*, void*, size_t);
-    auto fn = reinterpret_cast<MallctlFn>(::dlsym(RTLD_DEFAULT, "mallctl"));
-    if (!fn) return -1;
-    std::uint64_t epoch = 1;
-    size_t size = sizeof epoch;
-    fn("epoch", &epoch, &size, &epoch, size);  // refresh the statistics
-    unsigned arena = 0;
-    size = sizeof arena;
-    if (fn("thread.arena", &arena, &size, nullptr, 0) != 0) return -1;
-    size_t pdirty = 0;
-    size = sizeof pdirty;
-    const std::string name = "stats.arenas." + std::to_string(arena) + ".pdirty";
-    if (fn(name.c_str(), &pdirty, &size, nullptr, 0) != 0) return -1;
-    return static_cast<long long>(pdirty) * ::sysconf(_SC_PAGESIZE);
-}
-}  // namespace
-
 // A free extent must serve requests far smaller than itself. With jemalloc's default cap (64x) a
 // request beside a larger free extent took fresh pages, and in a 1,600-study training the free extent
 // kept growing by the freed activations beside it (~1 GB a minute, docs/results.md).
@@ -60,11 +35,11 @@ TEST(Runtime, JemallocReusesLargeFreeExtents) {
     void* volatile p = std::malloc(big);  // volatile: the compiler may not elide the pair
     ASSERT_NE(p, nullptr);
     std::free(p);
-    const long long before = dirty_bytes_of_my_arena();
+    const long long before = allocator_dirty_bytes();
     ASSERT_GE(before, static_cast<long long>(big)) << "the freed 600 MB are not kept as dirty pages";
     void* volatile q = std::malloc(small);
     ASSERT_NE(q, nullptr);
-    const long long after = dirty_bytes_of_my_arena();
+    const long long after = allocator_dirty_bytes();
     std::free(q);
     // Served from free pages, the dirty bytes shrink by the request; from fresh pages they stay.
     EXPECT_LE(after, before - static_cast<long long>(small)) << "an 8 MB request took fresh pages beside "

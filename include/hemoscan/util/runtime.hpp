@@ -14,6 +14,8 @@ struct AllocatorInfo {
     int lg_extent_max_active_fit = -1;  // a free extent is reused for requests down to 1/2^this of its size
 };
 AllocatorInfo allocator_info();
+// Bytes freed but kept by jemalloc (dirty pages) in the calling thread's arena; -1 when not jemalloc.
+long long allocator_dirty_bytes();
 
 struct BlasInfo {
     std::string name = "unknown";  // "OpenBLAS <config>" when OpenBLAS is loaded
