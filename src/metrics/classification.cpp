@@ -7,6 +7,7 @@
 #include <numeric>
 #include <random>
 #include <unordered_map>
+#include <utility>
 
 #include "hemoscan/error.hpp"
 #include "hemoscan/util/strings.hpp"
@@ -16,7 +17,6 @@ namespace hemoscan {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 double ratio(double num, double den) { return den == 0 ? 0.0 : num / den; }
 
@@ -96,14 +96,6 @@ double auc_from_groups(const std::vector<Weight>& pos, const std::vector<Weight>
         total_pos += static_cast<double>(pos[k]);
     }
     return num / (total_pos * neg_below);
-}
-
-// numpy.percentile's default (linear interpolation between closest ranks); `sorted` is ascending.
-double percentile(const std::vector<double>& sorted, double q) {
-    const double h = (static_cast<double>(sorted.size()) - 1) * q;
-    const auto lo = static_cast<size_t>(std::floor(h));
-    const size_t hi = std::min(lo + 1, sorted.size() - 1);
-    return sorted[lo] + (h - static_cast<double>(lo)) * (sorted[hi] - sorted[lo]);
 }
 
 double clipped_log_loss(double p, int y, double eps) {
@@ -396,10 +388,7 @@ double youden_margin_threshold(const std::vector<double>& scores, const std::vec
 ConfidenceInterval bootstrap_auc_ci(const std::vector<double>& scores, const std::vector<int>& truths,
                                     const BootstrapOptions& options, const std::vector<std::string>& groups) {
     const char* fn = "bootstrap_auc_ci";
-    if (options.resamples < 1)
-        throw UsageError(std::string(fn) + ": resamples must be >= 1, got " + std::to_string(options.resamples));
-    if (!(options.level > 0 && options.level < 1))
-        throw UsageError(std::string(fn) + ": level must be in (0, 1), got " + std::to_string(options.level));
+    check_bootstrap_options(fn, options);
     if (!groups.empty() && groups.size() != scores.size())
         throw UsageError(std::string(fn) + ": " + std::to_string(groups.size()) + " group ids for " +
                          std::to_string(scores.size()) + " scores");
@@ -464,16 +453,7 @@ ConfidenceInterval bootstrap_auc_ci(const std::vector<double>& scores, const std
         if (n_pos == 0 || neg_below == 0) continue;  // one class only: AUC undefined, skipped
         aucs.push_back(num / (n_pos * neg_below));
     }
-    ConfidenceInterval ci;
-    ci.used = static_cast<int>(aucs.size());
-    if (aucs.empty()) {
-        ci.lo = ci.hi = kNaN;
-        return ci;
-    }
-    std::sort(aucs.begin(), aucs.end());
-    ci.lo = percentile(aucs, (1 - options.level) / 2);
-    ci.hi = percentile(aucs, (1 + options.level) / 2);
-    return ci;
+    return interval_of(std::move(aucs), options);
 }
 
 // ---- Per-label report ---------------------------------------------------------------------------

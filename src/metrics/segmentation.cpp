@@ -6,7 +6,9 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "hemoscan/error.hpp"
@@ -256,6 +258,33 @@ Overlap overlap(const LabelSlices& pred, const LabelSlices& truth) {
             }
         }
     return o;
+}
+
+DiceIntervals bootstrap_dice_ci(const std::vector<Overlap>& cases, const BootstrapOptions& options) {
+    check_bootstrap_options("bootstrap_dice_ci", options);
+    if (cases.empty()) throw UsageError("bootstrap_dice_ci: no cases");
+    const size_t n = cases.size();
+    std::mt19937_64 rng(options.seed);
+    std::uniform_int_distribution<size_t> draw(0, n - 1);
+    std::vector<double> per_case, positive, pooled;
+    per_case.reserve(static_cast<size_t>(options.resamples));
+    for (int r = 0; r < options.resamples; ++r) {
+        double sum = 0, sum_pos = 0;
+        size_t n_pos = 0;
+        Overlap total;
+        for (size_t d = 0; d < n; ++d) {
+            const Overlap& o = cases[draw(rng)];
+            const double dice = o.dice();
+            sum += dice;
+            if (o.tp + o.fn > 0) sum_pos += dice, ++n_pos;
+            total.tp += o.tp, total.fp += o.fp, total.fn += o.fn;
+        }
+        per_case.push_back(sum / double(n));
+        if (n_pos > 0) positive.push_back(sum_pos / double(n_pos));
+        pooled.push_back(total.dice());
+    }
+    return {interval_of(std::move(per_case), options), interval_of(std::move(positive), options),
+            interval_of(std::move(pooled), options)};
 }
 
 double hd95_mm(const LabelSlices& pred, const LabelSlices& truth, const std::array<double, 3>& spacing) {

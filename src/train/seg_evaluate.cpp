@@ -64,6 +64,7 @@ nlohmann::json evaluate_segmentation(SegPredictor& predictor, const SegDataset& 
     for (int c = 1; c < K; ++c) csv << ',' << csv_escape(names[static_cast<size_t>(c)] + "_true_ml");
     csv << '\n';
 
+    std::vector<Overlap> any_overlaps;  // per case, for the bootstrap intervals of Dice any bleed
     // The next case is read while the current one is segmented.
     auto load = [&dataset](size_t i) { return load_seg_case(dataset, i); };
     std::future<SegVolume> next = std::async(std::launch::async, load, size_t(0));
@@ -76,6 +77,7 @@ nlohmann::json evaluate_segmentation(SegPredictor& predictor, const SegDataset& 
         const auto& spacing = sv.image.geometry.spacing;
 
         const seg_detail::CaseOverlap ov = seg_detail::case_overlap(pred, truth, K, bleed);
+        any_overlaps.push_back(ov.any);
         nlohmann::json row = {{"id", sv.id}, {"patient", sv.patient}};
         std::vector<double> vol_pred(static_cast<size_t>(K), 0), vol_true(static_cast<size_t>(K), 0),
             case_dice(static_cast<size_t>(K), 0);
@@ -161,6 +163,21 @@ nlohmann::json evaluate_segmentation(SegPredictor& predictor, const SegDataset& 
                         {"min_component_ml", predictor.min_component_ml()},
                         {"cases", cases}};
     if (predictor.meta().contains("ensemble")) m["ensemble"] = predictor.meta()["ensemble"];
+    if (!bleed.empty() && !any_overlaps.empty()) {
+        // Which studies a held-out set happens to hold moves its Dice by a few hundredths: say how much.
+        const BootstrapOptions bo;
+        const DiceIntervals ci = bootstrap_dice_ci(any_overlaps, bo);
+        auto pair = [](const ConfidenceInterval& c) {
+            return std::isfinite(c.lo) ? nlohmann::json::array({c.lo, c.hi}) : nlohmann::json(nullptr);
+        };
+        m["dice_any_ci95"] = {{"per_case", pair(ci.per_case)}, {"positive", pair(ci.positive)},
+                              {"pooled", pair(ci.pooled)},     {"resamples", bo.resamples},
+                              {"level", bo.level},             {"seed", bo.seed}};
+        logger().info("Dice any bleed, 95% bootstrap intervals over cases: per case [{}, {}], cases with a bleed "
+                      "[{}, {}], pooled [{}, {}]",
+                      num(ci.per_case.lo), num(ci.per_case.hi), num(ci.positive.lo), num(ci.positive.hi),
+                      num(ci.pooled.lo), num(ci.pooled.hi));
+    }
     write_file_atomic(out / "metrics.json", m.dump(2) + "\n");
     write_file_atomic(out / "cases.csv", csv.str());
     logger().info("evaluated {} cases: Dice any bleed {}, mean {}", dataset.cases.size(),

@@ -107,6 +107,104 @@ TEST(SegOverlap, SizeMismatchIsUsageError) {
     EXPECT_THROW(lesion_detection(zeros(4, 4, 1), zeros(4, 4, 2)), UsageError);
 }
 
+// ---- Bootstrap intervals of Dice ------------------------------------------------------------------
+
+namespace {
+
+Overlap ov(long long tp, long long fp, long long fn) {
+    Overlap o;
+    o.tp = tp, o.fp = fp, o.fn = fn;
+    return o;
+}
+
+double mean_dice(const std::vector<Overlap>& cases, bool positive_only) {
+    double sum = 0;
+    int n = 0;
+    for (const Overlap& o : cases)
+        if (!positive_only || o.tp + o.fn > 0) sum += o.dice(), ++n;
+    return sum / n;
+}
+
+}  // namespace
+
+TEST(SegBootstrap, IdenticalCasesGiveAPointInterval) {
+    const DiceIntervals ci = bootstrap_dice_ci(std::vector<Overlap>(7, ov(8, 2, 2)));
+    for (const ConfidenceInterval* c : {&ci.per_case, &ci.positive, &ci.pooled}) {
+        EXPECT_DOUBLE_EQ(c->lo, 0.8);
+        EXPECT_DOUBLE_EQ(c->hi, 0.8);
+        EXPECT_EQ(c->used, 1000);
+    }
+}
+
+// Ten empty-empty cases (Dice 1) and ten with a bleed found to a varying degree: each interval holds
+// its point estimate, the positive one stays within the positives' range, the same seed gives the
+// same interval, and four times the cases (the same mix) give an interval about half as wide.
+TEST(SegBootstrap, IntervalsHoldTheEstimateAndNarrowWithMoreCases) {
+    std::vector<Overlap> cases(10, ov(0, 0, 0));
+    for (int i = 0; i < 10; ++i) cases.push_back(ov(100 + 40 * i, 60 - 5 * i, 80 - 7 * i));
+    BootstrapOptions o;
+    o.seed = 3;
+    const DiceIntervals a = bootstrap_dice_ci(cases, o), b = bootstrap_dice_ci(cases, o);
+    EXPECT_DOUBLE_EQ(a.per_case.lo, b.per_case.lo);
+    EXPECT_DOUBLE_EQ(a.positive.hi, b.positive.hi);
+
+    Overlap total;
+    for (const Overlap& c : cases) total.tp += c.tp, total.fp += c.fp, total.fn += c.fn;
+    const std::pair<const ConfidenceInterval*, double> checks[] = {
+        {&a.per_case, mean_dice(cases, false)}, {&a.positive, mean_dice(cases, true)}, {&a.pooled, total.dice()}};
+    for (const auto& [c, estimate] : checks) {
+        EXPECT_LT(c->lo, estimate);
+        EXPECT_GT(c->hi, estimate);
+    }
+    EXPECT_GT(a.positive.lo, cases[10].dice());
+    EXPECT_LT(a.positive.hi, cases[19].dice());
+    EXPECT_GT(a.per_case.hi - a.per_case.lo, 0.05);  // the empty cases' 1s against the positives' ~0.6
+
+    std::vector<Overlap> more;
+    for (int k = 0; k < 4; ++k) more.insert(more.end(), cases.begin(), cases.end());
+    const DiceIntervals m = bootstrap_dice_ci(more, o);
+    const double ratio = (m.per_case.hi - m.per_case.lo) / (a.per_case.hi - a.per_case.lo);
+    EXPECT_GT(ratio, 0.35);
+    EXPECT_LT(ratio, 0.65);
+}
+
+TEST(SegBootstrap, KnownAnswerForTwoCases) {
+    // One bleed missed (Dice 0), one found exactly (1): a draw's mean is 0, 0.5 or 1 with probability
+    // 1/4, 1/2, 1/4, so the 95% interval runs from 0 to 1.
+    const DiceIntervals ci = bootstrap_dice_ci({ov(0, 0, 10), ov(10, 0, 0)});
+    EXPECT_DOUBLE_EQ(ci.positive.lo, 0.0);
+    EXPECT_DOUBLE_EQ(ci.positive.hi, 1.0);
+    BootstrapOptions half;
+    half.level = 0.4;  // percentiles 30 and 70: both fall on 0.5 (P(0.5) = 1/2 around the median)
+    const DiceIntervals mid = bootstrap_dice_ci({ov(0, 0, 10), ov(10, 0, 0)}, half);
+    EXPECT_DOUBLE_EQ(mid.per_case.lo, 0.5);
+    EXPECT_DOUBLE_EQ(mid.per_case.hi, 0.5);
+}
+
+TEST(SegBootstrap, NoBleedLeavesThePositiveIntervalUndefined) {
+    const DiceIntervals ci = bootstrap_dice_ci({ov(0, 0, 0), ov(0, 5, 0), ov(0, 0, 0)});
+    EXPECT_EQ(ci.positive.used, 0);
+    EXPECT_TRUE(std::isnan(ci.positive.lo));
+    EXPECT_TRUE(std::isnan(ci.positive.hi));
+    // The false-positive case (Dice 0) drawn 3 times in 1/27 of the draws, never in 8/27: the
+    // per-case mean spans 0 to 1; pooled, any draw of it gives 0.
+    EXPECT_DOUBLE_EQ(ci.per_case.lo, 0.0);
+    EXPECT_DOUBLE_EQ(ci.per_case.hi, 1.0);
+    EXPECT_DOUBLE_EQ(ci.pooled.lo, 0.0);
+    EXPECT_DOUBLE_EQ(ci.pooled.hi, 1.0);
+    EXPECT_EQ(ci.pooled.used, 1000);
+}
+
+TEST(SegBootstrap, BadArgumentsAreUsageErrors) {
+    EXPECT_THROW(bootstrap_dice_ci({}), UsageError);
+    BootstrapOptions o;
+    o.resamples = 0;
+    EXPECT_THROW(bootstrap_dice_ci({ov(1, 0, 0)}, o), UsageError);
+    o.resamples = 10;
+    o.level = 1.0;
+    EXPECT_THROW(bootstrap_dice_ci({ov(1, 0, 0)}, o), UsageError);
+}
+
 // ---- HD95 ---------------------------------------------------------------------------------------
 
 TEST(SegHd95, SingleVoxelsAtAnAnisotropicOffset) {

@@ -183,6 +183,12 @@ TEST_F(SegmentTest, LearnsBlobsAndWritesRunFolder) {
     EXPECT_EQ(r.epochs_run, 14);
     EXPECT_EQ(r.val_indices.size(), 4u);
     EXPECT_EQ(r.metrics["n"], 4);
+    const auto& ci = r.metrics["dice_any_ci95"];  // over the 4 validation cases
+    EXPECT_LE(ci["per_case"][0].get<double>(), r.metrics["dice"]["any"].get<double>()) << ci.dump();
+    EXPECT_GE(ci["per_case"][1].get<double>(), r.metrics["dice"]["any"].get<double>()) << ci.dump();
+    EXPECT_LE(ci["pooled"][0].get<double>(), r.metrics["dice_pooled"]["any"].get<double>()) << ci.dump();
+    EXPECT_GE(ci["pooled"][1].get<double>(), r.metrics["dice_pooled"]["any"].get<double>()) << ci.dump();
+    EXPECT_EQ(ci["resamples"], 1000);
     for (const char* f :
          {"config.json", "model.pt", "log.csv", "metrics.json", "cases.csv", "split.csv", "curves.png", "state.json"}) {
         EXPECT_TRUE(fs::exists(*dir_ / "run" / f)) << f;
@@ -279,6 +285,11 @@ TEST_F(SegmentTest, KnownVolumeInMillilitres) {
     EXPECT_LT(m["hd95_mm"]["any"].get<double>(), 3.0);
     EXPECT_EQ(m["lesions"], 1);
     EXPECT_EQ(m["lesion_sensitivity"], 1.0);
+    // One case: every bootstrap draw is that case, so each interval is its Dice.
+    for (const char* key : {"per_case", "positive", "pooled"}) {
+        EXPECT_NEAR(m["dice_any_ci95"][key][0].get<double>(), m["dice"]["any"].get<double>(), 1e-12) << key;
+        EXPECT_NEAR(m["dice_any_ci95"][key][1].get<double>(), m["dice"]["any"].get<double>(), 1e-12) << key;
+    }
     for (const char* key : {"dice", "dice_mean", "iou", "hd95_mm", "volume_abs_err_ml", "lesion_sensitivity"}) {
         EXPECT_TRUE(test::read_json(d / "eval" / "metrics.json").contains(key)) << key;
     }

@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "hemoscan/metrics/bootstrap.hpp"
+
 namespace hemoscan {
 
 // ---- Rank metrics -------------------------------------------------------------------------------
@@ -109,17 +111,6 @@ double youden_margin_threshold(const std::vector<double>& scores, const std::vec
                                std::optional<double> prior = std::nullopt);
 
 // ---- Bootstrap ----------------------------------------------------------------------------------
-
-struct BootstrapOptions {
-    int resamples = 1000;
-    std::uint64_t seed = 0;
-    double level = 0.95;  // central interval: percentiles (1-level)/2 and (1+level)/2
-};
-
-struct ConfidenceInterval {
-    double lo = 0, hi = 0;  // NaN when no resample had both classes
-    int used = 0;           // resamples that had both classes (the others are skipped)
-};
 
 // Percentile bootstrap CI of roc_auc(): draws cases with replacement (or, when `groups` is not
 // empty, one group id per case, e.g. the patient: draws whole groups with replacement, so that a

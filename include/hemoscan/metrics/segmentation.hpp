@@ -8,6 +8,8 @@
 #include <nlohmann/json_fwd.hpp>
 #include <opencv2/core.hpp>
 
+#include "hemoscan/metrics/bootstrap.hpp"
+
 namespace hemoscan {
 
 using LabelSlices = std::vector<cv::Mat>;
@@ -24,6 +26,16 @@ struct Overlap {
 };
 // Voxel overlap of two binary volumes (same sizes, else UsageError).
 Overlap overlap(const LabelSlices& pred, const LabelSlices& truth);
+
+// Percentile bootstrap intervals of the three Dice summaries of a set of cases (one overlap per case):
+// the mean per case (empty-empty = 1), the mean over the cases whose truth is not empty, and the
+// pooled Dice (voxels of all cases summed). Cases are drawn with replacement; one draw feeds all
+// three. A draw without a case with truth is skipped for `positive` only. On held-out sets of a few
+// dozen studies these intervals are about +-0.03 wide: a target read on one such set needs them.
+struct DiceIntervals {
+    ConfidenceInterval per_case, positive, pooled;
+};
+DiceIntervals bootstrap_dice_ci(const std::vector<Overlap>& cases, const BootstrapOptions& options = {});
 
 // 95th percentile Hausdorff distance in mm between the surfaces of two binary volumes (3D, with
 // anisotropic spacing; symmetric: the 95th percentile of the pooled surface-to-surface distances in

@@ -92,6 +92,8 @@ cv::Mat segmentation_overlay(const cv::Mat& pixels, const ImageMeta& meta, const
 // plus DIR/cases.csv. Dice is computed per case and averaged (empty-empty cases count as 1); also
 // "dice_positive" (mean over the cases whose truth holds the class) and "dice_pooled" (all voxels of
 // all cases together). HD95 is averaged over the cases where truth and prediction are both non-empty.
+// "dice_any_ci95" holds 95% percentile bootstrap intervals over cases (1000 draws, seed 0) of the three
+// Dice summaries of any bleed: {"per_case": [lo, hi], "positive": [..], "pooled": [..], ...}.
 // The dataset's class names must equal the model's (InputError otherwise). `progress(done, total)`
 // is called after each case.
 nlohmann::json evaluate_segmentation(SegPredictor& predictor, const SegDataset& dataset,
