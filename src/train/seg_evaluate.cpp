@@ -119,7 +119,8 @@ nlohmann::json evaluate_segmentation(SegPredictor& predictor, const SegDataset& 
         nlohmann::json per_class = nlohmann::json::object();
         for (int c = 1; c < K; ++c) {
             const size_t ci = static_cast<size_t>(c);
-            per_class[names[ci]] = {{"dice", case_dice[ci]}, {"volume_ml", vol_pred[ci]}, {"volume_true_ml", vol_true[ci]}};
+            per_class[names[ci]] = {
+                {"dice", case_dice[ci]}, {"volume_ml", vol_pred[ci]}, {"volume_true_ml", vol_true[ci]}};
         }
         row["classes"] = per_class;
         cases.push_back(row);
