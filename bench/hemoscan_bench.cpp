@@ -33,8 +33,7 @@
 #include "hemoscan/models/serialize.hpp"
 #include "hemoscan/preprocess/preprocess.hpp"
 #include "hemoscan/preprocess/volume.hpp"
-#include "hemoscan/train/predict_inputs.hpp"
-#include "hemoscan/train/predictor.hpp"
+#include "hemoscan/infer/predictor.hpp"
 #include "hemoscan/util/fs.hpp"
 #include "hemoscan/util/runtime.hpp"
 #if __has_include("hemoscan/models/segmenter.hpp") && defined(HEMOSCAN_BENCH_HAVE_UNET)
@@ -326,7 +325,7 @@ int cmd_infer(const InferArgs& a) {
         std::cout.rdbuf(old);
     }
     Predictor predictor(model_path, a.threads);
-    // Preprocessed samples as predict_inputs() hands them over: H x W x 3 float images.
+    // Preprocessed samples as the analysis pipeline (infer/study.hpp) hands them over: H x W x 3 float images.
     std::vector<Sample> samples(static_cast<size_t>(a.batch));
     cv::RNG rng(42);
     for (auto& s : samples) {
@@ -354,7 +353,7 @@ int cmd_infer(const InferArgs& a) {
 
 // ---- preprocess ----
 
-// What predict_inputs() does with a series folder before the model: read it, preprocess its slices.
+// What the analysis pipeline does with a series folder before the model: read it, preprocess its slices.
 std::vector<Sample> load_series_samples(const std::string& dir, const PreprocessOptions& pre) {
     auto volumes = read_dicom_series({fs::path(dir)}, ModalityPolicy::CtOnly);
     return preprocess_volume(volumes.front(), pre);

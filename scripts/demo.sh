@@ -4,7 +4,8 @@
 #   ./scripts/demo.sh [OUT]   (default OUT: demo-out; extra arguments go to `hemoscan demo`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
+# Only the binary: the tests and the benchmark are test.sh's to build.
+HEMOSCAN_BUILD_TARGET=hemoscan ./scripts/setup.sh
 out=${1:-demo-out}
 shift || true
 # --overwrite: running the demo again replaces the previous one.

@@ -3,6 +3,7 @@
 # into build/. Idempotent: on a built tree with everything installed it takes seconds.
 #   HEMOSCAN_BUILD_DIR   build folder (default: build)
 #   HEMOSCAN_CMAKE_ARGS  extra arguments for cmake's configure step
+#   HEMOSCAN_BUILD_TARGET  the target to build (default: all; demo.sh: hemoscan)
 #   --bench              also install the packages of bench/run.sh (Python PyTorch, pydicom, perf, gdb)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -83,5 +84,8 @@ if [ ! -f "$build_dir/build.ninja" ]; then
 elif [ -n "${HEMOSCAN_CMAKE_ARGS:-}" ] || [ "${CI:-}" = "true" ]; then
     cmake -S . -B "$build_dir" "${cmake_args[@]}" > /dev/null
 fi
-cmake --build "$build_dir"
-echo "setup: built $build_dir/hemoscan"
+# HEMOSCAN_BUILD_TARGET: what to build (default: everything, with the tests and the benchmark);
+# demo.sh builds only the hemoscan binary, so that a first run does not wait for the test suite.
+target=${HEMOSCAN_BUILD_TARGET:-all}
+cmake --build "$build_dir" --target "$target"
+echo "setup: built $target in $build_dir"

@@ -13,9 +13,10 @@
 #include "hemoscan/log.hpp"
 #include "hemoscan/report/html.hpp"
 #include "hemoscan/synth/synth.hpp"
-#include "hemoscan/train/evaluate.hpp"
-#include "hemoscan/train/predict_inputs.hpp"
-#include "hemoscan/train/predictor.hpp"
+#include "hemoscan/evaluate/classification.hpp"
+#include "hemoscan/infer/outputs.hpp"
+#include "hemoscan/infer/study.hpp"
+#include "hemoscan/infer/predictor.hpp"
 #include "hemoscan/train/trainer.hpp"
 #include "hemoscan/util/fs.hpp"
 #include "progress.hpp"
@@ -177,17 +178,19 @@ void add_demo(CLI::App& root, std::vector<Command>& commands) {
 
         // 5. Predict one DICOM series (the held-out study with the largest bleed) with heatmaps.
         fs::path series = out / "data" / "test" / "dicom" / series_to_predict;
-        PredictInputsOptions po;
-        po.heatmap_dir = out / "predict" / "heatmaps";
+        AnalysisOptions ao;
+        ao.heatmaps = HeatmapLabel::PerSlice;
         auto t_pred = std::chrono::steady_clock::now();
-        auto results = predict_inputs(predictor, {series}, po);
+        const StudyResult res =
+            analyze_study(read_study_inputs(series, predictor.modality(), SeriesChoice::Largest).front(), &predictor,
+                          nullptr, ao);
+        const std::vector<std::string> heatmaps = write_heatmap_overlays(res, out / "predict" / "heatmaps");
         double pred_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_pred).count();
         nlohmann::json pj = nlohmann::json::array();
-        const InputResult& res = results.front();
         for (size_t i = 0; i < res.items.size(); ++i) {
             nlohmann::json o2 = {{"item", res.items[i]}};
             for (size_t l = 0; l < predictor.labels().size(); ++l) {
-                o2[predictor.labels()[l]] = res.per_item[i].probabilities[l];
+                o2[predictor.labels()[l]] = res.slices[i].probabilities[l];
             }
             pj.push_back(o2);
         }
@@ -232,14 +235,14 @@ void add_demo(CLI::App& root, std::vector<Command>& commands) {
         std::vector<size_t> order(res.items.size());
         for (size_t i = 0; i < order.size(); ++i) order[i] = i;
         std::sort(order.begin(), order.end(), [&](size_t x, size_t y) {
-            return res.per_item[x].probabilities[0] > res.per_item[y].probabilities[0];
+            return res.slices[x].probabilities[0] > res.slices[y].probabilities[0];
         });
         std::vector<HtmlReport::Figure> cams;
         for (size_t k = 0; k < std::min<size_t>(6, order.size()); ++k) {
             size_t i = order[k];
-            if (i < res.heatmaps.size()) {
-                cams.push_back({res.heatmaps[i], fs::path(res.items[i]).filename().string() + ": P(any) " +
-                                                     fixed(res.per_item[i].probabilities[0])});
+            if (i < heatmaps.size()) {
+                cams.push_back({heatmaps[i], fs::path(res.items[i]).filename().string() + ": P(any) " +
+                                                 fixed(res.slices[i].probabilities[0])});
             }
         }
         report.figures(cams, 260);

@@ -9,9 +9,10 @@
 #include "hemoscan/error.hpp"
 #include "hemoscan/log.hpp"
 #include "hemoscan/models/serialize.hpp"
-#include "hemoscan/train/evaluate.hpp"
-#include "hemoscan/train/predictor.hpp"
-#include "hemoscan/train/segment.hpp"
+#include "hemoscan/evaluate/classification.hpp"
+#include "hemoscan/infer/predictor.hpp"
+#include "hemoscan/evaluate/segmentation.hpp"
+#include "hemoscan/infer/seg_predictor.hpp"
 #include "progress.hpp"
 
 namespace hemoscan::cli {

@@ -1,12 +1,12 @@
-// hemoscan predict: probabilities per label for images, DICOM files and series, with heatmaps.
+// hemoscan predict: probabilities per label for images, DICOM files and series, NIfTI volumes, with heatmaps
+// (the analysis pipeline of infer/study.hpp; tables and overlays from infer/outputs.hpp).
 #include <cstdio>
-#include <sstream>
 
 #include "commands.hpp"
-#include "hemoscan/data/csv.hpp"
 #include "hemoscan/error.hpp"
+#include "hemoscan/infer/outputs.hpp"
+#include "hemoscan/infer/study.hpp"
 #include "hemoscan/log.hpp"
-#include "hemoscan/train/predict_inputs.hpp"
 #include "hemoscan/util/fs.hpp"
 #include "hemoscan/util/strings.hpp"
 
@@ -21,7 +21,7 @@ void add_predict(CLI::App& root, std::vector<Command>& commands) {
     };
     auto a = std::make_shared<Args>();
     auto* app = root.add_subcommand("predict", "Predict: probability and decision per label for each input");
-    app->add_option("inputs", a->inputs, "Image files, DICOM files, DICOM series folders, folders of images")
+    app->add_option("inputs", a->inputs, "Image files, DICOM files, DICOM series folders, folders of images, NIfTI volumes")
         ->required();
     app->add_option("--model", a->model, "RUN/model.pt")->required()->check(CLI::ExistingFile);
     app->add_option("--out", a->out, "Write results to FILE.csv or FILE.json");
@@ -36,14 +36,19 @@ void add_predict(CLI::App& root, std::vector<Command>& commands) {
             throw UsageError("--out must end in .csv or .json: " + a->out);
         }
         Predictor predictor(a->model, a->threads);
-        PredictInputsOptions po;
-        po.heatmap_dir = a->heatmap;
-        po.threshold = a->threshold;
-        po.batch = a->batch;
-        std::vector<fs::path> inputs(a->inputs.begin(), a->inputs.end());
-        auto results = predict_inputs(predictor, inputs, po);
+        AnalysisOptions ao;
+        ao.heatmaps = a->heatmap.empty() ? HeatmapLabel::None : HeatmapLabel::PerSlice;
+        ao.threshold = a->threshold;
+        ao.batch = a->batch;
+        std::vector<StudyResult> results;
+        std::vector<std::vector<std::string>> heatmaps;
+        for (const auto& in : a->inputs) {
+            for (const StudyInput& study : read_study_inputs(in, predictor.modality())) {
+                results.push_back(analyze_study(study, &predictor, nullptr, ao));
+                if (!a->heatmap.empty()) heatmaps.push_back(write_heatmap_overlays(results.back(), a->heatmap));
+            }
+        }
         const auto& labels = predictor.labels();
-
         auto line = [&](const std::string& name, const Prediction& p, const char* indent) {
             std::printf("%s%s", indent, name.c_str());
             for (size_t l = 0; l < labels.size(); ++l) {
@@ -51,48 +56,18 @@ void add_predict(CLI::App& root, std::vector<Command>& commands) {
             }
             std::printf("\n");
         };
-        nlohmann::json js = nlohmann::json::array();
-        std::ostringstream csv;
-        csv << "input,item,kind";
-        for (const auto& l : labels) csv << ',' << csv_escape(l + "_prob") << ',' << csv_escape(l + "_pred");
-        csv << "\n";
-        auto csv_row = [&](const std::string& input, const std::string& item, const std::string& kind, const Prediction& p) {
-            csv << csv_escape(input) << ',' << csv_escape(item) << ',' << kind;
-            for (size_t l = 0; l < labels.size(); ++l) csv << ',' << p.probabilities[l] << ',' << p.decisions[l];
-            csv << "\n";
-        };
-        auto pj = [&](const Prediction& p) {
-            nlohmann::json o = nlohmann::json::object();
-            for (size_t l = 0; l < labels.size(); ++l) {
-                double t = a->threshold >= 0 ? a->threshold : predictor.thresholds()[l];
-                o[labels[l]] = {{"probability", p.probabilities[l]}, {"decision", p.decisions[l] != 0}, {"threshold", t}};
-            }
-            return o;
-        };
         for (const auto& r : results) {
-            line(r.input + (r.kind == "series" ? " (series, " + std::to_string(r.items.size()) + " slices: max)" : ""),
-                 r.overall, "");
-            nlohmann::json rj = {{"input", r.input}, {"kind", r.kind}, {"result", pj(r.overall)}};
-            if (r.kind == "series") {
-                nlohmann::json slices = nlohmann::json::array();
-                for (size_t i = 0; i < r.items.size(); ++i) {
-                    line(fs::path(r.items[i]).filename().string(), r.per_item[i], "    ");
-                    nlohmann::json sj = {{"item", r.items[i]}, {"result", pj(r.per_item[i])}};
-                    if (i < r.heatmaps.size()) sj["heatmap"] = r.heatmaps[i];
-                    slices.push_back(sj);
-                    csv_row(r.input, r.items[i], "slice", r.per_item[i]);
-                }
-                rj["slices"] = slices;
-                csv_row(r.input, "", "study", r.overall);
-            } else {
-                if (!r.heatmaps.empty()) rj["heatmap"] = r.heatmaps.front();
-                csv_row(r.input, r.items.front(), r.kind, r.overall);
-            }
-            js.push_back(rj);
+            const bool volume = r.kind == "series" || r.kind == "nifti";
+            line(r.name + (volume ? " (" + r.kind + ", " + std::to_string(r.items.size()) + " slices: max)" : ""),
+                 r.study, "");
+            if (!volume) continue;
+            for (size_t i = 0; i < r.items.size(); ++i) line(fs::path(r.items[i]).filename().string(), r.slices[i], "    ");
         }
         std::fflush(stdout);
         if (!a->out.empty()) {
-            write_file_atomic(a->out, ends_with(to_lower(a->out), ".json") ? js.dump(2) + "\n" : csv.str());
+            write_file_atomic(a->out, ends_with(to_lower(a->out), ".json")
+                                          ? predictions_json(predictor, results, heatmaps, a->threshold).dump(2) + "\n"
+                                          : predictions_csv(predictor, results, a->threshold));
             logger().info("wrote {}", a->out);
         }
         if (!a->heatmap.empty()) logger().info("heatmaps in {}", a->heatmap);

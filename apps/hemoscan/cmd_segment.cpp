@@ -1,20 +1,18 @@
 // hemoscan segment: label maps (NIfTI, in the input's own geometry), overlay PNGs and bleed volumes per
-// class for DICOM series, NIfTI volumes and images. Every input is read and segmented before anything is
-// written, so a bad input leaves no partial output behind.
-#include <opencv2/imgcodecs.hpp>
+// class for DICOM series, NIfTI volumes and images, through the analysis pipeline (infer/study.hpp) and its
+// writers (infer/outputs.hpp). Every input is read and segmented before anything is written, so a bad input
+// leaves no partial output behind.
 #include <spdlog/fmt/fmt.h>
 
 #include <cstdio>
 #include <map>
-#include <sstream>
 
 #include "commands.hpp"
 #include "common.hpp"
-#include "hemoscan/data/csv.hpp"
 #include "hemoscan/error.hpp"
-#include "hemoscan/io/nifti.hpp"
+#include "hemoscan/infer/outputs.hpp"
+#include "hemoscan/infer/study.hpp"
 #include "hemoscan/log.hpp"
-#include "hemoscan/train/segment.hpp"
 #include "hemoscan/util/fs.hpp"
 #include "hemoscan/util/strings.hpp"
 #include "progress.hpp"
@@ -37,12 +35,6 @@ std::string base_name(const fs::path& input) {
     return safe_filename(name);
 }
 
-struct Output {
-    std::string input, name;
-    std::vector<std::pair<std::string, std::string>> overlays;  // file name, PNG bytes
-    SegmentationResult result;
-    int rows = 0, cols = 0;
-};
 
 }  // namespace
 
@@ -94,84 +86,39 @@ void add_segment(CLI::App& root, std::vector<Command>& commands) {
             names.push_back(name);
         }
 
-        std::vector<Output> outputs;
+        std::vector<SegmentationOutput> outputs;
         ProgressBar bar("segment", a->inputs.size());
         for (size_t i = 0; i < a->inputs.size(); ++i) {
-            const Volume volume = read_segment_input(a->inputs[i], policy);
-            Output o;
+            std::vector<StudyInput> read = read_study_inputs(a->inputs[i], policy, SeriesChoice::Largest);
+            if (read.size() > 1) {
+                throw InputError(a->inputs[i] + ": a folder of " + std::to_string(read.size()) +
+                                 " images, not a DICOM series; give the image files themselves");
+            }
+            StudyInput& study = read.front();
+            const StudyResult r = analyze_study(study, nullptr, &predictor);
+            SegmentationOutput o;
             o.input = a->inputs[i];
             o.name = names[i];
-            o.result = predictor.segment(volume);
-            o.rows = volume.rows();
-            o.cols = volume.cols();
-            const auto& labels = o.result.labels.slices;
-            const int middle = volume.depth() / 2;
-            for (int k = 0; k < volume.depth(); ++k) {
-                const cv::Mat& l = labels[static_cast<size_t>(k)];
-                if (k != middle && cv::countNonZero(l) == 0) continue;
-                ImageMeta m = static_cast<size_t>(k) < volume.slice_meta.size() ? volume.slice_meta[static_cast<size_t>(k)]
-                                                                                 : ImageMeta{};
-                if (volume.slice_meta.empty()) {
-                    double lo;
-                    cv::minMaxLoc(volume.slices[static_cast<size_t>(k)], &lo);
-                    m.is_hu = lo <= -900;
-                }
-                std::vector<uchar> png;
-                cv::imencode(".png", segmentation_overlay(volume.slices[static_cast<size_t>(k)], m, l, a->alpha), png,
-                             {cv::IMWRITE_PNG_COMPRESSION, 6});
-                o.overlays.emplace_back(fmt::format("slice_{:03d}.png", k + 1), std::string(png.begin(), png.end()));
-            }
+            o.rows = study.slices.front().pixels.rows;
+            o.cols = study.slices.front().pixels.cols;
+            o.segmentation = r.segmentation;
+            o.overlays = segmentation_overlay_pngs(study, r.segmentation, a->alpha);
             outputs.push_back(std::move(o));
             bar.update(i + 1);
         }
         bar.finish();
 
         // Everything succeeded: write.
-        fs::create_directories(out);
-        nlohmann::json js = {{"model", a->models.size() == 1 ? nlohmann::json(a->models.front()) : nlohmann::json(a->models)},
-                             {"classes", classes},
-                             {"bleed_classes", predictor.bleed_classes()},
-                             {"inputs", nlohmann::json::array()}};
-        std::ostringstream csv;
-        csv << "input,name,slices,bleed_ml";
-        for (size_t c = 1; c < classes.size(); ++c) csv << ',' << csv_escape(classes[c] + "_ml");
-        csv << '\n';
-        for (const Output& o : outputs) {
-            const std::string mask = o.name + "_seg.nii.gz";
-            write_nifti_labels(out / mask, o.result.labels.slices, o.result.labels.geometry,
-                               "hemoscan segment " + fs::path(a->models.front()).filename().string() +
-                                   (a->models.size() > 1 ? " (ensemble)" : ""));
-            const fs::path overlay_dir = out / (o.name + "_overlay");
-            nlohmann::json overlays = nlohmann::json::array();
-            for (const auto& [file, bytes] : o.overlays) {
-                write_file_atomic(overlay_dir / file, bytes);
-                overlays.push_back((fs::path(o.name + "_overlay") / file).generic_string());
-            }
-            nlohmann::json vols = nlohmann::json::object();
-            for (size_t c = 1; c < classes.size(); ++c) vols[classes[c]] = o.result.volume_ml[c];
-            const auto& g = o.result.labels.geometry;
-            js["inputs"].push_back({{"input", o.input},
-                                    {"name", o.name},
-                                    {"mask", mask},
-                                    {"overlays", overlays},
-                                    {"size", {o.cols, o.rows, o.result.labels.depth()}},
-                                    {"spacing_mm", g.spacing},
-                                    {"bleed_volume_ml", o.result.bleed_volume_ml},
-                                    {"volume_ml", vols}});
-            csv << csv_escape(o.input) << ',' << csv_escape(o.name) << ',' << o.result.labels.depth() << ','
-                << fmt::format("{:.3f}", o.result.bleed_volume_ml);
-            for (size_t c = 1; c < classes.size(); ++c) csv << ',' << fmt::format("{:.3f}", o.result.volume_ml[c]);
-            csv << '\n';
-
-            std::printf("%s: bleed %.2f mL", o.name.c_str(), o.result.bleed_volume_ml);
+        write_segmentation_outputs(out, outputs, predictor, a->models);
+        for (const SegmentationOutput& o : outputs) {
+            const SegmentationResult& r = o.segmentation.result;
+            std::printf("%s: bleed %.2f mL", o.name.c_str(), r.bleed_volume_ml);
             std::string parts;
             for (size_t c = 1; c < classes.size(); ++c) {
-                if (o.result.volume_ml[c] > 0) parts += fmt::format("{}{} {:.2f}", parts.empty() ? "" : ", ", classes[c], o.result.volume_ml[c]);
+                if (r.volume_ml[c] > 0) parts += fmt::format("{}{} {:.2f}", parts.empty() ? "" : ", ", classes[c], r.volume_ml[c]);
             }
             std::printf("%s%s%s\n", parts.empty() ? "" : " (", parts.c_str(), parts.empty() ? "" : ")");
         }
-        write_file_atomic(out / "volumes.csv", csv.str());
-        write_file_atomic(out / "volumes.json", js.dump(2) + "\n");
         std::fflush(stdout);
         logger().info("wrote {} label maps, overlays and volumes.csv/json to {}", outputs.size(), out.string());
         return 0;

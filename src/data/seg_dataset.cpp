@@ -27,11 +27,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool is_nifti_path(const fs::path& p) {
-    const std::string name = to_lower(p.filename().string());
-    return ends_with(name, ".nii") || ends_with(name, ".nii.gz");
-}
-
 // Label table {name: value} -> names indexed by value. Values must be 0..K-1 without gaps, 0 first.
 std::vector<std::string> class_table(const std::map<int, std::string>& by_value, const std::string& file) {
     if (by_value.empty()) throw InputError(file + ": no labels");
@@ -276,19 +271,6 @@ SegDataset open_seg_dataset(const fs::path& root) {
     if (fs::exists(root / "manifest.csv")) return open_manifest(root);
     throw InputError(root.string() + ": neither dataset.json (nnU-Net: imagesTr/, labelsTr/) nor manifest.csv "
                      "(path,mask) found");
-}
-
-Volume slice_volume(const DicomSlice& slice) {
-    Volume v;
-    const ImageMeta& m = slice.meta;
-    v.geometry.spacing = {m.pixel_spacing[1], m.pixel_spacing[0], m.slice_thickness > 0 ? m.slice_thickness : 1.0};
-    if (m.has_position) v.geometry.origin = m.position;
-    const auto& o = m.orientation;
-    const std::array<double, 3> n{o[1] * o[5] - o[2] * o[4], o[2] * o[3] - o[0] * o[5], o[0] * o[4] - o[1] * o[3]};
-    v.geometry.direction = {o[0], o[1], o[2], o[3], o[4], o[5], n[0], n[1], n[2]};
-    v.slices.push_back(slice.pixels);
-    v.slice_meta.push_back(slice.meta);
-    return v;
 }
 
 SegVolume load_seg_case(const SegDataset& ds, size_t index) {

@@ -1,4 +1,5 @@
 #include "hemoscan/io/nifti.hpp"
+#include "hemoscan/io/load.hpp"
 
 #include <nifti1_io.h>
 #include <spdlog/fmt/fmt.h>
@@ -325,13 +326,18 @@ void write_nifti_labels(const fs::path& path, const std::vector<cv::Mat>& labels
     write_volume(path, labels, geometry, options);
 }
 
+bool is_nifti_path(const fs::path& path) {
+    const std::string name = to_lower(path.filename().string());
+    return ends_with(name, ".nii") || ends_with(name, ".nii.gz");
+}
+
 Volume read_nifti(const fs::path& path) {
     RawVolume raw = read_raw(path);
     Volume v;
     v.geometry = raw.geometry;
     v.slices = std::move(raw.slices);
     const Geometry& g = v.geometry;
-    const bool hu = raw.min_value <= -900.0;  // air in HU: the sign of a CT volume
+    const bool hu = looks_like_hu(raw.min_value);
     for (int k = 0; k < v.depth(); ++k) {
         ImageMeta m;
         m.path = path.string();

@@ -10,9 +10,9 @@
 #include "hemoscan/io/dicom.hpp"
 #include "hemoscan/io/image2d.hpp"
 #include "hemoscan/io/nifti.hpp"
+#include "hemoscan/infer/outputs.hpp"
+#include "hemoscan/infer/study.hpp"
 #include "hemoscan/preprocess/preprocess.hpp"
-#include "hemoscan/train/predictor.hpp"
-#include "hemoscan/train/segment.hpp"
 
 namespace hemoscan::serve {
 
@@ -30,17 +30,6 @@ std::string slice_url(const std::string& id, const char* what, size_t k) {
     return "/api/results/" + id + "/" + what + "/" + std::to_string(k) + ".png";
 }
 
-json labels_json(const Predictor& predictor, const Prediction& p) {
-    json o = json::object();
-    const auto& labels = predictor.labels();
-    for (size_t l = 0; l < labels.size(); ++l) {
-        o[labels[l]] = {{"probability", p.probabilities[l]},
-                        {"decision", p.decisions[l] != 0},
-                        {"threshold", predictor.thresholds()[l]}};
-    }
-    return o;
-}
-
 // What the page shows as the verdict: the positive labels, or "normal"; multi-class: the class.
 std::string finding_of(const Predictor& predictor, const Prediction& p) {
     std::string out;
@@ -52,41 +41,9 @@ std::string finding_of(const Predictor& predictor, const Prediction& p) {
     return out.empty() ? "normal" : out;
 }
 
-size_t argmax(const std::vector<double>& v) {
-    return static_cast<size_t>(std::max_element(v.begin(), v.end()) - v.begin());
-}
-
-// The study result, by the rule of `hemoscan predict` (train/predict_inputs.cpp): per label the
-// maximum over the slices; multi-class: the mean class probabilities.
-Prediction study_of(Predictor& predictor, const std::vector<Prediction>& items) {
-    Prediction overall = items.front();
-    if (items.size() > 1) {
-        for (size_t l = 0; l < overall.probabilities.size(); ++l) {
-            double v = predictor.multiclass() ? 0.0 : overall.probabilities[l];
-            for (const auto& p : items) {
-                v = predictor.multiclass() ? v + p.probabilities[l] / static_cast<double>(items.size())
-                                           : std::max(v, p.probabilities[l]);
-            }
-            overall.probabilities[l] = v;
-        }
-        overall.decisions = predictor.decide(overall.probabilities);
-    }
-    return overall;
-}
-
 std::string window_name_or_brain(const PreprocessOptions& pre) {
     const std::string name = pre.windows.empty() ? "" : pre.windows.front().name;
     return name == "brain" || name == "subdural" || name == "bone" ? name : "brain";
-}
-
-Geometry single_slice_geometry(const ImageMeta& m) {
-    Geometry g;
-    g.spacing = {m.pixel_spacing[1], m.pixel_spacing[0], m.slice_thickness > 0 ? m.slice_thickness : 1.0};
-    g.origin = m.position;
-    const auto& o = m.orientation;
-    const double n[3] = {o[1] * o[5] - o[2] * o[4], o[2] * o[3] - o[0] * o[5], o[0] * o[4] - o[1] * o[3]};
-    g.direction = {o[0], o[1], o[2], o[3], o[4], o[5], n[0], n[1], n[2]};
-    return g;
 }
 
 // Keeps the slices as the model read them, for rendering in other windows later.
@@ -119,58 +76,6 @@ std::string encode_png(const cv::Mat& image) {
 
 int render_int(const json& result, const char* key) { return result.at("render").at(key).get<int>(); }
 
-// Segments the upload: a DICOM series as one volume (its real spacing), images one by one (1 mm
-// pixels: a PNG/JPEG carries no spacing). Writes mask_<k>.png (label values, lossless) per slice.
-json segment_upload(SegPredictor& seg, const Volume& series, const std::vector<DicomSlice>& slices,
-                    const fs::path& dir, std::vector<std::string>& warnings) {
-    std::vector<cv::Mat> masks;
-    std::vector<double> per_class;
-    double bleed_ml = 0;
-    std::vector<double> slice_bleed;
-    auto add = [&](const SegmentationResult& r, const std::array<double, 3>& spacing) {
-        if (per_class.empty()) per_class.assign(r.class_names.size(), 0.0);
-        for (size_t c = 0; c < r.volume_ml.size() && c < per_class.size(); ++c) per_class[c] += r.volume_ml[c];
-        bleed_ml += r.bleed_volume_ml;
-        const double voxel_ml = spacing[0] * spacing[1] * spacing[2] / 1000.0;
-        for (const cv::Mat& m : r.labels.slices) {
-            long n = 0;
-            for (int y = 0; y < m.rows; ++y) {
-                const uchar* row = m.ptr<uchar>(y);
-                for (int x = 0; x < m.cols; ++x) {
-                    const int label = row[x];
-                    if (label == 0) continue;
-                    const auto& bleed = seg.bleed_classes();
-                    if (bleed.empty() || std::find(bleed.begin(), bleed.end(), label) != bleed.end()) ++n;
-                }
-            }
-            slice_bleed.push_back(static_cast<double>(n) * voxel_ml);
-            masks.push_back(m);
-        }
-    };
-    if (!series.slices.empty()) {
-        add(seg.segment(series), series.geometry.spacing);
-    } else {
-        for (const DicomSlice& s : slices) {
-            Volume one;
-            one.slices = {s.pixels};
-            one.slice_meta = {s.meta};
-            add(seg.segment(one), one.geometry.spacing);
-        }
-        warnings.push_back("PNG/JPEG images carry no pixel spacing: the bleed volume assumes 1 mm pixels and slices");
-    }
-    for (size_t k = 0; k < masks.size(); ++k) write_image_2d(dir / ("mask_" + std::to_string(k) + ".png"), masks[k]);
-    json volumes = json::object();
-    for (size_t c = 1; c < per_class.size(); ++c) volumes[seg.class_names()[c]] = per_class[c];
-    return {{"model", model_name(seg.meta())},
-            {"models", seg.models()},
-            {"class_names", seg.class_names()},
-            {"bleed_classes", seg.bleed_classes()},
-            {"volume_ml", volumes},
-            {"bleed_volume_ml", bleed_ml},
-            {"spacing_known", !series.slices.empty()},
-            {"slice_bleed_ml", slice_bleed}};
-}
-
 }  // namespace
 
 std::string model_name(const json& meta) {
@@ -179,114 +84,107 @@ std::string model_name(const json& meta) {
     return it->value("name", std::string());
 }
 
+namespace {
+
+// The segmentation part of a result, with mask_<k>.png (label values, lossless) per slice.
+json segmentation_json(const SegPredictor& seg, const StudySegmentation& s, const fs::path& dir) {
+    const auto& masks = s.result.labels.slices;
+    for (size_t k = 0; k < masks.size(); ++k) write_image_2d(dir / ("mask_" + std::to_string(k) + ".png"), masks[k]);
+    json volumes = json::object();
+    for (size_t c = 1; c < s.result.volume_ml.size(); ++c) volumes[seg.class_names()[c]] = s.result.volume_ml[c];
+    return {{"model", model_name(seg.meta())},
+            {"models", seg.models()},
+            {"class_names", seg.class_names()},
+            {"bleed_classes", seg.bleed_classes()},
+            {"volume_ml", volumes},
+            {"bleed_volume_ml", s.result.bleed_volume_ml},
+            {"spacing_known", s.spacing_known}};
+}
+
+// Keeps what the page needs to render any slice again after a restart (see analysis.hpp).
+void store_sources(const StudyInput& input, bool is_hu, const fs::path& dir) {
+    if (input.is_volume()) {
+        write_volume(dir / "volume.nii.gz", input.volume, is_hu);
+        return;
+    }
+    for (size_t i = 0; i < input.slices.size(); ++i) {
+        write_image_source(dir / ("image_" + std::to_string(i) + ".png"), input.slices[i]);
+    }
+}
+
+}  // namespace
+
 json analyze(Predictor& predictor, SegPredictor* seg, const StagedUpload& upload, const std::string& id,
              const fs::path& dir) {
     const PreprocessOptions& pre = predictor.preprocess_options();
-    Volume series;  // the DICOM upload as one volume (empty for images): what the segmenter reads
-    std::vector<DicomSlice> slices;
+    std::vector<fs::path> dicoms, images;
     std::vector<std::string> names;
-    std::vector<std::string> warnings = upload.warnings;
-    std::string kind;
-    bool is_hu = false;
-    if (!upload.dicoms.empty()) {
-        std::vector<fs::path> paths;
-        for (const auto& f : upload.dicoms) paths.push_back(f.path);
-        auto volumes = read_dicom_series(paths, predictor.modality());
-        if (volumes.empty()) throw InputError("no DICOM image in the upload");
-        if (volumes.size() > 1) {
-            warnings.push_back(std::to_string(volumes.size()) + " series in the upload: showing the largest (" +
-                               std::to_string(volumes.front().depth()) + " slices)");
-        }
-        Volume& v = volumes.front();
-        for (const auto& w : v.warnings) warnings.push_back(w);
-        kind = v.depth() == 1 ? "dicom" : "series";
-        is_hu = v.slice_meta.front().is_hu;
-        if (v.depth() == 1) v.geometry = single_slice_geometry(v.slice_meta.front());
-        write_volume(dir / "volume.nii.gz", v, is_hu);
-        for (int i = 0; i < v.depth(); ++i) {
-            slices.push_back(DicomSlice{v.slices[static_cast<size_t>(i)], v.slice_meta[static_cast<size_t>(i)]});
-            names.push_back("slice " + std::to_string(i + 1));
-        }
-        series = std::move(v);
-    } else {
-        kind = upload.images.size() == 1 ? "image" : "images";
-        for (size_t i = 0; i < upload.images.size(); ++i) {
-            DicomSlice s;
-            s.pixels = read_image_2d(upload.images[i].path, &s.meta);
-            write_image_source(dir / ("image_" + std::to_string(i) + ".png"), s);
-            slices.push_back(std::move(s));
-            names.push_back(upload.images[i].display_name);
-        }
+    for (const auto& f : upload.dicoms) dicoms.push_back(f.path);
+    for (const auto& f : upload.images) {
+        images.push_back(f.path);
+        names.push_back(f.display_name);
     }
+    StudyInput input = read_study_files(dicoms, images, names, predictor.modality());
+    input.warnings.insert(input.warnings.begin(), upload.warnings.begin(), upload.warnings.end());
+    const bool is_hu = input.is_volume() && input.slices.front().meta.is_hu;
+    store_sources(input, is_hu, dir);
 
-    std::vector<Sample> samples;
-    samples.reserve(slices.size());
-    for (const auto& s : slices) samples.push_back(preprocess(s, pre));
-    std::vector<Prediction> items = predictor.predict_samples(samples, kInferenceBatch);
-    const Prediction overall = study_of(predictor, items);
-
-    // One label's evidence on every slice, so that scrolling compares like with like.
-    const size_t cam_label = argmax(overall.probabilities);
-    size_t top_slice = 0;
-    for (size_t i = 0; i < items.size(); ++i) {
-        if (items[i].probabilities[cam_label] > items[top_slice].probabilities[cam_label]) top_slice = i;
-    }
-    for (size_t i = 0; i < samples.size(); ++i) {
-        cv::Mat cam = predictor.heatmap(samples[i], static_cast<int>(cam_label)), cam8;
-        cam.convertTo(cam8, CV_8U, 255.0);
+    AnalysisOptions options;
+    options.heatmaps = HeatmapLabel::Study;
+    const StudyResult r = analyze_study(input, &predictor, seg, options);
+    for (size_t i = 0; i < r.heatmaps.size(); ++i) {
+        cv::Mat cam8;
+        r.heatmaps[i].convertTo(cam8, CV_8U, 255.0);
         write_image_2d(dir / ("cam_" + std::to_string(i) + ".png"), cam8);
     }
 
     // Display size: the model's geometry scaled by an integer, so heatmaps map onto it exactly.
     const int mw = pre.resize.width, mh = pre.resize.height;
-    const int native = std::min(kDisplayMaxSide, std::max(slices.front().pixels.cols, slices.front().pixels.rows));
+    const cv::Mat& first = input.slices.front().pixels;
+    const int native = std::min(kDisplayMaxSide, std::max(first.cols, first.rows));
     const int model_side = std::max(mw, mh);
     const int scale = std::max({1, static_cast<int>(std::lround(static_cast<double>(native) / model_side)),
                                 (kDisplayMinSide + model_side - 1) / model_side});
 
-    json segmentation;
-    if (seg) segmentation = segment_upload(*seg, series, slices, dir, warnings);
-
+    const size_t top = r.top_slice;
     json result;
     result["id"] = id;
-    result["kind"] = kind;
+    result["kind"] = r.kind;
     result["labels"] = predictor.labels();
     result["multiclass"] = predictor.multiclass();
-    result["result"] = labels_json(predictor, overall);
-    result["finding"] = finding_of(predictor, overall);
-    result["positive"] = std::any_of(overall.decisions.begin(), overall.decisions.end(), [](int d) { return d != 0; });
-    result["heatmap_label"] = predictor.labels()[cam_label];
-    result["n_slices"] = slices.size();
-    result["top_slice"] = top_slice;
+    result["result"] = prediction_json(predictor, r.study);
+    result["finding"] = finding_of(predictor, r.study);
+    result["positive"] = std::any_of(r.study.decisions.begin(), r.study.decisions.end(), [](int d) { return d != 0; });
+    result["heatmap_label"] = predictor.labels()[static_cast<size_t>(r.heatmap_label)];
+    result["n_slices"] = r.slices.size();
+    result["top_slice"] = top;
     result["windows"] = is_hu ? json{"brain", "subdural", "bone"} : json::array();
-    result["image_url"] = slice_url(id, "slices", top_slice);
-    result["heatmap_url"] = slice_url(id, "heatmaps", top_slice);
-    result["overlay_url"] = slice_url(id, "overlays", top_slice);
+    result["image_url"] = slice_url(id, "slices", top);
+    result["heatmap_url"] = slice_url(id, "heatmaps", top);
+    result["overlay_url"] = slice_url(id, "overlays", top);
     json js = json::array();
-    for (size_t i = 0; i < slices.size(); ++i) {
+    for (size_t i = 0; i < r.slices.size(); ++i) {
         json sj = {{"index", i},
-                   {"name", names[i]},
-                   {"result", labels_json(predictor, items[i])},
+                   {"name", r.items[i]},
+                   {"result", prediction_json(predictor, r.slices[i])},
                    {"image_url", slice_url(id, "slices", i)},
                    {"heatmap_url", slice_url(id, "heatmaps", i)},
                    {"overlay_url", slice_url(id, "overlays", i)}};
         if (seg) {
             sj["mask_url"] = slice_url(id, "masks", i);
-            sj["bleed_ml"] = segmentation.at("slice_bleed_ml").at(i);
+            sj["bleed_ml"] = r.segmentation.slice_bleed_ml.at(i);
         }
         js.push_back(std::move(sj));
     }
     result["slices"] = std::move(js);
     if (seg) {
-        segmentation.erase("slice_bleed_ml");
-        result["mask_url"] = slice_url(id, "masks", top_slice);
-        result["bleed_volume_ml"] = segmentation.at("bleed_volume_ml");
-        result["segmentation"] = std::move(segmentation);
+        result["mask_url"] = slice_url(id, "masks", top);
+        result["bleed_volume_ml"] = r.segmentation.result.bleed_volume_ml;
+        result["segmentation"] = segmentation_json(*seg, r.segmentation, dir);
     }
-    result["warnings"] = warnings;
-    result["model"] = {{"name", model_name(predictor.meta())},
-                       {"input_size", {mw, mh}}};
-    result["render"] = {{"source", upload.dicoms.empty() ? "images" : "volume"},
+    result["warnings"] = r.warnings;
+    result["model"] = {{"name", model_name(predictor.meta())}, {"input_size", {mw, mh}}};
+    result["render"] = {{"source", input.is_volume() ? "volume" : "images"},
                         {"is_hu", is_hu},
                         {"width", mw * scale},
                         {"height", mh * scale},

@@ -11,8 +11,8 @@
 
 #include "hemoscan/error.hpp"
 #include "hemoscan/log.hpp"
-#include "hemoscan/train/predictor.hpp"
-#include "hemoscan/train/segment.hpp"
+#include "hemoscan/infer/predictor.hpp"
+#include "hemoscan/infer/seg_predictor.hpp"
 #include "hemoscan/version.hpp"
 #include "serve/analysis.hpp"
 #include "serve/assets.hpp"

@@ -26,12 +26,15 @@
 #include "hemoscan/models/serialize.hpp"
 #include "hemoscan/report/plot.hpp"
 #include "hemoscan/train/schedule.hpp"
+#include "hemoscan/evaluate/segmentation.hpp"
+#include "hemoscan/infer/seg_predictor.hpp"
+#include "hemoscan/io/load.hpp"
 #include "hemoscan/train/segment.hpp"
 #include "hemoscan/util/fs.hpp"
 #include "hemoscan/util/runtime.hpp"
 #include "hemoscan/version.hpp"
 #include "train/optimizer.hpp"
-#include "train/seg_torch.hpp"
+#include "infer/seg_torch.hpp"
 
 namespace hemoscan {
 
@@ -107,7 +110,7 @@ CaseData load_case(const SegDataset& ds, size_t index, const PreprocessOptions& 
     CaseData cd;
     for (int k = 0; k < sv.image.depth(); ++k) {
         cd.slices.push_back(seg_detail::prepare_slice(sv.image.slices[static_cast<size_t>(k)],
-                                                      seg_detail::slice_meta(sv.image, k), pre,
+                                                      slice_meta_of(sv.image, k), pre,
                                                       sv.mask.slices[static_cast<size_t>(k)]));
         cd.foreground = cd.foreground || cv::countNonZero(sv.mask.slices[static_cast<size_t>(k)]) > 0;
     }

@@ -18,7 +18,7 @@
 
 #include "hemoscan/io/dicom.hpp"
 #include "hemoscan/serve/server.hpp"
-#include "hemoscan/train/segment.hpp"
+#include "hemoscan/infer/seg_predictor.hpp"
 #include "hemoscan/util/fs.hpp"
 #include "serve_process.hpp"
 #include "support/synthetic_images.hpp"

@@ -12,12 +12,14 @@
 #include "hemoscan/io/dicom.hpp"
 #include "hemoscan/io/nifti.hpp"
 #include "hemoscan/metrics/segmentation.hpp"
+#include "hemoscan/evaluate/segmentation.hpp"
+#include "hemoscan/infer/study.hpp"
 #include "hemoscan/train/segment.hpp"
 #include "hemoscan/train/trainer.hpp"
 #include "hemoscan/util/fs.hpp"
 #include "support/test_util.hpp"
 #include "train/frozen_options.hpp"
-#include "train/seg_detail.hpp"
+#include "infer/seg_detail.hpp"
 
 using namespace hemoscan;
 namespace fs = std::filesystem;
@@ -330,7 +332,7 @@ TEST_F(SegmentTest, OutputGeometryEqualsInputGeometry) {
 
     SegPredictor p(model(), 1);
     for (const fs::path& input : {d / "series", d / "tilted.nii.gz"}) {
-        const Volume in = read_segment_input(input);
+        const Volume in = read_study_inputs(input, ModalityPolicy::CtOnly, SeriesChoice::Largest).front().volume;
         expect_same_geometry(in.geometry, g, 1e-4);
         const SegmentationResult r = p.segment(in);
         ASSERT_EQ(r.labels.depth(), 5) << input;
@@ -347,9 +349,9 @@ TEST_F(SegmentTest, OutputGeometryEqualsInputGeometry) {
         EXPECT_EQ(cv::countNonZero(back.slices[0]), 0) << input << " at " << cv::boundingRect(back.slices[0]);
         EXPECT_EQ(cv::countNonZero(back.slices[4]), 0) << input << " at " << cv::boundingRect(back.slices[4]);
     }
-    test::expect_input_error([&] { read_segment_input(d / "missing.nii.gz"); }, {(d / "missing.nii.gz").string()});
+    test::expect_input_error([&] { read_study_inputs(d / "missing.nii.gz", ModalityPolicy::CtOnly); }, {(d / "missing.nii.gz").string()});
     test::write_text(d / "notes.txt", "hello");
-    test::expect_input_error([&] { read_segment_input(d / "notes.txt"); }, {(d / "notes.txt").string()});
+    test::expect_input_error([&] { read_study_inputs(d / "notes.txt", ModalityPolicy::CtOnly); }, {(d / "notes.txt").string()});
 }
 
 // Killed after the first epoch, resumed: same number of epochs, the first epoch's history kept.

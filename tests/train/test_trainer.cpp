@@ -8,8 +8,8 @@
 
 #include "hemoscan/error.hpp"
 #include "hemoscan/io/load.hpp"
-#include "hemoscan/train/evaluate.hpp"
-#include "hemoscan/train/predictor.hpp"
+#include "hemoscan/evaluate/classification.hpp"
+#include "hemoscan/infer/predictor.hpp"
 #include "hemoscan/train/trainer.hpp"
 #include "hemoscan/util/fs.hpp"
 #include "support/synthetic_images.hpp"

@@ -15,6 +15,7 @@
 
 #include "hemoscan/image.hpp"
 #include "hemoscan/io/dicom.hpp"
+#include "hemoscan/io/load.hpp"
 #include "hemoscan/io/nifti.hpp"
 
 namespace hemoscan {
@@ -53,8 +54,5 @@ struct SegVolume {
 };
 SegVolume load_seg_case(const SegDataset& dataset, size_t index);
 
-// A 2D image or DICOM file as a one-slice volume: spacing from PixelSpacing (x = column spacing) and
-// SliceThickness (else 1 mm), origin and direction from the DICOM position and orientation when present.
-Volume slice_volume(const DicomSlice& slice);
 
 }  // namespace hemoscan

@@ -61,6 +61,9 @@ void write_nifti_labels(const std::filesystem::path& path, const std::vector<cv:
 // nt > 1), complex/RGB data or zero-size dimensions.
 Volume read_nifti(const std::filesystem::path& path);
 
+// True for a file name ending in .nii or .nii.gz (any case).
+bool is_nifti_path(const std::filesystem::path& path);
+
 // Reads a label map: like read_nifti, but the values must be integers in 0..255 (else InputError
 // naming the file and the first bad voxel); slices come back as CV_8UC1.
 LabelVolume read_nifti_labels(const std::filesystem::path& path);

@@ -9,9 +9,9 @@
 #include "hemoscan/data/csv.hpp"
 #include "hemoscan/error.hpp"
 #include "hemoscan/log.hpp"
-#include "hemoscan/train/segment.hpp"
+#include "hemoscan/evaluate/segmentation.hpp"
 #include "hemoscan/util/fs.hpp"
-#include "train/seg_detail.hpp"
+#include "infer/seg_detail.hpp"
 
 namespace hemoscan {
 

@@ -8,26 +8,12 @@
 #include "hemoscan/io/load.hpp"
 #include "hemoscan/io/nifti.hpp"
 #include "hemoscan/log.hpp"
-#include "hemoscan/train/segment.hpp"
 #include "hemoscan/util/strings.hpp"
-#include "train/seg_detail.hpp"
+#include "infer/seg_detail.hpp"
 
 namespace hemoscan::seg_detail {
 
 namespace fs = std::filesystem;
-
-ImageMeta slice_meta(const Volume& volume, int k) {
-    if (k >= 0 && static_cast<size_t>(k) < volume.slice_meta.size()) return volume.slice_meta[static_cast<size_t>(k)];
-    ImageMeta m;
-    const cv::Mat& s = volume.slices.at(static_cast<size_t>(k));
-    m.rows = s.rows;
-    m.cols = s.cols;
-    double lo = 0, hi = 0;
-    if (!s.empty()) cv::minMaxLoc(s.channels() == 1 ? s : s.reshape(1), &lo, &hi);
-    m.is_hu = lo <= -900.0;
-    m.pixel_spacing = {volume.geometry.spacing[1], volume.geometry.spacing[0]};
-    return m;
-}
 
 namespace {
 
@@ -242,102 +228,3 @@ std::string fingerprint(const SegDataset& ds) {
 }
 
 }  // namespace hemoscan::seg_detail
-
-// ---- inputs and overlays (public, train/segment.hpp) ----
-
-namespace hemoscan {
-
-namespace fs = std::filesystem;
-
-namespace {
-
-bool nifti_name(const fs::path& p) {
-    const std::string name = to_lower(p.filename().string());
-    return ends_with(name, ".nii") || ends_with(name, ".nii.gz");
-}
-
-}  // namespace
-
-Volume read_segment_input(const fs::path& path, ModalityPolicy policy) {
-    const std::string name = path.string();
-    std::error_code ec;
-    if (!fs::exists(path, ec)) throw InputError(name + ": no such file or folder");
-    try {
-        if (fs::is_directory(path, ec)) {
-            std::vector<Volume> series = read_dicom_series({path}, policy);
-            if (series.empty()) throw InputError(name + ": no DICOM series in this folder");
-            if (series.size() > 1) {
-                logger().warn("{}: {} series; segmenting the largest ({} slices)", name, series.size(),
-                              series.front().depth());
-            }
-            return std::move(series.front());
-        }
-        if (nifti_name(path)) return read_nifti(path);
-        if (is_dicom_file(path)) {
-            std::vector<Volume> series = read_dicom_series({path}, policy);
-            if (series.empty()) throw InputError(name + ": not a readable DICOM image");
-            return std::move(series.front());
-        }
-        if (is_image_2d_path(path)) return slice_volume(load_image(path, policy));
-    } catch (const InputError& e) {
-        if (std::string(e.what()).find(name) != std::string::npos) throw;
-        throw InputError(name + ": " + e.what());
-    } catch (const UsageError&) {
-        throw;
-    } catch (const std::bad_alloc&) {
-        throw;
-    } catch (const std::exception& e) {
-        throw InputError(name + ": " + e.what());
-    }
-    throw InputError(name + ": not a DICOM series folder, DICOM file, NIfTI file (.nii/.nii.gz) or 2D image");
-}
-
-cv::Scalar segmentation_colour(int label) {
-    static const cv::Scalar palette[] = {
-        {60, 60, 255},    // 1 red (epidural)
-        {0, 230, 255},    // 2 yellow (intraparenchymal)
-        {255, 160, 0},    // 3 blue (intraventricular)
-        {255, 80, 255},   // 4 magenta (subarachnoid)
-        {80, 255, 80},    // 5 green (subdural)
-        {0, 150, 255},    // 6 orange (calcification)
-        {255, 255, 0},    // 7 cyan
-        {180, 120, 255},  // 8 pink
-    };
-    if (label <= 0) return {0, 0, 0};
-    return palette[static_cast<size_t>(label - 1) % (sizeof palette / sizeof palette[0])];
-}
-
-cv::Mat segmentation_overlay(const cv::Mat& pixels, const ImageMeta& meta, const cv::Mat& labels, double alpha) {
-    if (pixels.empty() || labels.size() != pixels.size() || labels.type() != CV_8UC1) {
-        throw UsageError("segmentation_overlay: the label map must be CV_8UC1 of the image's size");
-    }
-    cv::Mat gray;
-    pixels.convertTo(gray, CV_32F);
-    if (gray.channels() > 1) cv::cvtColor(gray, gray, cv::COLOR_BGR2GRAY);
-    cv::Mat unit;
-    if (meta.is_hu) {
-        unit = apply_window(gray, window_brain());
-    } else if (meta.already_windowed) {
-        gray.convertTo(unit, CV_32F, 1.0 / 255.0);
-    } else {
-        unit = normalize_image(gray, Normalization::UnitRange);
-    }
-    cv::Mat bgr;
-    cv::cvtColor(to_uint8(unit), bgr, cv::COLOR_GRAY2BGR);
-    double lo, hi;
-    cv::minMaxLoc(labels, &lo, &hi);
-    for (int c = 1; c <= static_cast<int>(hi); ++c) {
-        const cv::Mat sel = labels == c;
-        if (cv::countNonZero(sel) == 0) continue;
-        const cv::Scalar colour = segmentation_colour(c);
-        cv::Mat tinted;
-        cv::addWeighted(bgr, 1.0 - alpha, cv::Mat(bgr.size(), bgr.type(), colour), alpha, 0.0, tinted);
-        tinted.copyTo(bgr, sel);
-        std::vector<std::vector<cv::Point>> contours;
-        cv::findContours(sel, contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_NONE);
-        cv::drawContours(bgr, contours, -1, colour, 1, cv::LINE_8);
-    }
-    return bgr;
-}
-
-}  // namespace hemoscan

@@ -8,7 +8,7 @@
 #include "hemoscan/models/classifier.hpp"
 #include "hemoscan/models/cnn.hpp"
 #include "hemoscan/models/serialize.hpp"
-#include "hemoscan/train/predictor.hpp"
+#include "hemoscan/infer/predictor.hpp"
 #include "support/test_util.hpp"
 
 using namespace hemoscan;

@@ -1,4 +1,4 @@
-#include "hemoscan/train/evaluate.hpp"
+#include "hemoscan/evaluate/classification.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -11,7 +11,7 @@
 #include "hemoscan/error.hpp"
 #include "hemoscan/metrics/classification.hpp"
 #include "hemoscan/report/plot.hpp"
-#include "hemoscan/train/predictor.hpp"
+#include "hemoscan/infer/predictor.hpp"
 #include "hemoscan/util/fs.hpp"
 
 namespace hemoscan {

@@ -1,4 +1,4 @@
-#include "hemoscan/train/predictor.hpp"
+#include "hemoscan/infer/predictor.hpp"
 
 #include <torch/torch.h>
 

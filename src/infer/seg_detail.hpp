@@ -1,5 +1,5 @@
 #pragma once
-// Shared by segmentation training, prediction and evaluation (private to src/train). Free of LibTorch.
+// Shared by segmentation prediction, evaluation and training (private to src/). Free of LibTorch.
 // The one path from a source slice to a model input (prepare_slice) and back from the model's class
 // probabilities to a label map of the source slice (labels_to_source), so that training validation,
 // `segment` and `evaluate` see the same geometry.
@@ -13,10 +13,6 @@
 #include "hemoscan/preprocess/preprocess.hpp"
 
 namespace hemoscan::seg_detail {
-
-// The meta of slice k; volumes without one (built in code) get a guess: HU when the slice holds
-// air-like values (<= -900), as read_nifti decides.
-ImageMeta slice_meta(const Volume& volume, int k);
 
 struct PreparedSlice {
     Sample sample;    // model input (and the mask at model size when one was given)

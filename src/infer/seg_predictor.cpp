@@ -10,9 +10,10 @@
 #include "hemoscan/error.hpp"
 #include "hemoscan/metrics/segmentation.hpp"
 #include "hemoscan/models/serialize.hpp"
-#include "hemoscan/train/predictor.hpp"
-#include "hemoscan/train/segment.hpp"
-#include "train/seg_torch.hpp"
+#include "hemoscan/infer/predictor.hpp"
+#include "hemoscan/infer/seg_predictor.hpp"
+#include "hemoscan/io/load.hpp"
+#include "infer/seg_torch.hpp"
 
 namespace hemoscan {
 
@@ -155,7 +156,7 @@ SegmentationResult SegPredictor::segment(const Volume& volume) {
         prepared[m].reserve(static_cast<size_t>(n));
         for (int k = 0; k < n; ++k) {
             prepared[m].push_back(seg_detail::prepare_slice(volume.slices[static_cast<size_t>(k)],
-                                                            seg_detail::slice_meta(volume, k), member.pre));
+                                                            slice_meta_of(volume, k), member.pre));
             if (m > 0 && prepared[m].back().box != prepared[0][static_cast<size_t>(k)].box) {
                 throw InputError(name + ": the ensemble's models cut slice " + std::to_string(k + 1) +
                                  " differently (head crop); use models trained with the same preprocessing");

@@ -13,9 +13,9 @@
 #include "hemoscan/models/segmenter.hpp"
 #include "hemoscan/models/serialize.hpp"
 #include "hemoscan/preprocess/preprocess.hpp"
-#include "hemoscan/train/segment.hpp"
+#include "hemoscan/infer/seg_predictor.hpp"
 #include "support/test_util.hpp"
-#include "train/seg_detail.hpp"
+#include "infer/seg_detail.hpp"
 
 using namespace hemoscan;
 namespace fs = std::filesystem;

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "hemoscan/models/segmenter.hpp"
-#include "train/seg_detail.hpp"
+#include "infer/seg_detail.hpp"
 
 namespace hemoscan::seg_detail {
 

@@ -1,0 +1,261 @@
+// The analysis pipeline (infer/study.hpp): reading a study, and running the models on it.
+#include "hemoscan/infer/study.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <spdlog/fmt/fmt.h>
+
+#include "hemoscan/error.hpp"
+#include "hemoscan/io/image2d.hpp"
+#include "hemoscan/io/load.hpp"
+#include "hemoscan/io/nifti.hpp"
+#include "hemoscan/log.hpp"
+#include "hemoscan/metrics/segmentation.hpp"
+#include "hemoscan/util/parallel.hpp"
+
+namespace hemoscan {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+StudyInput from_volume(std::string name, std::string kind, Volume v) {
+    fill_slice_meta(v);
+    StudyInput in;
+    in.name = std::move(name);
+    in.kind = std::move(kind);
+    in.warnings = v.warnings;
+    for (int k = 0; k < v.depth(); ++k) {
+        const ImageMeta& m = v.slice_meta[static_cast<size_t>(k)];
+        // A NIfTI volume is one file: its slices are named by their number.
+        const bool one_file = in.kind == "nifti" || m.path.empty();
+        in.items.push_back(one_file ? fmt::format("slice_{:03d}", k + 1) : m.path);
+        in.slices.push_back(DicomSlice{v.slices[static_cast<size_t>(k)], m});
+    }
+    in.volume = std::move(v);
+    return in;
+}
+
+// A 2D image: one slice, a one-slice volume when the file knows its spacing (DICOM); PNG/JPEG do not.
+StudyInput from_slice(std::string name, DicomSlice s) {
+    const bool dicom = !s.meta.modality.empty();
+    if (dicom) return from_volume(std::move(name), "dicom", slice_volume(s));
+    StudyInput in;
+    in.name = std::move(name);
+    in.kind = "image";
+    in.items = {s.meta.path.empty() ? in.name : s.meta.path};
+    in.slices.push_back(std::move(s));
+    in.spacing_known = in.slices.front().meta.has_pixel_spacing;
+    return in;
+}
+
+std::vector<StudyInput> read_folder(const fs::path& path, ModalityPolicy policy, SeriesChoice choice) {
+    const std::string name = path.string();
+    std::vector<fs::path> dicoms, images;
+    for (const auto& e : fs::recursive_directory_iterator(path)) {
+        if (!e.is_regular_file()) continue;
+        if (is_image_2d_path(e.path())) {
+            images.push_back(e.path());
+        } else if (is_dicom_file(e.path())) {
+            dicoms.push_back(e.path());
+        }
+    }
+    std::vector<StudyInput> out;
+    if (!dicoms.empty()) {
+        const auto t0 = std::chrono::steady_clock::now();
+        std::vector<Volume> series = read_dicom_series({path}, policy);
+        logger().debug("{}: read in {:.3f} s", name, seconds_since(t0));
+        if (series.empty()) throw InputError(name + ": no DICOM series in this folder");
+        if (series.size() > 1 && choice == SeriesChoice::Largest) {
+            const std::string w = std::to_string(series.size()) + " series; using the largest (" +
+                                  std::to_string(series.front().depth()) + " slices)";
+            logger().warn("{}: {}", name, w);
+            series.resize(1);
+            series.front().warnings.push_back(w);
+        }
+        for (Volume& v : series) {
+            const std::string uid = v.slice_meta.empty() ? std::string() : v.slice_meta.front().series_uid;
+            out.push_back(from_volume(series.size() > 1 ? name + "#" + uid : name, "series", std::move(v)));
+        }
+        return out;
+    }
+    if (images.empty()) throw InputError(name + ": no images or DICOM files in this folder");
+    std::sort(images.begin(), images.end());
+    for (const auto& p : images) out.push_back(from_slice(p.string(), load_image(p, policy)));
+    return out;
+}
+
+}  // namespace
+
+std::vector<StudyInput> read_study_inputs(const fs::path& path, ModalityPolicy policy, SeriesChoice choice) {
+    const std::string name = path.string();
+    std::error_code ec;
+    if (!fs::exists(path, ec)) throw InputError(name + ": no such file or folder");
+    try {
+        if (fs::is_directory(path, ec)) return read_folder(path, policy, choice);
+        if (is_nifti_path(path)) {
+            std::vector<StudyInput> out;
+            out.push_back(from_volume(name, "nifti", read_nifti(path)));
+            return out;
+        }
+        std::vector<StudyInput> out;
+        out.push_back(from_slice(name, load_image(path, policy)));
+        return out;
+    } catch (const InputError& e) {
+        if (std::string(e.what()).find(name) != std::string::npos) throw;
+        throw InputError(name + ": " + e.what());
+    } catch (const UsageError&) {
+        throw;
+    } catch (const std::bad_alloc&) {
+        throw;
+    } catch (const std::exception& e) {
+        throw InputError(name + ": " + e.what());
+    }
+}
+
+StudyInput read_study_files(const std::vector<fs::path>& dicoms, const std::vector<fs::path>& images,
+                            const std::vector<std::string>& names, ModalityPolicy policy) {
+    if (!dicoms.empty()) {
+        std::vector<Volume> volumes = read_dicom_series(dicoms, policy);
+        if (volumes.empty()) throw InputError("no DICOM image in the upload");
+        std::vector<std::string> warnings;
+        if (volumes.size() > 1) {
+            warnings.push_back(std::to_string(volumes.size()) + " series in the upload: showing the largest (" +
+                               std::to_string(volumes.front().depth()) + " slices)");
+        }
+        const std::string kind = volumes.front().depth() == 1 ? "dicom" : "series";
+        StudyInput in = from_volume(std::to_string(dicoms.size()) + " files", kind, std::move(volumes.front()));
+        in.warnings.insert(in.warnings.begin(), warnings.begin(), warnings.end());
+        for (size_t i = 0; i < in.items.size(); ++i) in.items[i] = "slice " + std::to_string(i + 1);
+        return in;
+    }
+    if (images.empty()) throw InputError("no image in the upload");
+    StudyInput in;
+    in.name = std::to_string(images.size()) + " files";
+    in.kind = images.size() == 1 ? "image" : "images";
+    for (size_t i = 0; i < images.size(); ++i) {
+        DicomSlice s;
+        s.pixels = read_image_2d(images[i], &s.meta);
+        in.spacing_known = in.spacing_known && s.meta.has_pixel_spacing;
+        in.slices.push_back(std::move(s));
+        in.items.push_back(i < names.size() ? names[i] : images[i].filename().string());
+    }
+    return in;
+}
+
+Prediction study_prediction(const Predictor& predictor, const std::vector<Prediction>& slices, double threshold) {
+    if (slices.empty()) throw UsageError("study_prediction: no slices");
+    Prediction overall = slices.front();
+    if (slices.size() > 1) {
+        const double n = static_cast<double>(slices.size());
+        for (size_t l = 0; l < overall.probabilities.size(); ++l) {
+            double v = predictor.multiclass() ? 0.0 : overall.probabilities[l];
+            for (const auto& p : slices) {
+                v = predictor.multiclass() ? v + p.probabilities[l] / n : std::max(v, p.probabilities[l]);
+            }
+            overall.probabilities[l] = v;
+        }
+    }
+    overall.decisions = predictor.decide(overall.probabilities, threshold);
+    return overall;
+}
+
+namespace {
+
+void classify(const StudyInput& input, Predictor& predictor, const AnalysisOptions& options, StudyResult& r) {
+    const PreprocessOptions& pre = predictor.preprocess_options();
+    auto t0 = std::chrono::steady_clock::now();
+    r.samples.resize(input.slices.size());
+    // Each slice lands at its index, so the output does not depend on which thread made it.
+    parallel_for_index(input.slices.size(), 0, [&](size_t i) { r.samples[i] = preprocess(input.slices[i], pre); });
+    logger().debug("{}: {} slices preprocessed in {:.3f} s", r.name, r.samples.size(), seconds_since(t0));
+    t0 = std::chrono::steady_clock::now();
+    // Per-slice heatmaps come from the same pass as the predictions (each batch's features serve both).
+    r.slices = options.heatmaps == HeatmapLabel::PerSlice
+                   ? predictor.predict_samples(r.samples, options.batch, r.heatmaps)
+                   : predictor.predict_samples(r.samples, options.batch);
+    logger().debug("{}: model on {} images in {:.3f} s", r.name, r.samples.size(), seconds_since(t0));
+    for (auto& p : r.slices) p.decisions = predictor.decide(p.probabilities, options.threshold);
+    r.study = study_prediction(predictor, r.slices, options.threshold);
+    const auto& probs = r.study.probabilities;
+    const size_t label = static_cast<size_t>(std::max_element(probs.begin(), probs.end()) - probs.begin());
+    for (size_t i = 0; i < r.slices.size(); ++i) {
+        if (r.slices[i].probabilities[label] > r.slices[r.top_slice].probabilities[label]) r.top_slice = i;
+    }
+    if (options.heatmaps == HeatmapLabel::Study) {
+        r.heatmap_label = static_cast<int>(label);
+        for (const Sample& s : r.samples) r.heatmaps.push_back(predictor.heatmap(s, r.heatmap_label));
+    }
+}
+
+// Bleed mL of each slice of a label map (voxels of the bleed classes; all foreground without any).
+std::vector<double> slice_bleed(const SegmentationResult& r, const std::vector<int>& bleed) {
+    const auto& sp = r.labels.geometry.spacing;
+    const double voxel_ml = sp[0] * sp[1] * sp[2] / 1000.0;
+    std::vector<double> out;
+    for (const cv::Mat& m : r.labels.slices) {
+        long n = 0;
+        for (int y = 0; y < m.rows; ++y) {
+            const uchar* row = m.ptr<uchar>(y);
+            for (int x = 0; x < m.cols; ++x) {
+                const int label = row[x];
+                if (label == 0) continue;
+                if (bleed.empty() || std::find(bleed.begin(), bleed.end(), label) != bleed.end()) ++n;
+            }
+        }
+        out.push_back(static_cast<double>(n) * voxel_ml);
+    }
+    return out;
+}
+
+void segment(const StudyInput& input, SegPredictor& seg, StudyResult& r) {
+    StudySegmentation& out = r.segmentation;
+    out.spacing_known = input.spacing_known;
+    if (input.is_volume()) {
+        out.result = seg.segment(input.volume);
+        out.slice_bleed_ml = slice_bleed(out.result, seg.bleed_classes());
+    } else {
+        // Separate images: one by one (they may differ in size and spacing), volumes summed.
+        for (const DicomSlice& s : input.slices) {
+            SegmentationResult one = seg.segment(slice_volume(s));
+            const std::vector<double> bleed = slice_bleed(one, seg.bleed_classes());
+            out.slice_bleed_ml.insert(out.slice_bleed_ml.end(), bleed.begin(), bleed.end());
+            if (out.result.labels.slices.empty()) {
+                out.result = std::move(one);
+                continue;
+            }
+            for (size_t c = 0; c < one.volume_ml.size() && c < out.result.volume_ml.size(); ++c) {
+                out.result.volume_ml[c] += one.volume_ml[c];
+            }
+            out.result.bleed_volume_ml += one.bleed_volume_ml;
+            out.result.labels.slices.push_back(one.labels.slices.front());
+        }
+        if (!input.spacing_known) {
+            r.warnings.push_back(
+                "PNG/JPEG images carry no pixel spacing: the bleed volume assumes 1 mm pixels and slices");
+        }
+    }
+    r.segmented = true;
+}
+
+}  // namespace
+
+StudyResult analyze_study(const StudyInput& input, Predictor* classifier, SegPredictor* segmenter,
+                          const AnalysisOptions& options) {
+    if (!classifier && !segmenter) throw UsageError("analyze_study: no model");
+    if (input.slices.empty()) throw InputError(input.name + ": no slices");
+    StudyResult r;
+    r.name = input.name;
+    r.kind = input.kind;
+    r.items = input.items;
+    r.warnings = input.warnings;
+    if (classifier) classify(input, *classifier, options, r);
+    if (segmenter) segment(input, *segmenter, r);
+    return r;
+}
+
+}  // namespace hemoscan
