@@ -1,0 +1,195 @@
+// The analysis pipeline (infer/study.hpp): reading every kind of input into a StudyInput, the study
+// rule, and analyze_study with a classifier and a segmenter (the small fixed models of tests/golden).
+#include <gtest/gtest.h>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "hemoscan/error.hpp"
+#include "hemoscan/infer/outputs.hpp"
+#include "hemoscan/infer/study.hpp"
+#include "hemoscan/io/load.hpp"
+#include "hemoscan/io/nifti.hpp"
+#include "support/test_util.hpp"
+
+using namespace hemoscan;
+using test::TempDir;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path kModels = fs::path(HEMOSCAN_SOURCE_DIR) / "tests" / "golden";
+
+cv::Mat head(int size, double blob_hu) {
+    cv::Mat hu(size, size, CV_32F, cv::Scalar(-1000));
+    cv::circle(hu, {size / 2, size / 2}, size * 2 / 5, cv::Scalar(35), -1);
+    if (blob_hu != 0) cv::circle(hu, {size / 2 + 6, size / 2 - 6}, 6, cv::Scalar(blob_hu), -1);
+    return hu;
+}
+
+// A CT series of `n` slices, 5 mm apart, into `dir`.
+void write_series(const fs::path& dir, const std::string& series_uid, int n) {
+    for (int i = 0; i < n; ++i) {
+        DicomWriteOptions o;
+        o.study_uid = "1.2.826.0.1.3680043.10.2.1";
+        o.series_uid = series_uid;
+        o.instance_number = i + 1;
+        o.position = {0, 0, 5.0 * i};
+        write_dicom_ct(dir / (series_uid + "_" + std::to_string(i) + ".dcm"), head(64, i == 1 ? 70 : 0), o);
+    }
+}
+
+}  // namespace
+
+TEST(StudyInput, FoldersOfSeriesAndImages) {
+    TempDir d;
+    write_series(d / "two", "1.2.3.1", 3);
+    write_series(d / "two", "1.2.3.2", 2);
+    auto all = read_study_inputs(d / "two", ModalityPolicy::CtOnly);
+    ASSERT_EQ(all.size(), 2u);
+    EXPECT_EQ(all[0].name, (d / "two").string() + "#1.2.3.1");  // largest first
+    EXPECT_EQ(all[0].kind, "series");
+    EXPECT_EQ(all[0].slices.size(), 3u);
+    EXPECT_TRUE(all[0].is_volume());
+    EXPECT_TRUE(all[0].slices[0].meta.is_hu);
+    EXPECT_NEAR(all[0].volume.geometry.spacing[2], 5.0, 1e-6);
+    EXPECT_EQ(all[1].slices.size(), 2u);
+
+    auto largest = read_study_inputs(d / "two", ModalityPolicy::CtOnly, SeriesChoice::Largest);
+    ASSERT_EQ(largest.size(), 1u);
+    EXPECT_EQ(largest[0].name, (d / "two").string());
+    ASSERT_FALSE(largest[0].warnings.empty());
+    EXPECT_NE(largest[0].warnings.back().find("2 series"), std::string::npos);
+
+    // A folder of images: one input per image, in name order; no spacing known.
+    fs::create_directories(d / "png");
+    cv::imwrite((d / "png" / "b.png").string(), cv::Mat(40, 40, CV_8U, cv::Scalar(90)));
+    cv::imwrite((d / "png" / "a.png").string(), cv::Mat(30, 50, CV_8U, cv::Scalar(10)));
+    auto images = read_study_inputs(d / "png", ModalityPolicy::CtOnly);
+    ASSERT_EQ(images.size(), 2u);
+    EXPECT_EQ(images[0].name, (d / "png" / "a.png").string());
+    EXPECT_EQ(images[0].kind, "image");
+    EXPECT_FALSE(images[0].is_volume());
+    EXPECT_FALSE(images[0].spacing_known);
+    EXPECT_EQ(images[0].slices[0].pixels.cols, 50);
+
+    // One DICOM file: a one-slice volume.
+    auto one = read_study_inputs(d / "two" / "1.2.3.1_0.dcm", ModalityPolicy::CtOnly);
+    ASSERT_EQ(one.size(), 1u);
+    EXPECT_EQ(one[0].kind, "dicom");
+    EXPECT_TRUE(one[0].is_volume());
+}
+
+TEST(StudyInput, NiftiDecidesHuOnce) {
+    TempDir d;
+    Volume ct;
+    Volume raw;
+    for (int k = 0; k < 3; ++k) {
+        ct.slices.push_back(head(32, 0));
+        raw.slices.push_back(cv::Mat(32, 32, CV_32F, cv::Scalar(100 + k)));
+    }
+    ct.geometry.spacing = {0.8, 0.8, 4};
+    write_nifti(d / "ct.nii.gz", ct);
+    write_nifti(d / "raw.nii", raw);
+    auto a = read_study_inputs(d / "ct.nii.gz", ModalityPolicy::CtOnly);
+    ASSERT_EQ(a.size(), 1u);
+    EXPECT_EQ(a[0].kind, "nifti");
+    ASSERT_EQ(a[0].items.size(), 3u);
+    EXPECT_EQ(a[0].items[2], "slice_003");
+    for (const auto& s : a[0].slices) EXPECT_TRUE(s.meta.is_hu);
+    auto b = read_study_inputs(d / "raw.nii", ModalityPolicy::CtOnly);
+    for (const auto& s : b[0].slices) EXPECT_FALSE(s.meta.is_hu);
+
+    // Volumes built in code get the same rule, per slice.
+    Volume built;
+    built.slices = {head(16, 0), cv::Mat(16, 16, CV_32F, cv::Scalar(5))};
+    fill_slice_meta(built);
+    ASSERT_EQ(built.slice_meta.size(), 2u);
+    EXPECT_TRUE(built.slice_meta[0].is_hu);
+    EXPECT_FALSE(built.slice_meta[1].is_hu);
+    EXPECT_TRUE(looks_like_hu(-900));
+    EXPECT_FALSE(looks_like_hu(-899));
+}
+
+TEST(StudyInput, BadInputsNameThePath) {
+    TempDir d;
+    fs::create_directories(d / "empty");
+    test::expect_input_error([&] { read_study_inputs(d / "empty", ModalityPolicy::CtOnly); },
+                             {(d / "empty").string(), "no images or DICOM files"});
+    test::expect_input_error([&] { read_study_inputs(d / "missing", ModalityPolicy::CtOnly); },
+                             {(d / "missing").string(), "no such file"});
+    test::write_text(d / "notes.txt", "hello");
+    test::expect_input_error([&] { read_study_inputs(d / "notes.txt", ModalityPolicy::CtOnly); },
+                             {(d / "notes.txt").string()});
+    test::expect_input_error([&] { read_study_files({}, {}, {}, ModalityPolicy::CtOnly); }, {"no image"});
+}
+
+TEST(AnalyzeStudy, OneRuleForTheStudyAndHeatmapsOfOneLabel) {
+    TempDir d;
+    write_series(d / "s", "1.2.3.9", 4);
+    Predictor cls(kModels / "cls.pt", 1);
+    SegPredictor seg(kModels / "seg.pt", 1);
+    const StudyInput in = read_study_inputs(d / "s", cls.modality()).front();
+
+    AnalysisOptions o;
+    o.heatmaps = HeatmapLabel::Study;
+    const StudyResult r = analyze_study(in, &cls, &seg, o);
+    ASSERT_EQ(r.slices.size(), 4u);
+    ASSERT_EQ(r.heatmaps.size(), 4u);
+    // The study: per label the maximum over the slices.
+    for (size_t l = 0; l < cls.labels().size(); ++l) {
+        double m = 0;
+        for (const auto& p : r.slices) m = std::max(m, p.probabilities[l]);
+        EXPECT_DOUBLE_EQ(r.study.probabilities[l], m) << l;
+        EXPECT_EQ(r.study.decisions[l], m >= cls.thresholds()[l] ? 1 : 0) << l;
+    }
+    const auto& sp = r.study.probabilities;
+    EXPECT_EQ(r.heatmap_label, static_cast<int>(std::max_element(sp.begin(), sp.end()) - sp.begin()));
+    for (size_t i = 0; i < r.slices.size(); ++i) {
+        EXPECT_LE(r.slices[i].probabilities[static_cast<size_t>(r.heatmap_label)],
+                  r.slices[r.top_slice].probabilities[static_cast<size_t>(r.heatmap_label)]);
+        double lo, hi;
+        cv::minMaxLoc(r.heatmaps[i], &lo, &hi);
+        EXPECT_GE(lo, 0.0);
+        EXPECT_LE(hi, 1.0 + 1e-6);
+        EXPECT_EQ(r.heatmaps[i].size(), r.samples[i].image.size());
+    }
+    // A threshold override decides every label, study and slices alike.
+    o.threshold = 0.0;
+    const StudyResult all = analyze_study(in, &cls, nullptr, o);
+    for (int dcs : all.study.decisions) EXPECT_EQ(dcs, 1);
+    EXPECT_FALSE(all.segmented);
+
+    // Segmentation in the input's geometry; the slices' bleed adds up to the study's.
+    ASSERT_TRUE(r.segmented);
+    EXPECT_EQ(r.segmentation.result.labels.depth(), 4);
+    EXPECT_EQ(r.segmentation.slice_bleed_ml.size(), 4u);
+    double sum = 0;
+    for (double v : r.segmentation.slice_bleed_ml) sum += v;
+    EXPECT_NEAR(sum, r.segmentation.result.bleed_volume_ml, 1e-9 + 1e-9 * sum);
+    // The same as the segmenter on the volume itself.
+    EXPECT_DOUBLE_EQ(seg.segment(in.volume).bleed_volume_ml, r.segmentation.result.bleed_volume_ml);
+
+    EXPECT_THROW(analyze_study(in, nullptr, nullptr), UsageError);
+}
+
+TEST(AnalyzeStudy, SeparateImagesAreSegmentedOneByOneWithAWarning) {
+    TempDir d;
+    cv::Mat a, b;
+    head(64, 70).convertTo(a, CV_8U, 1.0, 0);  // grey values; spacing unknown
+    head(48, 0).convertTo(b, CV_8U, 1.0, 0);
+    cv::imwrite((d / "a.png").string(), a);
+    cv::imwrite((d / "b.png").string(), b);
+    Predictor cls(kModels / "cls.pt", 1);
+    SegPredictor seg(kModels / "seg.pt", 1);
+    const StudyInput in = read_study_files({}, {d / "a.png", d / "b.png"}, {"first", "second"}, cls.modality());
+    EXPECT_EQ(in.kind, "images");
+    EXPECT_EQ(in.items, (std::vector<std::string>{"first", "second"}));
+    const StudyResult r = analyze_study(in, &cls, &seg);
+    ASSERT_EQ(r.segmentation.result.labels.slices.size(), 2u);
+    EXPECT_EQ(r.segmentation.result.labels.slices[1].cols, 48);  // each image its own size
+    EXPECT_FALSE(r.segmentation.spacing_known);
+    ASSERT_FALSE(r.warnings.empty());
+    EXPECT_NE(r.warnings.back().find("spacing"), std::string::npos);
+    EXPECT_TRUE(r.heatmaps.empty());  // none asked for
+}
