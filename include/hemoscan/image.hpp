@@ -56,6 +56,16 @@ struct Volume {
     int cols() const { return slices.empty() ? 0 : slices.front().cols; }
 };
 
+// The geometry preprocess() applied to a slice: `crop` of the `source` slice (the whole slice unless the
+// head was cut out) was scaled into `content` of the `output` model input (keep_aspect pads around it).
+// Predictions at model size map back to the slice through it.
+struct SpatialTransform {
+    cv::Size source;
+    cv::Rect crop;
+    cv::Rect content;
+    cv::Size output;
+};
+
 // One training/inference example.
 struct Sample {
     cv::Mat image;               // CV_32FC(C), H x W (channels = windows or 1)
@@ -65,6 +75,7 @@ struct Sample {
     std::string id;              // case id (file stem or manifest row)
     std::string patient;         // group id for splits; defaults to id
     ImageMeta meta;
+    SpatialTransform transform;  // as preprocess() made it (spatial augmentation does not update it)
 };
 
 }  // namespace hemoscan

@@ -20,19 +20,7 @@ namespace hemoscan {
 namespace fs = std::filesystem;
 
 PreprocessOptions preprocess_from_meta(const nlohmann::json& meta) {
-    PreprocessOptions p;
-    if (!meta.contains("preprocess")) return p;
-    const auto& j = meta["preprocess"];
-    p.windows.clear();
-    for (const auto& w : j.at("windows")) {
-        p.windows.push_back(Window{w.at("name").get<std::string>(), w.at("level").get<double>(), w.at("width").get<double>()});
-    }
-    int size = j.value("size", 256);
-    p.resize = ResizeOptions{size, size, j.value("keep_aspect", false), 0.f};
-    p.median_kernel = j.value("median", 0);
-    p.normalization = parse_normalization(j.value("normalization", std::string("unit")));
-    p.crop_head = j.value("crop_head", false);
-    return p;
+    return preprocess_from_json(meta.contains("preprocess") ? meta["preprocess"] : nlohmann::json());
 }
 
 struct Predictor::Impl {

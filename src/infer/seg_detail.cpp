@@ -15,39 +15,6 @@ namespace hemoscan::seg_detail {
 
 namespace fs = std::filesystem;
 
-namespace {
-
-// As in preprocess(): the head is found on HU (threshold -500) or on 0..1 data (0.05).
-constexpr float kHeadThresholdHu = -500.f;
-constexpr float kHeadThresholdUnit = 0.05f;
-
-cv::Mat gray_float(const cv::Mat& pixels) {
-    cv::Mat f;
-    pixels.convertTo(f, CV_32F);
-    if (f.channels() == 1) return f;
-    cv::Mat g;
-    if (f.channels() == 3) {
-        cv::cvtColor(f, g, cv::COLOR_BGR2GRAY);
-    } else if (f.channels() == 4) {
-        cv::cvtColor(f, g, cv::COLOR_BGRA2GRAY);
-    } else {
-        cv::extractChannel(f, g, 0);
-    }
-    return g;
-}
-
-// preprocess.cpp's ResizeLayout: where the scaled content sits in the model input.
-cv::Rect content_rect(cv::Size source, const ResizeOptions& r) {
-    if (!r.keep_aspect) return {0, 0, r.width, r.height};
-    const double scale =
-        std::min(static_cast<double>(r.width) / source.width, static_cast<double>(r.height) / source.height);
-    const int w = std::clamp(static_cast<int>(std::lround(source.width * scale)), 1, r.width);
-    const int h = std::clamp(static_cast<int>(std::lround(source.height * scale)), 1, r.height);
-    return {(r.width - w) / 2, (r.height - h) / 2, w, h};
-}
-
-}  // namespace
-
 PreparedSlice prepare_slice(const cv::Mat& pixels, const ImageMeta& meta, const PreprocessOptions& options,
                             const cv::Mat& mask) {
     PreparedSlice out;
@@ -57,27 +24,18 @@ PreparedSlice prepare_slice(const cv::Mat& pixels, const ImageMeta& meta, const 
         out.sample = preprocess(DicomSlice{pixels, meta}, options, mask);
         return out;
     }
-    cv::Mat gray = gray_float(pixels), source;
-    float threshold = kHeadThresholdUnit, air = 0.f;
-    if (meta.already_windowed) {
-        gray.convertTo(source, CV_32F, 1.0 / 255.0);
-    } else if (meta.is_hu) {
-        source = gray;
-        threshold = kHeadThresholdHu;
-        air = -1024.f;
-    } else {
-        source = normalize_image(gray, Normalization::UnitRange);
-        double lo, hi;
-        cv::minMaxLoc(gray, &lo, &hi);
-        air = static_cast<float>(lo);
-    }
+    // The head as preprocess() finds it; the raw values are cut (outside the head set to air) before the
+    // windows, so that per-image scaling sees the head only.
+    const HeadSource hs = head_source(DicomSlice{pixels, meta});
     cv::Mat head;
-    out.box = find_head(source, threshold, 4, &head);
-    cv::Mat cut = gray.clone();
-    cut.setTo(cv::Scalar(air), head == 0);  // as preprocess(): what lies outside the head is air
+    out.box = find_head(hs.values, hs.threshold, 4, &head);
+    cv::Mat cut = hs.gray.clone();
+    cut.setTo(cv::Scalar(hs.air), head == 0);
     PreprocessOptions rest = options;
     rest.crop_head = false;
     out.sample = preprocess(DicomSlice{cut(out.box).clone(), meta}, rest, mask.empty() ? mask : mask(out.box).clone());
+    out.sample.transform.source = out.source;
+    out.sample.transform.crop = out.box;
     return out;
 }
 
@@ -115,7 +73,7 @@ void add_slice_context(std::vector<PreparedSlice>& slices, int context) {
 cv::Mat labels_to_source(const std::vector<cv::Mat>& probabilities, const PreparedSlice& prepared,
                          const ResizeOptions& resize) {
     if (probabilities.size() < 2) throw UsageError("labels_to_source: needs background and at least one class");
-    const cv::Rect content = content_rect(prepared.box.size(), resize);
+    const cv::Rect content = resize_content(prepared.box.size(), resize);
     const cv::Size box = prepared.box.size();
     std::vector<cv::Mat> planes;
     planes.reserve(probabilities.size());
@@ -185,19 +143,6 @@ CaseOverlap case_overlap(const LabelSlices& pred, const LabelSlices& truth, int 
         }
     }
     return out;
-}
-
-nlohmann::json preprocess_json(const PreprocessOptions& p, const std::string& window_spec,
-                               const std::string& modality) {
-    nlohmann::json windows = nlohmann::json::array();
-    for (const auto& w : p.windows) windows.push_back({{"name", w.name}, {"level", w.level}, {"width", w.width}});
-    const char* norm = p.normalization == Normalization::None     ? "none"
-                       : p.normalization == Normalization::ZScore ? "zscore"
-                                                                  : "unit";
-    return {{"windows", windows},        {"window_spec", window_spec},
-            {"size", p.resize.width},    {"keep_aspect", p.resize.keep_aspect},
-            {"median", p.median_kernel}, {"normalization", norm},
-            {"crop_head", p.crop_head},  {"modality", modality}};
 }
 
 std::string fingerprint(const SegDataset& ds) {

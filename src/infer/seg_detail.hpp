@@ -50,9 +50,6 @@ struct CaseOverlap {
 };
 CaseOverlap case_overlap(const LabelSlices& pred, const LabelSlices& truth, int classes, const std::vector<int>& bleed);
 
-// The preprocessing as stored in model meta (read back by preprocess_from_meta).
-nlohmann::json preprocess_json(const PreprocessOptions& p, const std::string& window_spec, const std::string& modality);
-
 // A stable fingerprint of a segmentation dataset (form, classes, case files), FNV-1a hex.
 std::string fingerprint(const SegDataset& dataset);
 

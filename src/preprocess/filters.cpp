@@ -89,6 +89,11 @@ cv::Mat resize_image(const cv::Mat& image, const ResizeOptions& options) {
     return place(scaled, layout, options.pad_value);
 }
 
+cv::Rect resize_content(cv::Size source, const ResizeOptions& options) {
+    const ResizeLayout layout = resize_layout(source, options);
+    return {layout.left, layout.top, layout.scaled.width, layout.scaled.height};
+}
+
 cv::Mat resize_mask(const cv::Mat& mask, const ResizeOptions& options) {
     const ResizeLayout layout = resize_layout(mask.size(), options);
     cv::Mat scaled;

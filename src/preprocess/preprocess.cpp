@@ -40,6 +40,26 @@ cv::Mat replicate(const cv::Mat& one, int n) {
 
 }  // namespace
 
+HeadSource head_source(const DicomSlice& slice) {
+    HeadSource h;
+    h.gray = to_gray_float(slice.pixels);
+    if (slice.meta.already_windowed) {
+        // A display image (PNG/JPG) was windowed by whoever rendered it: used as it is.
+        h.gray.convertTo(h.values, CV_32F, 1.0 / 255.0);
+    } else if (slice.meta.is_hu) {
+        h.values = h.gray;
+        h.threshold = kHeadThresholdHu;
+        h.air = -1024.f;
+    } else {
+        // Other modalities (MR, 16-bit images) have no physical scale: per image min-max.
+        h.values = normalize_image(h.gray, Normalization::UnitRange);
+        double lo, hi;
+        cv::minMaxLoc(h.gray, &lo, &hi);
+        h.air = static_cast<float>(lo);
+    }
+    return h;
+}
+
 Sample preprocess(const DicomSlice& slice, const PreprocessOptions& options, const cv::Mat& mask) {
     const ImageMeta& meta = slice.meta;
     if (slice.pixels.empty()) throw InputError(meta.path + ": no pixel data");
@@ -60,34 +80,22 @@ Sample preprocess(const DicomSlice& slice, const PreprocessOptions& options, con
     if (!mask.empty()) mask.convertTo(sample.mask, CV_8U);
 
     const int n = options.channels();
-    cv::Mat head_source;  // what the head is found on
-    float head_threshold = kHeadThresholdUnit;
-    if (meta.already_windowed) {
-        // A display image (PNG/JPG) was windowed by whoever rendered it: used as it is.
-        cv::Mat unit;
-        to_gray_float(slice.pixels).convertTo(unit, CV_32F, 1.0 / 255.0);
-        sample.image = replicate(unit, n);
-        head_source = unit;
-    } else if (meta.is_hu) {
-        head_source = to_gray_float(slice.pixels);
-        sample.image = apply_windows(head_source, options.windows);
-        head_threshold = kHeadThresholdHu;
-    } else {
-        // Other modalities (MR, 16-bit images) have no physical scale: per image min-max.
-        cv::Mat unit = normalize_image(to_gray_float(slice.pixels), Normalization::UnitRange);
-        sample.image = replicate(unit, n);
-        head_source = unit;
-    }
-
+    const HeadSource hs = head_source(slice);
+    sample.image = meta.is_hu && !meta.already_windowed ? apply_windows(hs.values, options.windows) : replicate(hs.values, n);
+    sample.transform.source = slice.pixels.size();
+    sample.transform.crop = cv::Rect(0, 0, slice.pixels.cols, slice.pixels.rows);
     if (options.crop_head) {
         cv::Mat head;
-        const cv::Rect box = find_head(head_source, head_threshold, 4, &head);
+        const cv::Rect box = find_head(hs.values, hs.threshold, 4, &head);
         sample.image.setTo(cv::Scalar::all(0), head == 0);  // 0 is air in every window
         sample.image = sample.image(box).clone();
         if (!sample.mask.empty()) sample.mask = sample.mask(box).clone();
+        sample.transform.crop = box;
     }
     sample.image = median_filter(sample.image, options.median_kernel);
+    sample.transform.content = resize_content(sample.image.size(), options.resize);
     sample.image = resize_image(sample.image, options.resize);
+    sample.transform.output = sample.image.size();
     if (!sample.mask.empty()) sample.mask = resize_mask(sample.mask, options.resize);
     sample.image = normalize_image(sample.image, options.normalization);
     return sample;

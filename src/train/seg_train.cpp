@@ -80,16 +80,6 @@ void validate(const TrainOptions& o) {
     }
 }
 
-PreprocessOptions make_preprocess(const TrainOptions& o) {
-    PreprocessOptions p;
-    p.windows = parse_windows(o.window);
-    p.resize = ResizeOptions{o.size, o.size, o.keep_aspect, 0.f};
-    p.median_kernel = o.median;
-    p.normalization = parse_normalization(o.normalization);
-    p.crop_head = o.crop_head;
-    return p;
-}
-
 // One case, preprocessed, with its truth at native resolution (validation scores against it).
 struct CaseData {
     std::vector<PreparedSlice> slices;  // each slice's own input (no context) and mask at model size, not augmented
@@ -281,7 +271,7 @@ TrainResult train_segmenter(const TrainOptions& options_in, const TrainCallbacks
         throw UsageError(run.string() + " already holds a run: use --resume " + run.string() + " or another --out");
     }
 
-    const PreprocessOptions pre = make_preprocess(o);
+    const PreprocessOptions pre = preprocess_options_of(o);
     const auto t_load = std::chrono::steady_clock::now();
     std::vector<CaseData> cases = load_cases(ds, pre, o.context, o.workers);
 
@@ -504,7 +494,7 @@ TrainResult train_segmenter(const TrainOptions& options_in, const TrainCallbacks
                                 {"class_names", ds.class_names},
                                 {"bleed_classes", ds.bleed_classes},
                                 {"channel_names", ds.channel_names},
-                                {"preprocess", seg_detail::preprocess_json(pre, o.window, o.modality)},
+                                {"preprocess", preprocess_to_json(pre, o.window, o.modality)},
                                 {"tta", o.tta ? "hflip" : "none"},
                                 {"loss", o.loss},
                                 {"context", o.context},

@@ -237,24 +237,6 @@ private:
     std::vector<torch::Tensor> avg_;
 };
 
-PreprocessOptions make_preprocess(const TrainOptions& o) {
-    PreprocessOptions p;
-    p.windows = parse_windows(o.window);
-    p.resize = ResizeOptions{o.size, o.size, o.keep_aspect, 0.f};
-    p.median_kernel = o.median;
-    p.normalization = parse_normalization(o.normalization);
-    p.crop_head = o.crop_head;
-    return p;
-}
-
-nlohmann::json preprocess_meta(const PreprocessOptions& p, const TrainOptions& o) {
-    nlohmann::json windows = nlohmann::json::array();
-    for (const auto& w : p.windows) windows.push_back({{"name", w.name}, {"level", w.level}, {"width", w.width}});
-    return {{"windows", windows},           {"window_spec", o.window},   {"size", o.size},
-            {"keep_aspect", o.keep_aspect}, {"median", o.median},        {"normalization", o.normalization},
-            {"crop_head", o.crop_head},     {"modality", o.modality}};
-}
-
 // Label matrix of the items as 0/1 ints.
 std::vector<int> label_column(const Dataset& ds, const std::vector<size_t>& idx, size_t l) {
     std::vector<int> t;
@@ -432,7 +414,7 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
         throw UsageError(run.string() + " already holds a run: use --resume " + run.string() + " or another --out");
     }
 
-    const PreprocessOptions pre = make_preprocess(o);
+    const PreprocessOptions pre = preprocess_options_of(o);
     // Options that depend on the data are checked before anything is written.
     LesionInsertOptions lesion;
     std::vector<int> lesion_label_indices;
@@ -601,7 +583,7 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
 
     nlohmann::json meta_base = {{"labels", ds.label_names},
                                 {"multiclass", ds.multiclass},
-                                {"preprocess", preprocess_meta(pre, o)},
+                                {"preprocess", preprocess_to_json(pre, o.window, o.modality)},
                                 {"hemoscan_version", kVersion},
                                 {"tta", o.tta ? "hflip" : "none"},
                                 {"trained_on", {{"data", o.data}, {"fingerprint", ds.fingerprint()}}}};
@@ -758,6 +740,16 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
     result.val_indices = split.val;
     result.val_probs = best_val_probs;
     return result;
+}
+
+PreprocessOptions preprocess_options_of(const TrainOptions& o) {
+    PreprocessOptions p;
+    p.windows = parse_windows(o.window);
+    p.resize = ResizeOptions{o.size, o.size, o.keep_aspect, 0.f};
+    p.median_kernel = o.median;
+    p.normalization = parse_normalization(o.normalization);
+    p.crop_head = o.crop_head;
+    return p;
 }
 
 }  // namespace hemoscan

@@ -61,7 +61,7 @@ fs::path write_constant_model(const fs::path& path, const ConstantModel& c) {
     nlohmann::json meta = {{"task", "segment"},
                            {"class_names", c.classes},
                            {"bleed_classes", bleed},
-                           {"preprocess", seg_detail::preprocess_json(pre, c.window, "ct")},
+                           {"preprocess", preprocess_to_json(pre, c.window, "ct")},
                            {"tta", "hflip"},
                            {"context", 0}};
     if (c.min_component_ml >= 0) meta["postprocess"] = {{"min_component_ml", c.min_component_ml}};

@@ -2,6 +2,7 @@
 
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "hemoscan/error.hpp"
@@ -158,4 +159,70 @@ TEST(Preprocess, ErrorsNameTheFile) {
     PreprocessOptions even;
     even.median_kernel = 4;
     EXPECT_THROW(preprocess(hu_slice(hu), even), UsageError);
+}
+
+// preprocess() says where the slice went: the head box of the source, scaled into the content
+// rectangle of the model input (keep_aspect pads around it). A marked pixel lands where it says.
+TEST(Preprocess, ReturnsItsSpatialTransform) {
+    cv::Mat hu(60, 100, CV_32FC1, cv::Scalar(-1000));
+    cv::rectangle(hu, cv::Rect(30, 10, 40, 40), cv::Scalar(40), -1);  // the head: 40 x 40 at (30, 10)
+    PreprocessOptions o;
+    o.crop_head = true;
+    o.resize = ResizeOptions{32, 32, true, 0.f};
+    o.normalization = Normalization::None;
+    cv::Mat mark(60, 100, CV_8UC1, cv::Scalar(0));
+    mark.at<uchar>(30, 50) = 1;  // the centre of the head
+    const Sample s = preprocess(hu_slice(hu), o, mark);
+    const SpatialTransform& t = s.transform;
+    EXPECT_EQ(t.source, cv::Size(100, 60));
+    EXPECT_EQ(t.crop, cv::Rect(26, 6, 48, 48));  // the head's box with a margin of 4
+    EXPECT_EQ(t.content, cv::Rect(0, 0, 32, 32));
+    EXPECT_EQ(t.output, cv::Size(32, 32));
+    cv::Point at;
+    cv::minMaxLoc(s.mask, nullptr, nullptr, nullptr, &at);
+    const double sx = static_cast<double>(t.content.width) / t.crop.width;
+    EXPECT_NEAR(at.x, t.content.x + (50 - t.crop.x + 0.5) * sx - 0.5, 1.0);
+    EXPECT_NEAR(at.y, t.content.y + (30 - t.crop.y + 0.5) * sx - 0.5, 1.0);
+
+    // Without a crop, a wide slice is padded above and below.
+    o.crop_head = false;
+    const Sample w = preprocess(hu_slice(hu), o);
+    EXPECT_EQ(w.transform.crop, cv::Rect(0, 0, 100, 60));
+    EXPECT_EQ(w.transform.content, resize_content(cv::Size(100, 60), o.resize));
+    EXPECT_EQ(w.transform.content.width, 32);
+    EXPECT_EQ(w.transform.content.y, (32 - w.transform.content.height) / 2);
+}
+
+// One JSON form of the preprocessing in model files: what is written reads back the same.
+TEST(Preprocess, JsonCodecRoundTrip) {
+    PreprocessOptions o;
+    o.windows = parse_windows("rgb");
+    o.resize = ResizeOptions{96, 96, true, 0.f};
+    o.median_kernel = 3;
+    o.normalization = Normalization::ZScore;
+    o.crop_head = true;
+    const nlohmann::json j = preprocess_to_json(o, "rgb", "ct");
+    EXPECT_EQ(j["window_spec"], "rgb");
+    EXPECT_EQ(j["modality"], "ct");
+    EXPECT_EQ(j["normalization"], "zscore");
+    const PreprocessOptions back = preprocess_from_json(j);
+    ASSERT_EQ(back.windows.size(), 3u);
+    EXPECT_EQ(back.windows[1].name, "subdural");
+    EXPECT_DOUBLE_EQ(back.windows[2].level, o.windows[2].level);
+    EXPECT_EQ(back.resize.width, 96);
+    EXPECT_EQ(back.resize.height, 96);
+    EXPECT_TRUE(back.resize.keep_aspect);
+    EXPECT_EQ(back.median_kernel, 3);
+    EXPECT_EQ(back.normalization, Normalization::ZScore);
+    EXPECT_TRUE(back.crop_head);
+    // Missing keys: the defaults; a wrong type names the key.
+    const PreprocessOptions d = preprocess_from_json(nlohmann::json::object());
+    EXPECT_EQ(d.windows.size(), 1u);
+    EXPECT_EQ(d.resize.width, PreprocessOptions{}.resize.width);
+    try {
+        preprocess_from_json({{"size", "big"}});
+        FAIL();
+    } catch (const UsageError& e) {
+        EXPECT_NE(std::string(e.what()).find("preprocess.size"), std::string::npos) << e.what();
+    }
 }

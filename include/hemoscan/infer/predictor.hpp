@@ -59,7 +59,7 @@ private:
     std::unique_ptr<Impl> impl_;
 };
 
-// Builds PreprocessOptions from a model's meta (what the trainer stored).
+// Builds PreprocessOptions from a model's meta (preprocess_from_json of what the trainer stored).
 PreprocessOptions preprocess_from_meta(const nlohmann::json& meta);
 
 }  // namespace hemoscan

@@ -1,5 +1,6 @@
 #pragma once
 // Preprocessing: CT windows, resizing, denoising, normalisation, cropping to the head.
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,8 @@ struct ResizeOptions {
 };
 // Area interpolation when shrinking, linear when enlarging (float images); nearest for masks.
 cv::Mat resize_image(const cv::Mat& image, const ResizeOptions& options);
+// Where resize_image() puts an image of `source` size inside its output (all of it without keep_aspect).
+cv::Rect resize_content(cv::Size source, const ResizeOptions& options);
 cv::Mat resize_mask(const cv::Mat& mask, const ResizeOptions& options);
 
 // Median filter (seed 000's denoising) with an odd kernel size k >= 3 on float images of any
@@ -69,6 +72,17 @@ cv::Rect find_head(const cv::Mat& gray, float threshold, int margin = 4, cv::Mat
 // the image's own units (channel 0).
 void crop_to_head(Sample& sample, float threshold, float background = 0.f, int margin = 4);
 
+// What preprocess() reads a slice as and finds the head on: `gray` is the slice as one float channel;
+// `values` are HU (head threshold -500 HU: the cut between air and tissue is wide) or, for 8-bit
+// display images (/255) and other modalities (per-image min-max), 0..1 (threshold 0.05: black is air,
+// a little headroom absorbs JPEG noise); `air` is the value of air in `gray`'s units.
+struct HeadSource {
+    cv::Mat gray, values;
+    float threshold = 0.05f;
+    float air = 0.f;
+};
+HeadSource head_source(const DicomSlice& slice);
+
 // The whole preprocessing of one loaded slice into a model input, configured once.
 struct PreprocessOptions {
     std::vector<Window> windows{window_brain()};  // for HU input; ignored for already-windowed images
@@ -82,7 +96,17 @@ struct PreprocessOptions {
 // DICOM/HU slice -> windows; 8-bit (already windowed) image -> /255 and replicated to the number
 // of window channels (documented: such images are used as they are). 16-bit non-HU images are
 // min-max scaled. Then optional crop to head, median, resize, normalisation. Image and mask move
-// together (the mask only through crop and nearest-neighbour resize).
+// together (the mask only through crop and nearest-neighbour resize); sample.transform says where the
+// slice went.
 Sample preprocess(const DicomSlice& slice, const PreprocessOptions& options, const cv::Mat& mask = cv::Mat());
+
+// The preprocessing as a model file stores it (meta["preprocess"]), written by both trainers and read by
+// both predictors: {"windows": [{"name", "level", "width"}], "window_spec" (as the user gave it), "size",
+// "keep_aspect", "median", "normalization" (none | unit | zscore), "crop_head", "modality"}.
+nlohmann::json preprocess_to_json(const PreprocessOptions& options, const std::string& window_spec,
+                                  const std::string& modality);
+// Missing keys (or a null/absent object: models from before the key existed) take PreprocessOptions'
+// defaults. UsageError naming the key for a value of the wrong type.
+PreprocessOptions preprocess_from_json(const nlohmann::json& json);
 
 }  // namespace hemoscan

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "hemoscan/data/dataset.hpp"
+#include "hemoscan/preprocess/preprocess.hpp"
 #include "hemoscan/train/schedule.hpp"
 
 namespace hemoscan {
@@ -72,6 +73,11 @@ struct TrainOptions {
 };
 
 nlohmann::json train_options_to_json(const TrainOptions& o);
+
+// The preprocessing the options describe (windows, size, aspect, median, normalisation, head crop): what
+// both trainers apply and store in model.pt (preprocess_to_json). UsageError for a bad window or
+// normalisation name.
+PreprocessOptions preprocess_options_of(const TrainOptions& o);
 TrainOptions train_options_from_json(const nlohmann::json& j);
 
 // Checks option values and combinations before anything is written (UsageError naming the option).
