@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "commands.hpp"
+#include "common.hpp"
 #include "hemoscan/models/registry.hpp"
 #include "hemoscan/models/seg_registry.hpp"
 
@@ -13,13 +14,13 @@ void add_models(CLI::App& root, std::vector<Command>& commands) {
         std::printf("Classification (hemoscan train):\n");
         bool first = true;
         for (const auto& m : list_models()) {
-            std::printf("  %-14s %s%s\n", m.name.c_str(), m.description.c_str(), first ? " (default)" : "");
+            std::printf("  %-14s %s%s\n", m.name.c_str(), cli_message(m.description).c_str(), first ? " (default)" : "");
             first = false;
         }
         std::printf("\nSegmentation (hemoscan train --task segment):\n");
         first = true;
         for (const auto& m : list_seg_models()) {
-            std::printf("  %-14s %s%s\n", m.name.c_str(), m.description.c_str(), first ? " (default)" : "");
+            std::printf("  %-14s %s%s\n", m.name.c_str(), cli_message(m.description).c_str(), first ? " (default)" : "");
             first = false;
         }
         return 0;

@@ -1,7 +1,9 @@
 #include "common.hpp"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cmath>
+#include <map>
 #include <cstdio>
 
 #include "hemoscan/error.hpp"
@@ -42,5 +44,19 @@ void add_min_component_option(CLI::App& app, double& ml) {
                    "model's, chosen on validation; an ensemble's largest)")
         ->check(CLI::NonNegativeNumber);
 }
+
+std::string flag_of(const std::string& field) {
+    static const std::map<std::string, std::string> special = {{"ema_epochs", "--ema"},
+                                                               {"warmup_epochs", "--warmup"},
+                                                               {"timeout_s", "--timeout"},
+                                                               {"seg_models", "--seg-model"}};
+    const auto it = special.find(field);
+    if (it != special.end()) return it->second;
+    std::string flag = "--" + field;
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    return flag;
+}
+
+std::string cli_message(const std::string& message) { return render_fields(message, flag_of); }
 
 }  // namespace hemoscan::cli

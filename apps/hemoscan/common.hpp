@@ -18,6 +18,12 @@ std::vector<std::string> parse_list(const std::string& csv);
 // threshold ("per fold" where each fold had its own, as in cv).
 void print_label_table(const nlohmann::json& metrics);
 
+// The flag of a library option field: "--" + the field with '-' for '_', except where the CLI's flag is
+// shorter (ema_epochs -> --ema, warmup_epochs -> --warmup, timeout_s -> --timeout, seg_models -> --seg-model).
+std::string flag_of(const std::string& field);
+// A library message with its `fields` written as flags.
+std::string cli_message(const std::string& message);
+
 // --min-component-ml ML of the commands that segment (segment, evaluate, serve); `ml` keeps its value
 // (< 0: the model's own) unless the option is given.
 void add_min_component_option(CLI::App& app, double& ml);

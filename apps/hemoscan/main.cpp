@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "commands.hpp"
+#include "common.hpp"
 #include "hemoscan/error.hpp"
 #include "hemoscan/log.hpp"
 #include "hemoscan/version.hpp"
@@ -48,13 +49,13 @@ int main(int argc, char** argv) {
         }
         return 2;
     } catch (const UsageError& e) {
-        logger().error("{}", e.what());
+        logger().error("{}", cli::cli_message(e.what()));
         return 2;
     } catch (const InputError& e) {
-        logger().error("{}", e.what());
+        logger().error("{}", cli::cli_message(e.what()));
         return 1;
     } catch (const std::exception& e) {
-        logger().error("{}", e.what());
+        logger().error("{}", cli::cli_message(e.what()));
         return 1;
     }
 }

@@ -39,7 +39,7 @@ void add_train_options(CLI::App* app, TrainArgs& a, bool folds_for_cv) {
     app->add_option("--median", o.median, "Median filter kernel (0 = off, odd >= 3)")->capture_default_str();
     // cv holds no inner validation part by default: each fold trains on all of its training folds for the
     // fixed schedule and decides at the loss's balanced point. On the real head CT set that beat a 20%
-    // inner part picking the epoch and threshold with three fold seeds (docs/results.md); the tested
+    // inner part picking the epoch and threshold with three fold seeds (docs/notebook/results-log-2026-11.md); the tested
     // fold stays unseen either way. Set before add_option so that --help shows it.
     if (folds_for_cv) o.val_fraction = 0;
     app->add_option("--val-fraction", o.val_fraction,
@@ -108,8 +108,8 @@ void add_train_options(CLI::App* app, TrainArgs& a, bool folds_for_cv) {
 TrainOptions finish_train_options(const TrainArgs& a) {
     TrainOptions o = a.options;
     o.labels = parse_list(a.labels);
-    o.augment = parse_on_off(a.augment, "--augment");
-    o.tta = parse_on_off(a.tta, "--tta");
+    o.augment = parse_on_off(a.augment, "augment");
+    o.tta = parse_on_off(a.tta, "tta");
     if (a.dropout >= 0) o.dropout = a.dropout;
     return o;
 }

@@ -176,11 +176,11 @@ std::uint64_t mix_seed(std::uint64_t seed, std::uint64_t epoch, std::uint64_t in
     return splitmix64(h ^ index);
 }
 
-bool parse_on_off(const std::string& value, const std::string& option_name) {
+bool parse_on_off(const std::string& value, const std::string& field) {
     const std::string v = to_lower(trim(value));
     if (v == "on" || v == "true" || v == "1") return true;
     if (v == "off" || v == "false" || v == "0") return false;
-    throw UsageError(option_name + ": expected on or off, got '" + value + "'");
+    throw UsageError("`" + field + "`: expected on or off, got '" + value + "'");
 }
 
 }  // namespace hemoscan

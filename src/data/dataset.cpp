@@ -104,7 +104,7 @@ std::vector<std::string> requested_labels(const DatasetOptions& options) {
         std::string name = trim(raw);
         if (name.empty()) continue;
         for (const std::string& prev : out) {
-            if (to_lower(prev) == to_lower(name)) throw UsageError("--labels: label '" + name + "' given twice");
+            if (to_lower(prev) == to_lower(name)) throw UsageError("`labels`: label '" + name + "' given twice");
         }
         out.push_back(name);
     }

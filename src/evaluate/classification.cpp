@@ -208,7 +208,7 @@ nlohmann::json evaluate_dataset(Predictor& predictor, const Dataset& dataset, co
         for (const auto& l : dataset.label_names) have += (have.empty() ? "" : ",") + l;
         for (const auto& l : predictor.labels()) want += (want.empty() ? "" : ",") + l;
         throw InputError(dataset.root.string() + ": labels [" + have + "] do not match the model's [" + want +
-                         "] (select them with --labels)");
+                         "] (select them with `labels`)");
     }
     std::vector<size_t> all(dataset.size());
     for (size_t i = 0; i < all.size(); ++i) all[i] = i;

@@ -40,12 +40,12 @@ PreparedSlice prepare_slice(const cv::Mat& pixels, const ImageMeta& meta, const 
 }
 
 void check_slice_context(const std::vector<PreparedSlice>& slices, int context) {
-    if (context < 0) throw UsageError("--context must be >= 0");
+    if (context < 0) throw UsageError("`context` must be >= 0");
     if (context == 0) return;
     for (const auto& s : slices) {
         if (s.box != slices.front().box || s.sample.image.size() != slices.front().sample.image.size() ||
             s.sample.image.type() != slices.front().sample.image.type()) {
-            throw UsageError("--context: the slices of a volume differ in crop or size (use --crop-head false)");
+            throw UsageError("`context`: the slices of a volume differ in crop or size (use `crop_head` false)");
         }
     }
 }

@@ -125,7 +125,7 @@ const std::vector<int>& SegPredictor::bleed_classes() const { return impl_->memb
 double SegPredictor::min_component_ml() const { return impl_->min_component_ml; }
 
 void SegPredictor::set_min_component_ml(double ml) {
-    if (!(ml >= 0) || !std::isfinite(ml)) throw UsageError("--min-component-ml must be >= 0 (0 = off)");
+    if (!(ml >= 0) || !std::isfinite(ml)) throw UsageError("`min_component_ml` must be >= 0 (0 = off)");
     impl_->min_component_ml = ml;
 }
 

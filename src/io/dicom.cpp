@@ -108,7 +108,7 @@ void check_modality(const std::string& name, const std::string& modality, Modali
     if (policy == ModalityPolicy::CtOnly) {
         if (modality == "CT") return;
         std::string msg = name + ": " + shown + " where CT is expected";
-        if (modality == "MR") msg += " (use --modality mr to accept MRI)";
+        if (modality == "MR") msg += " (use `modality` mr to accept MRI)";
         throw InputError(msg);
     }
     if (modality == "CT" || modality == "MR") return;

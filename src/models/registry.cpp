@@ -8,6 +8,7 @@
 #include "hemoscan/error.hpp"
 #include "hemoscan/models/classifier.hpp"
 #include "hemoscan/models/cnn.hpp"
+#include "hemoscan/models/named_registry.hpp"
 #include "hemoscan/models/simple_cnn.hpp"
 #include "hemoscan/models/unet_ae.hpp"
 
@@ -15,20 +16,17 @@ namespace hemoscan {
 
 namespace {
 
-struct Entry {
-    ModelInfo info;
-    std::function<std::shared_ptr<ClassifierImpl>(const ModelConfig&)> make;
-};
+using Registry = NamedRegistry<ModelInfo, std::function<std::shared_ptr<ClassifierImpl>(const ModelConfig&)>>;
 
-const std::vector<Entry>& registry() {
-    static const std::vector<Entry> entries = {
+const Registry& registry() {
+    static const Registry entries("model", {
         {{"cnn",
           "conv/BN/ReLU stem + 4 blocks of 2 conv/BN/ReLU (32-256 ch), avg pool, dropout 0.3, linear; 1.2M params",
           0.3},
          [](const ModelConfig& c) { return std::make_shared<CnnImpl>(c); }},
         // Without BatchNorm these two learn slowly: on ~130 training images the default 40 epochs leave the
         // training loss at 0.61-0.67 (ln 2 = 0.69); cnn-large needs about 100, cnn-simple stays weak even then
-        // (docs/results.md).
+        // (docs/notebook/results-log-2026-11.md).
         {{"cnn-simple",
           "3 blocks of conv 3x3 (32 ch)/ReLU/max-pool, avg pool, dropout 0.4, dense 32; 20k params; no BatchNorm: "
           "a weak baseline that learns slowly",
@@ -38,39 +36,26 @@ const std::vector<Entry>& registry() {
          }},
         {{"cnn-large",
           "5 blocks of conv 3x3/ReLU/max-pool (32-64-128-128-256 ch), avg pool, dropout 0.4, dense 64; 0.55M params; "
-          "no BatchNorm: slow to train, give small sets --epochs 100 or more",
+          "no BatchNorm: slow to train, give small sets `epochs` 100 or more",
           0.4},
          [](const ModelConfig& c) {
              return std::make_shared<SimpleCnnImpl>(c, std::vector<int>{32, 64, 128, 128, 256}, 64);
          }},
         {{"unet-ae",
           "U-Net encoder (16-128 ch) + bottleneck 256 ch, avg pool, dropout 0.3, linear; 1.9M params; decoder for "
-          "--pretrain-epochs",
+          "`pretrain_epochs`",
           0.3},
          [](const ModelConfig& c) { return std::make_shared<UNetAutoencoderImpl>(c); }},
-    };
+    });
     return entries;
-}
-
-std::string known_names() {
-    std::string names;
-    for (const auto& e : registry()) names += (names.empty() ? "" : ", ") + e.info.name;
-    return names;
 }
 
 }  // namespace
 
-std::vector<ModelInfo> list_models() {
-    std::vector<ModelInfo> out;
-    for (const auto& e : registry()) out.push_back(e.info);
-    return out;
-}
+std::vector<ModelInfo> list_models() { return registry().infos(); }
 
 std::shared_ptr<ClassifierImpl> create_model(const ModelConfig& config) {
-    const Entry* entry = nullptr;
-    for (const auto& e : registry())
-        if (e.info.name == config.name) entry = &e;
-    if (!entry) throw UsageError("unknown model '" + config.name + "' (known: " + known_names() + ")");
+    const auto& entry = registry().find(config.name);
 
     const std::string where = "model '" + config.name + "': ";
     if (config.in_channels < 1)
@@ -87,8 +72,8 @@ std::shared_ptr<ClassifierImpl> create_model(const ModelConfig& config) {
         throw UsageError(where + "pool must be avg, max or avgmax (got '" + config.pool + "')");
 
     ModelConfig resolved = config;
-    if (!resolved.dropout) resolved.dropout = entry->info.default_dropout;
-    auto model = entry->make(resolved);
+    if (!resolved.dropout) resolved.dropout = entry.info.default_dropout;
+    auto model = entry.make(resolved);
     init_weights(*model);
     return model;
 }

@@ -8,6 +8,7 @@
 #include "hemoscan/error.hpp"
 #include "hemoscan/models/attention_unet.hpp"
 #include "hemoscan/models/classifier.hpp"
+#include "hemoscan/models/named_registry.hpp"
 #include "hemoscan/models/resunet.hpp"
 #include "hemoscan/models/unet.hpp"
 
@@ -15,13 +16,11 @@ namespace hemoscan {
 
 namespace {
 
-struct Entry {
-    SegModelInfo info;
-    std::function<std::shared_ptr<SegmenterImpl>(const SegModelConfig&)> make;
-};
+using Registry =
+    NamedRegistry<SegModelInfo, std::function<std::shared_ptr<SegmenterImpl>(const SegModelConfig&)>>;
 
-const std::vector<Entry>& registry() {
-    static const std::vector<Entry> entries = {
+const Registry& registry() {
+    static const Registry entries("segmentation model", {
         {{"unet", "U-Net: DoubleConv (conv/BN/ReLU x2) levels, transposed-conv up, skip concat; 7.8M params "
                   "(depth 4, base 32)"},
          [](const SegModelConfig& c) { return std::make_shared<UNetImpl>(c); }},
@@ -29,36 +28,18 @@ const std::vector<Entry>& registry() {
          [](const SegModelConfig& c) { return std::make_shared<ResUNetImpl>(c); }},
         {{"attention-unet", "U-Net with additive attention gates on the skips (Oktay 2018); 7.8M params"},
          [](const SegModelConfig& c) { return std::make_shared<AttentionUNetImpl>(c); }},
-    };
+    });
     return entries;
-}
-
-std::string known_names() {
-    std::string names;
-    for (const auto& e : registry()) names += (names.empty() ? "" : ", ") + e.info.name;
-    return names;
 }
 
 }  // namespace
 
-std::vector<SegModelInfo> list_seg_models() {
-    std::vector<SegModelInfo> out;
-    for (const auto& e : registry()) out.push_back(e.info);
-    return out;
-}
+std::vector<SegModelInfo> list_seg_models() { return registry().infos(); }
 
-bool is_seg_model(const std::string& name) {
-    for (const auto& e : registry())
-        if (e.info.name == name) return true;
-    return false;
-}
+bool is_seg_model(const std::string& name) { return registry().contains(name); }
 
 std::shared_ptr<SegmenterImpl> create_segmenter(const SegModelConfig& config) {
-    const Entry* entry = nullptr;
-    for (const auto& e : registry())
-        if (e.info.name == config.name) entry = &e;
-    if (!entry)
-        throw UsageError("unknown segmentation model '" + config.name + "' (known: " + known_names() + ")");
+    const auto& entry = registry().find(config.name);
 
     const std::string where = "model '" + config.name + "': ";
     if (config.in_channels < 1)
@@ -76,7 +57,7 @@ std::shared_ptr<SegmenterImpl> create_segmenter(const SegModelConfig& config) {
     if (!(config.dropout >= 0.0 && config.dropout < 1.0))
         throw UsageError(where + "dropout must be in [0, 1) (got " + std::to_string(config.dropout) + ")");
 
-    auto model = entry->make(config);
+    auto model = entry.make(config);
     init_weights(*model);
     return model;
 }

@@ -129,12 +129,12 @@ struct Server::Impl {
     fs::path tmp_dir() const { return options.data_dir / "tmp"; }
 
     explicit Impl(const ServerOptions& o) : options(o) {
-        if (options.max_upload_mb < 1) throw UsageError("--max-upload-mb must be at least 1");
-        if (options.threads < 1) throw UsageError("--threads must be at least 1");
-        if (options.timeout_s < 1) throw UsageError("--timeout must be at least 1 second");
+        if (options.max_upload_mb < 1) throw UsageError("`max_upload_mb` must be at least 1");
+        if (options.threads < 1) throw UsageError("`threads` must be at least 1");
+        if (options.timeout_s < 1) throw UsageError("`timeout_s` must be at least 1 second");
         if (options.max_files < 1 || options.max_unzipped_mb < 1) throw UsageError("upload limits must be positive");
         if (options.min_component_ml >= 0 && options.seg_models.empty()) {
-            throw UsageError("--min-component-ml is for a segmentation model: give --seg-model too");
+            throw UsageError("`min_component_ml` is for a segmentation model: give `seg_models` too");
         }
         std::error_code ec;
         fs::create_directories(results_dir(), ec);
@@ -424,7 +424,7 @@ Server::~Server() { stop(); }
 int Server::bind() {
     Impl& s = *impl_;
     if (s.port >= 0) return s.port;
-    if (s.options.port < 0 || s.options.port > 65535) throw UsageError("--port must be 0..65535");
+    if (s.options.port < 0 || s.options.port > 65535) throw UsageError("`port` must be 0..65535");
     if (s.options.port == 0) {
         s.port = s.http.bind_to_any_port(s.options.host);
     } else if (s.http.bind_to_port(s.options.host, s.options.port)) {

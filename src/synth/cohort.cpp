@@ -53,9 +53,9 @@ int parse_synth_formats(const std::string& spec) {
         else if (f == "nifti") formats |= kSynthNifti;
         else if (f == "png") formats |= kSynthPng;
         else if (f == "nnunet") formats |= kSynthNnunet;
-        else throw UsageError("unknown format '" + f + "' in --format (dicom, nifti, png, nnunet)");
+        else throw UsageError("unknown format '" + f + "' in `format` (dicom, nifti, png, nnunet)");
     }
-    if (formats == 0) throw UsageError("--format names no format (dicom, nifti, png, nnunet)");
+    if (formats == 0) throw UsageError("`format` names no format (dicom, nifti, png, nnunet)");
     return formats;
 }
 
@@ -102,7 +102,7 @@ void write_study_nifti(const SynthStudy& st, const fs::path& image_file, const f
 CohortSummary write_cohort(const SynthOptions& options, const fs::path& out, int formats,
                            const std::function<void(size_t, size_t)>& progress) {
     if (formats <= 0 || formats > 15) throw UsageError("write_cohort: no output format");
-    if (options.studies < 1) throw UsageError("--studies must be at least 1");
+    if (options.studies < 1) throw UsageError("`studies` must be at least 1");
     const auto start = std::chrono::steady_clock::now();
     fs::create_directories(out);
     const int n = options.studies;

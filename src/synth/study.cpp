@@ -23,11 +23,11 @@ namespace {
 double grid64(double v) { return std::round(v * 64.0) / 64.0; }
 
 void validate(const SynthOptions& o) {
-    if (o.size < 32 || o.size > 2048) throw UsageError(fmt::format("--size {} is outside 32..2048", o.size));
-    if (o.slices < 1 || o.slices > 512) throw UsageError(fmt::format("--slices {} is outside 1..512", o.slices));
-    if (!(o.p_bleed >= 0 && o.p_bleed <= 1)) throw UsageError(fmt::format("--p-bleed {} is outside 0..1", o.p_bleed));
+    if (o.size < 32 || o.size > 2048) throw UsageError(fmt::format("`size` {} is outside 32..2048", o.size));
+    if (o.slices < 1 || o.slices > 512) throw UsageError(fmt::format("`slices` {} is outside 1..512", o.slices));
+    if (!(o.p_bleed >= 0 && o.p_bleed <= 1)) throw UsageError(fmt::format("`p_bleed` {} is outside 0..1", o.p_bleed));
     if (o.force_subtypes > 31 || o.force_subtypes < -1) throw UsageError("force_subtypes must be -1 or a mask 0..31");
-    if (o.studies < 0) throw UsageError("--studies must be >= 0");
+    if (o.studies < 0) throw UsageError("`studies` must be >= 0");
 }
 
 synth::StudyPlan make_plan(Rng& rng, const SynthOptions& o) {

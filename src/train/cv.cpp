@@ -43,10 +43,10 @@ std::pair<double, double> mean_sd(const std::vector<double>& v) {
 
 nlohmann::json cross_validate(const TrainOptions& options, const CvCallbacks& cb) {
     const int K = options.folds;
-    if (K < 2) throw UsageError("--folds must be >= 2 for cross-validation");
+    if (K < 2) throw UsageError("`folds` must be >= 2 for cross-validation");
     validate_train_options(options);  // before any file of the run is written
     const fs::path out(options.out);
-    if (fs::exists(out / "metrics.json")) throw UsageError(out.string() + " already holds a cross-validation: use another --out");
+    if (fs::exists(out / "metrics.json")) throw UsageError(out.string() + " already holds a cross-validation: use another `out`");
 
     DatasetOptions dopt;
     dopt.labels = options.labels;

@@ -87,8 +87,8 @@ inline void copy_weights(torch::nn::Module& from, torch::nn::Module& to) {
 inline nlohmann::json init_weights(const std::string& file, const std::string& from_arch, torch::nn::Module& from,
                                    const std::string& to_arch, torch::nn::Module& to) {
     if (from_arch != to_arch) {
-        throw UsageError("--init " + file + " holds a '" + from_arch + "' model; this run trains '" + to_arch +
-                         "' (--model): the weights only transfer between the same architecture");
+        throw UsageError("`init` " + file + " holds a '" + from_arch + "' model; this run trains '" + to_arch +
+                         "' (`model`): the weights only transfer between the same architecture");
     }
     torch::NoGradGuard no_grad;
     std::vector<std::string> copied, fresh;
@@ -112,12 +112,12 @@ inline nlohmann::json init_weights(const std::string& file, const std::string& f
     // A head for other labels or a first conv for other windows is a small part of a model; when most
     // of it would start fresh (another --width or --depth), the file is not what the user meant.
     if (2 * values < total) {
-        throw UsageError("--init " + file + ": only " + std::to_string(values) + " of this model's " +
-                         std::to_string(total) + " weights fit its tensors (another --width or --depth?)");
+        throw UsageError("`init` " + file + ": only " + std::to_string(values) + " of this model's " +
+                         std::to_string(total) + " weights fit its tensors (another `width` or `depth`?)");
     }
     std::string fresh_list;
     for (const auto& k : fresh) fresh_list += (fresh_list.empty() ? "" : ", ") + k;
-    logger().info("--init {}: {} of {} tensors taken ({} of {} values){}", file, copied.size(),
+    logger().info("`init` {}: {} of {} tensors taken ({} of {} values){}", file, copied.size(),
                   copied.size() + fresh.size(), values, total,
                   fresh.empty() ? std::string() : "; initialised fresh: " + fresh_list);
     return {{"file", file},

@@ -26,8 +26,8 @@ torch::Tensor unit_range(const torch::Tensor& x) {
 void pretrain_reconstruction(ClassifierImpl& model, DataLoader& loader, int epochs, double lr,
                              const std::function<void(int epoch, double loss)>& on_epoch) {
     auto* ae = dynamic_cast<UNetAutoencoderImpl*>(&model);
-    if (!ae) throw UsageError("--pretrain-epochs needs --model unet-ae");
-    if (epochs < 0) throw UsageError("--pretrain-epochs must be >= 0 (got " + std::to_string(epochs) + ")");
+    if (!ae) throw UsageError("`pretrain_epochs` needs `model` unet-ae");
+    if (epochs < 0) throw UsageError("`pretrain_epochs` must be >= 0 (got " + std::to_string(epochs) + ")");
     if (!(lr > 0)) throw UsageError("pretrain_reconstruction: learning rate must be > 0");
     if (epochs == 0) return;
 

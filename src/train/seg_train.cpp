@@ -44,39 +44,39 @@ using seg_detail::PreparedSlice;
 namespace {
 
 void validate(const TrainOptions& o) {
-    if (o.epochs < 1) throw UsageError("--epochs must be >= 1");
-    if (o.batch < 1) throw UsageError("--batch must be >= 1");
-    if (!(o.lr > 0)) throw UsageError("--lr must be > 0");
-    if (o.weight_decay < 0) throw UsageError("--weight-decay must be >= 0");
-    if (o.size < 16 || o.size > 4096) throw UsageError("--size must be in 16..4096");
+    if (o.epochs < 1) throw UsageError("`epochs` must be >= 1");
+    if (o.batch < 1) throw UsageError("`batch` must be >= 1");
+    if (!(o.lr > 0)) throw UsageError("`lr` must be > 0");
+    if (o.weight_decay < 0) throw UsageError("`weight_decay` must be >= 0");
+    if (o.size < 16 || o.size > 4096) throw UsageError("`size` must be in 16..4096");
     if (o.optimizer != "adam" && o.optimizer != "adamw") {
-        throw UsageError("unknown --optimizer '" + o.optimizer + "' (adam, adamw)");
+        throw UsageError("unknown `optimizer` '" + o.optimizer + "' (adam, adamw)");
     }
     if (o.folds != 0)
-        throw UsageError("segmentation trains on a holdout split: --folds is not supported (use --val-fraction)");
-    if (!(o.val_fraction > 0 && o.val_fraction < 1)) throw UsageError("--val-fraction must be in (0, 1)");
+        throw UsageError("segmentation trains on a holdout split: `folds` is not supported (use `val_fraction`)");
+    if (!(o.val_fraction > 0 && o.val_fraction < 1)) throw UsageError("`val_fraction` must be in (0, 1)");
     if (o.median != 0 && (o.median < 3 || o.median % 2 == 0)) {
-        throw UsageError("--median must be 0 (off) or an odd number >= 3");
+        throw UsageError("`median` must be 0 (off) or an odd number >= 3");
     }
     if (!is_seg_model(o.model)) {
         std::string known;
         for (const auto& m : list_seg_models()) known += (known.empty() ? "" : ", ") + m.name;
-        throw UsageError("--model '" + o.model + "' is not a segmentation model (" + known + ")");
+        throw UsageError("`model` '" + o.model + "' is not a segmentation model (" + known + ")");
     }
-    if (o.depth < 1 || o.depth > 6) throw UsageError("--depth must be in 1..6");
+    if (o.depth < 1 || o.depth > 6) throw UsageError("`depth` must be in 1..6");
     if (o.size % (1 << o.depth) != 0) {
-        throw UsageError("--size " + std::to_string(o.size) + " must be divisible by 2^depth = " +
-                         std::to_string(1 << o.depth) + " (--depth " + std::to_string(o.depth) + ")");
+        throw UsageError("`size` " + std::to_string(o.size) + " must be divisible by 2^depth = " +
+                         std::to_string(1 << o.depth) + " (`depth` " + std::to_string(o.depth) + ")");
     }
-    if (!(o.bleed_fraction >= 0 && o.bleed_fraction <= 1)) throw UsageError("--bleed-fraction must be in [0, 1]");
-    if (!(o.width > 0)) throw UsageError("--width must be > 0");
+    if (!(o.bleed_fraction >= 0 && o.bleed_fraction <= 1)) throw UsageError("`bleed_fraction` must be in [0, 1]");
+    if (!(o.width > 0)) throw UsageError("`width` must be > 0");
     parse_seg_loss(o.loss);
     parse_modality_policy(o.modality);
-    if (o.mixup != 0) throw UsageError("--mixup is for classification, not --task segment");
-    if (o.insert_lesions != 0) throw UsageError("--insert-lesions is for classification, not --task segment");
-    if (o.context < 0 || o.context > 8) throw UsageError("--context must be in 0..8 slices on each side");
+    if (o.mixup != 0) throw UsageError("`mixup` is for classification, not `task` segment");
+    if (o.insert_lesions != 0) throw UsageError("`insert_lesions` is for classification, not `task` segment");
+    if (o.context < 0 || o.context > 8) throw UsageError("`context` must be in 0..8 slices on each side");
     if (o.context > 0 && o.crop_head) {
-        throw UsageError("--context needs --crop-head false: the slices of a volume must share one geometry");
+        throw UsageError("`context` needs `crop_head` false: the slices of a volume must share one geometry");
     }
 }
 
@@ -245,7 +245,7 @@ TrainResult train_segmenter(const TrainOptions& options_in, const TrainCallbacks
     o.task = "segment";
     validate(o);
     const fs::path run(o.out);
-    if (run.empty()) throw UsageError("--out RUN is required");
+    if (run.empty()) throw UsageError("`out` RUN is required");
     const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     torch::set_num_threads(threads);
     const SegLoss loss_kind = parse_seg_loss(o.loss);
@@ -268,7 +268,7 @@ TrainResult train_segmenter(const TrainOptions& options_in, const TrainCallbacks
                              std::to_string(state["epoch_done"].get<int>() + 1) + " epochs)");
         }
     } else if (fs::exists(state_file) || fs::exists(run / "model.pt")) {
-        throw UsageError(run.string() + " already holds a run: use --resume " + run.string() + " or another --out");
+        throw UsageError(run.string() + " already holds a run: use `resume` " + run.string() + " or another `out`");
     }
 
     const PreprocessOptions pre = preprocess_options_of(o);
@@ -523,7 +523,7 @@ TrainResult train_segmenter(const TrainOptions& options_in, const TrainCallbacks
             if (o.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), o.grad_clip);
             opt->step();
             const double lv = loss.item<double>();
-            if (!std::isfinite(lv)) throw Error("training diverged (loss " + std::to_string(lv) + "): lower --lr");
+            if (!std::isfinite(lv)) throw Error("training diverged (loss " + std::to_string(lv) + "): lower `lr`");
             loss_sum += lv * static_cast<double>(B);
             seen += B;
             if (cb.batch_end) cb.batch_end(b + 1, loss_sum / static_cast<double>(seen));

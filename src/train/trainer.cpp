@@ -136,25 +136,25 @@ TrainOptions load_run_options(const fs::path& run) {
 }
 
 void validate_train_options(const TrainOptions& o) {
-    if (o.epochs < 1) throw UsageError("--epochs must be >= 1");
-    if (o.batch < 1) throw UsageError("--batch must be >= 1");
-    if (!(o.lr > 0)) throw UsageError("--lr must be > 0");
-    if (o.weight_decay < 0) throw UsageError("--weight-decay must be >= 0");
-    if (o.size < 16 || o.size > 4096) throw UsageError("--size must be in 16..4096");
-    if (o.optimizer != "adam" && o.optimizer != "adamw") throw UsageError("unknown --optimizer '" + o.optimizer + "' (adam, adamw)");
+    if (o.epochs < 1) throw UsageError("`epochs` must be >= 1");
+    if (o.batch < 1) throw UsageError("`batch` must be >= 1");
+    if (!(o.lr > 0)) throw UsageError("`lr` must be > 0");
+    if (o.weight_decay < 0) throw UsageError("`weight_decay` must be >= 0");
+    if (o.size < 16 || o.size > 4096) throw UsageError("`size` must be in 16..4096");
+    if (o.optimizer != "adam" && o.optimizer != "adamw") throw UsageError("unknown `optimizer` '" + o.optimizer + "' (adam, adamw)");
     if (!(o.val_fraction >= 0 && o.val_fraction < 1)) {
-        throw UsageError("--val-fraction must be in [0, 1) (0: no validation part; train on all, keep the last epoch)");
+        throw UsageError("`val_fraction` must be in [0, 1) (0: no validation part; train on all, keep the last epoch)");
     }
     if (o.folds != 0 && (o.folds < 2 || o.fold < 0 || o.fold >= o.folds)) {
-        throw UsageError("--folds N needs N >= 2 and --fold K in 0..N-1");
+        throw UsageError("`folds` N needs N >= 2 and `fold` K in 0..N-1");
     }
-    if (o.median != 0 && (o.median < 3 || o.median % 2 == 0)) throw UsageError("--median must be 0 (off) or an odd number >= 3");
-    if (!(o.ema_epochs >= 0)) throw UsageError("--ema must be >= 0 epochs (0 = off)");
-    if (!(o.mixup >= 0)) throw UsageError("--mixup must be >= 0 (0 = off)");
-    if (!(o.insert_lesions >= 0 && o.insert_lesions <= 1)) throw UsageError("--insert-lesions must be in 0..1 (0 = off)");
-    if (o.pretrain_epochs < 0) throw UsageError("--pretrain-epochs must be >= 0");
-    if (o.pretrain_epochs > 0 && o.model != "unet-ae") throw UsageError("--pretrain-epochs needs --model unet-ae");
-    if (o.context != 0) throw UsageError("--context is for segmentation (--task segment)");
+    if (o.median != 0 && (o.median < 3 || o.median % 2 == 0)) throw UsageError("`median` must be 0 (off) or an odd number >= 3");
+    if (!(o.ema_epochs >= 0)) throw UsageError("`ema_epochs` must be >= 0 epochs (0 = off)");
+    if (!(o.mixup >= 0)) throw UsageError("`mixup` must be >= 0 (0 = off)");
+    if (!(o.insert_lesions >= 0 && o.insert_lesions <= 1)) throw UsageError("`insert_lesions` must be in 0..1 (0 = off)");
+    if (o.pretrain_epochs < 0) throw UsageError("`pretrain_epochs` must be >= 0");
+    if (o.pretrain_epochs > 0 && o.model != "unet-ae") throw UsageError("`pretrain_epochs` needs `model` unet-ae");
+    if (o.context != 0) throw UsageError("`context` is for segmentation (`task` segment)");
 }
 
 namespace {
@@ -164,7 +164,7 @@ namespace {
 // other label sets have no such label: UsageError.
 std::vector<int> lesion_labels(const TrainOptions& o, const Dataset& ds) {
     if (ds.multiclass) {
-        throw UsageError("--insert-lesions needs binary labels (one label, or RSNA-style with \"any\"), not class folders");
+        throw UsageError("`insert_lesions` needs binary labels (one label, or RSNA-style with \"any\"), not class folders");
     }
     if (ds.label_names.size() == 1) return {0};
     std::vector<int> out;
@@ -172,7 +172,7 @@ std::vector<int> lesion_labels(const TrainOptions& o, const Dataset& ds) {
         if (ds.label_names[l] == "any" || ds.label_names[l] == "intraparenchymal") out.push_back(static_cast<int>(l));
     }
     if (std::find(ds.label_names.begin(), ds.label_names.end(), "any") == ds.label_names.end()) {
-        throw UsageError("--insert-lesions: " + o.data + " has " + std::to_string(ds.label_names.size()) +
+        throw UsageError("`insert_lesions`: " + o.data + " has " + std::to_string(ds.label_names.size()) +
                          " labels and none is \"any\"; which one would a painted bleed set?");
     }
     return out;
@@ -180,9 +180,9 @@ std::vector<int> lesion_labels(const TrainOptions& o, const Dataset& ds) {
 
 // Lesion contrast per channel follows the channel's window (80 HU brain window = 1); images are unit range.
 LesionInsertOptions lesion_options(const TrainOptions& o, const PreprocessOptions& pre) {
-    if (!o.augment) throw UsageError("--insert-lesions is an augmentation: it needs --augment on");
+    if (!o.augment) throw UsageError("`insert_lesions` is an augmentation: it needs `augment` on");
     if (pre.normalization != Normalization::UnitRange) {
-        throw UsageError("--insert-lesions paints in unit-range images: it needs --normalization unit");
+        throw UsageError("`insert_lesions` paints in unit-range images: it needs `normalization` unit");
     }
     LesionInsertOptions l;
     l.probability = o.insert_lesions;
@@ -369,7 +369,7 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
     TrainOptions o = options_in;
     validate_train_options(o);
     const fs::path run(o.out);
-    if (run.empty()) throw UsageError("--out RUN is required");
+    if (run.empty()) throw UsageError("`out` RUN is required");
     const ModalityPolicy policy = parse_modality_policy(o.modality);
 
     const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -397,7 +397,7 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
         // Nothing to choose an epoch or a threshold on: the schedule's last epoch is kept, and the
         // threshold is the loss's own balanced point (see threshold_priors below).
         logger().info("no validation part: training on all {} items, keeping the last epoch", split.train.size());
-        if (o.patience > 0) logger().warn("--patience {} has no effect without a validation part", o.patience);
+        if (o.patience > 0) logger().warn("`patience` {} has no effect without a validation part", o.patience);
     }
     if (split.train.empty()) throw InputError(o.data + ": no training items after the split");
 
@@ -411,7 +411,7 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
             throw InputError(o.data + ": the data changed since " + run.string() + " was started (fingerprint differs)");
         }
     } else if (fs::exists(state_file) || fs::exists(run / "model.pt")) {
-        throw UsageError(run.string() + " already holds a run: use --resume " + run.string() + " or another --out");
+        throw UsageError(run.string() + " already holds a run: use `resume` " + run.string() + " or another `out`");
     }
 
     const PreprocessOptions pre = preprocess_options_of(o);
@@ -620,7 +620,7 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
             opt->step();
             average.update();
             double lv_ = loss.item<double>();
-            if (!std::isfinite(lv_)) throw Error("training diverged (loss " + std::to_string(lv_) + "): lower --lr");
+            if (!std::isfinite(lv_)) throw Error("training diverged (loss " + std::to_string(lv_) + "): lower `lr`");
             loss_sum += lv_ * static_cast<double>(t.indices.size());
             seen += t.indices.size();
             if (cb.batch_end) cb.batch_end(++batch_no, loss_sum / static_cast<double>(seen));

@@ -42,4 +42,21 @@ std::string safe_filename(std::string_view s, size_t max_length) {
     return r.empty() ? "item" : r;
 }
 
+std::string render_fields(std::string_view message, const std::function<std::string(const std::string&)>& name) {
+    std::string out;
+    size_t i = 0;
+    while (i < message.size()) {
+        const size_t open = message.find('`', i);
+        const size_t close = open == std::string_view::npos ? open : message.find('`', open + 1);
+        if (close == std::string_view::npos) break;
+        const std::string field(message.substr(open + 1, close - open - 1));
+        const bool is_field = !field.empty() && field.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") == std::string::npos;
+        out.append(message.substr(i, open - i));
+        out += is_field ? name(field) : "`" + field + "`";
+        i = close + 1;
+    }
+    out.append(message.substr(std::min(i, message.size())));
+    return out;
+}
+
 }  // namespace hemoscan

@@ -332,7 +332,7 @@ TEST(MixSeed, DeterministicAndSpread) {
 }
 
 TEST(ParseOnOff, AcceptsOnOffTrueFalseOneZero) {
-    for (const char* yes : {"on", "ON", "true", "1", " On "}) EXPECT_TRUE(parse_on_off(yes, "--augment")) << yes;
-    for (const char* no : {"off", "false", "0", "OFF"}) EXPECT_FALSE(parse_on_off(no, "--augment")) << no;
-    test::expect_usage_error([] { parse_on_off("maybe", "--augment"); }, {"--augment", "maybe"});
+    for (const char* yes : {"on", "ON", "true", "1", " On "}) EXPECT_TRUE(parse_on_off(yes, "augment")) << yes;
+    for (const char* no : {"off", "false", "0", "OFF"}) EXPECT_FALSE(parse_on_off(no, "augment")) << no;
+    test::expect_usage_error([] { parse_on_off("maybe", "augment"); }, {"`augment`", "maybe"});
 }

@@ -368,7 +368,7 @@ TEST(DicomModality, MrIsRejectedUnderCtOnlyWithAHint) {
     o.modality = "MR";
     write_dicom_ct(path, hu_gradient(), o);
     test::expect_input_error([&] { read_dicom_file(path); },
-                       {path.string(), "modality MR where CT is expected (use --modality mr to accept MRI)"});
+                       {path.string(), "modality MR where CT is expected (use `modality` mr to accept MRI)"});
     test::expect_input_error([&] { load_image(path); }, {path.string(), "modality MR"});
 }
 

@@ -38,13 +38,13 @@ TEST(LesionTraining, RecordedAndRefusedWhereMeaningless) {
 
     o.out = (d / "bad").string();
     o.insert_lesions = 1.5;
-    expect_refused(o, "--insert-lesions must be in 0..1");
+    expect_refused(o, "`insert_lesions` must be in 0..1");
     o.insert_lesions = 0.5;
     o.augment = false;
-    expect_refused(o, "--augment on");
+    expect_refused(o, "`augment` on");
     o.augment = true;
     o.normalization = "zscore";
-    expect_refused(o, "--normalization unit");
+    expect_refused(o, "`normalization` unit");
     o.normalization = "unit";
 
     test::write_blob_class_folders(d / "folders", 4);
@@ -62,5 +62,5 @@ TEST(LesionTraining, RecordedAndRefusedWhereMeaningless) {
 
     o.task = "segment";
     o.model = "unet";
-    test::expect_usage_error([&] { train_segmenter(o); }, {"--insert-lesions"});
+    test::expect_usage_error([&] { train_segmenter(o); }, {"`insert_lesions`"});
 }

@@ -79,7 +79,7 @@ TEST(Mixup, ClassifierStillLearnsAndRecordsIt) {
     o.mixup = 0.4;
     o.task = "segment";
     o.model = "unet";
-    test::expect_usage_error([&] { train_segmenter(o); }, {"--mixup"});
+    test::expect_usage_error([&] { train_segmenter(o); }, {"`mixup`"});
     EXPECT_FALSE(fs::exists(d / "bad"));
 }
 

@@ -112,7 +112,7 @@ TEST(Pretrain, NeedsUNetAeAndSaneOptions) {
         pretrain_reconstruction(*cnn, loader, 1, 1e-3, nullptr);
         FAIL() << "no exception";
     } catch (const UsageError& e) {
-        EXPECT_STREQ(e.what(), "--pretrain-epochs needs --model unet-ae");
+        EXPECT_STREQ(e.what(), "`pretrain_epochs` needs `model` unet-ae");
     }
     auto ae = small_ae();
     EXPECT_THROW(pretrain_reconstruction(*ae, loader, -1, 1e-3, nullptr), UsageError);
@@ -161,6 +161,6 @@ TEST(Pretrain, TrainerRunsItForUNetAe) {
         train_classifier(o);
         FAIL() << "no exception";
     } catch (const UsageError& e) {
-        EXPECT_STREQ(e.what(), "--pretrain-epochs needs --model unet-ae");
+        EXPECT_STREQ(e.what(), "`pretrain_epochs` needs `model` unet-ae");
     }
 }

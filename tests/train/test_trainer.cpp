@@ -148,7 +148,7 @@ TEST(Trainer, NoValidationPartTrainsOnAllAndKeepsTheLastEpoch) {
     for (double bad : {-0.1, 1.0}) {
         auto b = small_options(d / "data", d / ("bad" + std::to_string(bad)));
         b.val_fraction = bad;
-        test::expect_usage_error([&] { train_classifier(b); }, {"--val-fraction"});
+        test::expect_usage_error([&] { train_classifier(b); }, {"`val_fraction`"});
     }
 }
 

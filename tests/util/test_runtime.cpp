@@ -27,7 +27,7 @@ TEST(Runtime, JemallocKeepsMemory) {
 
 // A free extent must serve requests far smaller than itself. With jemalloc's default cap (64x) a
 // request beside a larger free extent took fresh pages, and in a 1,600-study training the free extent
-// kept growing by the freed activations beside it (~1 GB a minute, docs/results.md).
+// kept growing by the freed activations beside it (~1 GB a minute, docs/notebook/results-log-2026-11.md).
 TEST(Runtime, JemallocReusesLargeFreeExtents) {
     if (std::getenv("MALLOC_CONF")) GTEST_SKIP() << "MALLOC_CONF overrides the built-in settings";
     if (allocator_info().name.rfind("jemalloc", 0) != 0) GTEST_SKIP() << "not jemalloc";

@@ -46,6 +46,6 @@ void augment(Sample& sample, const AugmentOptions& options, std::uint64_t seed);
 std::uint64_t mix_seed(std::uint64_t seed, std::uint64_t epoch, std::uint64_t index);
 
 // Parses "on"/"off" (and true/false/1/0) into enabled; throws UsageError otherwise.
-bool parse_on_off(const std::string& value, const std::string& option_name);
+bool parse_on_off(const std::string& value, const std::string& field);
 
 }  // namespace hemoscan

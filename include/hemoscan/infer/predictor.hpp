@@ -21,7 +21,7 @@ struct Prediction {
 
 // Slices per forward pass when predicting. Small batches keep the activations in memory the allocator
 // already holds: a 32-slice series end to end took 3.1 s at 32, 2.9 s at 8 (page faults 230k -> 77k;
-// docs/results.md, issue 7).
+// docs/notebook/results-log-2026-11.md, issue 7).
 constexpr int kInferenceBatch = 8;
 
 class Predictor {

@@ -45,7 +45,7 @@ struct TrainOptions {
     bool augment = true;
     bool class_weights = true;  // weight the loss by label frequencies
     // Early stopping on validation AUC (0 = off). Off by default: the best epoch is kept anyway, and
-    // on small validation sets a noisy early peak stopped training too soon (docs/results.md).
+    // on small validation sets a noisy early peak stopped training too soon (docs/notebook/results-log-2026-11.md).
     int patience = 0;
     double grad_clip = 5.0;         // max gradient norm (0 = off)
     std::optional<double> dropout;  // architecture default when unset
