@@ -396,6 +396,14 @@ TEST(Segment, BadOptions) {
     o = small_options(d / "data", d / "run");
     o.folds = 3;
     EXPECT_THROW(train_segmenter(o), UsageError);
+    // Classification-only options are refused rather than silently ignored.
+    o = small_options(d / "data", d / "run");
+    o.ema_epochs = 1;
+    test::expect_usage_error([&] { train_segmenter(o); }, {"`ema_epochs`", "classification"});
+    o = small_options(d / "data", d / "run");
+    o.epochs = 0;  // the checks both trainers share
+    test::expect_usage_error([&] { train_segmenter(o); }, {"`epochs`"});
+    EXPECT_FALSE(fs::exists(d / "run"));
     o = small_options(d / "nothing", d / "run");
     EXPECT_THROW(train_segmenter(o), InputError);
     EXPECT_FALSE(fs::exists(d / "run"));

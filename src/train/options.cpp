@@ -1,0 +1,162 @@
+// The options of a training run: their JSON form (config.json), the checks both trainers share, and
+// the preprocessing they describe. Free of LibTorch.
+#include "hemoscan/train/trainer.hpp"
+
+#include "hemoscan/error.hpp"
+#include "hemoscan/util/fs.hpp"
+#include "train/options.hpp"
+
+namespace hemoscan {
+
+namespace fs = std::filesystem;
+nlohmann::json train_options_to_json(const TrainOptions& o) {
+    nlohmann::json j = {{"task", o.task},
+                        {"data", o.data},
+                        {"labels", o.labels},
+                        {"model", o.model},
+                        {"out", o.out},
+                        {"epochs", o.epochs},
+                        {"batch", o.batch},
+                        {"lr", o.lr},
+                        {"weight_decay", o.weight_decay},
+                        {"optimizer", o.optimizer},
+                        {"schedule", o.schedule},
+                        {"warmup_epochs", o.warmup_epochs},
+                        {"size", o.size},
+                        {"keep_aspect", o.keep_aspect},
+                        {"window", o.window},
+                        {"normalization", o.normalization},
+                        {"crop_head", o.crop_head},
+                        {"median", o.median},
+                        {"val_fraction", o.val_fraction},
+                        {"folds", o.folds},
+                        {"fold", o.fold},
+                        {"seed", o.seed},
+                        {"threads", o.threads},
+                        {"workers", o.workers},
+                        {"augment", o.augment},
+                        {"class_weights", o.class_weights},
+                        {"patience", o.patience},
+                        {"grad_clip", o.grad_clip},
+                        {"width", o.width},
+                        {"pool", o.pool},
+                        {"modality", o.modality},
+                        {"tta", o.tta},
+                        {"loss", o.loss},
+                        {"depth", o.depth},
+                        {"bleed_fraction", o.bleed_fraction},
+                        {"pretrain_epochs", o.pretrain_epochs},
+                        {"ema_epochs", o.ema_epochs},
+                        {"mixup", o.mixup},
+                        {"insert_lesions", o.insert_lesions},
+                        {"init", o.init},
+                        {"context", o.context}};
+    j["dropout"] = o.dropout ? nlohmann::json(*o.dropout) : nlohmann::json(nullptr);
+    return j;
+}
+
+TrainOptions train_options_from_json(const nlohmann::json& j) {
+    TrainOptions o;
+    auto get = [&](const char* key, auto& field) {
+        if (j.contains(key) && !j[key].is_null()) field = j[key].get<std::decay_t<decltype(field)>>();
+    };
+    get("data", o.data);
+    get("labels", o.labels);
+    get("model", o.model);
+    get("out", o.out);
+    get("epochs", o.epochs);
+    get("batch", o.batch);
+    get("lr", o.lr);
+    get("weight_decay", o.weight_decay);
+    get("optimizer", o.optimizer);
+    get("schedule", o.schedule);
+    get("warmup_epochs", o.warmup_epochs);
+    get("size", o.size);
+    get("keep_aspect", o.keep_aspect);
+    get("window", o.window);
+    get("normalization", o.normalization);
+    get("crop_head", o.crop_head);
+    get("median", o.median);
+    get("val_fraction", o.val_fraction);
+    get("folds", o.folds);
+    get("fold", o.fold);
+    get("seed", o.seed);
+    get("threads", o.threads);
+    get("workers", o.workers);
+    get("augment", o.augment);
+    get("class_weights", o.class_weights);
+    get("patience", o.patience);
+    get("grad_clip", o.grad_clip);
+    get("width", o.width);
+    get("pool", o.pool);
+    get("modality", o.modality);
+    get("tta", o.tta);
+    get("task", o.task);
+    get("loss", o.loss);
+    get("depth", o.depth);
+    get("bleed_fraction", o.bleed_fraction);
+    get("pretrain_epochs", o.pretrain_epochs);
+    get("ema_epochs", o.ema_epochs);
+    get("mixup", o.mixup);
+    get("insert_lesions", o.insert_lesions);
+    get("init", o.init);
+    get("context", o.context);
+    if (j.contains("dropout") && !j["dropout"].is_null()) o.dropout = j["dropout"].get<double>();
+    return o;
+}
+
+TrainOptions load_run_options(const fs::path& run) {
+    fs::path cfg = run / "config.json";
+    if (!fs::exists(cfg)) throw InputError(cfg.string() + ": no such file (is " + run.string() + " a run folder?)");
+    try {
+        return train_options_from_json(nlohmann::json::parse(read_file(cfg))["options"]);
+    } catch (const nlohmann::json::exception& e) {
+        throw InputError(cfg.string() + ": " + e.what());
+    }
+}
+
+namespace train_detail {
+
+void validate_common_options(const TrainOptions& o) {
+    if (o.epochs < 1) throw UsageError("`epochs` must be >= 1");
+    if (o.batch < 1) throw UsageError("`batch` must be >= 1");
+    if (!(o.lr > 0)) throw UsageError("`lr` must be > 0");
+    if (o.weight_decay < 0) throw UsageError("`weight_decay` must be >= 0");
+    if (o.size < 16 || o.size > 4096) throw UsageError("`size` must be in 16..4096");
+    if (o.optimizer != "adam" && o.optimizer != "adamw") {
+        throw UsageError("unknown `optimizer` '" + o.optimizer + "' (adam, adamw)");
+    }
+    if (o.median != 0 && (o.median < 3 || o.median % 2 == 0)) {
+        throw UsageError("`median` must be 0 (off) or an odd number >= 3");
+    }
+    if (!(o.ema_epochs >= 0)) throw UsageError("`ema_epochs` must be >= 0 epochs (0 = off)");
+}
+
+}  // namespace train_detail
+
+void validate_train_options(const TrainOptions& o) {
+    train_detail::validate_common_options(o);
+    if (!(o.val_fraction >= 0 && o.val_fraction < 1)) {
+        throw UsageError("`val_fraction` must be in [0, 1) (0: no validation part; train on all, keep the last epoch)");
+    }
+    if (o.folds != 0 && (o.folds < 2 || o.fold < 0 || o.fold >= o.folds)) {
+        throw UsageError("`folds` N needs N >= 2 and `fold` K in 0..N-1");
+    }
+    if (!(o.mixup >= 0)) throw UsageError("`mixup` must be >= 0 (0 = off)");
+    if (!(o.insert_lesions >= 0 && o.insert_lesions <= 1)) throw UsageError("`insert_lesions` must be in 0..1 (0 = off)");
+    if (o.pretrain_epochs < 0) throw UsageError("`pretrain_epochs` must be >= 0");
+    if (o.pretrain_epochs > 0 && o.model != "unet-ae") throw UsageError("`pretrain_epochs` needs `model` unet-ae");
+    if (o.context != 0) throw UsageError("`context` is for segmentation (`task` segment)");
+}
+
+PreprocessOptions preprocess_options_of(const TrainOptions& o) {
+    PreprocessOptions p;
+    p.windows = parse_windows(o.window);
+    p.resize = ResizeOptions{o.size, o.size, o.keep_aspect, 0.f};
+    p.median_kernel = o.median;
+    p.normalization = parse_normalization(o.normalization);
+    p.crop_head = o.crop_head;
+    return p;
+}
+
+}  // namespace hemoscan
