@@ -21,7 +21,7 @@ void add_predict(CLI::App& root, std::vector<Command>& commands) {
     };
     auto a = std::make_shared<Args>();
     auto* app = root.add_subcommand("predict", "Predict: probability and decision per label for each input");
-    app->add_option("inputs", a->inputs, "Image files, DICOM files, DICOM series folders, folders of images, NIfTI volumes")
+    app->add_option("inputs", a->inputs, "Image files, DICOM files, DICOM series folders or zips, folders or zips of images, NIfTI volumes")
         ->required();
     app->add_option("--model", a->model, "RUN/model.pt")->required()->check(CLI::ExistingFile);
     app->add_option("--out", a->out, "Write results to FILE.csv or FILE.json");
@@ -57,7 +57,7 @@ void add_predict(CLI::App& root, std::vector<Command>& commands) {
             std::printf("\n");
         };
         for (const auto& r : results) {
-            const bool volume = r.kind == "series" || r.kind == "nifti";
+            const bool volume = r.per_slice();
             line(r.name + (volume ? " (" + r.kind + ", " + std::to_string(r.items.size()) + " slices: max)" : ""),
                  r.study, "");
             if (!volume) continue;

@@ -48,7 +48,7 @@ void add_segment(CLI::App& root, std::vector<Command>& commands) {
     };
     auto a = std::make_shared<Args>();
     auto* app = root.add_subcommand("segment", "Segment hemorrhages: NIfTI label maps, overlays, volumes per class");
-    app->add_option("inputs", a->inputs, "DICOM series folders, DICOM files, NIfTI files (.nii/.nii.gz), images")
+    app->add_option("inputs", a->inputs, "DICOM series folders or zips, DICOM files, NIfTI files (.nii/.nii.gz), images")
         ->required();
     app->add_option("--model", a->models,
                     "RUN/model.pt of `train --task segment`; repeat it for an ensemble (probabilities averaged)")
@@ -95,6 +95,10 @@ void add_segment(CLI::App& root, std::vector<Command>& commands) {
                                  " images, not a DICOM series; give the image files themselves");
             }
             StudyInput& study = read.front();
+            if (study.kind == "images") {  // a zip of images: they need not share one geometry
+                throw InputError(a->inputs[i] + ": a zip of " + std::to_string(study.slices.size()) +
+                                 " images, not a DICOM series; give the image files themselves");
+            }
             const StudyResult r = analyze_study(study, nullptr, &predictor);
             SegmentationOutput o;
             o.input = a->inputs[i];

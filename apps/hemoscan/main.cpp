@@ -5,6 +5,7 @@
 #include "common.hpp"
 #include "hemoscan/error.hpp"
 #include "hemoscan/log.hpp"
+#include "hemoscan/log_format.hpp"
 #include "hemoscan/version.hpp"
 
 int main(int argc, char** argv) {
@@ -43,19 +44,20 @@ int main(int argc, char** argv) {
     }
 
     try {
+        set_log_rewrite(cli::cli_message);  // the library's `field` names shown as this tool's --flags
         set_log_level(log_level);
         for (auto& cmd : commands) {
             if (cmd.app->parsed()) return cmd.run();
         }
         return 2;
     } catch (const UsageError& e) {
-        logger().error("{}", cli::cli_message(e.what()));
+        logger().error("{}", e.what());
         return 2;
     } catch (const InputError& e) {
-        logger().error("{}", cli::cli_message(e.what()));
+        logger().error("{}", e.what());
         return 1;
     } catch (const std::exception& e) {
-        logger().error("{}", cli::cli_message(e.what()));
+        logger().error("{}", e.what());
         return 1;
     }
 }

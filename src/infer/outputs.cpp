@@ -39,7 +39,7 @@ json predictions_json(const Predictor& predictor, const std::vector<StudyResult>
         const std::vector<std::string> none;
         const auto& maps = s < heatmaps.size() ? heatmaps[s] : none;
         json rj = {{"input", r.name}, {"kind", r.kind}, {"result", prediction_json(predictor, r.study, threshold)}};
-        if (r.kind == "series" || r.kind == "nifti") {
+        if (r.per_slice()) {
             json slices = json::array();
             for (size_t i = 0; i < r.items.size(); ++i) {
                 json sj = {{"item", r.items[i]}, {"result", prediction_json(predictor, r.slices[i], threshold)}};
@@ -67,7 +67,7 @@ std::string predictions_csv(const Predictor& predictor, const std::vector<StudyR
         csv << "\n";
     };
     for (const StudyResult& r : results) {
-        if (r.kind == "series" || r.kind == "nifti") {
+        if (r.per_slice()) {
             for (size_t i = 0; i < r.items.size(); ++i) row(r.name, r.items[i], "slice", r.slices[i]);
             row(r.name, "", "study", r.study);
         } else {
@@ -97,7 +97,7 @@ std::vector<std::string> write_heatmap_overlays(const StudyResult& r, const fs::
     if (r.heatmaps.size() != r.samples.size()) throw UsageError("write_heatmap_overlays: the result has no heatmaps");
     std::vector<std::string> paths;
     const fs::path name = safe_filename(fs::path(r.name).filename().string());
-    const bool folder = r.kind == "series" || r.kind == "nifti" || r.items.size() > 1;
+    const bool folder = r.per_slice();
     for (const auto& item : r.items) {
         const fs::path file = safe_filename(fs::path(item).stem().string()) + ".png";
         paths.push_back((folder ? dir / name / file : dir / file).string());

@@ -18,8 +18,6 @@ namespace fs = std::filesystem;
 PreparedSlice prepare_slice(const cv::Mat& pixels, const ImageMeta& meta, const PreprocessOptions& options,
                             const cv::Mat& mask) {
     PreparedSlice out;
-    out.source = pixels.size();
-    out.box = cv::Rect(0, 0, pixels.cols, pixels.rows);
     if (!options.crop_head) {
         out.sample = preprocess(DicomSlice{pixels, meta}, options, mask);
         return out;
@@ -28,14 +26,15 @@ PreparedSlice prepare_slice(const cv::Mat& pixels, const ImageMeta& meta, const 
     // windows, so that per-image scaling sees the head only.
     const HeadSource hs = head_source(DicomSlice{pixels, meta});
     cv::Mat head;
-    out.box = find_head(hs.values, hs.threshold, 4, &head);
+    const cv::Rect box = find_head(hs.values, hs.threshold, 4, &head);
     cv::Mat cut = hs.gray.clone();
     cut.setTo(cv::Scalar(hs.air), head == 0);
     PreprocessOptions rest = options;
     rest.crop_head = false;
-    out.sample = preprocess(DicomSlice{cut(out.box).clone(), meta}, rest, mask.empty() ? mask : mask(out.box).clone());
-    out.sample.transform.source = out.source;
-    out.sample.transform.crop = out.box;
+    out.sample = preprocess(DicomSlice{cut(box).clone(), meta}, rest, mask.empty() ? mask : mask(box).clone());
+    // preprocess() saw the cut-out box as its whole source: place it in the slice.
+    out.sample.transform.source = pixels.size();
+    out.sample.transform.crop = box;
     return out;
 }
 
@@ -43,7 +42,7 @@ void check_slice_context(const std::vector<PreparedSlice>& slices, int context) 
     if (context < 0) throw UsageError("`context` must be >= 0");
     if (context == 0) return;
     for (const auto& s : slices) {
-        if (s.box != slices.front().box || s.sample.image.size() != slices.front().sample.image.size() ||
+        if (s.box() != slices.front().box() || s.sample.image.size() != slices.front().sample.image.size() ||
             s.sample.image.type() != slices.front().sample.image.type()) {
             throw UsageError("`context`: the slices of a volume differ in crop or size (use `crop_head` false)");
         }
@@ -70,11 +69,10 @@ void add_slice_context(std::vector<PreparedSlice>& slices, int context) {
     for (size_t k = 0; k < slices.size(); ++k) slices[k].sample.image = merged[k];
 }
 
-cv::Mat labels_to_source(const std::vector<cv::Mat>& probabilities, const PreparedSlice& prepared,
-                         const ResizeOptions& resize) {
+cv::Mat labels_to_source(const std::vector<cv::Mat>& probabilities, const PreparedSlice& prepared) {
     if (probabilities.size() < 2) throw UsageError("labels_to_source: needs background and at least one class");
-    const cv::Rect content = resize_content(prepared.box.size(), resize);
-    const cv::Size box = prepared.box.size();
+    const cv::Rect content = prepared.sample.transform.content;
+    const cv::Size box = prepared.box().size();
     std::vector<cv::Mat> planes;
     planes.reserve(probabilities.size());
     for (const cv::Mat& p : probabilities) {
@@ -86,10 +84,10 @@ cv::Mat labels_to_source(const std::vector<cv::Mat>& probabilities, const Prepar
         }
         planes.push_back(resized);
     }
-    cv::Mat labels(prepared.source, CV_8UC1, cv::Scalar(0));
+    cv::Mat labels(prepared.source(), CV_8UC1, cv::Scalar(0));
     const int k_count = static_cast<int>(planes.size());
     for (int y = 0; y < box.height; ++y) {
-        uchar* row = labels.ptr<uchar>(prepared.box.y + y) + prepared.box.x;
+        uchar* row = labels.ptr<uchar>(prepared.box().y + y) + prepared.box().x;
         for (int x = 0; x < box.width; ++x) {
             // Foreground when the classes other than background together are more probable than it
             // (the Bayes decision for "any finding"), then the most probable of them. A plain argmax

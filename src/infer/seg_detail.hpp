@@ -14,10 +14,13 @@
 
 namespace hemoscan::seg_detail {
 
+// A slice as the model sees it: the sample (model input, and the mask at model size when one was
+// given) and, in sample.transform, where it came from in the source slice.
 struct PreparedSlice {
-    Sample sample;    // model input (and the mask at model size when one was given)
-    cv::Rect box;     // part of the source slice that went in (the whole slice unless crop_head)
-    cv::Size source;  // size of the source slice
+    Sample sample;
+    // The part of the source slice that went in (the whole slice unless crop_head).
+    const cv::Rect& box() const { return sample.transform.crop; }
+    const cv::Size& source() const { return sample.transform.source; }
 };
 
 // preprocess() for segmentation. With crop_head the head box is cut out here (pixels outside the head
@@ -36,11 +39,10 @@ void check_slice_context(const std::vector<PreparedSlice>& slices, int context);
 cv::Mat context_image(const std::vector<PreparedSlice>& slices, size_t k, int context);
 
 // Class probabilities at model size (K planes, CV_32FC1, S x S) -> label map (CV_8UC1) of the source
-// slice: the padding is cut off, the probabilities are resized linearly to the box; a pixel is
-// foreground when P(background) < 0.5 and then takes the most probable foreground class; outside the
-// box is background.
-cv::Mat labels_to_source(const std::vector<cv::Mat>& probabilities, const PreparedSlice& prepared,
-                         const ResizeOptions& resize);
+// slice, through the slice's SpatialTransform: the padding is cut off (content), the probabilities are
+// resized linearly to the box (crop); a pixel is foreground when P(background) < 0.5 and then takes
+// the most probable foreground class; outside the box is background.
+cv::Mat labels_to_source(const std::vector<cv::Mat>& probabilities, const PreparedSlice& prepared);
 
 // Voxel overlap of every class (index = label value; 0 unused) and of "any bleed" (the union of
 // `bleed` classes) between a predicted and a true label volume.

@@ -157,7 +157,7 @@ SegmentationResult SegPredictor::segment(const Volume& volume) {
         for (int k = 0; k < n; ++k) {
             prepared[m].push_back(seg_detail::prepare_slice(volume.slices[static_cast<size_t>(k)],
                                                             slice_meta_of(volume, k), member.pre));
-            if (m > 0 && prepared[m].back().box != prepared[0][static_cast<size_t>(k)].box) {
+            if (m > 0 && prepared[m].back().box() != prepared[0][static_cast<size_t>(k)].box()) {
                 throw InputError(name + ": the ensemble's models cut slice " + std::to_string(k + 1) +
                                  " differently (head crop); use models trained with the same preprocessing");
             }
@@ -182,7 +182,7 @@ SegmentationResult SegPredictor::segment(const Volume& volume) {
         for (int k = start; k < end; ++k) {
             result.labels.slices[static_cast<size_t>(k)] =
                 seg_detail::labels_to_source(seg_detail::probability_planes(probs, k - start),
-                                             prepared[0][static_cast<size_t>(k)], impl_->members.front().pre.resize);
+                                             prepared[0][static_cast<size_t>(k)]);
         }
     }
     const auto& spacing = volume.geometry.spacing;

@@ -3,15 +3,19 @@
 
 #include <algorithm>
 #include <chrono>
+#include <random>
 #include <spdlog/fmt/fmt.h>
 
 #include "hemoscan/error.hpp"
+#include "hemoscan/io/archive.hpp"
 #include "hemoscan/io/image2d.hpp"
 #include "hemoscan/io/load.hpp"
 #include "hemoscan/io/nifti.hpp"
 #include "hemoscan/log.hpp"
 #include "hemoscan/metrics/segmentation.hpp"
-#include "hemoscan/util/parallel.hpp"
+#include "hemoscan/preprocess/volume.hpp"
+#include "hemoscan/util/fs.hpp"
+#include "hemoscan/util/strings.hpp"
 
 namespace hemoscan {
 
@@ -89,6 +93,68 @@ std::vector<StudyInput> read_folder(const fs::path& path, ModalityPolicy policy,
     return out;
 }
 
+// A private folder under the system's temporary folder, removed with everything in it.
+class ScratchFolder {
+public:
+    ScratchFolder() {
+        std::random_device rd;
+        for (int attempt = 0; attempt < 16; ++attempt) {
+            path_ = fs::temp_directory_path() / fmt::format("hemoscan-zip-{:016x}", (std::uint64_t(rd()) << 32) ^ rd());
+            if (fs::create_directory(path_)) return;
+        }
+        throw Error("cannot make a temporary folder under " + fs::temp_directory_path().string());
+    }
+    ~ScratchFolder() {
+        std::error_code ec;
+        fs::remove_all(path_, ec);
+    }
+    ScratchFolder(const ScratchFolder&) = delete;
+    ScratchFolder& operator=(const ScratchFolder&) = delete;
+    const fs::path& path() const { return path_; }
+
+private:
+    fs::path path_;
+};
+
+bool is_zip_path(const fs::path& path) { return to_lower(path.extension().string()) == ".zip"; }
+
+// A zip of DICOM files (a series) or of PNG/JPEG images, as the server's uploads: the entries are
+// written under a scratch folder with names chosen here (an entry name never becomes a path) and
+// read as files; other entries are skipped with a warning.
+StudyInput read_zip(const fs::path& path, ModalityPolicy policy) {
+    const std::string name = path.string();
+    ScratchFolder scratch;
+    std::vector<fs::path> dicoms, images;
+    std::vector<std::string> image_names;
+    size_t skipped = 0, nested = 0, written = 0;
+    for_each_zip_entry(read_file(path), name, ZipLimits{}, [&](const std::string& entry, const std::string& bytes) {
+        const FileType type = sniff_file_type(bytes, entry);
+        if (type == FileType::Zip || type == FileType::Unknown) {
+            ++(type == FileType::Zip ? nested : skipped);
+            return;
+        }
+        const char* ext = type == FileType::Dicom ? ".dcm" : type == FileType::Png ? ".png" : ".jpg";
+        const fs::path file = scratch.path() / fmt::format("entry_{:05d}{}", ++written, ext);
+        write_file_atomic(file, bytes);
+        if (type == FileType::Dicom) {
+            dicoms.push_back(file);
+        } else {
+            images.push_back(file);
+            image_names.push_back(safe_filename(fs::path(entry).filename().string(), 80));
+        }
+    });
+    if (dicoms.empty() && images.empty()) throw InputError(name + ": no image or DICOM file in the zip");
+    if (!dicoms.empty() && !images.empty()) {
+        throw InputError(name + ": the zip mixes PNG/JPEG images with DICOM files; give one kind at a time");
+    }
+    StudyInput in = read_study_files(dicoms, images, image_names, policy);
+    in.name = name;
+    if (skipped > 0) in.warnings.push_back(std::to_string(skipped) + " file(s) in the zip skipped (not images)");
+    if (nested > 0) in.warnings.push_back(std::to_string(nested) + " zip(s) inside the zip skipped");
+    for (const auto& w : in.warnings) logger().warn("{}: {}", name, w);
+    return in;
+}
+
 }  // namespace
 
 std::vector<StudyInput> read_study_inputs(const fs::path& path, ModalityPolicy policy, SeriesChoice choice) {
@@ -97,6 +163,7 @@ std::vector<StudyInput> read_study_inputs(const fs::path& path, ModalityPolicy p
     if (!fs::exists(path, ec)) throw InputError(name + ": no such file or folder");
     try {
         if (fs::is_directory(path, ec)) return read_folder(path, policy, choice);
+        if (is_zip_path(path)) return {read_zip(path, policy)};
         if (is_nifti_path(path)) {
             std::vector<StudyInput> out;
             out.push_back(from_volume(name, "nifti", read_nifti(path)));
@@ -124,7 +191,7 @@ StudyInput read_study_files(const std::vector<fs::path>& dicoms, const std::vect
         if (volumes.empty()) throw InputError("no DICOM image in the upload");
         std::vector<std::string> warnings;
         if (volumes.size() > 1) {
-            warnings.push_back(std::to_string(volumes.size()) + " series in the upload: showing the largest (" +
+            warnings.push_back(std::to_string(volumes.size()) + " series: using the largest (" +
                                std::to_string(volumes.front().depth()) + " slices)");
         }
         const std::string kind = volumes.front().depth() == 1 ? "dicom" : "series";
@@ -169,9 +236,7 @@ namespace {
 void classify(const StudyInput& input, Predictor& predictor, const AnalysisOptions& options, StudyResult& r) {
     const PreprocessOptions& pre = predictor.preprocess_options();
     auto t0 = std::chrono::steady_clock::now();
-    r.samples.resize(input.slices.size());
-    // Each slice lands at its index, so the output does not depend on which thread made it.
-    parallel_for_index(input.slices.size(), 0, [&](size_t i) { r.samples[i] = preprocess(input.slices[i], pre); });
+    r.samples = preprocess_slices(input.slices, pre);
     logger().debug("{}: {} slices preprocessed in {:.3f} s", r.name, r.samples.size(), seconds_since(t0));
     t0 = std::chrono::steady_clock::now();
     // Per-slice heatmaps come from the same pass as the predictions (each batch's features serve both).

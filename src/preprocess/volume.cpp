@@ -11,11 +11,17 @@ std::vector<Sample> preprocess_volume(const Volume& volume, const PreprocessOpti
         throw UsageError("preprocess_volume: " + std::to_string(n) + " slices but " +
                          std::to_string(volume.slice_meta.size()) + " slice metadata entries");
     }
-    std::vector<Sample> out(n);
+    std::vector<DicomSlice> slices;
+    slices.reserve(n);
+    for (size_t i = 0; i < n; ++i) slices.push_back(DicomSlice{volume.slices[i], volume.slice_meta[i]});
+    return preprocess_slices(slices, options, threads);
+}
+
+std::vector<Sample> preprocess_slices(const std::vector<DicomSlice>& slices, const PreprocessOptions& options,
+                                      int threads) {
+    std::vector<Sample> out(slices.size());
     // Each slice lands at its index, so the output does not depend on which thread made it.
-    parallel_for_index(n, threads, [&](size_t i) {
-        out[i] = preprocess(DicomSlice{volume.slices[i], volume.slice_meta[i]}, options);
-    });
+    parallel_for_index(slices.size(), threads, [&](size_t i) { out[i] = preprocess(slices[i], options); });
     return out;
 }
 

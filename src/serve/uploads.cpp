@@ -1,11 +1,9 @@
 #include "serve/uploads.hpp"
 
-#include <zip.h>
-
 #include <cstdio>
-#include <cstring>
-#include <memory>
 
+#include "hemoscan/error.hpp"
+#include "hemoscan/io/archive.hpp"
 #include "hemoscan/util/fs.hpp"
 #include "hemoscan/util/strings.hpp"
 
@@ -14,10 +12,6 @@ namespace hemoscan::serve {
 namespace fs = std::filesystem;
 
 namespace {
-
-bool starts_with_bytes(const std::string& s, const char* magic, size_t n) {
-    return s.size() >= n && std::memcmp(s.data(), magic, n) == 0;
-}
 
 // The display name of a client file: its last path component, sanitised (a name never becomes a path).
 std::string display_name(const std::string& name) {
@@ -35,13 +29,6 @@ const char* extension(FileType type) {
         default: return ".bin";
     }
 }
-
-struct ZipCloser {
-    void operator()(zip_t* z) const { zip_discard(z); }
-};
-struct ZipFileCloser {
-    void operator()(zip_file_t* f) const { zip_fclose(f); }
-};
 
 class Stager {
 public:
@@ -92,69 +79,20 @@ public:
 
 private:
     void add_zip(const std::string& bytes, const std::string& shown) {
-        zip_error_t error;
-        zip_error_init(&error);
-        zip_source_t* source = zip_source_buffer_create(bytes.data(), bytes.size(), 0, &error);
-        if (!source) throw RequestError(400, "'" + shown + "': cannot read the zip archive");
-        std::unique_ptr<zip_t, ZipCloser> archive(zip_open_from_source(source, ZIP_RDONLY, &error));
-        if (!archive) {
-            zip_source_free(source);
-            const std::string why = zip_error_strerror(&error);
-            zip_error_fini(&error);
-            throw RequestError(400, "'" + shown + "' is not a valid zip archive (" + why + ")");
+        ZipLimits zl;
+        zl.max_entries = limits_.max_files;
+        zl.max_unzipped_bytes = limits_.max_unzipped_bytes - unzipped_;  // the budget of the whole upload
+        try {
+            unzipped_ += for_each_zip_entry(bytes, shown, zl, [&](const std::string& name, const std::string& entry) {
+                add(entry, name, "", true);
+            });
+        } catch (const ZipLimitError& e) {
+            throw RequestError(413, e.what());
+        } catch (const RequestError&) {
+            throw;
+        } catch (const InputError& e) {
+            throw RequestError(400, e.what());
         }
-        zip_error_fini(&error);
-        const zip_int64_t n = zip_get_num_entries(archive.get(), 0);
-        if (n < 0 || static_cast<size_t>(n) > limits_.max_files) {
-            throw RequestError(413, "'" + shown + "' has too many entries (at most " +
-                                        std::to_string(limits_.max_files) + ")");
-        }
-        std::string entry;
-        for (zip_int64_t i = 0; i < n; ++i) {
-            zip_stat_t st;
-            zip_stat_init(&st);
-            if (zip_stat_index(archive.get(), static_cast<zip_uint64_t>(i), 0, &st) != 0 || !st.name) {
-                throw RequestError(400, "'" + shown + "': unreadable zip entry " + std::to_string(i));
-            }
-            const std::string name = st.name;
-            // The last component whichever separator the archiver used ("a\\b.dcm" from Windows tools).
-            const size_t slash = name.find_last_of("/\\");
-            const std::string base = slash == std::string::npos ? name : name.substr(slash + 1);
-            // Folders, macOS resource forks, hidden files and the DICOMDIR index hold no images.
-            if (name.empty() || name.back() == '/' || name.rfind("__MACOSX/", 0) == 0 || base.empty() ||
-                base[0] == '.' || to_lower(base) == "dicomdir") {
-                continue;
-            }
-            // The sizes in the archive's directory are the client's word: count the bytes actually read.
-            if ((st.valid & ZIP_STAT_SIZE) && st.size > limits_.max_unzipped_bytes - unzipped_) {
-                throw too_big(shown);
-            }
-            std::unique_ptr<zip_file_t, ZipFileCloser> file(
-                zip_fopen_index(archive.get(), static_cast<zip_uint64_t>(i), 0));
-            if (!file) {
-                throw RequestError(400, "'" + shown + "': cannot open entry '" + display_name(name) + "' (" +
-                                            zip_strerror(archive.get()) + ")");
-            }
-            entry.clear();
-            char buffer[1 << 16];
-            for (;;) {
-                const zip_int64_t got = zip_fread(file.get(), buffer, sizeof(buffer));
-                if (got < 0) {
-                    throw RequestError(400, "'" + shown + "': entry '" + display_name(name) + "' is corrupt (" +
-                                                zip_file_strerror(file.get()) + ")");
-                }
-                if (got == 0) break;
-                unzipped_ += static_cast<size_t>(got);
-                if (unzipped_ > limits_.max_unzipped_bytes) throw too_big(shown);
-                entry.append(buffer, static_cast<size_t>(got));
-            }
-            add(entry, name, "", true);
-        }
-    }
-
-    RequestError too_big(const std::string& shown) const {
-        return RequestError(413, "'" + shown + "' expands to more than " +
-                                     std::to_string(limits_.max_unzipped_bytes >> 20) + " MB");
     }
 
     fs::path dir_;
@@ -164,23 +102,6 @@ private:
 };
 
 }  // namespace
-
-FileType sniff_file_type(const std::string& bytes, const std::string& name, const std::string& content_type) {
-    if (starts_with_bytes(bytes, "\x89PNG\r\n\x1a\n", 8)) return FileType::Png;
-    if (starts_with_bytes(bytes, "\xff\xd8\xff", 3)) return FileType::Jpeg;
-    if (starts_with_bytes(bytes, "PK\x03\x04", 4) || starts_with_bytes(bytes, "PK\x05\x06", 4)) return FileType::Zip;
-    if (bytes.size() >= 132 && std::memcmp(bytes.data() + 128, "DICM", 4) == 0) return FileType::Dicom;
-    // Old DICOM files without preamble start with a little-endian tag of group 0002 or 0008.
-    if (bytes.size() >= 8) {
-        const unsigned group = static_cast<unsigned char>(bytes[0]) | (static_cast<unsigned char>(bytes[1]) << 8);
-        if (group == 0x0002 || group == 0x0008) return FileType::Dicom;
-    }
-    const std::string lower = to_lower(name);
-    if (ends_with(lower, ".dcm") || ends_with(lower, ".dicom") || to_lower(content_type) == "application/dicom") {
-        return FileType::Dicom;
-    }
-    return FileType::Unknown;
-}
 
 StagedUpload stage_uploads(const std::vector<UploadedFile>& files, const fs::path& dir, const UploadLimits& limits) {
     if (files.empty()) throw RequestError(400, "no file uploaded (send multipart/form-data with a 'file' field)");

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "hemoscan/io/archive.hpp"  // sniff_file_type: a broken *.dcm is a 400, not a 415
+
 namespace hemoscan::serve {
 
 // An error answered with an HTTP status and {"error": message}.
@@ -19,13 +21,6 @@ public:
 private:
     int status_;
 };
-
-enum class FileType { Png, Jpeg, Dicom, Zip, Unknown };
-
-// By content (magic numbers); a file named *.dcm or sent as application/dicom counts as DICOM even
-// without the "DICM" marker, so that a broken one is reported as such (400) rather than as an
-// unsupported type (415).
-FileType sniff_file_type(const std::string& bytes, const std::string& name, const std::string& content_type);
 
 struct UploadedFile {
     std::string name;          // as the client sent it (display only)

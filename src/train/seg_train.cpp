@@ -349,8 +349,8 @@ LabelSlices SegmenterTraining::predict_case(const CaseData& cd, double& loss_sum
                     static_cast<double>(chunk.size());
         loss_n += chunk.size();
         for (size_t j = 0; j < chunk.size(); ++j) {
-            pred[start + j] = seg_detail::labels_to_source(
-                seg_detail::probability_planes(probs, static_cast<int64_t>(j)), *chunk[j], pre_.resize);
+            pred[start + j] =
+                seg_detail::labels_to_source(seg_detail::probability_planes(probs, static_cast<int64_t>(j)), *chunk[j]);
         }
     }
     return pred;

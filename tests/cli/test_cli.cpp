@@ -29,7 +29,7 @@ void make_png_dataset(const fs::path& dir, int n, int pos_size = 64, int neg_siz
         int s = pos ? pos_size : neg_size;
         cv::Mat img(s, s, CV_8UC1, cv::Scalar(20));
         cv::circle(img, {s / 2, s / 2}, s / 3, cv::Scalar(pos ? 200 : 120), -1);
-        char id[8];
+        char id[16];
         std::snprintf(id, sizeof id, "%03d", i);
         cv::imwrite((dir / (std::string(id) + ".png")).string(), img);
         csv += std::string(id) + "," + (pos ? "1" : "0") + "\n";

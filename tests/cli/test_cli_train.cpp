@@ -8,8 +8,11 @@
 #include <thread>
 
 #include "hemoscan/io/dicom.hpp"
+#include "hemoscan/io/nifti.hpp"
+#include "hemoscan/util/fs.hpp"
 #include "support/synthetic_images.hpp"
 #include "support/test_util.hpp"
+#include "support/zip_writer.hpp"
 
 using namespace hemoscan;
 using test::run_hemoscan;
@@ -153,6 +156,28 @@ TEST(CliTrain, PredictDicomSeriesGivesSlicesAndStudy) {
     }
     EXPECT_EQ(slices, 3);
     EXPECT_EQ(studies, 1);
+
+    // The same series as a zip and as a NIfTI volume: the same study probability.
+    std::vector<std::pair<std::string, std::string>> entries;
+    for (int k = 0; k < 3; ++k) {
+        const std::string f = "s" + std::to_string(k) + ".dcm";
+        entries.emplace_back("CT/" + f, read_file(d / "series" / f));
+    }
+    test::write_zip(d / "series.zip", entries);
+    write_nifti(d / "series.nii.gz", read_dicom_series({d / "series"}, ModalityPolicy::CtOnly).at(0));
+    r = run_hemoscan("predict --model " + q(d / "run" / "model.pt") + " " + q(d / "series") + " " +
+                     q(d / "series.zip") + " " + q(d / "series.nii.gz") + " --out " + q(d / "p.json") + " --threads 1");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto p = read_json(d / "p.json");
+    ASSERT_EQ(p.size(), 3u);
+    EXPECT_EQ(p[1]["kind"], "series");
+    EXPECT_EQ(p[2]["kind"], "nifti");
+    for (size_t i = 1; i < 3; ++i) {
+        ASSERT_EQ(p[i]["slices"].size(), 3u) << p[i];
+        EXPECT_NEAR(p[i]["result"]["hemorrhage"]["probability"].get<double>(),
+                    p[0]["result"]["hemorrhage"]["probability"].get<double>(), 1e-4)
+            << p[i];
+    }
     r = run_hemoscan("predict --model " + q(d / "run" / "model.pt") + " " + q(d / "missing.png"));
     EXPECT_NE(r.exit_code, 0);
     EXPECT_NE(r.output.find("missing.png"), std::string::npos);
@@ -178,6 +203,17 @@ TEST(CliTrain, PoolOptionIsStoredAndChecked) {
     ASSERT_EQ(r.exit_code, 0) << r.output;
     const auto p = read_json(d / "p.json");
     ASSERT_EQ(p.size(), 1u);
+}
+
+// The library's log lines name option fields; the CLI shows them as its flags.
+TEST(CliTrain, LogLinesNameFlags) {
+    TempDir d;
+    test::write_blob_dataset(d / "data", 6);
+    auto r = run_hemoscan("train --data " + q(d / "data") + " --out " + q(d / "run") + kSmall +
+                          " --epochs 1 --val-fraction 0 --patience 2");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("--patience 2 has no effect without a validation part"), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find('`'), std::string::npos) << r.output;
 }
 
 // --init from a saved model: every fold of cv starts from it; a missing file is named, exit 1.

@@ -29,7 +29,7 @@ void make_dataset(const fs::path& dir, size_t n) {
         cv::Mat img(kH, kW, CV_8UC1);
         for (int y = 0; y < kH; ++y)
             for (int x = 0; x < kW; ++x) img.at<uchar>(y, x) = static_cast<uchar>(pixel_value(i, y, x));
-        char id[16];
+        char id[24];
         std::snprintf(id, sizeof id, "%03zu", i);
         ASSERT_TRUE(cv::imwrite((dir / (std::string(id) + ".png")).string(), img));
         csv += std::string(id) + "," + (i % 2 ? "1" : "0") + "\n";

@@ -10,7 +10,9 @@
 #include "hemoscan/infer/study.hpp"
 #include "hemoscan/io/load.hpp"
 #include "hemoscan/io/nifti.hpp"
+#include "hemoscan/util/fs.hpp"
 #include "support/test_util.hpp"
+#include "support/zip_writer.hpp"
 
 using namespace hemoscan;
 using test::TempDir;
@@ -192,4 +194,52 @@ TEST(AnalyzeStudy, SeparateImagesAreSegmentedOneByOneWithAWarning) {
     ASSERT_FALSE(r.warnings.empty());
     EXPECT_NE(r.warnings.back().find("spacing"), std::string::npos);
     EXPECT_TRUE(r.heatmaps.empty());  // none asked for
+}
+
+// A zip of a DICOM series reads as the same volume as the folder it came from; a zip of images as one
+// study of images; other entries are skipped with a warning; mixed or empty zips are refused.
+TEST(StudyInput, ZipsOfSeriesAndImages) {
+    TempDir d;
+    write_series(d / "series", "1.2.3.9", 4);
+    std::vector<std::pair<std::string, std::string>> entries;
+    for (const auto& e : fs::directory_iterator(d / "series")) {
+        entries.emplace_back("study/" + e.path().filename().string(), read_file(e.path()));
+    }
+    entries.emplace_back("study/readme.txt", "not an image");
+    entries.emplace_back("inner.zip", std::string("PK\x03\x04 a zip in the zip"));
+    test::write_zip(d / "series.zip", entries);
+    const auto folder = read_study_inputs(d / "series", ModalityPolicy::CtOnly);
+    const auto zip = read_study_inputs(d / "series.zip", ModalityPolicy::CtOnly);
+    ASSERT_EQ(zip.size(), 1u);
+    EXPECT_EQ(zip[0].name, (d / "series.zip").string());
+    EXPECT_EQ(zip[0].kind, "series");
+    ASSERT_EQ(zip[0].slices.size(), 4u);
+    EXPECT_NEAR(zip[0].volume.geometry.spacing[2], 5.0, 1e-6);
+    EXPECT_EQ(zip[0].items[0], "slice 1");
+    for (size_t k = 0; k < 4; ++k) {
+        EXPECT_EQ(cv::norm(zip[0].slices[k].pixels, folder[0].slices[k].pixels, cv::NORM_INF), 0.0) << k;
+    }
+    std::string warnings;
+    for (const auto& w : zip[0].warnings) warnings += w + "\n";
+    EXPECT_NE(warnings.find("1 file(s) in the zip skipped"), std::string::npos) << warnings;
+    EXPECT_NE(warnings.find("1 zip(s) inside the zip skipped"), std::string::npos) << warnings;
+
+    std::vector<uchar> png;
+    cv::imencode(".png", cv::Mat(30, 40, CV_8U, cv::Scalar(90)), png);
+    const std::string png_bytes(png.begin(), png.end());
+    test::write_zip(d / "images.zip", {{"x/b.png", png_bytes}, {"a.png", png_bytes}});
+    const auto images = read_study_inputs(d / "images.zip", ModalityPolicy::CtOnly);
+    ASSERT_EQ(images.size(), 1u);
+    EXPECT_EQ(images[0].kind, "images");
+    EXPECT_EQ(images[0].items, (std::vector<std::string>{"b.png", "a.png"}));  // archive order
+    EXPECT_FALSE(images[0].spacing_known);
+
+    test::write_zip(d / "mixed.zip", {{"a.png", png_bytes}, {"b.dcm", read_file(d / "series" / "1.2.3.9_0.dcm")}});
+    test::expect_input_error([&] { read_study_inputs(d / "mixed.zip", ModalityPolicy::CtOnly); },
+                             {"mixed.zip", "mixes"});
+    test::write_zip(d / "empty.zip", {{"readme.txt", "text"}});
+    test::expect_input_error([&] { read_study_inputs(d / "empty.zip", ModalityPolicy::CtOnly); },
+                             {"empty.zip", "no image or DICOM file"});
+    test::write_text(d / "broken.zip", "PK\x03\x04 and nothing else");
+    test::expect_input_error([&] { read_study_inputs(d / "broken.zip", ModalityPolicy::CtOnly); }, {"broken.zip"});
 }

@@ -4,7 +4,6 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <zip.h>
 
 #include <algorithm>
 #include <atomic>
@@ -23,8 +22,10 @@
 #include "serve_process.hpp"
 #include "support/synthetic_images.hpp"
 #include "support/test_util.hpp"
+#include "support/zip_writer.hpp"
 
 using namespace hemoscan;
+using hemoscan::test::write_zip;
 using nlohmann::json;
 using test::ServeProcess;
 using test::TempDir;
@@ -47,19 +48,6 @@ json body(const httplib::Result& r) { return json::parse(r->body); }
 cv::Mat decode(const std::string& png) {
     return cv::imdecode(cv::Mat(1, static_cast<int>(png.size()), CV_8U, const_cast<char*>(png.data())),
                         cv::IMREAD_UNCHANGED);
-}
-
-// A zip written with libzip; entry names are used exactly as given (even "../x").
-void write_zip(const fs::path& path, const std::vector<std::pair<std::string, std::string>>& entries) {
-    int error = 0;
-    zip_t* z = zip_open(path.c_str(), ZIP_CREATE | ZIP_TRUNCATE, &error);
-    ASSERT_NE(z, nullptr);
-    for (const auto& [name, bytes] : entries) {
-        zip_source_t* s = zip_source_buffer(z, bytes.data(), bytes.size(), 0);
-        ASSERT_NE(s, nullptr);
-        ASSERT_GE(zip_file_add(z, name.c_str(), s, ZIP_FL_ENC_UTF_8), 0) << name;
-    }
-    ASSERT_EQ(zip_close(z), 0);
 }
 
 // Uniform disc of 50 HU (head) on air, optionally a 75 HU blob: windows give exact grey values there.

@@ -78,7 +78,7 @@ TEST(Init, HeadForOtherLabelsStartsFresh) {
     test::write_blob_dataset(d / "data", 12, 32);
     train_classifier(tiny_options(d / "data", d / "source"));
     for (int i = 0; i < 24; ++i) {
-        char id[8];
+        char id[16];
         std::snprintf(id, sizeof id, "%03d", i);
         const fs::path to = d / "classes" / (i % 2 == 0 ? "hemorrhage" : "normal");
         fs::create_directories(to);

@@ -414,7 +414,7 @@ TEST(SegContext, NeighbouringSlicesBecomeChannels) {
     std::vector<seg_detail::PreparedSlice> slices(3);
     for (int k = 0; k < 3; ++k) {
         slices[static_cast<size_t>(k)].sample.image = cv::Mat(2, 3, CV_32FC1, cv::Scalar(k + 1));
-        slices[static_cast<size_t>(k)].box = cv::Rect(0, 0, 3, 2);
+        slices[static_cast<size_t>(k)].sample.transform.crop = cv::Rect(0, 0, 3, 2);
     }
     auto same = slices;
     seg_detail::add_slice_context(same, 0);
@@ -448,7 +448,7 @@ TEST(SegContext, NeighbouringSlicesBecomeChannels) {
     std::vector<seg_detail::PreparedSlice> cropped(2);
     for (int k = 0; k < 2; ++k) {
         cropped[static_cast<size_t>(k)].sample.image = cv::Mat(2, 2, CV_32FC1, cv::Scalar(0));
-        cropped[static_cast<size_t>(k)].box = cv::Rect(k, 0, 2, 2);
+        cropped[static_cast<size_t>(k)].sample.transform.crop = cv::Rect(k, 0, 2, 2);
     }
     EXPECT_THROW(seg_detail::add_slice_context(cropped, 1), UsageError);
     EXPECT_THROW(seg_detail::check_slice_context(cropped, 1), UsageError);
@@ -507,14 +507,12 @@ TEST(SegLabels, ForegroundWhenBackgroundIsLessThanHalf) {
             planes[static_cast<size_t>(k)].at<float>(0, x) = pixels[static_cast<size_t>(x)][static_cast<size_t>(k)];
     }
     seg_detail::PreparedSlice prepared;
-    prepared.source = cv::Size(4, 1);
-    prepared.box = cv::Rect(0, 0, 4, 1);
-    ResizeOptions resize{4, 1, false, 0.f};
-    const cv::Mat labels = seg_detail::labels_to_source(planes, prepared, resize);
+    prepared.sample.transform = {cv::Size(4, 1), cv::Rect(0, 0, 4, 1), cv::Rect(0, 0, 4, 1), cv::Size(4, 1)};
+    const cv::Mat labels = seg_detail::labels_to_source(planes, prepared);
     ASSERT_EQ(labels.size(), cv::Size(4, 1));
     EXPECT_EQ(labels.at<std::uint8_t>(0, 0), 1);
     EXPECT_EQ(labels.at<std::uint8_t>(0, 1), 0);
     EXPECT_EQ(labels.at<std::uint8_t>(0, 2), 2);
     EXPECT_EQ(labels.at<std::uint8_t>(0, 3), 0);
-    EXPECT_THROW(seg_detail::labels_to_source({planes[0]}, prepared, resize), UsageError);
+    EXPECT_THROW(seg_detail::labels_to_source({planes[0]}, prepared), UsageError);
 }

@@ -194,7 +194,7 @@ TEST(Trainer, MultiLabelManifestGroupedByPatient) {
     test::write_blob_dataset(d / "src", 24, 48, 3);
     std::string csv = "path,patient,any,subdural,notes\n";
     for (int i = 0; i < 48; ++i) {
-        char id[8];
+        char id[16];
         std::snprintf(id, sizeof id, "%03d", i);
         cv::Mat img = cv::imread((d / "src" / (std::string(id) + ".png")).string());
         fs::create_directories(d / "data" / "img");

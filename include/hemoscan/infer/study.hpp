@@ -34,8 +34,10 @@ struct StudyInput {
 enum class SeriesChoice { All, Largest };
 
 // Reads what a user points at: a folder (its DICOM series: every one or the largest, with a warning;
-// a folder of images: one input per image, in name order), a NIfTI file (.nii/.nii.gz), a DICOM file
-// or a 2D image. InputError naming the path for a missing path, an empty folder or an unsupported file.
+// a folder of images: one input per image, in name order), a zip of DICOM files or of images (one
+// study, as read_study_files; other entries skipped with a warning), a NIfTI file (.nii/.nii.gz), a
+// DICOM file or a 2D image. InputError naming the path for a missing path, an empty folder or zip, a
+// broken archive or an unsupported file.
 std::vector<StudyInput> read_study_inputs(const std::filesystem::path& path, ModalityPolicy policy,
                                           SeriesChoice series = SeriesChoice::All);
 
@@ -78,6 +80,9 @@ struct StudyResult {
     // Segmentation (with a segmenter).
     bool segmented = false;
     StudySegmentation segmentation;
+    // A study of several slices or images (a series, a NIfTI volume, a zip of images): its outputs
+    // list every slice under the study result.
+    bool per_slice() const { return kind == "series" || kind == "nifti" || items.size() > 1; }
 };
 
 // The study rule, written once: per label the maximum over the slices (a bleed on one slice is a

@@ -12,4 +12,8 @@ namespace hemoscan {
 // index) rethrows its error.
 std::vector<Sample> preprocess_volume(const Volume& volume, const PreprocessOptions& options, int threads = 0);
 
+// The same for slices that need not form a volume (the images of a study, a DICOM series' slices).
+std::vector<Sample> preprocess_slices(const std::vector<DicomSlice>& slices, const PreprocessOptions& options,
+                                      int threads = 0);
+
 }  // namespace hemoscan
