@@ -25,10 +25,21 @@ void print_summary(const DatasetSummary& s) {
     std::printf("Dataset   %s  (%s)\n", s.root.c_str(), s.form.c_str());
     std::printf("Images    %zu   patients %zu   images per patient %.0f-%.0f (mean %.2f)\n", s.images, s.patients,
                 s.images_per_patient.min, s.images_per_patient.max, s.images_per_patient.mean);
-    std::printf("\n%-24s %9s %9s %11s\n", s.multiclass ? "Class" : "Label", "Positive", "Negative", "Prevalence");
+    if (s.studies > 0) {
+        std::printf("Studies   %zu   slices per study %.0f-%.0f (median %.0f)\n", s.studies, s.slices_per_study.min,
+                    s.slices_per_study.max, s.slices_per_study.median);
+    }
+    std::printf("\n%-24s %9s %9s %11s", s.multiclass ? "Class" : "Label", "Positive", "Negative", "Prevalence");
+    if (s.studies > 0) std::printf(" %9s %11s", "Studies+", "per study");
+    std::printf("\n");
     for (const auto& l : s.labels) {
         double prev = s.images ? 100.0 * static_cast<double>(l.positives) / static_cast<double>(s.images) : 0.0;
-        std::printf("%-24s %9zu %9zu %10.1f%%\n", l.name.c_str(), l.positives, l.negatives, prev);
+        std::printf("%-24s %9zu %9zu %10.1f%%", l.name.c_str(), l.positives, l.negatives, prev);
+        if (s.studies > 0) {
+            std::printf(" %9zu %10.1f%%", l.positive_studies,
+                        100.0 * static_cast<double>(l.positive_studies) / static_cast<double>(s.studies));
+        }
+        std::printf("\n");
     }
     std::printf("\n%-24s %9s %9s %9s %9s\n", "Image", "min", "median", "max", "mean");
     auto row = [](const char* name, const Stats& st) {

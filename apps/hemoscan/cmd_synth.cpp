@@ -43,7 +43,7 @@ void add_synth(CLI::App& root, std::vector<Command>& commands) {
         ->check(CLI::Range(1, 512))
         ->capture_default_str();
     app->add_option("--format", a->format,
-                    "Any of dicom, nifti, png, nnunet (comma-separated; nnunet: a dataset for train --task segment)")->capture_default_str();
+                    "Any of dicom, nifti, png, nnunet, rsna (comma-separated; nnunet: a dataset for train --task segment; rsna: the RSNA 2019 layout, CSV + DICOM)")->capture_default_str();
     app->add_option("--p-bleed", a->p_bleed, "Fraction of studies with at least one hemorrhage")
         ->check(CLI::Range(0.0, 1.0))
         ->capture_default_str();
@@ -61,7 +61,8 @@ void add_synth(CLI::App& root, std::vector<Command>& commands) {
         "Writes OUT/dicom/<study>/IM*.dcm, OUT/nifti/<study>.nii.gz + <study>_labels.nii.gz (0 background,\n"
         "1 epidural, 2 intraparenchymal, 3 intraventricular, 4 subarachnoid, 5 subdural, 6 calcification),\n"
         "OUT/png/<study>/slice_NNN.png + mask_NNN.png, OUT/manifest.csv (one row per slice),\n"
-        "OUT/nnunet/{dataset.json,imagesTr/<study>_0000.nii.gz,labelsTr/<study>.nii.gz} (nnU-Net v2 layout) and\n"
+        "OUT/nnunet/{dataset.json,imagesTr/<study>_0000.nii.gz,labelsTr/<study>.nii.gz} (nnU-Net v2 layout),\n"
+        "OUT/rsna/{stage_2_train.csv,stage_2_train_images/ID_*.dcm} (RSNA 2019 layout) and\n"
         "OUT/studies.csv (labels, bleed volumes in mL, scanner parameters). See docs/synthetic.md.");
 
     commands.push_back({app, [a] {

@@ -1,6 +1,9 @@
 #include "hemoscan/data/dataset.hpp"
 
+#include <spdlog/fmt/fmt.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <cstdio>
 #include <map>
 #include <set>
@@ -24,6 +27,7 @@ const char* to_string(DatasetForm form) {
     case DatasetForm::Manifest: return "manifest";
     case DatasetForm::LabelsCsv: return "labels.csv";
     case DatasetForm::ClassFolders: return "class-folders";
+    case DatasetForm::Rsna: return "rsna";
     }
     return "?";
 }
@@ -145,6 +149,16 @@ std::vector<float> row_labels(const CsvTable& table, size_t row, const std::vect
     return labels;
 }
 
+// A manifest's `slice` value: an integer (its order in the study, any start, gaps allowed).
+long parse_slice(const std::string& v, const std::string& where) {
+    char* end = nullptr;
+    const long value = v.empty() ? 0 : std::strtol(v.c_str(), &end, 10);
+    if (v.empty() || end == nullptr || *end != '\0') {
+        throw InputError(where + ": `slice` is not an integer ('" + v + "')");
+    }
+    return value;
+}
+
 int group_column(const CsvTable& table) {
     const int patient = table.column("patient");
     return patient >= 0 ? patient : table.column("study");
@@ -177,8 +191,10 @@ Dataset open_manifest(const fs::path& root, const fs::path& file, const DatasetO
     require_rows(table);
     const int group_col = group_column(table);
     const int mask_col = table.column("mask");
+    const int study_col = table.column("study"), slice_col = table.column("slice");
+    std::vector<double> slice_keys;
 
-    static const std::set<std::string> reserved{"path", "patient", "study", "id", "mask"};
+    static const std::set<std::string> reserved{"path", "patient", "study", "id", "mask", "slice"};
     std::vector<int> candidates, automatic;
     for (size_t c = 0; c < table.header.size(); ++c) {
         if (reserved.count(to_lower(table.header[c]))) continue;
@@ -208,6 +224,10 @@ Dataset open_manifest(const fs::path& root, const fs::path& file, const DatasetO
         item.line = table.line_numbers[r];
         item.labels = row_labels(table, r, columns);
         item.patient = group_col >= 0 && !row[group_col].empty() ? row[group_col] : item.id;
+        if (slice_col >= 0) {
+            item.study = study_col >= 0 && !row[study_col].empty() ? row[study_col] : item.patient;
+            slice_keys.push_back(static_cast<double>(parse_slice(row[slice_col], where)));
+        }
         if (!fs::is_regular_file(item.path)) {
             throw InputError(where + ": image '" + row[path_col] + "' not found (" + item.path.string() + ")");
         }
@@ -219,6 +239,9 @@ Dataset open_manifest(const fs::path& root, const fs::path& file, const DatasetO
         }
         ids.add(fs::path(item.id).lexically_normal().generic_string(), where, item.line);
         ds.items.push_back(std::move(item));
+    }
+    if (slice_col >= 0) {
+        data_detail::order_slices(ds, slice_keys, true, [&](size_t i) { return at_line(table, i); });
     }
     return ds;
 }
@@ -389,6 +412,8 @@ Dataset open_dataset(const fs::path& root, const DatasetOptions& options) {
         ds = open_manifest(root, root / "manifest.csv", options);
     } else if (fs::is_regular_file(root / "labels.csv")) {
         ds = open_labels_csv(root, root / "labels.csv", options);
+    } else if (const auto rsna = data_detail::find_rsna_csv(root)) {
+        ds = data_detail::open_rsna(root, *rsna, options);
     } else {
         ds = open_class_folders(root, options);
     }
@@ -397,5 +422,46 @@ Dataset open_dataset(const fs::path& root, const DatasetOptions& options) {
                    ds.patient_count(), join(ds.label_names));
     return ds;
 }
+
+std::vector<std::vector<size_t>> Dataset::studies() const {
+    std::vector<std::vector<size_t>> out;
+    if (!ordered) return out;
+    std::unordered_map<std::string, size_t> index;
+    for (size_t i = 0; i < items.size(); ++i) {
+        auto [it, inserted] = index.emplace(items[i].study, out.size());
+        if (inserted) out.emplace_back();
+        out[it->second].push_back(i);
+    }
+    for (auto& study : out) {
+        std::sort(study.begin(), study.end(), [&](size_t a, size_t b) { return items[a].slice < items[b].slice; });
+    }
+    return out;
+}
+
+namespace data_detail {
+
+void order_slices(Dataset& ds, const std::vector<double>& keys, bool strict,
+                  const std::function<std::string(size_t)>& where) {
+    std::unordered_map<std::string, std::vector<size_t>> by_study;
+    for (size_t i = 0; i < ds.items.size(); ++i) by_study[ds.items[i].study].push_back(i);
+    size_t ties = 0;
+    for (auto& [study, members] : by_study) {
+        std::stable_sort(members.begin(), members.end(), [&](size_t a, size_t b) { return keys[a] < keys[b]; });
+        for (size_t k = 0; k < members.size(); ++k) {
+            if (k > 0 && keys[members[k]] == keys[members[k - 1]]) {
+                if (strict) {
+                    throw InputError(where(members[k]) + ": slice " + fmt::format("{:g}", keys[members[k]]) +
+                                     " of study '" + study + "' is also on " + where(members[k - 1]));
+                }
+                ++ties;
+            }
+            ds.items[members[k]].slice = static_cast<int>(k);
+        }
+    }
+    if (ties > 0) logger().warn("{}: {} slices share a position with another slice of their study", ds.root.string(), ties);
+    ds.ordered = true;
+}
+
+}  // namespace data_detail
 
 }  // namespace hemoscan

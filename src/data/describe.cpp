@@ -59,6 +59,10 @@ nlohmann::json DatasetSummary::to_json() const {
     j["images"] = images;
     j["patients"] = patients;
     j["images_per_patient"] = stats_json(images_per_patient);
+    if (studies > 0) {
+        j["studies"] = studies;
+        j["slices_per_study"] = stats_json(slices_per_study);
+    }
     j["width"] = stats_json(width);
     j["height"] = stats_json(height);
     j["intensity"] = {{"per_image_mean", stats_json(intensity_mean)},
@@ -69,12 +73,18 @@ nlohmann::json DatasetSummary::to_json() const {
     j["formats"] = formats;
     nlohmann::json labs = nlohmann::json::object();
     for (const auto& l : labels) {
+        const double slices = static_cast<double>(l.positives + l.negatives);
         labs[l.name] = {{"positives", l.positives},
                         {"negatives", l.negatives},
+                        {"prevalence", slices > 0 ? static_cast<double>(l.positives) / slices : 0.0},
                         {"width", {{"positives", stats_json(l.width_pos)}, {"negatives", stats_json(l.width_neg)}}},
                         {"height", {{"positives", stats_json(l.height_pos)}, {"negatives", stats_json(l.height_neg)}}},
                         {"mean_intensity",
                          {{"positives", stats_json(l.intensity_pos)}, {"negatives", stats_json(l.intensity_neg)}}}};
+        if (studies > 0) {
+            labs[l.name]["positive_studies"] = l.positive_studies;
+            labs[l.name]["study_prevalence"] = static_cast<double>(l.positive_studies) / static_cast<double>(studies);
+        }
     }
     j["labels"] = labs;
     j["warnings"] = warnings;
@@ -137,6 +147,11 @@ DatasetSummary describe_dataset(const Dataset& dataset, const DescribeOptions& o
     std::vector<double> ipp;
     for (const auto& [p, c] : per_patient) ipp.push_back(c);
     s.images_per_patient = compute_stats(ipp);
+    const std::vector<std::vector<size_t>> studies = dataset.studies();
+    s.studies = studies.size();
+    std::vector<double> sps;
+    for (const auto& st : studies) sps.push_back(static_cast<double>(st.size()));
+    s.slices_per_study = compute_stats(sps);
 
     std::vector<double> w, h, m, sd;
     s.intensity_min = n ? facts[0].min : 0;
@@ -167,6 +182,11 @@ DatasetSummary describe_dataset(const Dataset& dataset, const DescribeOptions& o
             (pos ? wp : wn).push_back(facts[i].width);
             (pos ? hp : hn).push_back(facts[i].height);
             (pos ? ip : in).push_back(facts[i].mean);
+        }
+        for (const auto& st : studies) {
+            ls.positive_studies += std::any_of(st.begin(), st.end(), [&](size_t i) {
+                return dataset.items[i].labels[l] > 0.5f;
+            }) ? 1 : 0;
         }
         ls.width_pos = compute_stats(wp);
         ls.width_neg = compute_stats(wn);

@@ -4,11 +4,14 @@
 // the data folder.
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <optional>
 #include <string>
 #include <random>
 #include <utility>
 #include <vector>
 
+#include "hemoscan/data/dataset.hpp"
 #include "hemoscan/util/random.hpp"
 
 namespace hemoscan::data_detail {
@@ -32,5 +35,16 @@ inline std::string relative_path(const std::filesystem::path& path, std::filesys
     if (rel.empty() || *rel.begin() == "..") rel = path;
     return rel.generic_string();
 }
+
+// Ordered data sets: ranks the items of each study (DatasetItem::study) by `keys` (a manifest's
+// `slice`, a position along the slice normal) into DatasetItem::slice and sets Dataset::ordered.
+// Equal keys in one study: InputError naming both items (`where`) when `strict`, else kept in file
+// order with a warning.
+void order_slices(Dataset& ds, const std::vector<double>& keys, bool strict,
+                  const std::function<std::string(size_t)>& where);
+
+// The RSNA 2019 layout (dataset.hpp form (d)): the CSV of the folder whose header is `ID,Label`.
+std::optional<std::filesystem::path> find_rsna_csv(const std::filesystem::path& root);
+Dataset open_rsna(const std::filesystem::path& root, const std::filesystem::path& csv, const DatasetOptions& options);
 
 }  // namespace hemoscan::data_detail

@@ -127,6 +127,32 @@ Vec3 cross(const Vec3& a, const Vec3& b) {
 
 double dot(const Vec3& a, const Vec3& b) { return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]; }
 
+// The tags that identify a slice and place it in its series (no pixel data needed).
+void fill_identity_and_geometry(DcmItem& ds, ImageMeta& meta) {
+    meta.patient_id = get_string(ds, DCM_PatientID);  // PatientName is deliberately never read
+    meta.study_uid = get_string(ds, DCM_StudyInstanceUID);
+    meta.series_uid = get_string(ds, DCM_SeriesInstanceUID);
+    meta.sop_uid = get_string(ds, DCM_SOPInstanceUID);
+    meta.series_description = get_string(ds, DCM_SeriesDescription);
+    meta.instance_number = static_cast<int>(get_int(ds, DCM_InstanceNumber).value_or(0));
+    if (auto pos = get_doubles(ds, DCM_ImagePositionPatient); pos.size() == 3) {
+        meta.has_position = true;
+        std::copy(pos.begin(), pos.end(), meta.position.begin());
+    }
+    if (auto ori = get_doubles(ds, DCM_ImageOrientationPatient); ori.size() == 6) {
+        std::copy(ori.begin(), ori.end(), meta.orientation.begin());
+    }
+    if (auto ps = get_doubles(ds, DCM_PixelSpacing); ps.size() == 2 && ps[0] > 0 && ps[1] > 0) {
+        meta.has_pixel_spacing = true;
+        meta.pixel_spacing = {ps[0], ps[1]};
+    }
+    if (auto th = get_doubles(ds, DCM_SliceThickness); !th.empty() && th.front() > 0) {
+        meta.slice_thickness = th.front();
+    }
+    meta.window_center = get_doubles(ds, DCM_WindowCenter);
+    meta.window_width = get_doubles(ds, DCM_WindowWidth);
+}
+
 DicomSlice read_slice(const fs::path& path, ModalityPolicy policy) {
     const std::string name = path.string();
     std::error_code ec;
@@ -290,28 +316,7 @@ DicomSlice read_slice(const fs::path& path, ModalityPolicy policy) {
 
     meta.rows = static_cast<int>(rows);
     meta.cols = static_cast<int>(cols);
-    meta.patient_id = get_string(ds, DCM_PatientID);  // PatientName is deliberately never read
-    meta.study_uid = get_string(ds, DCM_StudyInstanceUID);
-    meta.series_uid = get_string(ds, DCM_SeriesInstanceUID);
-    meta.sop_uid = get_string(ds, DCM_SOPInstanceUID);
-    meta.series_description = get_string(ds, DCM_SeriesDescription);
-    meta.instance_number = static_cast<int>(get_int(ds, DCM_InstanceNumber).value_or(0));
-    if (auto pos = get_doubles(ds, DCM_ImagePositionPatient); pos.size() == 3) {
-        meta.has_position = true;
-        std::copy(pos.begin(), pos.end(), meta.position.begin());
-    }
-    if (auto ori = get_doubles(ds, DCM_ImageOrientationPatient); ori.size() == 6) {
-        std::copy(ori.begin(), ori.end(), meta.orientation.begin());
-    }
-    if (auto ps = get_doubles(ds, DCM_PixelSpacing); ps.size() == 2 && ps[0] > 0 && ps[1] > 0) {
-        meta.has_pixel_spacing = true;
-        meta.pixel_spacing = {ps[0], ps[1]};
-    }
-    if (auto th = get_doubles(ds, DCM_SliceThickness); !th.empty() && th.front() > 0) {
-        meta.slice_thickness = th.front();
-    }
-    meta.window_center = get_doubles(ds, DCM_WindowCenter);
-    meta.window_width = get_doubles(ds, DCM_WindowWidth);
+    fill_identity_and_geometry(ds, meta);
 
     logger().debug("{}: {} {}x{} {} bits ({} stored{}), {}, slope {} intercept {}, {} padded pixels", name,
                    meta.modality, cols, rows, bits_allocated, bits_stored, is_signed ? ", signed" : "",
@@ -456,6 +461,28 @@ bool is_dicom_file(const std::filesystem::path& path) {
 
 DicomSlice read_dicom_file(const std::filesystem::path& path, ModalityPolicy policy) {
     return read_slice(path, policy);
+}
+
+ImageMeta read_dicom_meta(const std::filesystem::path& path) {
+    const std::string name = path.string();
+    std::error_code ec;
+    if (!fs::is_regular_file(path, ec)) throw InputError(name + ": file not found");
+    detail::ensure_dcmtk_decoders();
+    DcmFileFormat file;
+    // Reading stops at the pixel data: the header of a 512 x 512 slice is about 1 % of the file.
+    const OFCondition status = file.loadFileUntilTag(name.c_str(), EXS_Unknown, EGL_noChange, DCM_MaxReadLength,
+                                                     ERM_autoDetect, DCM_PixelData);
+    if (status.bad()) throw InputError(name + ": not a readable DICOM file (" + std::string(status.text()) + ")");
+    DcmDataset& ds = *file.getDataset();
+    ImageMeta meta;
+    meta.path = name;
+    meta.modality = get_string(ds, DCM_Modality);
+    std::transform(meta.modality.begin(), meta.modality.end(), meta.modality.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+    meta.rows = static_cast<int>(get_int(ds, DCM_Rows).value_or(0));
+    meta.cols = static_cast<int>(get_int(ds, DCM_Columns).value_or(0));
+    fill_identity_and_geometry(ds, meta);
+    return meta;
 }
 
 std::vector<Volume> read_dicom_series(const std::vector<std::filesystem::path>& inputs, ModalityPolicy policy) {

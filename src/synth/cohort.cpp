@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -37,8 +38,10 @@ struct StudyRow {
     std::array<double, kSynthSubtypes> volume_ml{};
     SynthParams params;
     std::vector<std::array<bool, kSynthSubtypes>> slice_labels;
-    std::vector<std::string> slice_paths, mask_paths;
+    std::vector<std::string> slice_paths, mask_paths, rsna_ids;
 };
+
+std::string study_file_name(const SynthStudy& st, int k) { return fmt::format("IM{:04d}.dcm", st.instance_numbers[k]); }
 
 std::string slice_name(const char* stem, int k, const char* ext) { return fmt::format("{}_{:03d}.{}", stem, k + 1, ext); }
 
@@ -53,9 +56,10 @@ int parse_synth_formats(const std::string& spec) {
         else if (f == "nifti") formats |= kSynthNifti;
         else if (f == "png") formats |= kSynthPng;
         else if (f == "nnunet") formats |= kSynthNnunet;
-        else throw UsageError("unknown format '" + f + "' in `format` (dicom, nifti, png, nnunet)");
+        else if (f == "rsna") formats |= kSynthRsna;
+        else throw UsageError("unknown format '" + f + "' in `format` (dicom, nifti, png, nnunet, rsna)");
     }
-    if (formats == 0) throw UsageError("`format` names no format (dicom, nifti, png, nnunet)");
+    if (formats == 0) throw UsageError("`format` names no format (dicom, nifti, png, nnunet, rsna)");
     return formats;
 }
 
@@ -67,7 +71,19 @@ cv::Mat synth_png(const cv::Mat& hu, bool rgb) {
     return out;
 }
 
-void write_study_dicom(const SynthStudy& st, const fs::path& folder) {
+namespace {
+
+// The RSNA file stem of a slice: "ID_" and 9 hex digits of a hash of its SOPInstanceUID.
+std::string rsna_image_id(const std::string& sop_uid) {
+    std::uint64_t h = 1469598103934665603ULL;  // FNV-1a
+    for (unsigned char c : sop_uid) h = (h ^ c) * 1099511628211ULL;
+    return fmt::format("ID_{:09x}", h & 0xFFFFFFFFFULL);
+}
+
+// Slice k's file name in a study folder (IM<instance>.dcm), or in the RSNA layout's flat folder.
+using DicomName = std::function<std::string(const SynthStudy&, int)>;
+
+void write_dicom_files(const SynthStudy& st, const fs::path& folder, const DicomName& file_name) {
     const Volume& v = st.ct;
     DicomWriteOptions o;
     o.patient_id = st.patient_id;
@@ -85,9 +101,13 @@ void write_study_dicom(const SynthStudy& st, const fs::path& folder) {
         o.sop_uid = st.sop_uids[k];
         o.instance_number = st.instance_numbers[k];
         o.position = v.slice_meta[k].position;
-        write_dicom_ct(folder / fmt::format("IM{:04d}.dcm", o.instance_number), v.slices[k], o);
+        write_dicom_ct(folder / file_name(st, k), v.slices[k], o);
     }
 }
+
+}  // namespace
+
+void write_study_dicom(const SynthStudy& st, const fs::path& folder) { write_dicom_files(st, folder, study_file_name); }
 
 void write_study_nifti(const SynthStudy& st, const fs::path& image_file, const fs::path& label_file) {
     NiftiWriteOptions o;
@@ -101,7 +121,7 @@ void write_study_nifti(const SynthStudy& st, const fs::path& image_file, const f
 
 CohortSummary write_cohort(const SynthOptions& options, const fs::path& out, int formats,
                            const std::function<void(size_t, size_t)>& progress) {
-    if (formats <= 0 || formats > 15) throw UsageError("write_cohort: no output format");
+    if (formats <= 0 || formats > 31) throw UsageError("write_cohort: no output format");
     if (options.studies < 1) throw UsageError("`studies` must be at least 1");
     const auto start = std::chrono::steady_clock::now();
     fs::create_directories(out);
@@ -134,6 +154,12 @@ CohortSummary write_cohort(const SynthOptions& options, const fs::path& out, int
                     row.slice_labels.push_back(l);
                 }
                 if (formats & kSynthDicom) write_study_dicom(st, out / "dicom" / st.study_id);
+                if (formats & kSynthRsna) {
+                    write_dicom_files(st, out / "rsna" / "stage_2_train_images", [](const SynthStudy& s, int k) {
+                        return rsna_image_id(s.sop_uids[k]) + ".dcm";
+                    });
+                    for (int k = 0; k < st.ct.depth(); ++k) row.rsna_ids.push_back(rsna_image_id(st.sop_uids[k]));
+                }
                 if (formats & kSynthNifti) {
                     write_study_nifti(st, out / "nifti" / (st.study_id + ".nii.gz"),
                                       out / "nifti" / (st.study_id + "_labels.nii.gz"));
@@ -182,7 +208,7 @@ CohortSummary write_cohort(const SynthOptions& options, const fs::path& out, int
     const bool per_slice_files = (formats & (kSynthPng | kSynthDicom)) != 0;
     if (per_slice_files) {
         std::ostringstream m;
-        m << "path,patient,any";
+        m << "path,patient,study,slice,any";
         for (const auto& name : names) m << ',' << name;
         const bool masks = (formats & kSynthPng) != 0;
         if (masks) m << ",mask";
@@ -191,13 +217,31 @@ CohortSummary write_cohort(const SynthOptions& options, const fs::path& out, int
             for (size_t k = 0; k < row.slice_labels.size(); ++k) {
                 const auto& l = row.slice_labels[k];
                 const bool any = std::any_of(l.begin(), l.end(), [](bool b) { return b; });
-                m << row.slice_paths[k] << ',' << row.patient_id << ',' << (any ? 1 : 0);
+                m << row.slice_paths[k] << ',' << row.patient_id << ',' << row.study_id << ',' << k << ','
+                  << (any ? 1 : 0);
                 for (bool b : l) m << ',' << (b ? 1 : 0);
                 if (masks) m << ',' << row.mask_paths[k];
                 m << '\n';
             }
         }
         write_file_atomic(out / "manifest.csv", m.str());
+    }
+
+    // rsna/stage_2_train.csv: six rows per slice in the published order (subtypes, then any).
+    if (formats & kSynthRsna) {
+        std::ostringstream r;
+        r << "ID,Label\n";
+        for (const StudyRow& row : rows) {
+            for (size_t k = 0; k < row.rsna_ids.size(); ++k) {
+                const auto& l = row.slice_labels[k];
+                for (int s = 0; s < kSynthSubtypes; ++s) {
+                    r << row.rsna_ids[k] << '_' << names[static_cast<size_t>(s)] << ',' << (l[s] ? 1 : 0) << '\n';
+                }
+                r << row.rsna_ids[k] << "_any," << (std::any_of(l.begin(), l.end(), [](bool b) { return b; }) ? 1 : 0)
+                  << '\n';
+            }
+        }
+        write_file_atomic(out / "rsna" / "stage_2_train.csv", r.str());
     }
 
     // nnunet/dataset.json (nnU-Net v2): one CT channel, the label values of SynthLabel.

@@ -103,6 +103,24 @@ TEST(Cli, DescribeLabelsCsv) {
     EXPECT_FALSE(chart.empty());
 }
 
+// The RSNA layout as synth writes it: describe finds its studies in the DICOM headers.
+TEST(Cli, SynthRsnaLayoutAndDescribeStudies) {
+    TempDir d;
+    auto r = run_hemoscan("synth --out " + q(d / "cohort") + " --studies 3 --seed 4 --size 48 --slices 5 --format rsna");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_TRUE(fs::exists(d / "cohort" / "rsna" / "stage_2_train.csv"));
+    EXPECT_FALSE(fs::exists(d / "cohort" / "manifest.csv"));
+    r = run_hemoscan("describe " + q(d / "cohort" / "rsna") + " --out " + q(d / "out"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("(rsna)"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("Studies   3"), std::string::npos) << r.output;
+    const auto j = read_json(d / "out" / "describe.json");
+    EXPECT_EQ(j["images"], 15);
+    EXPECT_EQ(j["studies"], 3);
+    EXPECT_EQ(j["labels"].size(), 6u);
+    EXPECT_TRUE(j["labels"]["any"].contains("study_prevalence"));
+}
+
 TEST(Cli, DescribeErrorsNameTheFile) {
     TempDir d;
     auto r = run_hemoscan("describe " + q(d / "nope"));

@@ -196,27 +196,33 @@ TEST(SynthOutput, CohortManifestAndStudyTableAgreeWithTheMasks) {
 
     const auto manifest = read_csv_rows(tmp / "manifest.csv");
     ASSERT_EQ(manifest.size(), 49u);
-    const std::vector<std::string> header{"path", "patient", "any", "epidural", "intraparenchymal",
-                                          "intraventricular", "subarachnoid", "subdural", "mask"};
+    const std::vector<std::string> header{"path",     "patient",          "study",
+                                          "slice",    "any",              "epidural",
+                                          "intraparenchymal", "intraventricular", "subarachnoid",
+                                          "subdural", "mask"};
     EXPECT_EQ(manifest[0], header);
     std::map<std::string, std::array<int, 6>> per_patient;  // any + 5 subtypes, OR over slices
+    std::map<std::string, int> slices_seen;
     for (size_t r = 1; r < manifest.size(); ++r) {
         const auto& row = manifest[r];
         ASSERT_EQ(row.size(), header.size());
+        // study: the study folder; slice: its order in the study (the rows of a study in that order).
+        EXPECT_EQ(row[0].rfind("png/" + row[2] + "/", 0), 0u) << row[0];
+        EXPECT_EQ(row[3], std::to_string(slices_seen[row[2]]++)) << row[0];
         const cv::Mat png = cv::imread((tmp / row[0]).string(), cv::IMREAD_UNCHANGED);
         ASSERT_FALSE(png.empty()) << row[0];
         EXPECT_EQ(png.type(), CV_8UC1);
         EXPECT_EQ(png.rows, 64);
-        const cv::Mat mask = cv::imread((tmp / row[8]).string(), cv::IMREAD_UNCHANGED);
-        ASSERT_FALSE(mask.empty()) << row[8];
+        const cv::Mat mask = cv::imread((tmp / row[10]).string(), cv::IMREAD_UNCHANGED);
+        ASSERT_FALSE(mask.empty()) << row[10];
         bool any = false;
         for (int s2 = 0; s2 < kSynthSubtypes; ++s2) {
             const bool present = cv::countNonZero(mask == s2 + 1) > 0;
-            EXPECT_EQ(row[3 + s2], present ? "1" : "0") << row[0] << " " << header[3 + s2];
+            EXPECT_EQ(row[5 + s2], present ? "1" : "0") << row[0] << " " << header[5 + s2];
             any = any || present;
             per_patient[row[1]][1 + s2] |= present;
         }
-        EXPECT_EQ(row[2], any ? "1" : "0") << row[0];  // calcification (6) is not a hemorrhage
+        EXPECT_EQ(row[4], any ? "1" : "0") << row[0];  // calcification (6) is not a hemorrhage
         per_patient[row[1]][0] |= any;
     }
 
@@ -255,7 +261,7 @@ TEST(SynthOutput, DicomOnlyManifestPointsAtTheDicomFiles) {
     write_cohort(o, tmp.path(), kSynthDicom);
     const auto manifest = read_csv_rows(tmp / "manifest.csv");
     ASSERT_EQ(manifest.size(), 7u);
-    EXPECT_EQ(manifest[0].size(), 8u);  // no mask column
+    EXPECT_EQ(manifest[0].size(), 10u);  // no mask column
     for (size_t r = 1; r < manifest.size(); ++r) EXPECT_TRUE(fs::exists(tmp / manifest[r][0])) << manifest[r][0];
     EXPECT_FALSE(fs::exists(tmp / "png"));
 

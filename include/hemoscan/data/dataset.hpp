@@ -1,10 +1,15 @@
 #pragma once
-// Datasets on disk. DATA is a folder in one of three forms:
+// Datasets on disk. DATA is a folder in one of four forms:
 //  (a) manifest.csv: column `path` (relative to the folder), one or more 0/1 label columns, an
 //      optional group column `patient` (or `study`), an optional `mask` column (label map path);
-//      other non-0/1 columns are ignored.
+//      with an integer `slice` column the rows are ordered slices of studies (`study`, else
+//      `patient`); other non-0/1 columns are ignored.
 //  (b) labels.csv: first column an id, the other columns labels; images named <id>.<ext>.
 //  (c) one subfolder per class (normal/, hemorrhage/, ...): multi-class, classes sorted by name.
+//  (d) the RSNA 2019 layout: a CSV with the header `ID,Label` (rows `ID_<image>_<subtype>`, six per
+//      slice) beside DICOM files named `ID_<image>.dcm` (anywhere below the folder); studies and the
+//      slice order come from the DICOM headers (StudyInstanceUID / SeriesInstanceUID,
+//      ImagePositionPatient along the slice normal), patients from PatientID.
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -15,7 +20,7 @@
 
 namespace hemoscan {
 
-enum class DatasetForm { Manifest, LabelsCsv, ClassFolders };
+enum class DatasetForm { Manifest, LabelsCsv, ClassFolders, Rsna };
 const char* to_string(DatasetForm form);
 
 struct DatasetItem {
@@ -26,6 +31,8 @@ struct DatasetItem {
     int class_index = -1;        // class folders only
     int line = 0;                // CSV line it came from (0 for class folders)
     std::filesystem::path mask;  // label map (manifest `mask` column), empty when none
+    std::string study;           // the study (series) it is a slice of (ordered data sets), else empty
+    int slice = -1;              // its place in the study (0-based after ordering), -1 when unordered
 };
 
 struct Dataset {
@@ -33,8 +40,12 @@ struct Dataset {
     DatasetForm form = DatasetForm::Manifest;
     std::vector<std::string> label_names;  // label columns, or class names (sorted) for folders
     bool multiclass = false;               // true for class folders (softmax), false = multi-label
+    bool ordered = false;                  // items are slices of studies, in order (`slice`, RSNA)
     std::vector<DatasetItem> items;
 
+    // The items of each study in slice order, studies in order of first appearance. Empty unless
+    // `ordered`.
+    std::vector<std::vector<size_t>> studies() const;
     size_t size() const { return items.size(); }
     // Number of positives per label (or items per class).
     std::vector<size_t> label_counts() const;

@@ -18,6 +18,7 @@ Stats compute_stats(std::vector<double> values);
 struct LabelSummary {
     std::string name;
     size_t positives = 0, negatives = 0;
+    size_t positive_studies = 0;  // ordered data sets: studies with at least one positive slice
     Stats width_pos, width_neg, height_pos, height_neg;  // image sizes by class
     Stats intensity_pos, intensity_neg;                  // per-image mean intensity by class
 };
@@ -28,6 +29,8 @@ struct DatasetSummary {
     bool multiclass = false;
     size_t images = 0, patients = 0;
     Stats images_per_patient;
+    size_t studies = 0;       // ordered data sets (slices of studies): studies, else 0
+    Stats slices_per_study;
     Stats width, height;                // pixels
     Stats intensity_mean, intensity_sd; // per-image mean and sd, in the image's own units
     double intensity_min = 0, intensity_max = 0;

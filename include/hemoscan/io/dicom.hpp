@@ -29,6 +29,11 @@ bool is_dicom_file(const std::filesystem::path& path);
 // unreadable, non-image or non-accepted-modality files.
 DicomSlice read_dicom_file(const std::filesystem::path& path, ModalityPolicy policy = ModalityPolicy::CtOnly);
 
+// The header of a DICOM file without its pixel data (reading stops before PixelData): modality,
+// patient, study, series and SOP UIDs, instance number, size, position, orientation, spacing. For
+// indexing many files (a data set's studies and their slice order). InputError naming the file.
+ImageMeta read_dicom_meta(const std::filesystem::path& path);
+
 // Reads a DICOM series. `inputs` are files and/or folders (folders are searched recursively for
 // DICOM files; other files are skipped). Slices are grouped by SeriesInstanceUID, then ordered by
 // ImagePositionPatient projected on the slice normal (cross product of the orientation vectors),

@@ -109,8 +109,11 @@ std::string synth_uid(std::uint64_t seed, int study, int kind, int slice = 0);
 SynthStudy generate_study(const SynthOptions& options, int index);
 
 // Output formats, any combination.
-enum SynthFormat : int { kSynthDicom = 1, kSynthNifti = 2, kSynthPng = 4, kSynthNnunet = 8 };
-// "dicom,nifti,png,nnunet" (any subset, comma-separated) -> bit mask. Throws UsageError otherwise.
+// rsna: the RSNA 2019 layout, OUT/rsna/stage_2_train.csv (ID,Label; six rows per slice, labels from
+// the masks) and OUT/rsna/stage_2_train_images/ID_<image>.dcm (one file per slice, names unrelated to
+// the order: studies and slice order only in the DICOM headers).
+enum SynthFormat : int { kSynthDicom = 1, kSynthNifti = 2, kSynthPng = 4, kSynthNnunet = 8, kSynthRsna = 16 };
+// "dicom,nifti,png,nnunet,rsna" (any subset, comma-separated) -> bit mask. Throws UsageError otherwise.
 int parse_synth_formats(const std::string& spec);
 
 struct CohortSummary {
