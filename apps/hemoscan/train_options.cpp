@@ -94,8 +94,8 @@ void add_train_options(CLI::App* app, TrainArgs& a, bool folds_for_cv) {
                     "Segmentation: share of training slices drawn from slices with a lesion")
         ->capture_default_str();
     app->add_option("--context", o.context,
-                    "Segmentation: neighbouring slices on each side given as extra input channels (2.5D; "
-                    "0 = the slice alone)")
+                    "Neighbouring slices on each side given as extra input channels (2.5D; 0 = the slice alone; "
+                    "classification needs ordered data: a manifest `slice` column or the RSNA layout)")
         ->capture_default_str();
     app->add_option("--pretrain-epochs", o.pretrain_epochs,
                     "unet-ae: epochs of reconstruction pre-training before the classification head")

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <new>
 #include <thread>
+#include <unordered_map>
 
 #include "data/detail.hpp"
 #include "hemoscan/error.hpp"
@@ -138,6 +139,11 @@ struct DataLoader::State {
     bool caching = false;
     std::vector<std::shared_ptr<const Sample>> cache;
     size_t cache_bytes = 0;
+    std::unordered_map<size_t, size_t> local_of;  // dataset item -> index into `indices`
+
+    // Slice context: the study of every item and its place there.
+    std::vector<std::vector<size_t>> studies;
+    std::unordered_map<size_t, std::pair<size_t, size_t>> place;  // item -> (study, k)
 
     bool claimable() const {
         return started && !aborted && !stop && next_position < total &&
@@ -195,27 +201,59 @@ struct DataLoader::State {
         if (slot.done == slot.expected || active == 0) done_cv.notify_all();
     }
 
-    std::shared_ptr<const Sample> decoded(const Task& t) {
-        if (caching) {
+    // Dataset item `item` preprocessed (from the cache when it holds it); items outside the loader's
+    // selection (a neighbour slice) are decoded each time.
+    std::shared_ptr<const Sample> decoded(size_t item) {
+        const auto local = local_of.find(item);
+        const bool cacheable = caching && local != local_of.end();
+        if (cacheable) {
             std::lock_guard<std::mutex> lock(mutex);
-            if (cache[t.local]) return cache[t.local];
+            if (cache[local->second]) return cache[local->second];
         }
-        auto sample = std::make_shared<const Sample>(load_sample(dataset, t.item, preprocess, options.modality));
-        if (caching) {
+        auto sample = std::make_shared<const Sample>(load_sample(dataset, item, preprocess, options.modality));
+        if (cacheable) {
             const size_t bytes = sample->image.total() * sample->image.elemSize() +
                                  sample->mask.total() * sample->mask.elemSize();
             std::lock_guard<std::mutex> lock(mutex);
             if (cache_bytes + bytes <= options.cache_max_bytes) {
-                cache[t.local] = sample;
+                cache[local->second] = sample;
                 cache_bytes += bytes;
             }
         }
         return sample;
     }
 
+    // The item with its study neighbours as channels (LoaderOptions::context), else the item alone.
+    std::shared_ptr<const Sample> with_context(size_t item) {
+        std::shared_ptr<const Sample> centre = decoded(item);
+        if (options.context <= 0) return centre;
+        const auto [study, k] = place.at(item);
+        const std::vector<size_t>& slices = studies[study];
+        std::vector<cv::Mat> parts;
+        for (int d = -options.context; d <= options.context; ++d) {
+            const long at = std::clamp(static_cast<long>(k) + d, 0L, static_cast<long>(slices.size()) - 1);
+            const size_t neighbour = slices[static_cast<size_t>(at)];
+            if (neighbour == item) {
+                parts.push_back(centre->image);
+                continue;
+            }
+            const auto other = decoded(neighbour);
+            if (other->image.size() != centre->image.size() || other->image.type() != centre->image.type()) {
+                throw InputError(dataset.items[neighbour].path.string() + ": slice context: preprocessed to " +
+                                 std::to_string(other->image.cols) + "x" + std::to_string(other->image.rows) +
+                                 ", its neighbour " + dataset.items[item].path.string() + " to " +
+                                 std::to_string(centre->image.cols) + "x" + std::to_string(centre->image.rows));
+            }
+            parts.push_back(other->image);
+        }
+        auto stacked = std::make_shared<Sample>(*centre);
+        cv::merge(parts, stacked->image);
+        return stacked;
+    }
+
     // The sample to write: the decoded one, or an augmented deep copy of it (the cache stays clean).
     std::shared_ptr<const Sample> sample_for(const Task& t) {
-        std::shared_ptr<const Sample> base = decoded(t);
+        std::shared_ptr<const Sample> base = with_context(t.item);
         if (!augmenting) return base;
         auto copy = std::make_shared<Sample>(*base);
         copy->image = base->image.clone();
@@ -341,6 +379,16 @@ DataLoader::DataLoader(const Dataset& dataset, std::vector<size_t> indices, Prep
                                   : 0;
     st.caching = options_.cache_max_bytes > 0 && per_sample * indices_.size() <= options_.cache_max_bytes;
     if (st.caching) st.cache.resize(indices_.size());
+    for (size_t local = 0; local < indices_.size(); ++local) st.local_of.emplace(indices_[local], local);
+    if (options_.context > 0) {
+        if (!dataset_.ordered) {
+            throw UsageError("`context` needs slices in study order: a manifest with a `slice` column, or the RSNA layout");
+        }
+        st.studies = dataset_.studies();
+        for (size_t s = 0; s < st.studies.size(); ++s) {
+            for (size_t k = 0; k < st.studies[s].size(); ++k) st.place.emplace(st.studies[s][k], std::make_pair(s, k));
+        }
+    }
     logger().debug("loader: {} samples, {} batches, {} workers, cache {}", indices_.size(), batches_per_epoch(),
                    std::max(0, options_.workers), st.caching ? "on" : "off");
 

@@ -183,7 +183,9 @@ PredictionTable predict_items(Predictor& predictor, const Dataset& dataset, cons
     lo.augment = false;
     lo.workers = options.workers;
     lo.modality = predictor.modality();
-    lo.cache_max_bytes = 0;  // one pass: nothing to reuse
+    lo.context = predictor.context();
+    // One pass: nothing to reuse, except the slices that are their neighbours' context.
+    if (lo.context == 0) lo.cache_max_bytes = 0;
     DataLoader loader(dataset, indices, predictor.preprocess_options(), lo);
     loader.start_epoch(0);
     std::map<size_t, std::vector<double>> by_index;

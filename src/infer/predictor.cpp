@@ -31,6 +31,7 @@ struct Predictor::Impl {
     PreprocessOptions pre;
     ModalityPolicy modality = ModalityPolicy::CtOnly;
     bool tta_hflip = false;  // average with the mirrored image, as the model was validated
+    int context = 0;
     std::mutex mutex;  // one forward at a time per model: modules keep per-call state (autograd, BN mode)
 };
 
@@ -61,6 +62,7 @@ Predictor::Predictor(const fs::path& model_path, int threads) : impl_(std::make_
                                                         : std::vector<double>(impl_->labels.size(), 0.5);
         impl_->pre = preprocess_from_meta(meta);
         impl_->tta_hflip = meta.value("tta", std::string("none")) == "hflip";
+        impl_->context = meta.value("context", 0);
         std::string m = meta.contains("preprocess") ? meta["preprocess"].value("modality", std::string("ct")) : "ct";
         impl_->modality = parse_modality_policy(m);
     } catch (const nlohmann::json::exception& e) {
@@ -82,6 +84,7 @@ const std::vector<double>& Predictor::thresholds() const { return impl_->thresho
 bool Predictor::multiclass() const { return impl_->multiclass; }
 const PreprocessOptions& Predictor::preprocess_options() const { return impl_->pre; }
 ModalityPolicy Predictor::modality() const { return impl_->modality; }
+int Predictor::context() const { return impl_->context; }
 
 std::vector<int> Predictor::decide(const std::vector<double>& p, double threshold_override) const {
     std::vector<int> d(p.size(), 0);

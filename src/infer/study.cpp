@@ -237,12 +237,15 @@ void classify(const StudyInput& input, Predictor& predictor, const AnalysisOptio
     const PreprocessOptions& pre = predictor.preprocess_options();
     auto t0 = std::chrono::steady_clock::now();
     r.samples = preprocess_slices(input.slices, pre);
+    // A model with slice context sees each slice with its neighbours (a single image: itself repeated);
+    // r.samples keep the slices alone, for the overlays.
+    const std::vector<Sample> inputs = stack_slice_context(r.samples, predictor.context());
     logger().debug("{}: {} slices preprocessed in {:.3f} s", r.name, r.samples.size(), seconds_since(t0));
     t0 = std::chrono::steady_clock::now();
     // Per-slice heatmaps come from the same pass as the predictions (each batch's features serve both).
     r.slices = options.heatmaps == HeatmapLabel::PerSlice
-                   ? predictor.predict_samples(r.samples, options.batch, r.heatmaps)
-                   : predictor.predict_samples(r.samples, options.batch);
+                   ? predictor.predict_samples(inputs, options.batch, r.heatmaps)
+                   : predictor.predict_samples(inputs, options.batch);
     logger().debug("{}: model on {} images in {:.3f} s", r.name, r.samples.size(), seconds_since(t0));
     for (auto& p : r.slices) p.decisions = predictor.decide(p.probabilities, options.threshold);
     r.study = study_prediction(predictor, r.slices, options.threshold);
@@ -253,7 +256,7 @@ void classify(const StudyInput& input, Predictor& predictor, const AnalysisOptio
     }
     if (options.heatmaps == HeatmapLabel::Study) {
         r.heatmap_label = static_cast<int>(label);
-        for (const Sample& s : r.samples) r.heatmaps.push_back(predictor.heatmap(s, r.heatmap_label));
+        for (const Sample& s : inputs) r.heatmaps.push_back(predictor.heatmap(s, r.heatmap_label));
     }
 }
 

@@ -1,5 +1,8 @@
 #include "hemoscan/preprocess/volume.hpp"
 
+#include <algorithm>
+#include <opencv2/core.hpp>
+
 #include "hemoscan/error.hpp"
 #include "hemoscan/util/parallel.hpp"
 
@@ -22,6 +25,26 @@ std::vector<Sample> preprocess_slices(const std::vector<DicomSlice>& slices, con
     std::vector<Sample> out(slices.size());
     // Each slice lands at its index, so the output does not depend on which thread made it.
     parallel_for_index(slices.size(), threads, [&](size_t i) { out[i] = preprocess(slices[i], options); });
+    return out;
+}
+
+std::vector<Sample> stack_slice_context(const std::vector<Sample>& slices, int context) {
+    std::vector<Sample> out = slices;
+    if (context <= 0) return out;
+    const int n = static_cast<int>(slices.size());
+    for (int k = 0; k < n; ++k) {
+        const cv::Mat& centre = slices[static_cast<size_t>(k)].image;
+        std::vector<cv::Mat> parts;
+        for (int d = -context; d <= context; ++d) {
+            const Sample& s = slices[static_cast<size_t>(std::clamp(k + d, 0, n - 1))];
+            if (s.image.size() != centre.size() || s.image.type() != centre.type()) {
+                throw InputError(s.meta.path + ": slice context: its preprocessed size differs from its neighbour's (" +
+                                 slices[static_cast<size_t>(k)].meta.path + ")");
+            }
+            parts.push_back(s.image);
+        }
+        cv::merge(parts, out[static_cast<size_t>(k)].image);
+    }
     return out;
 }
 

@@ -146,7 +146,7 @@ void validate_train_options(const TrainOptions& o) {
     if (!(o.insert_lesions >= 0 && o.insert_lesions <= 1)) throw UsageError("`insert_lesions` must be in 0..1 (0 = off)");
     if (o.pretrain_epochs < 0) throw UsageError("`pretrain_epochs` must be >= 0");
     if (o.pretrain_epochs > 0 && o.model != "unet-ae") throw UsageError("`pretrain_epochs` needs `model` unet-ae");
-    if (o.context != 0) throw UsageError("`context` is for segmentation (`task` segment)");
+    if (o.context < 0 || o.context > 8) throw UsageError("`context` must be in 0..8 slices on each side");
 }
 
 PreprocessOptions preprocess_options_of(const TrainOptions& o) {

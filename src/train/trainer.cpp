@@ -196,7 +196,7 @@ std::shared_ptr<ClassifierImpl> make_classifier(const TrainOptions& o, const Dat
                                                 const PreprocessOptions& pre) {
     ModelConfig mc;
     mc.name = o.model;
-    mc.in_channels = pre.channels();
+    mc.in_channels = pre.channels() * (2 * o.context + 1);
     mc.num_outputs = static_cast<int>(ds.label_names.size());
     mc.multiclass = ds.multiclass;
     mc.dropout = o.dropout;
@@ -221,6 +221,7 @@ ClassifierLoaders make_loaders(const TrainOptions& o, const Dataset& ds, const S
     lt.seed = o.seed;
     lt.augment = o.augment;
     lt.modality = parse_modality_policy(o.modality);
+    lt.context = o.context;
     if (o.insert_lesions > 0) {
         lt.lesion = lesion_options(o, pre);
         lt.lesion_labels = lesion_labels(o, ds);
@@ -307,6 +308,7 @@ void ClassifierTraining::prepare(const train_detail::RunFolder& folder, const nl
              {"preprocess", preprocess_to_json(pre_, o_.window, o_.modality)},
              {"hemoscan_version", kVersion},
              {"tta", o_.tta ? "hflip" : "none"},
+             {"context", o_.context},
              {"trained_on", {{"data", o_.data}, {"fingerprint", ds_.fingerprint()}}}};
     if (!pretrain_info.is_null()) meta_["pretrain"] = pretrain_info;
     if (!init_info.is_null()) meta_["init"] = init_info;
@@ -479,6 +481,10 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
     const Dataset ds = open_dataset(o.data, dopt);
     if (ds.multiclass && ds.label_names.size() < 2) {
         throw InputError(o.data + ": a class-folder dataset needs at least two classes");
+    }
+    if (o.context > 0 && !ds.ordered) {
+        throw InputError(o.data + ": `context` needs slices in study order: a manifest with a `slice` column, or the "
+                         "RSNA layout");
     }
     const Split split = choose_split(o, ds, split_override);
     train_detail::RunFolder folder(o, resume, ds.fingerprint());

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <array>
+#include <map>
 #include <set>
 
 #include "hemoscan/data/loader.hpp"
@@ -318,6 +320,47 @@ TEST(Loader, ManifestMasksTravelWithTheirImages) {
     ASSERT_EQ(s.mask.size(), cv::Size(kW, kH));
     EXPECT_EQ(s.mask.at<uchar>(1, 1), 2);
     EXPECT_EQ(s.mask.at<uchar>(0, 1), 0);
+}
+
+// Slice context: each sample holds slices k-1, k, k+1 of its study (ends repeated) as channel blocks,
+// in the order of the manifest's `slice` column, not of the rows; with augmentation one draw moves all.
+TEST(Loader, SliceContextStacksStudyNeighbours) {
+    TempDir dir;
+    make_dataset(dir.path(), 5);
+    write_text(dir / "manifest.csv",
+               "path,study,slice,hemorrhage\n000.png,s1,3,0\n001.png,s1,1,1\n002.png,s1,2,0\n"
+               "003.png,s2,0,1\n004.png,s2,1,0\n");
+    const Dataset ds = open_dataset(dir.path());
+    ASSERT_TRUE(ds.ordered);
+    LoaderOptions o = options(5, 2);
+    o.shuffle = false;
+    o.context = 1;
+    DataLoader loader(ds, all_indices(ds), plain_preprocess(3), o);
+    const std::vector<Batch> batches = run_epoch(loader, 0);
+    ASSERT_EQ(batches.size(), 1u);
+    const Batch& b = batches[0];
+    ASSERT_EQ(b.c, 9);
+    // Item -> the items whose pixels its three blocks hold.
+    const std::map<size_t, std::array<size_t, 3>> expected{
+        {1, {1, 1, 2}}, {2, {1, 2, 0}}, {0, {2, 0, 0}}, {3, {3, 3, 4}}, {4, {3, 4, 4}}};
+    for (int j = 0; j < b.n; ++j) {
+        const size_t item = b.indices[static_cast<size_t>(j)];
+        for (int c = 0; c < 9; ++c) {
+            const size_t source = expected.at(item)[static_cast<size_t>(c / 3)];
+            const float v = b.images[((size_t(j) * 9 + c) * kH + 2) * kW + 3];
+            EXPECT_NEAR(v, pixel_value(source, 2, 3) / 255.f, 1e-6) << "item " << item << " channel " << c;
+        }
+        EXPECT_EQ(b.labels[static_cast<size_t>(j)], item == 1 || item == 3 ? 1.f : 0.f);
+    }
+    o.augment = true;
+    DataLoader augmented(ds, all_indices(ds), plain_preprocess(3), o);
+    const std::vector<Batch> moved = run_epoch(augmented, 0);
+    ASSERT_EQ(moved.size(), 1u);
+    EXPECT_EQ(moved[0].c, 9);
+    // An unordered data set has no neighbours to give.
+    Data plain(4);
+    test::expect_usage_error([&] { DataLoader bad(plain.ds, all_indices(plain.ds), plain_preprocess(3), o); },
+                             {"`context`", "slice"});
 }
 
 TEST(Loader, BadOptions) {

@@ -63,3 +63,27 @@ TEST(PreprocessVolume, ABadSliceThrowsItsError) {
     v.slice_meta.pop_back();
     EXPECT_THROW(preprocess_volume(v, rgb_to(8), 2), UsageError);
 }
+
+// Slice context: sample k holds samples k-1, k, k+1 as channels (the ends repeated), its other fields
+// stay; slices of another size cannot be stacked.
+TEST(SliceContext, StacksNeighboursInOrder) {
+    std::vector<Sample> slices(3);
+    for (int k = 0; k < 3; ++k) {
+        slices[static_cast<size_t>(k)].image = cv::Mat(2, 3, CV_32FC1, cv::Scalar(k + 1));
+        slices[static_cast<size_t>(k)].id = "s" + std::to_string(k);
+    }
+    const auto same = stack_slice_context(slices, 0);
+    EXPECT_EQ(same[1].image.channels(), 1);
+    const auto stacked = stack_slice_context(slices, 1);
+    ASSERT_EQ(stacked.size(), 3u);
+    const std::vector<std::vector<float>> expected{{1, 1, 2}, {1, 2, 3}, {2, 3, 3}};
+    for (size_t k = 0; k < 3; ++k) {
+        ASSERT_EQ(stacked[k].image.channels(), 3);
+        const float* v = stacked[k].image.ptr<float>(1) + 3 * 2;  // pixel (1, 2)
+        EXPECT_EQ(std::vector<float>(v, v + 3), expected[k]) << k;
+        EXPECT_EQ(stacked[k].id, slices[k].id);
+    }
+    EXPECT_EQ(slices[0].image.channels(), 1);  // the input is left alone
+    slices[2].image = cv::Mat(3, 3, CV_32FC1, cv::Scalar(3));
+    EXPECT_THROW(stack_slice_context(slices, 1), InputError);
+}

@@ -488,7 +488,7 @@ TEST(Segment, SliceContextModel) {
     classify.data = (d / "data").string();
     classify.out = (d / "classify").string();
     classify.context = 1;
-    EXPECT_THROW(train_classifier(classify), UsageError);
+    EXPECT_THROW(train_classifier(classify), InputError);  // an nnU-Net folder is no classification data set
 }
 
 // Foreground wherever P(background) < 0.5, then the most probable foreground class: a pixel whose

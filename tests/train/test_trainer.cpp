@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <spdlog/fmt/fmt.h>
 
 #include <fstream>
 #include <map>
@@ -10,6 +11,8 @@
 #include "hemoscan/io/load.hpp"
 #include "hemoscan/evaluate/classification.hpp"
 #include "hemoscan/infer/predictor.hpp"
+#include "hemoscan/infer/study.hpp"
+#include "hemoscan/preprocess/volume.hpp"
 #include "hemoscan/train/trainer.hpp"
 #include "hemoscan/util/fs.hpp"
 #include "support/synthetic_images.hpp"
@@ -244,4 +247,49 @@ TEST(Trainer, ClassFoldersSoftmax) {
     ASSERT_EQ(pred.probabilities.size(), 2u);
     EXPECT_NEAR(pred.probabilities[0] + pred.probabilities[1], 1.0, 1e-5);
     EXPECT_EQ(pred.decisions[0] + pred.decisions[1], 1);
+}
+
+// Slice context (2.5D) for classification: trained on an ordered data set (manifest `slice` column),
+// the model sees 2 * context + 1 slices as channels, records its context, and the analysis pipeline
+// and evaluation feed it each slice with its neighbours.
+TEST(Trainer, SliceContextModel) {
+    test::TempDir d;
+    test::write_blob_dataset(d / "data", 12);
+    std::string manifest = "path,patient,slice,hemorrhage\n";
+    for (int i = 0; i < 24; ++i) {
+        manifest += fmt::format("{:03d}.png,p{},{},{}\n", i, i / 4, i % 4, i % 2 == 0 ? 1 : 0);
+    }
+    test::write_text(d / "data" / "manifest.csv", manifest);
+    auto o = small_options(d / "data", d / "run");
+    o.epochs = 3;
+    o.context = 1;
+    const TrainResult r = train_classifier(o);
+    Predictor p(r.model_path, 1);
+    EXPECT_EQ(p.context(), 1);
+    EXPECT_EQ(p.meta()["model"]["in_channels"], 3);
+    EXPECT_EQ(load_run_options(d / "run").context, 1);
+
+    // One study of four images: the pipeline's per-slice probabilities are those of the stacked inputs.
+    std::vector<fs::path> images;
+    for (int i = 0; i < 4; ++i) images.push_back(d / "data" / fmt::format("{:03d}.png", i));
+    const StudyInput study = read_study_files({}, images, {}, ModalityPolicy::CtOnly);
+    const StudyResult result = analyze_study(study, &p, nullptr, {});
+    ASSERT_EQ(result.slices.size(), 4u);
+    EXPECT_EQ(result.samples[0].image.channels(), 1);  // kept alone, for the overlays
+    std::vector<Sample> samples;
+    for (const auto& s : study.slices) samples.push_back(preprocess(s, p.preprocess_options()));
+    const auto manual = p.predict_samples(stack_slice_context(samples, 1));
+    for (size_t k = 0; k < 4; ++k) {
+        EXPECT_NEAR(result.slices[k].probabilities[0], manual[k].probabilities[0], 1e-6) << k;
+    }
+    // Evaluation reads the neighbours through the loader.
+    const Dataset ds = open_dataset(d / "data");
+    EvaluateOptions eo;
+    EXPECT_NO_THROW(evaluate_dataset(p, ds, d / "eval", eo));
+
+    // Without a slice order there are no neighbours.
+    fs::remove(d / "data" / "manifest.csv");
+    o.out = (d / "run2").string();
+    test::expect_input_error([&] { train_classifier(o); }, {"`context`", "study order"});
+    EXPECT_FALSE(fs::exists(d / "run2"));
 }

@@ -36,6 +36,10 @@ struct LoaderOptions {
     std::vector<int> lesion_labels;  // label indices a painted lesion makes positive
     size_t cache_max_bytes = size_t(1) << 30;  // cache decoded samples while the set fits (1 GiB)
     ModalityPolicy modality = ModalityPolicy::CtOnly;
+    // Slice context (2.5D, ordered data sets): each sample's image holds the preprocessed slices
+    // k - context .. k + context of its study as channels, in that order (the end slices repeated);
+    // labels, mask and metadata stay those of slice k. 0 = the slice alone.
+    int context = 0;
 };
 
 // Loads one dataset item as a preprocessed (not augmented) sample.

@@ -38,6 +38,9 @@ public:
     bool multiclass() const;
     const PreprocessOptions& preprocess_options() const;
     ModalityPolicy modality() const;
+    // Slices on each side that the model sees beside each slice (2.5D; 0 = the slice alone): inputs
+    // are stack_slice_context() of a study's preprocessed slices.
+    int context() const;
 
     // Preprocessed samples (from preprocess() with preprocess_options()) -> predictions, batched.
     std::vector<Prediction> predict_samples(const std::vector<Sample>& samples, int batch_size = kInferenceBatch);

@@ -12,6 +12,11 @@ namespace hemoscan {
 // index) rethrows its error.
 std::vector<Sample> preprocess_volume(const Volume& volume, const PreprocessOptions& options, int threads = 0);
 
+// Slice context (2.5D): sample k's image becomes the channels of samples k - context .. k + context
+// (the end samples repeated), in that order; its other fields stay. The samples are the ordered,
+// preprocessed slices of one study, all of one size and type (InputError otherwise). context 0: a copy.
+std::vector<Sample> stack_slice_context(const std::vector<Sample>& slices, int context);
+
 // The same for slices that need not form a volume (the images of a study, a DICOM series' slices).
 std::vector<Sample> preprocess_slices(const std::vector<DicomSlice>& slices, const PreprocessOptions& options,
                                       int threads = 0);
