@@ -21,6 +21,7 @@
 #include "hemoscan/error.hpp"
 #include "hemoscan/io/load.hpp"
 #include "hemoscan/log.hpp"
+#include "hemoscan/preprocess/volume.hpp"
 
 namespace hemoscan {
 
@@ -230,9 +231,8 @@ struct DataLoader::State {
         const auto [study, k] = place.at(item);
         const std::vector<size_t>& slices = studies[study];
         std::vector<cv::Mat> parts;
-        for (int d = -options.context; d <= options.context; ++d) {
-            const long at = std::clamp(static_cast<long>(k) + d, 0L, static_cast<long>(slices.size()) - 1);
-            const size_t neighbour = slices[static_cast<size_t>(at)];
+        for (size_t at : context_indices(slices.size(), k, options.context)) {
+            const size_t neighbour = slices[at];
             if (neighbour == item) {
                 parts.push_back(centre->image);
                 continue;

@@ -8,6 +8,7 @@
 #include "hemoscan/io/load.hpp"
 #include "hemoscan/io/nifti.hpp"
 #include "hemoscan/log.hpp"
+#include "hemoscan/preprocess/volume.hpp"
 #include "hemoscan/util/strings.hpp"
 #include "infer/seg_detail.hpp"
 
@@ -51,10 +52,8 @@ void check_slice_context(const std::vector<PreparedSlice>& slices, int context) 
 
 cv::Mat context_image(const std::vector<PreparedSlice>& slices, size_t k, int context) {
     if (context == 0) return slices[k].sample.image;
-    const int n = static_cast<int>(slices.size()), at = static_cast<int>(k);
     std::vector<cv::Mat> parts;
-    for (int d = -context; d <= context; ++d)
-        parts.push_back(slices[static_cast<size_t>(std::clamp(at + d, 0, n - 1))].sample.image);
+    for (size_t i : context_indices(slices.size(), k, context)) parts.push_back(slices[i].sample.image);
     cv::Mat merged;
     cv::merge(parts, merged);
     return merged;

@@ -133,8 +133,7 @@ StudyInput read_zip(const fs::path& path, ModalityPolicy policy) {
             ++(type == FileType::Zip ? nested : skipped);
             return;
         }
-        const char* ext = type == FileType::Dicom ? ".dcm" : type == FileType::Png ? ".png" : ".jpg";
-        const fs::path file = scratch.path() / fmt::format("entry_{:05d}{}", ++written, ext);
+        const fs::path file = scratch.path() / fmt::format("entry_{:05d}{}", ++written, file_extension(type));
         write_file_atomic(file, bytes);
         if (type == FileType::Dicom) {
             dicoms.push_back(file);

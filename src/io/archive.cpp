@@ -63,6 +63,15 @@ FileType sniff_file_type(const std::string& bytes, const std::string& name, cons
     return FileType::Unknown;
 }
 
+const char* file_extension(FileType type) {
+    switch (type) {
+        case FileType::Png: return ".png";
+        case FileType::Jpeg: return ".jpg";
+        case FileType::Dicom: return ".dcm";
+        default: return ".bin";
+    }
+}
+
 size_t for_each_zip_entry(const std::string& bytes, const std::string& shown, const ZipLimits& limits,
                         const std::function<void(const std::string& name, const std::string& bytes)>& entry) {
     auto archive = open_zip(bytes, shown);

@@ -28,22 +28,30 @@ std::vector<Sample> preprocess_slices(const std::vector<DicomSlice>& slices, con
     return out;
 }
 
+std::vector<size_t> context_indices(size_t n, size_t k, int context) {
+    std::vector<size_t> out;
+    if (n == 0) return out;
+    for (long d = -context; d <= context; ++d) {
+        out.push_back(static_cast<size_t>(std::clamp(static_cast<long>(k) + d, 0L, static_cast<long>(n) - 1)));
+    }
+    return out;
+}
+
 std::vector<Sample> stack_slice_context(const std::vector<Sample>& slices, int context) {
     std::vector<Sample> out = slices;
     if (context <= 0) return out;
-    const int n = static_cast<int>(slices.size());
-    for (int k = 0; k < n; ++k) {
-        const cv::Mat& centre = slices[static_cast<size_t>(k)].image;
+    for (size_t k = 0; k < slices.size(); ++k) {
+        const cv::Mat& centre = slices[k].image;
         std::vector<cv::Mat> parts;
-        for (int d = -context; d <= context; ++d) {
-            const Sample& s = slices[static_cast<size_t>(std::clamp(k + d, 0, n - 1))];
+        for (size_t i : context_indices(slices.size(), k, context)) {
+            const Sample& s = slices[i];
             if (s.image.size() != centre.size() || s.image.type() != centre.type()) {
                 throw InputError(s.meta.path + ": slice context: its preprocessed size differs from its neighbour's (" +
-                                 slices[static_cast<size_t>(k)].meta.path + ")");
+                                 slices[k].meta.path + ")");
             }
             parts.push_back(s.image);
         }
-        cv::merge(parts, out[static_cast<size_t>(k)].image);
+        cv::merge(parts, out[k].image);
     }
     return out;
 }

@@ -21,15 +21,6 @@ std::string display_name(const std::string& name) {
     return safe_filename(base, 80);
 }
 
-const char* extension(FileType type) {
-    switch (type) {
-        case FileType::Png: return ".png";
-        case FileType::Jpeg: return ".jpg";
-        case FileType::Dicom: return ".dcm";
-        default: return ".bin";
-    }
-}
-
 class Stager {
 public:
     Stager(const fs::path& dir, const UploadLimits& limits) : dir_(dir), limits_(limits) {}
@@ -60,7 +51,7 @@ public:
             throw RequestError(415, "'" + shown + "' is not a PNG or JPEG image, a DICOM file or a zip of them");
         }
         char file[32];
-        std::snprintf(file, sizeof(file), "upload_%04zu%s", ++written_, extension(type));
+        std::snprintf(file, sizeof(file), "upload_%04zu%s", ++written_, file_extension(type));
         StagedFile staged{dir_ / file, shown};
         write_file_atomic(staged.path, bytes);
         (type == FileType::Dicom ? out_.dicoms : out_.images).push_back(std::move(staged));

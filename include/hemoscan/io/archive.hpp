@@ -15,6 +15,9 @@ enum class FileType { Png, Jpeg, Dicom, Zip, Unknown };
 // without the "DICM" marker, so that a broken one is reported as DICOM rather than as unknown.
 FileType sniff_file_type(const std::string& bytes, const std::string& name, const std::string& content_type = "");
 
+// The file extension a staged file of this type gets (".png", ".jpg", ".dcm"; ".bin" otherwise).
+const char* file_extension(FileType type);
+
 struct ZipLimits {
     size_t max_entries = 100000;              // entries in the archive's directory
     size_t max_unzipped_bytes = size_t(8) << 30;  // total uncompressed size of the entries read

@@ -12,6 +12,11 @@ namespace hemoscan {
 // index) rethrows its error.
 std::vector<Sample> preprocess_volume(const Volume& volume, const PreprocessOptions& options, int threads = 0);
 
+// The slices that make slice k's context among n ordered slices: k - context .. k + context in that
+// order, the end slices repeated beyond either end. The one rule of every 2.5D input (segmentation,
+// classification, the loader).
+std::vector<size_t> context_indices(size_t n, size_t k, int context);
+
 // Slice context (2.5D): sample k's image becomes the channels of samples k - context .. k + context
 // (the end samples repeated), in that order; its other fields stay. The samples are the ordered,
 // preprocessed slices of one study, all of one size and type (InputError otherwise). context 0: a copy.
