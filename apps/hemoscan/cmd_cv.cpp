@@ -7,6 +7,7 @@
 #include "hemoscan/log.hpp"
 #include "hemoscan/models/seg_registry.hpp"
 #include "hemoscan/train/cv.hpp"
+#include "hemoscan/train/study.hpp"
 #include "train_options.hpp"
 
 namespace hemoscan::cli {
@@ -15,7 +16,8 @@ void add_cv(CLI::App& root, std::vector<Command>& commands) {
     auto a = std::make_shared<TrainArgs>();
     auto* app = root.add_subcommand("cv", "Cross-validate: train every fold, pool the out-of-fold predictions");
     add_train_options(app, *a, true);
-    app->footer("Example: hemoscan cv --data ../shared/data/head_ct --model cnn --folds 5 --out runs/cv-cnn --size 128");
+    app->footer("Example: hemoscan cv --data ../shared/data/head_ct --model cnn --folds 5 --out runs/cv-cnn --size 128\n"
+                "Study level: hemoscan cv --task study --data rsna-folder --folds 5 --out runs/cv-study --size 128");
     commands.push_back({app, [a] {
         TrainProgress progress;
         CvCallbacks cb;
@@ -26,6 +28,13 @@ void add_cv(CLI::App& root, std::vector<Command>& commands) {
             throw UsageError("cv cross-validates classifiers; --model " + o.model +
                              " is a segmentation model (use train --task segment, which validates on a holdout)");
         }
+        if (o.task == "study") {
+            nlohmann::json m = cross_validate_study(o, cb);
+            print_study_metrics(m, o.folds);
+            logger().info("wrote {}/metrics.json", o.out);
+            return 0;
+        }
+        if (o.task != "classify") throw UsageError("--task must be classify or study for cv, not '" + o.task + "'");
         nlohmann::json m = cross_validate(o, cb);
         std::printf("\n%d-fold cross-validation, %d cases (pooled out-of-fold)\n", o.folds, m["n"].get<int>());
         print_label_table(m);

@@ -101,7 +101,11 @@ void add_evaluate(CLI::App& root, std::vector<Command>& commands) {
         bar.finish();
         std::printf("%zu cases in %.1f s (%.1f images/s, loading and preprocessing included)\n", ds.size(), secs,
                     static_cast<double>(ds.size()) / secs);
-        print_label_table(m);
+        if (m.contains("slice")) {
+            print_study_metrics(m);  // a study model: both levels, and stage 1 alone
+        } else {
+            print_label_table(m);
+        }
         if (m.contains("multiclass")) std::printf("multi-class accuracy %.4f\n", m["multiclass"]["accuracy"].get<double>());
         logger().info("wrote {}/metrics.json", a->out);
         return 0;

@@ -58,7 +58,7 @@ void add_predict(CLI::App& root, std::vector<Command>& commands) {
         };
         for (const auto& r : results) {
             const bool volume = r.per_slice();
-            line(r.name + (volume ? " (" + r.kind + ", " + std::to_string(r.items.size()) + " slices: max)" : ""),
+            line(r.name + (volume ? " (" + r.kind + ", " + std::to_string(r.items.size()) + " slices: " + study_rule(predictor) + ")" : ""),
                  r.study, "");
             if (!volume) continue;
             for (size_t i = 0; i < r.items.size(); ++i) line(fs::path(r.items[i]).filename().string(), r.slices[i], "    ");

@@ -3,10 +3,12 @@
 #include <cstdio>
 
 #include "commands.hpp"
+#include "common.hpp"
 #include "hemoscan/error.hpp"
 #include "hemoscan/log.hpp"
 #include "hemoscan/models/seg_registry.hpp"
 #include "hemoscan/train/segment.hpp"
+#include "hemoscan/train/study.hpp"
 #include "train_options.hpp"
 
 namespace hemoscan::cli {
@@ -21,7 +23,9 @@ void add_train(CLI::App& root, std::vector<Command>& commands) {
                                          "are taken from RUN/config.json)");
     app->footer("Example: hemoscan train --data ../shared/data/head_ct --model cnn --out runs/cnn --size 128\n"
                 "Segmentation: hemoscan train --task segment --data synth/nnunet --model unet --out runs/unet "
-                "--size 128 (see docs/segmentation.md)");
+                "--size 128 (see docs/segmentation.md)\n"
+                "Study level: hemoscan train --task study --data rsna-folder --model cnn --out runs/study --size 128 "
+                "(see docs/study.md)");
     // With --resume the other options come from the run folder, so --data and --out are checked later.
     for (auto* opt : app->get_options()) {
         if (opt->get_name() == "--data" || opt->get_name() == "--out") opt->required(false);
@@ -45,8 +49,23 @@ void add_train(CLI::App& root, std::vector<Command>& commands) {
                 if (app->count("--crop-head") == 0) o.crop_head = false;
             }
         }
-        if (o.task != "classify" && o.task != "segment") {
-            throw UsageError("--task must be classify or segment, not '" + o.task + "'");
+        if (o.task != "classify" && o.task != "segment" && o.task != "study") {
+            throw UsageError("--task must be classify, segment or study, not '" + o.task + "'");
+        }
+        if (o.task == "study") {
+            if (is_resume) {
+                throw UsageError("--resume does not apply to --task study: run the same command again with a new "
+                                 "--out, or with --stage1 RUN/stage1/model.pt to reuse a trained slice model");
+            }
+            if (is_seg_model(o.model)) throw UsageError("--model " + o.model + " is a segmentation model, not a slice classifier");
+            TrainProgress progress;
+            CvCallbacks cb;
+            cb.train = progress.callbacks();
+            cb.fold_start = [](int k, int K) { logger().info("stage 1 out-of-fold: fold {}/{}", k + 1, K); };
+            TrainResult r = train_study(o, cb);
+            if (r.metrics.contains("slice")) print_study_metrics(r.metrics);
+            logger().info("done: study model best epoch {}; model {}", r.best_epoch + 1, r.model_path.string());
+            return 0;
         }
         if (o.task == "segment") {
             TrainProgress progress(true);

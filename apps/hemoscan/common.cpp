@@ -38,6 +38,27 @@ void print_label_table(const nlohmann::json& m) {
     std::fflush(stdout);
 }
 
+void print_study_metrics(const nlohmann::json& m, int folds) {
+    auto num = [](const nlohmann::json& v) { return v.is_number() ? v.get<double>() : std::nan(""); };
+    for (const char* level : {"slice", "study"}) {
+        std::printf("\n%s level, stage 1 + study model%s (%d %s)\n", level, folds > 0 ? ", pooled out-of-fold" : "",
+                    m[level]["n"].get<int>(), std::string(level) == "slice" ? "slices" : "studies");
+        print_label_table(m[level]);
+    }
+    std::printf("\n%-34s %12s %12s\n", "", "stage 1", "+ study model");
+    const nlohmann::json& s1 = m.contains("stage1") ? m["stage1"] : nlohmann::json::object();
+    auto row = [&](const char* name, const nlohmann::json& a, const nlohmann::json& b) {
+        std::printf("%-34s %12.4f %12.4f\n", name, num(a), num(b));
+    };
+    auto at = [](const nlohmann::json& j, const char* level, const char* key) {
+        return j.contains(level) && j[level].contains(key) ? j[level][key] : nlohmann::json();
+    };
+    row("slice macro AUC", at(s1, "slice", "macro_auc"), at(m, "slice", "macro_auc"));
+    row("study macro AUC", at(s1, "study", "macro_auc"), at(m, "study", "macro_auc"));
+    row("RSNA weighted log loss (slices)", s1.value("rsna_log_loss", nlohmann::json()), m["rsna_log_loss"]);
+    std::fflush(stdout);
+}
+
 void add_min_component_option(CLI::App& app, double& ml) {
     app.add_option("--min-component-ml", ml,
                    "Segmentation: drop predicted 3D components below this volume in mL (0 = off; default: the "

@@ -17,6 +17,9 @@ std::vector<std::string> parse_list(const std::string& csv);
 // Prints metrics.json's per-label table: AUC with CI, accuracy, sensitivity, specificity and the
 // threshold ("per fold" where each fold had its own, as in cv).
 void print_label_table(const nlohmann::json& metrics);
+// Both levels of a study model's metrics (metrics.json of train/cv/evaluate --task study), and the
+// comparison with stage 1 alone.
+void print_study_metrics(const nlohmann::json& m, int folds = 0);
 
 // The flag of a library option field: "--" + the field with '-' for '_', except where the CLI's flag is
 // shorter (ema_epochs -> --ema, warmup_epochs -> --warmup, timeout_s -> --timeout, seg_models -> --seg-model).

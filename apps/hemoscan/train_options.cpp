@@ -14,9 +14,11 @@ void add_train_options(CLI::App* app, TrainArgs& a, bool folds_for_cv) {
                     "Dataset folder (manifest.csv, labels.csv or class subfolders; segment: nnU-Net folder or "
                     "manifest.csv with path,mask)")
         ->required();
-    if (!folds_for_cv)
-        app->add_option("--task", o.task, "classify, or segment (U-Net family on images with masks)")
-            ->capture_default_str();
+    app->add_option("--task", o.task,
+                    folds_for_cv ? "classify, or study (slice model + study model over ordered slices)"
+                                 : "classify, segment (U-Net family on images with masks), or study (slice model + "
+                                   "study model over ordered slices)")
+        ->capture_default_str();
     app->add_option("--model", o.model, "Architecture (see `hemoscan models`)")->capture_default_str();
     app->add_option("--out", o.out, folds_for_cv ? "Output folder for all folds" : "Run folder")->required();
     app->add_option("--labels", a.labels, "Label columns to use, comma-separated (default: all)");
@@ -99,6 +101,16 @@ void add_train_options(CLI::App* app, TrainArgs& a, bool folds_for_cv) {
         ->capture_default_str();
     app->add_option("--pretrain-epochs", o.pretrain_epochs,
                     "unet-ae: epochs of reconstruction pre-training before the classification head")
+        ->capture_default_str();
+    app->add_option("--stage1", o.stage1,
+                    "Study task: use this slice model.pt as stage 1 instead of training one (its outputs on the "
+                    "training studies are then in-sample unless it was trained on other data)");
+    app->add_option("--stage1-folds", o.stage1_folds,
+                    "Study task (train): folds for the out-of-fold stage-1 outputs the study model learns from")
+        ->capture_default_str();
+    app->add_option("--study-epochs", o.study_epochs, "Study task: epochs of the study model")->capture_default_str();
+    app->add_option("--study-lr", o.study_lr, "Study task: learning rate of the study model")->capture_default_str();
+    app->add_option("--study-hidden", o.study_hidden, "Study task: GRU units per direction of the study model")
         ->capture_default_str();
     app->add_option("--init", o.init,
                     "Start from the weights of this model.pt (transfer learning: same architecture; tensors that do "

@@ -1,4 +1,5 @@
 #include "hemoscan/evaluate/classification.hpp"
+#include "hemoscan/evaluate/study.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -96,6 +97,20 @@ nlohmann::json compute_metrics(const PredictionTable& table, const std::vector<d
         j["accuracy"] = j["multiclass"]["accuracy"];
     }
     return j;
+}
+
+void apply_case_decisions(nlohmann::json& metrics, const PredictionTable& table) {
+    if (table.multiclass || table.decisions.empty()) return;
+    for (size_t l = 0; l < table.label_names.size(); ++l) {
+        nlohmann::json& lj = metrics["labels"][table.label_names[l]];
+        const Confusion c = confusion_of(column(table.truths, l), column(table.decisions, l));
+        lj["accuracy"] = c.accuracy();
+        lj["sensitivity"] = c.sensitivity();
+        lj["specificity"] = c.specificity();
+        lj["precision"] = c.precision();
+        lj["f1"] = c.f1();
+        lj["confusion"] = {{c.tn, c.fp}, {c.fn, c.tp}};
+    }
 }
 
 void write_predictions_csv(const fs::path& file, const PredictionTable& table, const std::vector<double>& thresholds) {
@@ -212,6 +227,7 @@ nlohmann::json evaluate_dataset(Predictor& predictor, const Dataset& dataset, co
         throw InputError(dataset.root.string() + ": labels [" + have + "] do not match the model's [" + want +
                          "] (select them with `labels`)");
     }
+    if (predictor.has_study_model()) return evaluate_studies(predictor, dataset, out, options);
     std::vector<size_t> all(dataset.size());
     for (size_t i = 0; i < all.size(); ++i) all[i] = i;
     PredictionTable table = predict_items(predictor, dataset, all, options);

@@ -47,6 +47,7 @@ json predictions_json(const Predictor& predictor, const std::vector<StudyResult>
                 slices.push_back(sj);
             }
             rj["slices"] = slices;
+            rj["study_rule"] = study_rule(predictor);
         } else if (!maps.empty()) {
             rj["heatmap"] = maps.front();
         }

@@ -14,6 +14,7 @@
 #include "hemoscan/models/classifier.hpp"
 #include "hemoscan/models/cnn.hpp"
 #include "hemoscan/models/serialize.hpp"
+#include "hemoscan/models/study_model.hpp"
 
 namespace hemoscan {
 
@@ -26,7 +27,8 @@ PreprocessOptions preprocess_from_meta(const nlohmann::json& meta) {
 struct Predictor::Impl {
     LoadedModel loaded;
     std::vector<std::string> labels;
-    std::vector<double> thresholds;
+    std::vector<double> thresholds, slice_thresholds;
+    std::shared_ptr<StudyModelImpl> study;  // stage 2, when the file has one
     bool multiclass = false;
     PreprocessOptions pre;
     ModalityPolicy modality = ModalityPolicy::CtOnly;
@@ -63,13 +65,21 @@ Predictor::Predictor(const fs::path& model_path, int threads) : impl_(std::make_
         impl_->pre = preprocess_from_meta(meta);
         impl_->tta_hflip = meta.value("tta", std::string("none")) == "hflip";
         impl_->context = meta.value("context", 0);
+        impl_->slice_thresholds = impl_->thresholds;
+        if (meta.contains("study")) impl_->slice_thresholds = meta["study"].at("slice_thresholds").get<std::vector<double>>();
         std::string m = meta.contains("preprocess") ? meta["preprocess"].value("modality", std::string("ct")) : "ct";
         impl_->modality = parse_modality_policy(m);
     } catch (const nlohmann::json::exception& e) {
         throw InputError(model_path.string() + ": model metadata incomplete (" + e.what() + ")");
     }
-    if (impl_->thresholds.size() != impl_->labels.size()) {
+    if (impl_->thresholds.size() != impl_->labels.size() || impl_->slice_thresholds.size() != impl_->labels.size()) {
         throw InputError(model_path.string() + ": thresholds do not match the labels");
+    }
+    if (meta.contains("study")) {
+        impl_->study = load_study_model(model_path);
+        if (impl_->study->config().num_labels != static_cast<int>(impl_->labels.size()) || impl_->multiclass) {
+            throw InputError(model_path.string() + ": the study model does not match the slice model's labels");
+        }
     }
     prepare_for_inference(*impl_->loaded.model);
     logger().debug("{}: loaded in {:.3f} s", model_path.string(),
@@ -81,24 +91,59 @@ Predictor::~Predictor() = default;
 const nlohmann::json& Predictor::meta() const { return impl_->loaded.meta; }
 const std::vector<std::string>& Predictor::labels() const { return impl_->labels; }
 const std::vector<double>& Predictor::thresholds() const { return impl_->thresholds; }
+const std::vector<double>& Predictor::slice_thresholds() const { return impl_->slice_thresholds; }
+bool Predictor::has_study_model() const { return impl_->study != nullptr; }
 bool Predictor::multiclass() const { return impl_->multiclass; }
 const PreprocessOptions& Predictor::preprocess_options() const { return impl_->pre; }
 ModalityPolicy Predictor::modality() const { return impl_->modality; }
 int Predictor::context() const { return impl_->context; }
 
-std::vector<int> Predictor::decide(const std::vector<double>& p, double threshold_override) const {
+namespace {
+std::vector<int> decide_with(const std::vector<double>& p, const std::vector<double>& thresholds, bool multiclass,
+                             double threshold_override) {
     std::vector<int> d(p.size(), 0);
-    if (impl_->multiclass) {
+    if (multiclass) {
         size_t best = 0;
         for (size_t i = 1; i < p.size(); ++i) if (p[i] > p[best]) best = i;
         if (!p.empty()) d[best] = 1;
         return d;
     }
     for (size_t i = 0; i < p.size(); ++i) {
-        double t = threshold_override >= 0 ? threshold_override : impl_->thresholds[i];
+        double t = threshold_override >= 0 ? threshold_override : thresholds[i];
         d[i] = p[i] >= t ? 1 : 0;
     }
     return d;
+}
+}  // namespace
+
+std::vector<int> Predictor::decide(const std::vector<double>& p, double threshold_override) const {
+    return decide_with(p, impl_->thresholds, impl_->multiclass, threshold_override);
+}
+
+StudyPrediction Predictor::predict_study(const std::vector<Prediction>& slices, double threshold_override) {
+    if (!impl_->study) throw UsageError("predict_study: this model has no study model");
+    std::vector<std::vector<double>> probs;
+    for (const auto& s : slices) probs.push_back(s.probabilities);
+    StudyPrediction out;
+    torch::Tensor slice_p, study_p;
+    {
+        std::lock_guard<std::mutex> lock(impl_->mutex);
+        c10::InferenceMode guard;
+        const torch::Tensor x = study_features(probs).unsqueeze(0);
+        auto [slice_logits, study_logits] = impl_->study->forward(x, torch::ones({1, x.size(1)}));
+        slice_p = torch::sigmoid(slice_logits[0]).contiguous();
+        study_p = torch::sigmoid(study_logits[0]).contiguous();
+    }
+    auto row = [&](const float* v, int64_t n) {
+        Prediction p;
+        p.probabilities.assign(v, v + n);
+        p.decisions = decide(p.probabilities, threshold_override);
+        return p;
+    };
+    const int64_t L = slice_p.size(1);
+    for (int64_t t = 0; t < slice_p.size(0); ++t) out.slices.push_back(row(slice_p.data_ptr<float>() + t * L, L));
+    out.study = row(study_p.data_ptr<float>(), L);
+    return out;
 }
 
 namespace {
@@ -124,6 +169,7 @@ torch::Tensor batch_of(const std::vector<Sample>& samples, size_t start, size_t 
 }  // namespace
 
 namespace {
+// Rows of slice-model probabilities, decided by the slice model's thresholds.
 std::vector<Prediction> rows_of(const torch::Tensor& probs_in, const Predictor& p) {
     auto probs = probs_in.contiguous();
     auto acc = probs.accessor<float, 2>();
@@ -131,7 +177,7 @@ std::vector<Prediction> rows_of(const torch::Tensor& probs_in, const Predictor& 
     for (long r = 0; r < probs.size(0); ++r) {
         Prediction pr;
         for (long l = 0; l < probs.size(1); ++l) pr.probabilities.push_back(acc[r][l]);
-        pr.decisions = p.decide(pr.probabilities);
+        pr.decisions = decide_with(pr.probabilities, p.slice_thresholds(), p.multiclass(), -1);
         out.push_back(std::move(pr));
     }
     return out;

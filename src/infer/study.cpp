@@ -230,6 +230,11 @@ Prediction study_prediction(const Predictor& predictor, const std::vector<Predic
     return overall;
 }
 
+std::string study_rule(const Predictor& predictor) {
+    if (predictor.has_study_model()) return "study model";
+    return predictor.multiclass() ? "mean of slices" : "highest slice";
+}
+
 namespace {
 
 void classify(const StudyInput& input, Predictor& predictor, const AnalysisOptions& options, StudyResult& r) {
@@ -246,8 +251,15 @@ void classify(const StudyInput& input, Predictor& predictor, const AnalysisOptio
                    ? predictor.predict_samples(inputs, options.batch, r.heatmaps)
                    : predictor.predict_samples(inputs, options.batch);
     logger().debug("{}: model on {} images in {:.3f} s", r.name, r.samples.size(), seconds_since(t0));
-    for (auto& p : r.slices) p.decisions = predictor.decide(p.probabilities, options.threshold);
-    r.study = study_prediction(predictor, r.slices, options.threshold);
+    if (predictor.has_study_model()) {
+        // Stage 2 reads the slice model's outputs over the ordered study (a lone image: a study of one).
+        StudyPrediction staged = predictor.predict_study(r.slices, options.threshold);
+        r.slices = std::move(staged.slices);
+        r.study = std::move(staged.study);
+    } else {
+        for (auto& p : r.slices) p.decisions = predictor.decide(p.probabilities, options.threshold);
+        r.study = study_prediction(predictor, r.slices, options.threshold);
+    }
     const auto& probs = r.study.probabilities;
     const size_t label = static_cast<size_t>(std::max_element(probs.begin(), probs.end()) - probs.begin());
     for (size_t i = 0; i < r.slices.size(); ++i) {

@@ -6,6 +6,7 @@
 #include "hemoscan/error.hpp"
 #include "hemoscan/models/classifier.hpp"
 #include "hemoscan/models/segmenter.hpp"
+#include "hemoscan/models/study_model.hpp"
 #include "hemoscan/util/fs.hpp"
 
 namespace hemoscan {
@@ -16,6 +17,7 @@ constexpr const char* kFormatKey = "hemoscan_format";
 constexpr const char* kMetaKey = "hemoscan_meta";
 constexpr const char* kWeightsKey = "weights";
 constexpr const char* kSegmentTask = "segment";
+constexpr const char* kStudyWeightsKey = "study_weights";
 
 // Shapes of every parameter and buffer by qualified name: Module::load copies tensors without
 // checking that they fit, so load_model() compares these before and after.
@@ -30,13 +32,19 @@ std::map<std::string, std::vector<int64_t>> shapes(const torch::nn::Module& m) {
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
 // Writes meta (with "model" and "task" set) and the module's weights to `path` atomically.
-void write_archive(const std::filesystem::path& path, const torch::nn::Module& model, nlohmann::json full) {
+void write_archive(const std::filesystem::path& path, const torch::nn::Module& model, nlohmann::json full,
+                   const torch::nn::Module* study = nullptr) {
     torch::serialize::OutputArchive archive;
     archive.write(kFormatKey, c10::IValue(static_cast<int64_t>(kModelFormatVersion)));
     archive.write(kMetaKey, c10::IValue(full.dump()));
     torch::serialize::OutputArchive weights;
     model.save(weights);
     archive.write(kWeightsKey, weights);
+    if (study) {
+        torch::serialize::OutputArchive study_weights;
+        study->save(study_weights);
+        archive.write(kStudyWeightsKey, study_weights);
+    }
     write_atomic_with(path, [&](const fs::path& tmp) {
         try {
             archive.save_to(tmp.string());
@@ -108,11 +116,12 @@ void open_file(const std::filesystem::path& path, OpenedFile& out) {
 }
 
 // Loads the weights of `file` into `model`, checking that every shape fits.
-void load_weights(const std::string& name, OpenedFile& file, torch::nn::Module& model, const std::string& arch) {
+void load_weights(const std::string& name, OpenedFile& file, torch::nn::Module& model, const std::string& arch,
+                  const char* key = kWeightsKey) {
     blaming_file(name, [&] {
         const auto expected = shapes(model);
         torch::serialize::InputArchive weights;
-        if (!file.archive.try_read(kWeightsKey, weights)) throw InputError(name + ": model file has no weights");
+        if (!file.archive.try_read(key, weights)) throw InputError(name + ": model file has no " + key);
         model.load(weights);
         if (shapes(model) != expected)
             throw InputError(name + ": weights do not fit the '" + arch + "' architecture");
@@ -133,6 +142,32 @@ void save_segmenter(const std::filesystem::path& path, const SegmenterImpl& mode
     full["model"] = seg_model_config_to_json(model.config());
     full["task"] = kSegmentTask;
     write_archive(path, model, std::move(full));
+}
+
+void save_study_model(const std::filesystem::path& path, const ClassifierImpl& slice_model, const nlohmann::json& meta,
+                      const StudyModelImpl& study) {
+    nlohmann::json full = checked_meta("save_study_model", meta);
+    if (full.contains("study") && !full["study"].is_object()) throw UsageError("save_study_model: meta \"study\" must be an object");
+    full["model"] = model_config_to_json(slice_model.config());
+    full["task"] = "classify";
+    full["study"]["model"] = study_model_config_to_json(study.config());
+    write_archive(path, slice_model, std::move(full), &study);
+}
+
+std::shared_ptr<StudyModelImpl> load_study_model(const std::filesystem::path& path) {
+    const std::string name = path.string();
+    OpenedFile file;
+    open_file(path, file);
+    if (!file.meta.contains("study") || !file.meta["study"].is_object()) {
+        throw InputError(name + ": a slice model without a study model (train one with `--task study`)");
+    }
+    std::shared_ptr<StudyModelImpl> model;
+    blaming_file(name, [&] {
+        model = std::make_shared<StudyModelImpl>(study_model_config_from_json(file.meta["study"].at("model")));
+    });
+    load_weights(name, file, *model, "study-gru", kStudyWeightsKey);
+    model->eval();
+    return model;
 }
 
 nlohmann::json read_model_meta(const std::filesystem::path& path) {

@@ -154,6 +154,7 @@ json analyze(Predictor& predictor, SegPredictor* seg, const StagedUpload& upload
     result["multiclass"] = predictor.multiclass();
     result["result"] = prediction_json(predictor, r.study);
     result["finding"] = finding_of(predictor, r.study);
+    result["study_rule"] = study_rule(predictor);
     result["positive"] = std::any_of(r.study.decisions.begin(), r.study.decisions.end(), [](int d) { return d != 0; });
     result["heatmap_label"] = predictor.labels()[static_cast<size_t>(r.heatmap_label)];
     result["n_slices"] = r.slices.size();

@@ -15,20 +15,6 @@ namespace hemoscan {
 
 namespace {
 
-// Threshold metrics when each case was decided by its own fold's threshold: the confusion counts
-// come from the per-case decisions; AUC, CI, PR AUC, Brier and ECE from the raw pooled scores.
-void apply_fold_decisions(nlohmann::json& lj, const std::vector<int>& truth, const std::vector<int>& decision,
-                          const std::vector<double>& fold_thresholds) {
-    const Confusion c = confusion_of(truth, decision);
-    lj["accuracy"] = c.accuracy();
-    lj["sensitivity"] = c.sensitivity();
-    lj["specificity"] = c.specificity();
-    lj["precision"] = c.precision();
-    lj["f1"] = c.f1();
-    lj["confusion"] = {{c.tn, c.fp}, {c.fn, c.tp}};
-    lj["threshold"] = fold_thresholds;  // one per fold, each chosen on that fold's inner validation
-}
-
 std::pair<double, double> mean_sd(const std::vector<double>& v) {
     if (v.empty()) return {std::nan(""), std::nan("")};
     double m = 0;
@@ -42,6 +28,10 @@ std::pair<double, double> mean_sd(const std::vector<double>& v) {
 }  // namespace
 
 nlohmann::json cross_validate(const TrainOptions& options, const CvCallbacks& cb) {
+    return cross_validate_items(options, {}, cb).metrics;
+}
+
+CvResult cross_validate_items(const TrainOptions& options, const std::vector<size_t>& items_in, const CvCallbacks& cb) {
     const int K = options.folds;
     if (K < 2) throw UsageError("`folds` must be >= 2 for cross-validation");
     validate_train_options(options);  // before any file of the run is written
@@ -51,9 +41,16 @@ nlohmann::json cross_validate(const TrainOptions& options, const CvCallbacks& cb
     DatasetOptions dopt;
     dopt.labels = options.labels;
     Dataset ds = open_dataset(options.data, dopt);
-    const auto folds = grouped_stratified_folds(ds, K, options.seed);
+    std::vector<size_t> items = items_in;
+    if (items.empty()) {
+        for (size_t i = 0; i < ds.size(); ++i) items.push_back(i);
+    }
+    Dataset part = ds;  // the items cross-validated; folds over them
+    part.items.clear();
+    for (size_t i : items) part.items.push_back(ds.items.at(i));
+    const auto folds = grouped_stratified_folds(part, K, options.seed);
     fs::create_directories(out);
-    write_split_csv(out / "split.csv", ds, folds);
+    write_split_csv(out / "split.csv", part, folds);
     write_file_atomic(out / "config.json", nlohmann::json({{"hemoscan_version", kVersion},
                                                             {"command", "cv"},
                                                             {"options", train_options_to_json(options)},
@@ -62,6 +59,7 @@ nlohmann::json cross_validate(const TrainOptions& options, const CvCallbacks& cb
                                                             {"runtime", runtime_json()}})
                                                    .dump(2) + "\n");
 
+    CvResult result;
     PredictionTable pooled;
     pooled.label_names = ds.label_names;
     pooled.multiclass = ds.multiclass;
@@ -72,7 +70,8 @@ nlohmann::json cross_validate(const TrainOptions& options, const CvCallbacks& cb
 
     for (int k = 0; k < K; ++k) {
         if (cb.fold_start) cb.fold_start(k, K);
-        Split outer = fold_split(folds, k);
+        Split outer;
+        for (size_t r = 0; r < items.size(); ++r) (folds[r] == k ? outer.val : outer.train).push_back(items[r]);
         // Inner grouped holdout inside the training folds: early stopping and the threshold never see
         // the fold being tested.
         Dataset sub = ds;
@@ -118,6 +117,9 @@ nlohmann::json cross_validate(const TrainOptions& options, const CvCallbacks& cb
         }
         if (fm.contains("accuracy") && !fm["accuracy"].is_null()) fold_values["accuracy"].push_back(fm["accuracy"]);
         for (size_t r = 0; r < fold_table.size(); ++r) {
+            result.items.push_back(outer.val[r]);
+            result.probs.push_back(fold_table.probs[r]);
+            result.folds.push_back(k);
             pooled.add(ds.items[outer.val[r]], fold_table.probs[r], k);
             decisions.push_back(predictor.decide(fold_table.probs[r]));
         }
@@ -127,15 +129,13 @@ nlohmann::json cross_validate(const TrainOptions& options, const CvCallbacks& cb
     std::vector<double> placeholder(ds.label_names.size(), 0.5);
     nlohmann::json metrics = compute_metrics(pooled, placeholder, options.seed);
     if (!pooled.multiclass) {
+        // Each case decided by its own fold's thresholds, each chosen on that fold's inner validation.
+        pooled.decisions = decisions;
+        apply_case_decisions(metrics, pooled);
         for (size_t l = 0; l < ds.label_names.size(); ++l) {
-            std::vector<int> t, d;
             std::vector<double> ft;
-            for (size_t i = 0; i < pooled.size(); ++i) {
-                t.push_back(pooled.truths[i][l]);
-                d.push_back(decisions[i][l]);
-            }
             for (const auto& th : thresholds_by_fold) ft.push_back(th[l]);
-            apply_fold_decisions(metrics["labels"][ds.label_names[l]], t, d, ft);
+            metrics["labels"][ds.label_names[l]]["threshold"] = ft;
         }
     }
     nlohmann::json summary = nlohmann::json::object();
@@ -153,7 +153,8 @@ nlohmann::json cross_validate(const TrainOptions& options, const CvCallbacks& cb
     write_predictions_csv(out / "predictions.csv", pooled, placeholder);
     write_metric_plots(out, pooled, placeholder);
     write_file_atomic(out / "metrics.json", metrics.dump(2) + "\n");
-    return metrics;
+    result.metrics = std::move(metrics);
+    return result;
 }
 
 }  // namespace hemoscan

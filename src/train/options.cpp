@@ -50,7 +50,12 @@ nlohmann::json train_options_to_json(const TrainOptions& o) {
                         {"mixup", o.mixup},
                         {"insert_lesions", o.insert_lesions},
                         {"init", o.init},
-                        {"context", o.context}};
+                        {"context", o.context},
+                        {"stage1", o.stage1},
+                        {"stage1_folds", o.stage1_folds},
+                        {"study_epochs", o.study_epochs},
+                        {"study_lr", o.study_lr},
+                        {"study_hidden", o.study_hidden}};
     j["dropout"] = o.dropout ? nlohmann::json(*o.dropout) : nlohmann::json(nullptr);
     return j;
 }
@@ -101,6 +106,11 @@ TrainOptions train_options_from_json(const nlohmann::json& j) {
     get("insert_lesions", o.insert_lesions);
     get("init", o.init);
     get("context", o.context);
+    get("stage1", o.stage1);
+    get("stage1_folds", o.stage1_folds);
+    get("study_epochs", o.study_epochs);
+    get("study_lr", o.study_lr);
+    get("study_hidden", o.study_hidden);
     if (j.contains("dropout") && !j["dropout"].is_null()) o.dropout = j["dropout"].get<double>();
     return o;
 }
@@ -147,6 +157,12 @@ void validate_train_options(const TrainOptions& o) {
     if (o.pretrain_epochs < 0) throw UsageError("`pretrain_epochs` must be >= 0");
     if (o.pretrain_epochs > 0 && o.model != "unet-ae") throw UsageError("`pretrain_epochs` needs `model` unet-ae");
     if (o.context < 0 || o.context > 8) throw UsageError("`context` must be in 0..8 slices on each side");
+    if (o.task == "study") {
+        if (o.stage1.empty() && o.stage1_folds < 2) throw UsageError("`stage1_folds` must be >= 2");
+        if (o.study_epochs < 1) throw UsageError("`study_epochs` must be >= 1");
+        if (!(o.study_lr > 0)) throw UsageError("`study_lr` must be > 0");
+        if (o.study_hidden < 1 || o.study_hidden > 1024) throw UsageError("`study_hidden` must be in 1..1024");
+    }
 }
 
 PreprocessOptions preprocess_options_of(const TrainOptions& o) {

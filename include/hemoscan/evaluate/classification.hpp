@@ -41,6 +41,12 @@ std::vector<double> choose_thresholds(const PredictionTable& table, const std::v
 nlohmann::json compute_metrics(const PredictionTable& table, const std::vector<double>& thresholds,
                                std::uint64_t seed = 0);
 
+// The threshold figures of every label (accuracy, sensitivity, specificity, precision, f1, confusion)
+// recomputed from table.decisions, where each case was decided by its own fold's thresholds (cv).
+// AUC, intervals, Brier and calibration stay those of the pooled scores. Multi-class or no decisions:
+// nothing changes.
+void apply_case_decisions(nlohmann::json& metrics, const PredictionTable& table);
+
 // predictions.csv: path, patient, [fold,] then per label: truth, probability, decision.
 void write_predictions_csv(const std::filesystem::path& file, const PredictionTable& table,
                            const std::vector<double>& thresholds);

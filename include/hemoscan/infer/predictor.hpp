@@ -24,6 +24,12 @@ struct Prediction {
 // docs/notebook/results-log-2026-11.md, issue 7).
 constexpr int kInferenceBatch = 8;
 
+// What a study model (`train --task study`, stage 2) makes of a study's slices.
+struct StudyPrediction {
+    std::vector<Prediction> slices;  // per slice, in the study's order
+    Prediction study;                // per label: the highest slice (the model's study output)
+};
+
 class Predictor {
 public:
     // threads: intra-op threads (0 = all cores). Throws InputError for a missing/corrupt model file.
@@ -34,7 +40,10 @@ public:
 
     const nlohmann::json& meta() const;
     const std::vector<std::string>& labels() const;
+    // The thresholds of the final outputs: the study model's when the file has one, else the slice model's.
     const std::vector<double>& thresholds() const;
+    // The slice model's own thresholds, which predict_samples() and predict_batch() decide with.
+    const std::vector<double>& slice_thresholds() const;
     bool multiclass() const;
     const PreprocessOptions& preprocess_options() const;
     ModalityPolicy modality() const;
@@ -54,6 +63,12 @@ public:
     Prediction predict(const DicomSlice& slice);
     // Grad-CAM of output `index` for one preprocessed sample: CV_32F map in [0, 1], sample size.
     cv::Mat heatmap(const Sample& sample, int index);
+    // A model file with a study model (stage 2 over the slice model's outputs, issue 26).
+    bool has_study_model() const;
+    // The slice model's predictions of one study's slices, in slice order -> the study model's per-slice
+    // and study predictions, decided by thresholds() (or `threshold_override` when >= 0). Without a
+    // study model: UsageError.
+    StudyPrediction predict_study(const std::vector<Prediction>& slices, double threshold_override = -1);
     // Decisions for probabilities with the model's thresholds (or `threshold_override` when >= 0).
     std::vector<int> decide(const std::vector<double>& probabilities, double threshold_override = -1) const;
 

@@ -90,6 +90,10 @@ struct StudyResult {
 // (>= 0) or the model's thresholds.
 Prediction study_prediction(const Predictor& predictor, const std::vector<Prediction>& slices, double threshold = -1);
 
+// How a classifier turns slices into the study's result, as outputs name it: "study model" (stage 2 of
+// `train --task study`), "highest slice" (multi-label slice models) or "mean of slices" (multi-class).
+std::string study_rule(const Predictor& predictor);
+
 // Runs the classifier and/or the segmenter (either may be null, not both) on one study.
 StudyResult analyze_study(const StudyInput& input, Predictor* classifier, SegPredictor* segmenter,
                           const AnalysisOptions& options = {});

@@ -15,6 +15,7 @@ namespace hemoscan {
 
 class ClassifierImpl;
 class SegmenterImpl;
+class StudyModelImpl;
 
 inline constexpr int kModelFormatVersion = 1;
 
@@ -45,6 +46,17 @@ struct LoadedSegmenter {
 void save_segmenter(const std::filesystem::path& path, const SegmenterImpl& model,
                     const nlohmann::json& meta = nlohmann::json::object());
 LoadedSegmenter load_segmenter(const std::filesystem::path& path);
+
+// Study models (issue 26): a classifier file whose classifier is the slice model (stage 1) and whose
+// meta["study"] holds the study model's config under "model" (stage 2); the study model's weights are
+// a nested archive "study_weights". load_model() reads the slice model of such a file (so evaluate,
+// Grad-CAM and every slice-level tool work on it), load_study_model() the study model. meta["study"]
+// must be an object (UsageError).
+void save_study_model(const std::filesystem::path& path, const ClassifierImpl& slice_model, const nlohmann::json& meta,
+                      const StudyModelImpl& study);
+// The study model of a file written by save_study_model() (eval mode); InputError naming the file when
+// it has none or it does not fit its config.
+std::shared_ptr<StudyModelImpl> load_study_model(const std::filesystem::path& path);
 
 // Only the meta JSON of a model file (same errors as load_model), e.g. to choose between the
 // classification and segmentation paths by meta["task"].

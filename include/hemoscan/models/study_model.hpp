@@ -6,7 +6,9 @@
 // maximum over its slices (a bleed on one slice is a bleed of the study).
 #include <torch/torch.h>
 
+#include <nlohmann/json.hpp>
 #include <utility>
+#include <vector>
 
 namespace hemoscan {
 
@@ -36,5 +38,20 @@ private:
     torch::nn::Linear head_{nullptr};
 };
 TORCH_MODULE(StudyModel);
+
+nlohmann::json study_model_config_to_json(const StudyModelConfig& c);
+StudyModelConfig study_model_config_from_json(const nlohmann::json& j);  // UsageError for a bad config
+
+// The study model's input for one study: per slice, the slice model's probabilities as log-odds,
+// clipped to +-8 and divided by 4 (T x L). Probabilities rather than pooled features keep stage 2
+// independent of the slice model's architecture, and every slice model gives them (TTA included).
+torch::Tensor study_features(const std::vector<std::vector<double>>& slice_probs);
+
+// Studies of different lengths as one padded batch: x B x T x F, mask B x T, and, when `targets` is
+// given (T_i x L each), y B x T x L (padding 0).
+struct StudyBatch {
+    torch::Tensor x, mask, y;
+};
+StudyBatch pad_studies(const std::vector<torch::Tensor>& features, const std::vector<torch::Tensor>& targets = {});
 
 }  // namespace hemoscan

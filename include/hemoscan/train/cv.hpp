@@ -18,4 +18,17 @@ struct CvCallbacks {
 // fold of each case), split.csv, config.json and the ROC/PR/confusion plots.
 nlohmann::json cross_validate(const TrainOptions& options, const CvCallbacks& callbacks = {});
 
+// The out-of-fold outputs of a cross-validation: every case's probabilities from the fold model that
+// did not see it.
+struct CvResult {
+    nlohmann::json metrics;                   // what metrics.json holds
+    std::vector<size_t> items;                // dataset items, in pooled order
+    std::vector<std::vector<double>> probs;   // per item
+    std::vector<int> folds;                   // per item: its fold
+};
+// cross_validate() over some items of the data only (all when `items` is empty); folds are made over
+// those items (grouped by patient, stratified).
+CvResult cross_validate_items(const TrainOptions& options, const std::vector<size_t>& items,
+                              const CvCallbacks& callbacks = {});
+
 }  // namespace hemoscan

@@ -18,7 +18,7 @@
 namespace hemoscan {
 
 struct TrainOptions {
-    std::string task = "classify";    // classify | segment (train_segmenter, train/segment.hpp)
+    std::string task = "classify";    // classify | segment (train/segment.hpp) | study (train/study.hpp)
     std::string data;                 // DATA folder (one of the three forms; segment: see data/seg_dataset.hpp)
     std::vector<std::string> labels;  // label columns (empty = all)
     std::string model = "cnn";
@@ -70,6 +70,13 @@ struct TrainOptions {
     // Transfer learning: start from the weights of this model file (same architecture; tensors whose
     // name or shape differ, e.g. a head for other labels, keep their fresh initialisation). Empty = off.
     std::string init;
+    // Study task (task = study, issue 26): stage 1 is the slice classifier the options above describe;
+    // stage 2 a sequence model over its per-slice outputs, trained on out-of-fold outputs.
+    std::string stage1;        // a slice model file to use as stage 1 instead of training one
+    int stage1_folds = 5;      // folds for the out-of-fold stage-1 outputs of the training studies
+    int study_epochs = 40;     // stage 2
+    double study_lr = 3e-3;
+    int study_hidden = 64;     // GRU units per direction
 };
 
 nlohmann::json train_options_to_json(const TrainOptions& o);
