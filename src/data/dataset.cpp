@@ -154,7 +154,7 @@ long parse_slice(const std::string& v, const std::string& where) {
     char* end = nullptr;
     const long value = v.empty() ? 0 : std::strtol(v.c_str(), &end, 10);
     if (v.empty() || end == nullptr || *end != '\0') {
-        throw InputError(where + ": `slice` is not an integer ('" + v + "')");
+        throw InputError(where + ": \"slice\" is not an integer ('" + v + "')");
     }
     return value;
 }

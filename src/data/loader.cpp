@@ -382,7 +382,7 @@ DataLoader::DataLoader(const Dataset& dataset, std::vector<size_t> indices, Prep
     for (size_t local = 0; local < indices_.size(); ++local) st.local_of.emplace(indices_[local], local);
     if (options_.context > 0) {
         if (!dataset_.ordered) {
-            throw UsageError("`context` needs slices in study order: a manifest with a `slice` column, or the RSNA layout");
+            throw UsageError("`context` needs slices in study order: a manifest with a \"slice\" column, or the RSNA layout");
         }
         st.studies = dataset_.studies();
         for (size_t s = 0; s < st.studies.size(); ++s) {

@@ -112,7 +112,7 @@ void decide_by_fold(PredictionTable& table, const std::vector<std::vector<double
 StudyProbs predict_study_slices(Predictor& predictor, const Dataset& ds, const std::vector<size_t>& items,
                                 const EvaluateOptions& options) {
     if (!ds.ordered) {
-        throw InputError(ds.root.string() + ": a study model needs slices in study order: a manifest with a `slice` "
+        throw InputError(ds.root.string() + ": a study model needs slices in study order: a manifest with a \"slice\" "
                          "column, or the RSNA layout");
     }
     if (items.empty()) return {};

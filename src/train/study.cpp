@@ -20,12 +20,16 @@
 #include "hemoscan/version.hpp"
 #include "train/optimizer.hpp"
 #include "train/run_loop.hpp"
+#include "train/study_detail.hpp"
 
 namespace hemoscan {
 
 namespace fs = std::filesystem;
 using train_detail::EpochScore;
 using train_detail::EpochStats;
+using train_detail::Stage2;
+using train_detail::stage2_outputs;
+using train_detail::train_stage2;
 
 namespace {
 
@@ -66,8 +70,7 @@ torch::Tensor study_loss(const torch::Tensor& slice_logits, const torch::Tensor&
 
 // The study model's probabilities of every slice and study of `p` (eval mode, no gradients), into a
 // copy of `p`; also the mean loss when the targets are given.
-StudyProbs stage2_outputs(StudyModelImpl& model, const StudyProbs& p, const StudySet* targets = nullptr,
-                          double* loss = nullptr) {
+StudyProbs scored(StudyModelImpl& model, const StudyProbs& p, const StudySet* targets, double* loss) {
     model.eval();
     torch::NoGradGuard ng;
     StudyProbs out = p;
@@ -166,7 +169,7 @@ public:
                     {{"val_loss", nullptr}, {"val_auc", nullptr}, {"val_study_auc", nullptr}, {"auc", aucs}}};
         }
         double val_loss = 0;
-        const StudyProbs out = stage2_outputs(model_, val_p_, &val_, &val_loss);
+        const StudyProbs out = scored(model_, val_p_, &val_, &val_loss);
         const StudyTables t = study_tables(ds_, out);
         const double slice_auc = macro_auc_of(t.slices), study_auc = macro_auc_of(t.studies, &aucs);
         return {-val_loss,
@@ -196,14 +199,69 @@ private:
     torch::optim::Optimizer& opt_;
 };
 
-struct Stage2 {
-    std::shared_ptr<StudyModelImpl> model;  // the best epoch's weights, eval mode
-    std::vector<double> thresholds;         // per label, chosen on the validation studies' slices
-    int best_epoch = -1, epochs_run = 0;
-};
+// The data of a study task: ordered slices with multi-label labels.
+Dataset open_study_data(const TrainOptions& o) {
+    DatasetOptions dopt;
+    dopt.labels = o.labels;
+    Dataset ds = open_dataset(o.data, dopt);
+    if (!ds.ordered) {
+        throw InputError(o.data + ": `task` study needs slices in study order: a manifest with a \"slice\" column "
+                         "(and \"study\" or \"patient\"), or the RSNA layout");
+    }
+    if (ds.multiclass) throw InputError(o.data + ": `task` study needs label columns (sigmoid per label), not class folders");
+    return ds;
+}
 
-// Trains a study model on `train` (stage-1 outputs of training studies) into `dir`, choosing the epoch
-// and the thresholds on `val` (may be empty: last epoch, thresholds at the training prevalence).
+void write_config(const fs::path& out, const char* command, const TrainOptions& o, const Dataset& ds) {
+    fs::create_directories(out);
+    write_file_atomic(out / "config.json", nlohmann::json({{"hemoscan_version", kVersion},
+                                                            {"command", command},
+                                                            {"task", "study"},
+                                                            {"options", train_options_to_json(o)},
+                                                            {"data_fingerprint", ds.fingerprint()},
+                                                            {"labels", ds.label_names},
+                                                            {"studies", ds.studies().size()},
+                                                            {"runtime", runtime_json()}})
+                                                   .dump(2) + "\n");
+}
+
+// Stage-1 options: the slice classifier the study options describe.
+TrainOptions stage1_options(const TrainOptions& o, const fs::path& out, int folds) {
+    TrainOptions o1 = o;
+    o1.task = "classify";
+    o1.out = out.string();
+    o1.folds = folds;
+    o1.fold = 0;
+    // A rerun after an interruption reuses the finished folds; the pooled figures are derived again.
+    std::error_code ec;
+    fs::remove(out / "metrics.json", ec);
+    return o1;
+}
+
+// The study file: the slice model with its thresholds moved under "study", the study model's thresholds
+// as the file's own.
+void save_study_file(const fs::path& file, const fs::path& stage1_file, const Stage2& s2, const nlohmann::json& info) {
+    LoadedModel slice = load_model(stage1_file);
+    nlohmann::json meta = slice.meta;
+    nlohmann::json study = meta.contains("study") ? meta["study"] : nlohmann::json::object();
+    if (!meta.contains("study")) {
+        study["slice_thresholds"] = meta.contains("thresholds") ? meta["thresholds"]
+                                    : nlohmann::json(std::vector<double>(s2.thresholds.size(), 0.5));
+    }
+    study["features"] = "stage-1 log-odds / 4";
+    study["best_epoch"] = s2.best_epoch;
+    study.update(info);
+    meta["study"] = study;
+    meta["thresholds"] = s2.thresholds;
+    save_study_model(file, *slice.model, meta, *s2.model);
+}
+
+}  // namespace
+
+namespace train_detail {
+
+StudyProbs stage2_outputs(StudyModelImpl& model, const StudyProbs& p) { return scored(model, p, nullptr, nullptr); }
+
 Stage2 train_stage2(const TrainOptions& o, const Dataset& ds, const StudyProbs& train, const StudyProbs& val,
                     const fs::path& dir, const TrainCallbacks& cb) {
     if (train.studies.empty()) throw InputError(o.data + ": no training studies for the study model");
@@ -261,64 +319,7 @@ Stage2 train_stage2(const TrainOptions& o, const Dataset& ds, const StudyProbs& 
     return r;
 }
 
-// The data of a study task: ordered slices with multi-label labels.
-Dataset open_study_data(const TrainOptions& o) {
-    DatasetOptions dopt;
-    dopt.labels = o.labels;
-    Dataset ds = open_dataset(o.data, dopt);
-    if (!ds.ordered) {
-        throw InputError(o.data + ": `task` study needs slices in study order: a manifest with a `slice` column "
-                         "(and `study` or `patient`), or the RSNA layout");
-    }
-    if (ds.multiclass) throw InputError(o.data + ": `task` study needs label columns (sigmoid per label), not class folders");
-    return ds;
-}
-
-void write_config(const fs::path& out, const char* command, const TrainOptions& o, const Dataset& ds) {
-    fs::create_directories(out);
-    write_file_atomic(out / "config.json", nlohmann::json({{"hemoscan_version", kVersion},
-                                                            {"command", command},
-                                                            {"task", "study"},
-                                                            {"options", train_options_to_json(o)},
-                                                            {"data_fingerprint", ds.fingerprint()},
-                                                            {"labels", ds.label_names},
-                                                            {"studies", ds.studies().size()},
-                                                            {"runtime", runtime_json()}})
-                                                   .dump(2) + "\n");
-}
-
-// Stage-1 options: the slice classifier the study options describe.
-TrainOptions stage1_options(const TrainOptions& o, const fs::path& out, int folds) {
-    TrainOptions o1 = o;
-    o1.task = "classify";
-    o1.out = out.string();
-    o1.folds = folds;
-    o1.fold = 0;
-    // A rerun after an interruption reuses the finished folds; the pooled figures are derived again.
-    std::error_code ec;
-    fs::remove(out / "metrics.json", ec);
-    return o1;
-}
-
-// The study file: the slice model with its thresholds moved under "study", the study model's thresholds
-// as the file's own.
-void save_study_file(const fs::path& file, const fs::path& stage1_file, const Stage2& s2, const nlohmann::json& info) {
-    LoadedModel slice = load_model(stage1_file);
-    nlohmann::json meta = slice.meta;
-    nlohmann::json study = meta.contains("study") ? meta["study"] : nlohmann::json::object();
-    if (!meta.contains("study")) {
-        study["slice_thresholds"] = meta.contains("thresholds") ? meta["thresholds"]
-                                    : nlohmann::json(std::vector<double>(s2.thresholds.size(), 0.5));
-    }
-    study["features"] = "stage-1 log-odds / 4";
-    study["best_epoch"] = s2.best_epoch;
-    study.update(info);
-    meta["study"] = study;
-    meta["thresholds"] = s2.thresholds;
-    save_study_model(file, *slice.model, meta, *s2.model);
-}
-
-}  // namespace
+}  // namespace train_detail
 
 TrainResult train_study(const TrainOptions& options, const CvCallbacks& cb) {
     TrainOptions o = options;

@@ -483,7 +483,7 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
         throw InputError(o.data + ": a class-folder dataset needs at least two classes");
     }
     if (o.context > 0 && !ds.ordered) {
-        throw InputError(o.data + ": `context` needs slices in study order: a manifest with a `slice` column, or the "
+        throw InputError(o.data + ": `context` needs slices in study order: a manifest with a \"slice\" column, or the "
                          "RSNA layout");
     }
     const Split split = choose_split(o, ds, split_override);

@@ -305,3 +305,50 @@ TEST(CliTrain, DemoWritesReport) {
     EXPECT_TRUE(fs::exists(d / "demo" / "mine.txt"));
     EXPECT_TRUE(fs::exists(report));
 }
+
+// The study task through the binary: train (both stages into one model file), evaluate (both levels),
+// predict on a series (the study model's outputs, named as such), cv; options it does not take.
+TEST(CliTrain, StudyTaskTrainEvaluatePredictCv) {
+    TempDir d;
+    auto r = run_hemoscan("synth --out " + q(d / "cohort") + " --studies 8 --seed 3 --size 48 --slices 5 --format rsna");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const fs::path data = d / "cohort" / "rsna";
+    const std::string study = std::string(kSmall) + " --epochs 1 --stage1-folds 2 --study-epochs 2 --study-hidden 8";
+    r = run_hemoscan("train --task study --data " + q(data) + " --out " + q(d / "run") + study);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("study level, stage 1 + study model"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("RSNA weighted log loss"), std::string::npos) << r.output;
+    EXPECT_EQ(read_json(d / "run" / "config.json")["options"]["study_hidden"], 8);
+
+    r = run_hemoscan("evaluate --model " + q(d / "run" / "model.pt") + " --data " + q(data) + " --out " + q(d / "ev") +
+                     " --threads 1");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto m = read_json(d / "ev" / "metrics.json");
+    EXPECT_EQ(m["study"]["n"], 8);
+    EXPECT_EQ(m["slice"]["n"], 40);
+    EXPECT_TRUE(m["stage1"]["study"].contains("labels"));
+
+    r = run_hemoscan("predict --model " + q(d / "run" / "model.pt") + " " + q(data / "stage_2_train_images") +
+                     " --out " + q(d / "p.json") + " --threads 1");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("slices: study model"), std::string::npos) << r.output;
+    const auto p = read_json(d / "p.json");
+    ASSERT_EQ(p.size(), 8u);
+    EXPECT_EQ(p[0]["study_rule"], "study model");
+    EXPECT_EQ(p[0]["slices"].size(), 5u);
+
+    r = run_hemoscan("cv --task study --folds 2 --data " + q(data) + " --out " + q(d / "cv") + study);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("pooled out-of-fold (8 studies)"), std::string::npos) << r.output;
+    EXPECT_TRUE(fs::exists(d / "cv" / "study_predictions.csv"));
+
+    r = run_hemoscan("cv --task segment --folds 2 --data " + q(data) + " --out " + q(d / "cv2") + kSmall);
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    r = run_hemoscan("train --resume " + q(d / "run"));
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("--task study"), std::string::npos) << r.output;
+    test::write_blob_dataset(d / "blobs", 4);
+    r = run_hemoscan("train --task study --data " + q(d / "blobs") + " --out " + q(d / "run3") + study);
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_NE(r.output.find("a manifest with a \"slice\" column"), std::string::npos) << r.output;
+}

@@ -152,7 +152,7 @@ TEST(OrderedManifest, SliceColumnOrdersStudies) {
     EXPECT_EQ(ds.items[studies[1][0]].slice, 0);
 
     test::write_text(d / "manifest.csv", "path,patient,slice,any\na1.png,p1,1,0\na2.png,p1,x,1\n");
-    test::expect_input_error([&] { open_dataset(d.path()); }, {"manifest.csv:3", "`slice` is not an integer"});
+    test::expect_input_error([&] { open_dataset(d.path()); }, {"manifest.csv:3", "\"slice\" is not an integer"});
     test::write_text(d / "manifest.csv", "path,patient,slice,any\na1.png,p1,4,0\na2.png,p2,4,1\na3.png,p1,4,1\n");
     test::expect_input_error([&] { open_dataset(d.path()); }, {"manifest.csv:4", "manifest.csv:2", "slice 4"});
     // Without a `slice` column a manifest is not ordered.
