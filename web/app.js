@@ -215,7 +215,10 @@ function showResult(r, fresh) {
   if (r.n_slices > 1) parts.push(`${r.n_slices} slices`);
   parts.push(new Date(r.created).toLocaleString());
   $("result-meta").textContent = parts.join(" · ");
-  $("study-title").textContent = r.n_slices > 1 ? "Study (maximum over slices)" : "Result";
+  // The server names how the slices became the study's result (the study model, or the highest slice).
+  const rule = r.study_rule === "study model" ? "study model over the slices"
+    : r.study_rule === "mean of slices" ? "mean over slices" : "maximum over slices";
+  $("study-title").textContent = r.n_slices > 1 ? `Study (${rule})` : "Result";
   probabilityList($("probabilities"), r.result, r.labels, "probability");
   $("slice-block").hidden = r.n_slices <= 1;
 

@@ -246,6 +246,7 @@ TEST_F(Serve, SeriesZipSlicesWindowsAndHeatmaps) {
     json j = body(r);
     const std::string id = j["id"];
     EXPECT_EQ(j["kind"], "series");
+    EXPECT_EQ(j["study_rule"], "highest slice");
     EXPECT_EQ(j["n_slices"], kSeriesSlices);
     EXPECT_EQ(j["windows"], json({"brain", "subdural", "bone"}));
     EXPECT_EQ(j["render"]["default_window"], "brain");
@@ -344,6 +345,45 @@ TEST_F(Serve, SeriesZipSlicesWindowsAndHeatmaps) {
     ASSERT_EQ(body(r)["results"].size(), 1u);
     EXPECT_EQ(body(r)["results"][0]["id"], id);
     EXPECT_EQ(body(r)["results"][0]["name"], "Doe_Jane.zip");
+}
+
+// A study model (`train --task study`) behind the server: the per-slice and study results are the study
+// model's, the same as `hemoscan predict` gives, and the page is told so.
+TEST_F(Serve, StudyModelPerSliceAndStudyResults) {
+    TempDir d;
+    auto r = test::run_hemoscan("synth --out " + test::shell_quote(d / "cohort") +
+                                " --studies 6 --seed 2 --size 48 --slices 4 --format rsna");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = test::run_hemoscan("train --task study --data " + test::shell_quote(d / "cohort" / "rsna") + " --out " +
+                           test::shell_quote(d / "run") +
+                           " --model cnn-simple --size 48 --batch 8 --threads 1 --workers 1 --augment off --epochs 1"
+                           " --stage1-folds 2 --study-epochs 2 --study-hidden 8");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    ServeProcess s(d / "run" / "model.pt", d / "served");
+    ASSERT_TRUE(s.up());
+    auto c = s.client();
+    auto res = post(c, series_files());
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 201) << res->body;
+    const json j = body(res);
+    EXPECT_EQ(j["study_rule"], "study model");
+    ASSERT_EQ(j["slices"].size(), static_cast<size_t>(kSeriesSlices));
+    auto cli = test::run_hemoscan("predict --model " + test::shell_quote(d / "run" / "model.pt") + " " +
+                                  test::shell_quote(path("series")) + " --threads 1 --out " +
+                                  test::shell_quote(d / "cli.json"));
+    ASSERT_EQ(cli.exit_code, 0) << cli.output;
+    const json expected = test::read_json(d / "cli.json")[0];
+    EXPECT_EQ(expected["study_rule"], "study model");
+    for (const char* label : {"any", "subdural"}) {
+        double top = 0;
+        for (int i = 0; i < kSeriesSlices; ++i) {
+            const double p = j["slices"][i]["result"][label]["probability"];
+            EXPECT_NEAR(p, expected["slices"][i]["result"][label]["probability"].get<double>(), 1e-6) << i;
+            top = std::max(top, p);
+        }
+        EXPECT_NEAR(j["result"][label]["probability"].get<double>(), top, 1e-6) << label;
+        EXPECT_NEAR(expected["result"][label]["probability"].get<double>(), top, 1e-6) << label;
+    }
 }
 
 TEST_F(Serve, ErrorsAreJson) {
