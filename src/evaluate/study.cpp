@@ -55,10 +55,11 @@ StudyTables study_tables(const Dataset& ds, const StudyProbs& p) {
     return t;
 }
 
-nlohmann::json two_level_metrics(const StudyTables& t, const std::vector<double>& thresholds, std::uint64_t seed) {
+nlohmann::json two_level_metrics(const StudyTables& t, const std::vector<double>& thresholds, std::uint64_t seed,
+                                 const std::vector<double>& study_thresholds) {
     nlohmann::json j;
     j["slice"] = compute_metrics(t.slices, thresholds, seed);
-    j["study"] = compute_metrics(t.studies, thresholds, seed);
+    j["study"] = compute_metrics(t.studies, study_thresholds.empty() ? thresholds : study_thresholds, seed);
     j["rsna_log_loss"] = nullptr;
     if (has_rsna_any_label(t.slices.label_names) && t.slices.size() > 0) {
         j["rsna_log_loss"] = rsna_weighted_log_loss(t.slices.probs, t.slices.truths, t.slices.label_names);
@@ -67,10 +68,11 @@ nlohmann::json two_level_metrics(const StudyTables& t, const std::vector<double>
     return j;
 }
 
-void write_two_level_outputs(const fs::path& dir, const StudyTables& t, const std::vector<double>& thresholds) {
+void write_two_level_outputs(const fs::path& dir, const StudyTables& t, const std::vector<double>& thresholds,
+                             const std::vector<double>& study_thresholds) {
     write_predictions_csv(dir / "predictions.csv", t.slices, thresholds);
     // The study table: "path" is the study; rename the column so that the file says what it holds.
-    write_predictions_csv(dir / "study_predictions.csv", t.studies, thresholds);
+    write_predictions_csv(dir / "study_predictions.csv", t.studies, study_thresholds);
     std::string csv = read_file(dir / "study_predictions.csv");
     if (csv.rfind("path,", 0) == 0) csv = "study," + csv.substr(5);
     write_file_atomic(dir / "study_predictions.csv", csv);
@@ -131,17 +133,18 @@ nlohmann::json evaluate_study_probs(Predictor& predictor, const Dataset& ds, Stu
         for (size_t k = 0; k < sp.slices.size(); ++k) stage2.probs[s][k] = sp.slices[k].probabilities;
         stage2.study_probs[s] = sp.study.probabilities;
     }
-    std::vector<double> thresholds = predictor.thresholds(), slice_thresholds = predictor.slice_thresholds();
+    std::vector<double> thresholds = predictor.thresholds(), slice_thresholds = predictor.slice_thresholds(),
+                        study_thresholds = predictor.study_thresholds();
     if (options.threshold >= 0) {
-        thresholds.assign(thresholds.size(), options.threshold);
-        slice_thresholds.assign(slice_thresholds.size(), options.threshold);
+        for (auto* th : {&thresholds, &slice_thresholds, &study_thresholds}) th->assign(th->size(), options.threshold);
     }
     const StudyTables t2 = study_tables(ds, stage2);
-    nlohmann::json metrics = two_level_metrics(t2, thresholds, options.seed);
+    nlohmann::json metrics = two_level_metrics(t2, thresholds, options.seed, study_thresholds);
+    // Stage 1 alone decides a study by its highest slice at the slice model's thresholds.
     metrics["stage1"] = two_level_metrics(study_tables(ds, stage1), slice_thresholds, options.seed);
-    metrics["model_thresholds"] = predictor.thresholds();
+    metrics["model_thresholds"] = {{"slice", predictor.thresholds()}, {"study", predictor.study_thresholds()}};
     fs::create_directories(out);
-    write_two_level_outputs(out, t2, thresholds);
+    write_two_level_outputs(out, t2, thresholds, study_thresholds);
     write_file_atomic(out / "metrics.json", metrics.dump(2) + "\n");
     return metrics;
 }

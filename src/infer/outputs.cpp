@@ -21,11 +21,12 @@ namespace hemoscan {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-json prediction_json(const Predictor& predictor, const Prediction& p, double threshold) {
+json prediction_json(const Predictor& predictor, const Prediction& p, double threshold, bool study) {
     json o = json::object();
     const auto& labels = predictor.labels();
+    const auto& thresholds = study ? predictor.study_thresholds() : predictor.thresholds();
     for (size_t l = 0; l < labels.size(); ++l) {
-        const double t = threshold >= 0 ? threshold : predictor.thresholds()[l];
+        const double t = threshold >= 0 ? threshold : thresholds[l];
         o[labels[l]] = {{"probability", p.probabilities[l]}, {"decision", p.decisions[l] != 0}, {"threshold", t}};
     }
     return o;
@@ -38,7 +39,7 @@ json predictions_json(const Predictor& predictor, const std::vector<StudyResult>
         const StudyResult& r = results[s];
         const std::vector<std::string> none;
         const auto& maps = s < heatmaps.size() ? heatmaps[s] : none;
-        json rj = {{"input", r.name}, {"kind", r.kind}, {"result", prediction_json(predictor, r.study, threshold)}};
+        json rj = {{"input", r.name}, {"kind", r.kind}, {"result", prediction_json(predictor, r.study, threshold, true)}};
         if (r.per_slice()) {
             json slices = json::array();
             for (size_t i = 0; i < r.items.size(); ++i) {

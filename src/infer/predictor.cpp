@@ -27,7 +27,7 @@ PreprocessOptions preprocess_from_meta(const nlohmann::json& meta) {
 struct Predictor::Impl {
     LoadedModel loaded;
     std::vector<std::string> labels;
-    std::vector<double> thresholds, slice_thresholds;
+    std::vector<double> thresholds, slice_thresholds, study_thresholds;
     std::shared_ptr<StudyModelImpl> study;  // stage 2, when the file has one
     bool multiclass = false;
     PreprocessOptions pre;
@@ -65,14 +65,21 @@ Predictor::Predictor(const fs::path& model_path, int threads) : impl_(std::make_
         impl_->pre = preprocess_from_meta(meta);
         impl_->tta_hflip = meta.value("tta", std::string("none")) == "hflip";
         impl_->context = meta.value("context", 0);
-        impl_->slice_thresholds = impl_->thresholds;
-        if (meta.contains("study")) impl_->slice_thresholds = meta["study"].at("slice_thresholds").get<std::vector<double>>();
+        impl_->slice_thresholds = impl_->study_thresholds = impl_->thresholds;
+        if (meta.contains("study")) {
+            const auto& study = meta["study"];
+            impl_->slice_thresholds = study.at("slice_thresholds").get<std::vector<double>>();
+            if (study.contains("study_thresholds")) {
+                impl_->study_thresholds = study["study_thresholds"].get<std::vector<double>>();
+            }
+        }
         std::string m = meta.contains("preprocess") ? meta["preprocess"].value("modality", std::string("ct")) : "ct";
         impl_->modality = parse_modality_policy(m);
     } catch (const nlohmann::json::exception& e) {
         throw InputError(model_path.string() + ": model metadata incomplete (" + e.what() + ")");
     }
-    if (impl_->thresholds.size() != impl_->labels.size() || impl_->slice_thresholds.size() != impl_->labels.size()) {
+    if (impl_->thresholds.size() != impl_->labels.size() || impl_->slice_thresholds.size() != impl_->labels.size() ||
+        impl_->study_thresholds.size() != impl_->labels.size()) {
         throw InputError(model_path.string() + ": thresholds do not match the labels");
     }
     if (meta.contains("study")) {
@@ -92,6 +99,7 @@ const nlohmann::json& Predictor::meta() const { return impl_->loaded.meta; }
 const std::vector<std::string>& Predictor::labels() const { return impl_->labels; }
 const std::vector<double>& Predictor::thresholds() const { return impl_->thresholds; }
 const std::vector<double>& Predictor::slice_thresholds() const { return impl_->slice_thresholds; }
+const std::vector<double>& Predictor::study_thresholds() const { return impl_->study_thresholds; }
 bool Predictor::has_study_model() const { return impl_->study != nullptr; }
 bool Predictor::multiclass() const { return impl_->multiclass; }
 const PreprocessOptions& Predictor::preprocess_options() const { return impl_->pre; }
@@ -134,15 +142,17 @@ StudyPrediction Predictor::predict_study(const std::vector<Prediction>& slices, 
         slice_p = torch::sigmoid(slice_logits[0]).contiguous();
         study_p = torch::sigmoid(study_logits[0]).contiguous();
     }
-    auto row = [&](const float* v, int64_t n) {
+    auto row = [&](const float* v, int64_t n, const std::vector<double>& thresholds) {
         Prediction p;
         p.probabilities.assign(v, v + n);
-        p.decisions = decide(p.probabilities, threshold_override);
+        p.decisions = decide_with(p.probabilities, thresholds, false, threshold_override);
         return p;
     };
     const int64_t L = slice_p.size(1);
-    for (int64_t t = 0; t < slice_p.size(0); ++t) out.slices.push_back(row(slice_p.data_ptr<float>() + t * L, L));
-    out.study = row(study_p.data_ptr<float>(), L);
+    for (int64_t t = 0; t < slice_p.size(0); ++t) {
+        out.slices.push_back(row(slice_p.data_ptr<float>() + t * L, L, impl_->thresholds));
+    }
+    out.study = row(study_p.data_ptr<float>(), L, impl_->study_thresholds);
     return out;
 }
 

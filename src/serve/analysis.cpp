@@ -152,7 +152,7 @@ json analyze(Predictor& predictor, SegPredictor* seg, const StagedUpload& upload
     result["kind"] = r.kind;
     result["labels"] = predictor.labels();
     result["multiclass"] = predictor.multiclass();
-    result["result"] = prediction_json(predictor, r.study);
+    result["result"] = prediction_json(predictor, r.study, -1, true);
     result["finding"] = finding_of(predictor, r.study);
     result["study_rule"] = study_rule(predictor);
     result["positive"] = std::any_of(r.study.decisions.begin(), r.study.decisions.end(), [](int d) { return d != 0; });

@@ -124,6 +124,17 @@ double macro_auc_of(const PredictionTable& t, nlohmann::json* per_label = nullpt
     return n ? sum / n : std::nan("");
 }
 
+// Per label the share of positive rows (0.5 where a label has one class).
+std::vector<double> prevalence(const PredictionTable& t) {
+    std::vector<double> p(t.label_names.size(), 0.5);
+    for (size_t l = 0; l < p.size(); ++l) {
+        double pos = 0;
+        for (const auto& row : t.truths) pos += row[l];
+        if (pos > 0 && pos < static_cast<double>(t.size())) p[l] = pos / static_cast<double>(t.size());
+    }
+    return p;
+}
+
 class StudyTraining final : public train_detail::TrainingTask {
 public:
     StudyTraining(const TrainOptions& o, const Dataset& ds, const StudyProbs& train, const StudyProbs& val,
@@ -253,6 +264,7 @@ void save_study_file(const fs::path& file, const fs::path& stage1_file, const St
     study.update(info);
     meta["study"] = study;
     meta["thresholds"] = s2.thresholds;
+    meta["study"]["study_thresholds"] = s2.study_thresholds;
     save_study_model(file, *slice.model, meta, *s2.model);
 }
 
@@ -300,21 +312,19 @@ Stage2 train_stage2(const TrainOptions& o, const Dataset& ds, const StudyProbs& 
     loop.finish(task);
     model->eval();
     r.model = model;
-    // Thresholds on the validation slices (Youden's J), kept at the training prevalence (the loss's
-    // balanced point: it is unweighted) where validation cannot tell.
-    const StudyTables tt = study_tables(ds, [&] {
-        StudyProbs p = train;
-        p.study_probs = max_over_slices(p.probs);
-        return p;
-    }());
-    std::vector<double> priors(ds.label_names.size(), 0.5);
-    for (size_t l = 0; l < priors.size(); ++l) {
-        double pos = 0;
-        for (const auto& t : tt.slices.truths) pos += t[l];
-        if (pos > 0 && pos < static_cast<double>(tt.slices.size())) priors[l] = pos / static_cast<double>(tt.slices.size());
+    // Thresholds on the validation slices and studies (Youden's J), kept at the training prevalence (the
+    // loss's balanced point: it is unweighted) where validation cannot tell. A study is decided apart
+    // from its slices: its probability is its highest slice's, which needs a higher threshold.
+    StudyProbs train_p = train;
+    train_p.study_probs = max_over_slices(train.probs);
+    const StudyTables tt = study_tables(ds, train_p);
+    r.thresholds = prevalence(tt.slices);
+    r.study_thresholds = prevalence(tt.studies);
+    if (!val.studies.empty()) {
+        const StudyTables tv = study_tables(ds, stage2_outputs(*model, val));
+        r.thresholds = choose_thresholds(tv.slices, r.thresholds);
+        r.study_thresholds = choose_thresholds(tv.studies, r.study_thresholds);
     }
-    r.thresholds = priors;
-    if (!val.studies.empty()) r.thresholds = choose_thresholds(study_tables(ds, stage2_outputs(*model, val)).slices, priors);
     logger().info("study model: best epoch {} of {}", r.best_epoch + 1, r.epochs_run);
     return r;
 }
@@ -420,21 +430,22 @@ Stage2 fold_stage2(const TrainOptions& o, const Dataset& ds, const StudyProbs& o
     return s2;
 }
 
-// Pools two-level figures where every row was decided by its own fold's thresholds.
-nlohmann::json pooled_two_level(const Dataset& ds, const StudyProbs& p, const std::vector<std::vector<double>>& th,
-                                std::uint64_t seed) {
-    StudyTables t = study_tables(ds, p);
+// Pools two-level figures where every row was decided by its own fold's thresholds (slices by
+// `slice_th`, studies by `study_th`); `t` gets the decisions.
+nlohmann::json pooled_two_level(const Dataset& ds, StudyTables& t, const std::vector<std::vector<double>>& slice_th,
+                                const std::vector<std::vector<double>>& study_th, std::uint64_t seed) {
     const std::vector<double> placeholder(ds.label_names.size(), 0.5);
     nlohmann::json m = two_level_metrics(t, placeholder, seed);
-    decide_by_fold(t.slices, th);
-    decide_by_fold(t.studies, th);
+    decide_by_fold(t.slices, slice_th);
+    decide_by_fold(t.studies, study_th);
     apply_case_decisions(m["slice"], t.slices);
     apply_case_decisions(m["study"], t.studies);
     for (size_t l = 0; l < ds.label_names.size(); ++l) {
-        std::vector<double> ft;
-        for (const auto& f : th) ft.push_back(f[l]);
-        m["slice"]["labels"][ds.label_names[l]]["threshold"] = ft;
-        m["study"]["labels"][ds.label_names[l]]["threshold"] = ft;
+        std::vector<double> fs, fst;
+        for (const auto& f : slice_th) fs.push_back(f[l]);
+        for (const auto& f : study_th) fst.push_back(f[l]);
+        m["slice"]["labels"][ds.label_names[l]]["threshold"] = fs;
+        m["study"]["labels"][ds.label_names[l]]["threshold"] = fst;
     }
     return m;
 }
@@ -462,15 +473,16 @@ nlohmann::json cross_validate_study(const TrainOptions& options, const CvCallbac
     for (const auto& s : oof.studies) study_fold.push_back(fold_of_item[s.front()]);  // folds keep patients whole
 
     StudyProbs pooled;
-    std::vector<std::vector<double>> th2, th1;
+    std::vector<std::vector<double>> th2, th2_study, th1;
     nlohmann::json per_fold = nlohmann::json::array();
     for (int k = 0; k < K; ++k) {
         logger().info("stage 2, fold {}/{}", k + 1, K);
         StudyProbs test;
         const Stage2 s2 = fold_stage2(o, ds, oof, study_fold, k, out / "stage2" / ("fold_" + std::to_string(k)), test, cb.train);
         th2.push_back(s2.thresholds);
+        th2_study.push_back(s2.study_thresholds);
         th1.push_back(Predictor(out / "stage1" / ("fold_" + std::to_string(k)) / "model.pt", o.threads).thresholds());
-        const nlohmann::json fm = two_level_metrics(study_tables(ds, test), s2.thresholds, o.seed);
+        const nlohmann::json fm = two_level_metrics(study_tables(ds, test), s2.thresholds, o.seed, s2.study_thresholds);
         per_fold.push_back({{"fold", k},
                             {"studies", test.studies.size()},
                             {"slice_macro_auc", fm["slice"]["macro_auc"]},
@@ -484,19 +496,19 @@ nlohmann::json cross_validate_study(const TrainOptions& options, const CvCallbac
             pooled.folds.push_back(k);
         }
     }
-    nlohmann::json metrics = pooled_two_level(ds, pooled, th2, o.seed);
+    StudyTables t = study_tables(ds, pooled);
+    nlohmann::json metrics = pooled_two_level(ds, t, th2, th2_study, o.seed);
     StudyProbs stage1 = oof;
     stage1.study_probs = max_over_slices(stage1.probs);
     stage1.folds = study_fold;
-    metrics["stage1"] = pooled_two_level(ds, stage1, th1, o.seed);
+    StudyTables t1 = study_tables(ds, stage1);
+    metrics["stage1"] = pooled_two_level(ds, t1, th1, th1, o.seed);
     metrics["folds"] = per_fold;
     metrics["k"] = K;
     metrics["pooled"] = "out-of-fold outputs of all folds; each case decided by its own fold's thresholds";
 
-    StudyTables t = study_tables(ds, pooled);
-    decide_by_fold(t.slices, th2);
-    decide_by_fold(t.studies, th2);
-    write_two_level_outputs(out, t, std::vector<double>(ds.label_names.size(), 0.5));
+    const std::vector<double> placeholder(ds.label_names.size(), 0.5);  // the rows carry their decisions
+    write_two_level_outputs(out, t, placeholder, placeholder);
     write_file_atomic(out / "metrics.json", metrics.dump(2) + "\n");
     return metrics;
 }

@@ -195,6 +195,7 @@ TEST(StudyTrain, OneModelFileThroughEvaluateAndThePipeline) {
     ASSERT_TRUE(predictor.has_study_model());
     EXPECT_EQ(study_rule(predictor), "study model");
     EXPECT_EQ(predictor.thresholds().size(), 6u);
+    EXPECT_EQ(predictor.meta()["study"]["study_thresholds"].get<std::vector<double>>(), predictor.study_thresholds());
     EXPECT_EQ(predictor.slice_thresholds(), Predictor(d / "run" / "stage1" / "model.pt", 1).thresholds());
 
     const Dataset ds = open_dataset(data);
@@ -227,6 +228,9 @@ TEST(StudyTrain, OneModelFileThroughEvaluateAndThePipeline) {
         double top = 0;
         for (const auto& s : sr.slices) top = std::max(top, s.probabilities[l]);
         EXPECT_NEAR(sr.study.probabilities[l], top, 1e-6);  // the study is its highest slice
+        // Studies are decided at the study thresholds, slices at the slice thresholds.
+        EXPECT_EQ(sr.study.decisions[l], sr.study.probabilities[l] >= predictor.study_thresholds()[l] ? 1 : 0);
+        EXPECT_EQ(sr.slices[0].decisions[l], sr.slices[0].probabilities[l] >= predictor.thresholds()[l] ? 1 : 0);
     }
     // A plain slice model has no study model.
     EXPECT_THROW(slice_model.predict_study(stage1), UsageError);

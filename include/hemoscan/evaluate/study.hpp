@@ -32,12 +32,14 @@ struct StudyTables {
 StudyTables study_tables(const Dataset& ds, const StudyProbs& p);
 
 // {"slice": compute_metrics(slices), "study": compute_metrics(studies), "rsna_log_loss": the RSNA
-// weighted log loss over the slices (null without an "any" label), "n_studies"}.
-nlohmann::json two_level_metrics(const StudyTables& t, const std::vector<double>& thresholds, std::uint64_t seed);
+// weighted log loss over the slices (null without an "any" label), "n_studies"}. Slices are decided by
+// `thresholds`, studies by `study_thresholds` (empty: the same).
+nlohmann::json two_level_metrics(const StudyTables& t, const std::vector<double>& thresholds, std::uint64_t seed,
+                                 const std::vector<double>& study_thresholds = {});
 
 // Writes predictions.csv (slices), study_predictions.csv, and the slice-level plots into `dir`.
 void write_two_level_outputs(const std::filesystem::path& dir, const StudyTables& t,
-                             const std::vector<double>& thresholds);
+                             const std::vector<double>& thresholds, const std::vector<double>& study_thresholds);
 
 // Per-item probabilities (items[r] has probs[r]) grouped into the dataset's studies that hold them,
 // in slice order; studies in the dataset's order.

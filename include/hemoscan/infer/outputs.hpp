@@ -13,7 +13,9 @@
 namespace hemoscan {
 
 // {"<label>": {"probability", "decision", "threshold"}, ...} of one prediction.
-nlohmann::json prediction_json(const Predictor& predictor, const Prediction& p, double threshold = -1);
+// `study`: p is a study's result (its thresholds are the model's study_thresholds()).
+nlohmann::json prediction_json(const Predictor& predictor, const Prediction& p, double threshold = -1,
+                               bool study = false);
 
 // `hemoscan predict`'s tables. JSON: per study {input, kind, result, slices: [{item, result, heatmap}]
 // (series, NIfTI), heatmap (one image)}; CSV: input,item,kind,<label>_prob,<label>_pred per image or

@@ -44,6 +44,8 @@ public:
     const std::vector<double>& thresholds() const;
     // The slice model's own thresholds, which predict_samples() and predict_batch() decide with.
     const std::vector<double>& slice_thresholds() const;
+    // The thresholds of a study's result: a study model's own (chosen on validation studies), else thresholds().
+    const std::vector<double>& study_thresholds() const;
     bool multiclass() const;
     const PreprocessOptions& preprocess_options() const;
     ModalityPolicy modality() const;
@@ -66,7 +68,7 @@ public:
     // A model file with a study model (stage 2 over the slice model's outputs, issue 26).
     bool has_study_model() const;
     // The slice model's predictions of one study's slices, in slice order -> the study model's per-slice
-    // and study predictions, decided by thresholds() (or `threshold_override` when >= 0). Without a
+    // and study predictions, decided by thresholds() and study_thresholds() (or `threshold_override` when >= 0). Without a
     // study model: UsageError.
     StudyPrediction predict_study(const std::vector<Prediction>& slices, double threshold_override = -1);
     // Decisions for probabilities with the model's thresholds (or `threshold_override` when >= 0).
