@@ -4,6 +4,7 @@
 #   HEMOSCAN_BUILD_DIR   build folder (default: build)
 #   HEMOSCAN_CMAKE_ARGS  extra arguments for cmake's configure step
 #   HEMOSCAN_BUILD_TARGET  the target to build (default: all; demo.sh: hemoscan)
+#   --tests              also install what the tests need beyond the build (Python torchvision: parity tests)
 #   --bench              also install the packages of bench/run.sh (Python PyTorch, pydicom, perf, gdb)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,8 +26,10 @@ PACKAGES=(
 # Python PyTorch with pydicom, OpenCV and NumPy, perf for profiling, gdb for bench/memory_probe.sh -s.
 for arg in "$@"; do
     case "$arg" in
+        # The parity tests build torchvision's models in Python and compare hemoscan's outputs with theirs.
+        --tests) PACKAGES+=(python3-torch python3-torchvision) ;;
         --bench) PACKAGES+=(python3-torch python3-pydicom python3-opencv python3-numpy linux-perf gdb) ;;
-        *) echo "setup.sh: unknown option '$arg' (known: --bench)" >&2; exit 2 ;;
+        *) echo "setup.sh: unknown option '$arg' (known: --tests, --bench)" >&2; exit 2 ;;
     esac
 done
 

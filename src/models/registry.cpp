@@ -9,6 +9,7 @@
 #include "hemoscan/models/classifier.hpp"
 #include "hemoscan/models/cnn.hpp"
 #include "hemoscan/models/named_registry.hpp"
+#include "hemoscan/models/resnet.hpp"
 #include "hemoscan/models/simple_cnn.hpp"
 #include "hemoscan/models/unet_ae.hpp"
 
@@ -46,6 +47,17 @@ const Registry& registry() {
           "`pretrain_epochs`",
           0.3},
          [](const ModelConfig& c) { return std::make_shared<UNetAutoencoderImpl>(c); }},
+        // torchvision's structure and names: a torchvision state dict loads one to one (`pretrained`).
+        {{"resnet18", "ResNet-18 (torchvision names; BasicBlocks 2-2-2-2, 64-512 ch), pool, dropout 0.2, fc; 11.2M params",
+          0.2},
+         [](const ModelConfig& c) { return std::make_shared<ResNetImpl>(c, std::vector<int>{2, 2, 2, 2}, false); }},
+        {{"resnet34", "ResNet-34 (torchvision names; BasicBlocks 3-4-6-3, 64-512 ch), pool, dropout 0.2, fc; 21.3M params",
+          0.2},
+         [](const ModelConfig& c) { return std::make_shared<ResNetImpl>(c, std::vector<int>{3, 4, 6, 3}, false); }},
+        {{"resnet50",
+          "ResNet-50 (torchvision names; Bottlenecks 3-4-6-3, 256-2048 ch), pool, dropout 0.2, fc; 23.5M params",
+          0.2},
+         [](const ModelConfig& c) { return std::make_shared<ResNetImpl>(c, std::vector<int>{3, 4, 6, 3}, true); }},
     });
     return entries;
 }

@@ -1,0 +1,62 @@
+"""Reference outputs of torchvision models for hemoscan's parity tests (issue 27).
+
+usage: torchvision_reference.py OUT_DIR ARCH [ARCH ...]
+
+For each ARCH (a torchvision.models constructor name), writes OUT_DIR/ARCH.safetensors (the state dict
+of the model built with seed 0 and 5 outputs, BatchNorm statistics and affine parameters randomised so
+that evaluation-mode BatchNorm is not the identity) and OUT_DIR/ARCH.io.safetensors ("input": a fixed
+2 x 3 x 64 x 64 tensor, "logits": the model's evaluation-mode output for it, "grey_logits": the output
+for a grey image, the same in its three channels). The safetensors files are written here by hand, so
+that the test needs nothing beyond Debian's python3-torch and python3-torchvision.
+"""
+import json
+import struct
+import sys
+
+import torch
+import torchvision
+
+DTYPES = {torch.float32: "F32", torch.int64: "I64"}
+
+
+def write_safetensors(path, tensors):
+    header, blobs, offset = {}, [], 0
+    for name, t in tensors.items():
+        t = t.detach().contiguous()
+        data = t.numpy().tobytes()
+        header[name] = {"dtype": DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        offset += len(data)
+        blobs.append(data)
+    text = json.dumps(header).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for b in blobs:
+            f.write(b)
+
+
+def main():
+    out, archs = sys.argv[1], sys.argv[2:]
+    for arch in archs:
+        torch.manual_seed(0)
+        model = getattr(torchvision.models, arch)(num_classes=5)
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.running_mean.uniform_(-0.2, 0.2)
+                    m.running_var.uniform_(0.5, 1.5)
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.uniform_(-0.2, 0.2)
+        model.eval()
+        n = 2 * 3 * 64 * 64
+        x = torch.sin(torch.arange(n, dtype=torch.float32) * 0.37).reshape(2, 3, 64, 64)
+        grey = x[:, :1].repeat(1, 3, 1, 1)
+        with torch.no_grad():
+            logits, grey_logits = model(x), model(grey)
+        write_safetensors(f"{out}/{arch}.safetensors", model.state_dict())
+        write_safetensors(f"{out}/{arch}.io.safetensors", {"input": x, "logits": logits, "grey_logits": grey_logits})
+
+
+if __name__ == "__main__":
+    main()
