@@ -46,6 +46,15 @@ TEST(Parity, TorchvisionResNetsGiveTheSameLogits) {
     for (const auto& arch : archs) {
         SCOPED_TRACE(arch);
         const StateDict state = read_safetensors(d / (arch + ".safetensors"));
+        // torch.save's format (what torchvision publishes) gives the same tensors.
+        const StateDict pth = read_weights(d / (arch + ".pth"));
+        ASSERT_EQ(pth.size(), state.size());
+        for (const auto& [k, t] : state) EXPECT_TRUE(torch::equal(pth.at(k), t)) << k;
+        if (arch == archs.front()) {
+            const StateDict ckpt = read_torch_state_dict(d / (arch + ".ckpt.pth"));
+            EXPECT_EQ(ckpt.size(), state.size());
+            EXPECT_TRUE(torch::equal(ckpt.at("fc.weight"), state.at("fc.weight")));
+        }
         const StateDict io = read_safetensors(d / (arch + ".io.safetensors"));
         auto model = model_named(arch, 3);
         const WeightReport report = load_state_dict(*model, state);
@@ -96,6 +105,9 @@ TEST(Parity, SafetensorsAndNameMapping) {
     ASSERT_EQ(r.fresh.size(), 1u);
     EXPECT_NE(r.fresh[0].find("fc.weight"), std::string::npos);
     EXPECT_EQ(r.unused, std::vector<std::string>{"extra.thing"});
+
+    // Not a torch.save zip: a clear refusal.
+    test::expect_input_error([&] { read_torch_state_dict(d / "w.safetensors"); }, {"w.safetensors", "torch.save"});
 
     test::write_text(d / "bad.safetensors", std::string("\x10\0\0\0\0\0\0\0{not json}      ", 24));
     test::expect_input_error([&] { read_safetensors(d / "bad.safetensors"); }, {"bad.safetensors", "JSON"});

@@ -19,6 +19,15 @@ using StateDict = std::map<std::string, torch::Tensor>;
 // naming the file for a missing or truncated file, a bad header, an unknown dtype or offsets outside the data.
 StateDict read_safetensors(const std::filesystem::path& file, nlohmann::json* metadata = nullptr);
 
+// Reads the state dict of a torch.save file (the zip format of PyTorch >= 1.6, as torchvision
+// publishes its weights): a dict of tensors, or the dict under "state_dict"/"model_state_dict"/"model"
+// of a training checkpoint. InputError naming the file for anything else (an older format, pickled
+// objects other than tensors and dicts, missing storages).
+StateDict read_torch_state_dict(const std::filesystem::path& file);
+
+// read_safetensors() for *.safetensors, read_torch_state_dict() otherwise.
+StateDict read_weights(const std::filesystem::path& file);
+
 // Writes tensors (contiguous copies, as stored) and string metadata to a .safetensors file atomically.
 void write_safetensors(const std::filesystem::path& file, const StateDict& tensors,
                        const std::map<std::string, std::string>& metadata = {});

@@ -2,7 +2,8 @@
 
 usage: torchvision_reference.py OUT_DIR ARCH [ARCH ...]
 
-For each ARCH (a torchvision.models constructor name), writes OUT_DIR/ARCH.safetensors (the state dict
+For each ARCH (a torchvision.models constructor name), writes OUT_DIR/ARCH.safetensors and ARCH.pth
+(torch.save; the first ARCH also as a training checkpoint, ARCH.ckpt.pth) (the state dict
 of the model built with seed 0 and 5 outputs, BatchNorm statistics and affine parameters randomised so
 that evaluation-mode BatchNorm is not the identity) and OUT_DIR/ARCH.io.safetensors ("input": a fixed
 2 x 3 x 64 x 64 tensor, "logits": the model's evaluation-mode output for it, "grey_logits": the output
@@ -55,6 +56,10 @@ def main():
         with torch.no_grad():
             logits, grey_logits = model(x), model(grey)
         write_safetensors(f"{out}/{arch}.safetensors", model.state_dict())
+        torch.save(model.state_dict(), f"{out}/{arch}.pth")  # as torchvision publishes its weights
+        if arch == archs[0]:  # a training checkpoint around the state dict
+            torch.save({"epoch": 3, "lr": 0.1, "names": ["a", "b"], "best": None, "state_dict": model.state_dict()},
+                       f"{out}/{arch}.ckpt.pth")
         write_safetensors(f"{out}/{arch}.io.safetensors", {"input": x, "logits": logits, "grey_logits": grey_logits})
 
 
