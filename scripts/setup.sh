@@ -17,7 +17,7 @@ PACKAGES=(
     # images: OpenCV (2D), DCMTK (DICOM, plus its command-line tools for tests), niftilib (NIfTI)
     libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev libdcmtk-dev dcmtk libnifti2-dev zlib1g-dev
     # CLI, JSON, logging, HTTP, storage, archives
-    libcli11-dev nlohmann-json3-dev libspdlog-dev libcpp-httplib-dev libsqlite3-dev libzip-dev
+    libcli11-dev nlohmann-json3-dev libspdlog-dev libcpp-httplib-dev libsqlite3-dev libzip-dev libssl-dev
     # tests and benchmarks
     libgtest-dev libgmock-dev libbenchmark-dev
 )

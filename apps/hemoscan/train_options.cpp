@@ -37,7 +37,9 @@ void add_train_options(CLI::App* app, TrainArgs& a, bool folds_for_cv) {
         ->capture_default_str();
     app->add_option("--crop-head", o.crop_head, "Crop to the head, dropping borders and letters (true/false)")
         ->capture_default_str();
-    app->add_option("--normalization", o.normalization, "unit (0-1), zscore or none")->capture_default_str();
+    app->add_option("--normalization", a.normalization,
+                    "unit (0-1), zscore, imagenet (unit, then ImageNet mean/std per channel) or none (default: unit; "
+                    "imagenet with --pretrained)");
     app->add_option("--median", o.median, "Median filter kernel (0 = off, odd >= 3)")->capture_default_str();
     // cv holds no inner validation part by default: each fold trains on all of its training folds for the
     // fixed schedule and decides at the loss's balanced point. On the real head CT set that beat a 20%
@@ -112,6 +114,9 @@ void add_train_options(CLI::App* app, TrainArgs& a, bool folds_for_cv) {
     app->add_option("--study-lr", o.study_lr, "Study task: learning rate of the study model")->capture_default_str();
     app->add_option("--study-hidden", o.study_hidden, "Study task: GRU units per direction of the study model")
         ->capture_default_str();
+    app->add_option("--pretrained", o.pretrained,
+                    "Start from a PyTorch state dict (torch.save .pth as torchvision publishes it, or .safetensors) "
+                    "mapped by parameter name, e.g. resnet50-11ad3fa6.pth for --model resnet50 (docs/transfer.md)");
     app->add_option("--init", o.init,
                     "Start from the weights of this model.pt (transfer learning: same architecture; tensors that do "
                     "not fit, e.g. a head for other labels, start fresh)");
@@ -123,6 +128,8 @@ TrainOptions finish_train_options(const TrainArgs& a) {
     o.augment = parse_on_off(a.augment, "augment");
     o.tta = parse_on_off(a.tta, "tta");
     if (a.dropout >= 0) o.dropout = a.dropout;
+    // Weights learned on ImageNet expect its input statistics, unless the user says otherwise.
+    o.normalization = !a.normalization.empty() ? a.normalization : o.pretrained.empty() ? "unit" : "imagenet";
     return o;
 }
 

@@ -15,6 +15,7 @@ struct TrainArgs {
     std::string augment = "on";
     std::string tta = "on";
     double dropout = -1;   // < 0: architecture default
+    std::string normalization;  // empty: unit, or imagenet with --pretrained
 };
 
 void add_train_options(CLI::App* app, TrainArgs& args, bool folds_for_cv);

@@ -10,9 +10,10 @@ nlohmann::json preprocess_to_json(const PreprocessOptions& p, const std::string&
                                   const std::string& modality) {
     nlohmann::json windows = nlohmann::json::array();
     for (const auto& w : p.windows) windows.push_back({{"name", w.name}, {"level", w.level}, {"width", w.width}});
-    const char* norm = p.normalization == Normalization::None     ? "none"
-                       : p.normalization == Normalization::ZScore ? "zscore"
-                                                                  : "unit";
+    const char* norm = p.normalization == Normalization::None       ? "none"
+                       : p.normalization == Normalization::ZScore   ? "zscore"
+                       : p.normalization == Normalization::ImageNet ? "imagenet"
+                                                                    : "unit";
     return {{"windows", windows},        {"window_spec", window_spec},
             {"size", p.resize.width},    {"keep_aspect", p.resize.keep_aspect},
             {"median", p.median_kernel}, {"normalization", norm},

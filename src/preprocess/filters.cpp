@@ -133,11 +133,25 @@ cv::Mat median_filter(const cv::Mat& image, int k) {
     return out;
 }
 
+namespace {
+void imagenet_standardize(cv::Mat& unit) {
+    static const double mean[3] = {0.485, 0.456, 0.406}, stddev[3] = {0.229, 0.224, 0.225};
+    std::vector<cv::Mat> channels;
+    cv::split(unit, channels);
+    const bool rgb = channels.size() % 3 == 0;
+    for (size_t c = 0; c < channels.size(); ++c) {
+        const double m = rgb ? mean[c % 3] : 0.449, s = rgb ? stddev[c % 3] : 0.226;
+        channels[c].convertTo(channels[c], CV_32F, 1.0 / s, -m / s);
+    }
+    cv::merge(channels, unit);
+}
+}  // namespace
+
 cv::Mat normalize_image(const cv::Mat& image, Normalization mode) {
     cv::Mat out;
     image.convertTo(out, CV_32F);
     if (out.empty() || mode == Normalization::None) return out;
-    if (mode == Normalization::UnitRange) {
+    if (mode == Normalization::UnitRange || mode == Normalization::ImageNet) {
         double lo = 0, hi = 0;
         cv::minMaxLoc(out.reshape(1), &lo, &hi);
         if (hi > lo) {
@@ -148,6 +162,7 @@ cv::Mat normalize_image(const cv::Mat& image, Normalization mode) {
         } else {
             out.setTo(cv::Scalar::all(0));
         }
+        if (mode == Normalization::ImageNet) imagenet_standardize(out);
         return out;
     }
     std::vector<cv::Mat> channels;
@@ -167,7 +182,8 @@ Normalization parse_normalization(const std::string& name) {
     if (n == "none") return Normalization::None;
     if (n == "unit") return Normalization::UnitRange;
     if (n == "zscore") return Normalization::ZScore;
-    throw UsageError("unknown normalisation '" + name + "' (none, unit, zscore)");
+    if (n == "imagenet") return Normalization::ImageNet;
+    throw UsageError("unknown normalisation '" + name + "' (none, unit, zscore, imagenet)");
 }
 
 }  // namespace hemoscan

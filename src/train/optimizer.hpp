@@ -127,7 +127,12 @@ inline nlohmann::json init_weights(const std::string& file, const std::string& f
             {"fresh", fresh}};
 }
 
-// The starting weights of a run: with o.init on a new run, `load(o.init)` (load_model or
+// `pretrained`: a PyTorch state dict (models/pretrained.hpp) mapped onto `model` by name, its SHA-256
+// checked against a torchvision-style name; refused when less than half of the model's values fit
+// (the weights of another architecture). Returns what was taken, for RUN/init.json.
+nlohmann::json pretrained_weights(const std::string& file, const std::string& arch, torch::nn::Module& model);
+
+// The starting weights of a run: with o.pretrained, pretrained_weights(); with o.init on a new run, `load(o.init)` (load_model or
 // load_segmenter) supplies them through init_weights and RUN/init.json records what was taken; a
 // resumed run holds them in its checkpoint and returns what it recorded. Null when --init is unused.
 template <class Load>
@@ -135,6 +140,11 @@ nlohmann::json start_weights(const TrainOptions& o, bool resume, const std::file
                              torch::nn::Module& model, Load load) {
     const std::filesystem::path record = run / "init.json";
     if (resume) return std::filesystem::exists(record) ? nlohmann::json::parse(read_file(record)) : nlohmann::json();
+    if (!o.pretrained.empty()) {
+        nlohmann::json info = pretrained_weights(o.pretrained, o.model, model);
+        write_file_atomic(record, info.dump(2) + "\n");
+        return info;
+    }
     if (o.init.empty()) return nullptr;
     auto source = load(o.init);
     nlohmann::json info =

@@ -50,6 +50,7 @@ nlohmann::json train_options_to_json(const TrainOptions& o) {
                         {"mixup", o.mixup},
                         {"insert_lesions", o.insert_lesions},
                         {"init", o.init},
+                        {"pretrained", o.pretrained},
                         {"context", o.context},
                         {"stage1", o.stage1},
                         {"stage1_folds", o.stage1_folds},
@@ -105,6 +106,7 @@ TrainOptions train_options_from_json(const nlohmann::json& j) {
     get("mixup", o.mixup);
     get("insert_lesions", o.insert_lesions);
     get("init", o.init);
+    get("pretrained", o.pretrained);
     get("context", o.context);
     get("stage1", o.stage1);
     get("stage1_folds", o.stage1_folds);
@@ -157,6 +159,12 @@ void validate_train_options(const TrainOptions& o) {
     if (o.pretrain_epochs < 0) throw UsageError("`pretrain_epochs` must be >= 0");
     if (o.pretrain_epochs > 0 && o.model != "unet-ae") throw UsageError("`pretrain_epochs` needs `model` unet-ae");
     if (o.context < 0 || o.context > 8) throw UsageError("`context` must be in 0..8 slices on each side");
+    if (!o.pretrained.empty() && !o.init.empty()) {
+        throw UsageError("`pretrained` and `init` both give starting weights: use one");
+    }
+    if (!o.pretrained.empty() && o.task == "segment") {
+        throw UsageError("`pretrained` applies to classification models (pre-trained U-Net encoders are not built yet)");
+    }
     if (o.task == "study") {
         if (o.stage1.empty() && o.stage1_folds < 2) throw UsageError("`stage1_folds` must be >= 2");
         if (o.study_epochs < 1) throw UsageError("`study_epochs` must be >= 1");

@@ -55,11 +55,14 @@ cv::Mat resize_mask(const cv::Mat& mask, const ResizeOptions& options);
 // keep their type; others come back CV_32F. k <= 1 returns the input. Throws UsageError for even k.
 cv::Mat median_filter(const cv::Mat& image, int k);
 
-enum class Normalization { None, UnitRange, ZScore };
+enum class Normalization { None, UnitRange, ZScore, ImageNet };
 // UnitRange: per image min-max to 0..1 (a constant image becomes 0). ZScore: per channel
-// (x - mean) / std (std 0 -> x - mean). Returns a new CV_32F image.
+// (x - mean) / std (std 0 -> x - mean). ImageNet: UnitRange, then per channel c (x - mean[c % 3]) /
+// std[c % 3] with torchvision's ImageNet statistics (R, G, B = the three windows of `rgb`); images
+// whose channels are not a multiple of 3 use the mean of the three (0.449, 0.226): what models
+// pre-trained on ImageNet expect. Returns a new CV_32F image.
 cv::Mat normalize_image(const cv::Mat& image, Normalization mode);
-Normalization parse_normalization(const std::string& name);  // "none", "unit", "zscore"
+Normalization parse_normalization(const std::string& name);  // "none", "unit", "zscore", "imagenet"
 
 // The head: the largest connected component of pixels above `threshold` (after a small opening,
 // so thin bridges to letters or the table break), with its holes filled. Returns its bounding box

@@ -70,6 +70,11 @@ struct TrainOptions {
     // Transfer learning: start from the weights of this model file (same architecture; tensors whose
     // name or shape differ, e.g. a head for other labels, keep their fresh initialisation). Empty = off.
     std::string init;
+    // Transfer learning from other tools: a PyTorch state dict (torch.save zip, as torchvision
+    // publishes, or .safetensors) mapped onto the model by parameter name (models/pretrained.hpp);
+    // a file named like torchvision's (`resnet50-11ad3fa6.pth`) must match the SHA-256 prefix in its
+    // name. Classification only; excludes `init`. Empty = off.
+    std::string pretrained;
     // Study task (task = study, issue 26): stage 1 is the slice classifier the options above describe;
     // stage 2 a sequence model over its per-slice outputs, trained on out-of-fold outputs.
     std::string stage1;        // a slice model file to use as stage 1 instead of training one

@@ -20,4 +20,7 @@ void write_atomic_with(const fs::path& path, const std::function<void(const fs::
 // Reads a whole file; throws InputError naming the file when it cannot be read.
 std::string read_file(const fs::path& path);
 
+// SHA-256 of a file's bytes as 64 lowercase hex digits (OpenSSL). Error naming the file if unreadable.
+std::string sha256_file(const fs::path& path);
+
 }  // namespace hemoscan
