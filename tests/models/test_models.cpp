@@ -35,11 +35,13 @@ int64_t dense(int64_t in, int64_t out) { return in * out + out; }
 
 TEST(Registry, ListsTheModelsDefaultFirst) {
     const auto models = list_models();
-    ASSERT_EQ(models.size(), 4u);
+    ASSERT_EQ(models.size(), 7u);
     EXPECT_EQ(models[0].name, "cnn");
     EXPECT_EQ(models[1].name, "cnn-simple");
     EXPECT_EQ(models[2].name, "cnn-large");
     EXPECT_EQ(models[3].name, "unet-ae");  // seed 000's U-Net autoencoder classifier (issue 5)
+    EXPECT_EQ(models[4].name, "resnet18");  // torchvision's structure (issue 27)
+    EXPECT_EQ(models[6].name, "resnet50");
     for (const auto& m : models) {
         EXPECT_FALSE(m.description.empty()) << m.name;
         EXPECT_EQ(m.description.find('\n'), std::string::npos) << m.name;
@@ -54,7 +56,7 @@ TEST(Registry, UnknownNameListsKnownNames) {
         create_model(config("resnet9"));
         FAIL() << "no exception";
     } catch (const UsageError& e) {
-        EXPECT_STREQ(e.what(), "unknown model 'resnet9' (known: cnn, cnn-simple, cnn-large, unet-ae)");
+        EXPECT_STREQ(e.what(), "unknown model 'resnet9' (known: cnn, cnn-simple, cnn-large, unet-ae, resnet18, resnet34, resnet50)");
     }
 }
 
