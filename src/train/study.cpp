@@ -481,7 +481,10 @@ nlohmann::json cross_validate_study(const TrainOptions& options, const CvCallbac
         const Stage2 s2 = fold_stage2(o, ds, oof, study_fold, k, out / "stage2" / ("fold_" + std::to_string(k)), test, cb.train);
         th2.push_back(s2.thresholds);
         th2_study.push_back(s2.study_thresholds);
-        th1.push_back(Predictor(out / "stage1" / ("fold_" + std::to_string(k)) / "model.pt", o.threads).thresholds());
+        // Only the fold's thresholds are needed: its meta, not a model loaded for inference.
+        th1.push_back(read_model_meta(out / "stage1" / ("fold_" + std::to_string(k)) / "model.pt")
+                          .at("thresholds")
+                          .get<std::vector<double>>());
         const nlohmann::json fm = two_level_metrics(study_tables(ds, test), s2.thresholds, o.seed, s2.study_thresholds);
         per_fold.push_back({{"fold", k},
                             {"studies", test.studies.size()},
