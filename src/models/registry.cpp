@@ -142,6 +142,12 @@ torch::Tensor global_pool(const torch::Tensor& features, const std::string& pool
 
 int pooled_channels(int channels, const std::string& pool) { return pool == "avgmax" ? 2 * channels : channels; }
 
+bool is_head_parameter(const ClassifierImpl& model, const std::string& name) {
+    for (const auto& m : model.head_modules())
+        if (name == m || name.rfind(m + ".", 0) == 0) return true;
+    return false;
+}
+
 std::int64_t parameter_count(const torch::nn::Module& module) {
     std::int64_t n = 0;
     for (const auto& p : module.parameters()) n += p.numel();

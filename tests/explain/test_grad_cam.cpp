@@ -26,6 +26,7 @@ public:
     }
     torch::Tensor features(const torch::Tensor& x) override { return x; }
     torch::Tensor head(const torch::Tensor& f) override { return f.mean({2, 3}) * scale_; }
+    std::vector<std::string> head_modules() const override { return {}; }
 
 private:
     static ModelConfig make_config() {

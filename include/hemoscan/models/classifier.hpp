@@ -9,6 +9,8 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "hemoscan/models/registry.hpp"
 
@@ -23,6 +25,10 @@ public:
     virtual torch::Tensor head(const torch::Tensor& features) = 0;
     virtual torch::Tensor forward(const torch::Tensor& x) { return head(features(x)); }
 
+    // Names of the submodules that belong to the head (what head() runs that has parameters), e.g. {"fc"}:
+    // everything else is the backbone, frozen during fine-tuning's first epochs and trained at a lower rate.
+    virtual std::vector<std::string> head_modules() const = 0;
+
     // The config with the dropout resolved to the value in use.
     const ModelConfig& config() const { return config_; }
 
@@ -36,6 +42,9 @@ torch::Tensor probabilities(const torch::Tensor& logits, bool multiclass);
 // N x C x H x W -> N x pooled_channels(C, pool): the global pooling of ModelConfig::pool.
 torch::Tensor global_pool(const torch::Tensor& features, const std::string& pool);
 int pooled_channels(int channels, const std::string& pool);
+
+// Whether `name` (as in named_parameters()) lies in one of model.head_modules().
+bool is_head_parameter(const ClassifierImpl& model, const std::string& name);
 
 // Number of scalar parameters (trainable or not; buffers excluded).
 std::int64_t parameter_count(const torch::nn::Module& module);

@@ -15,6 +15,7 @@ public:
     // Activation of the last block: N x 256*width x H/16 x W/16.
     torch::Tensor features(const torch::Tensor& x) override;
     torch::Tensor head(const torch::Tensor& features) override;
+    std::vector<std::string> head_modules() const override { return {"out"}; }
     // Inference only (the model in eval mode, not trained or saved afterwards): folds each
     // BatchNorm's running statistics into the convolution before it. Same outputs up to rounding,
     // one pass less over every activation. The parameter names change (no BatchNorm entries).

@@ -19,6 +19,7 @@ public:
     // layer4's activation: N x 512 (x4 for bottleneck) x H/32 x W/32.
     torch::Tensor features(const torch::Tensor& x) override;
     torch::Tensor head(const torch::Tensor& features) override;
+    std::vector<std::string> head_modules() const override { return {"fc"}; }
     // The stem and the four stages, for encoders (U-Net): outputs after relu (H/2), layer1 (H/4),
     // layer2 (H/8), layer3 (H/16) and layer4 (H/32).
     std::vector<torch::Tensor> stages(const torch::Tensor& x);

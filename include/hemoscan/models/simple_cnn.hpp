@@ -17,6 +17,7 @@ public:
     // Activation of the last conv (before its max-pool): N x widths.back() x H/2^(B-1) x W/2^(B-1).
     torch::Tensor features(const torch::Tensor& x) override;
     torch::Tensor head(const torch::Tensor& features) override;
+    std::vector<std::string> head_modules() const override { return {"dense", "out"}; }
 
 private:
     torch::nn::Sequential body_{nullptr};

@@ -22,6 +22,7 @@ public:
 
     torch::Tensor features(const torch::Tensor& x) override;
     torch::Tensor head(const torch::Tensor& features) override;
+    std::vector<std::string> head_modules() const override { return {"out"}; }
     // N x C x H x W input -> N x C x H x W reconstruction in [0, 1].
     torch::Tensor reconstruct(const torch::Tensor& x);
     // Parameters of the encoder, bottleneck and decoder (what reconstruction trains; not the head).
