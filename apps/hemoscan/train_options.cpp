@@ -117,6 +117,16 @@ void add_train_options(CLI::App* app, TrainArgs& a, bool folds_for_cv) {
     app->add_option("--pretrained", o.pretrained,
                     "Start from a PyTorch state dict (torch.save .pth as torchvision publishes it, or .safetensors) "
                     "mapped by parameter name, e.g. resnet50-11ad3fa6.pth for --model resnet50 (docs/transfer.md)");
+    app->add_option("--freeze-epochs", a.freeze_epochs,
+                    "Fine-tuning: epochs that train only the head, backbone weights and BatchNorm statistics fixed "
+                    "(default 1 with --pretrained, else 0)");
+    app->add_option("--backbone-lr-mult", a.backbone_lr_mult,
+                    "Fine-tuning: the backbone's learning rate as a multiple of --lr (default 0.1 with --pretrained, "
+                    "else 1)");
+    app->add_option("--freeze-bn", o.freeze_bn,
+                    "Fine-tuning: keep the backbone's BatchNorm statistics as they start (true/false; for small "
+                    "batches)")
+        ->capture_default_str();
     app->add_option("--init", o.init,
                     "Start from the weights of this model.pt (transfer learning: same architecture; tensors that do "
                     "not fit, e.g. a head for other labels, start fresh)");
@@ -128,6 +138,8 @@ TrainOptions finish_train_options(const TrainArgs& a) {
     o.augment = parse_on_off(a.augment, "augment");
     o.tta = parse_on_off(a.tta, "tta");
     if (a.dropout >= 0) o.dropout = a.dropout;
+    if (a.freeze_epochs >= 0) o.freeze_epochs = a.freeze_epochs;
+    if (a.backbone_lr_mult >= 0) o.backbone_lr_mult = a.backbone_lr_mult;
     // Weights learned on ImageNet expect its input statistics, unless the user says otherwise.
     o.normalization = !a.normalization.empty() ? a.normalization : o.pretrained.empty() ? "unit" : "imagenet";
     return o;

@@ -16,6 +16,8 @@ struct TrainArgs {
     std::string tta = "on";
     double dropout = -1;   // < 0: architecture default
     std::string normalization;  // empty: unit, or imagenet with --pretrained
+    int freeze_epochs = -1;        // < 0: the library's default (1 with --pretrained, else 0)
+    double backbone_lr_mult = -1;  // < 0: the library's default (0.1 with --pretrained, else 1)
 };
 
 void add_train_options(CLI::App* app, TrainArgs& args, bool folds_for_cv);

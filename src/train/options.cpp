@@ -51,6 +51,7 @@ nlohmann::json train_options_to_json(const TrainOptions& o) {
                         {"insert_lesions", o.insert_lesions},
                         {"init", o.init},
                         {"pretrained", o.pretrained},
+                        {"freeze_bn", o.freeze_bn},
                         {"context", o.context},
                         {"stage1", o.stage1},
                         {"stage1_folds", o.stage1_folds},
@@ -58,6 +59,8 @@ nlohmann::json train_options_to_json(const TrainOptions& o) {
                         {"study_lr", o.study_lr},
                         {"study_hidden", o.study_hidden}};
     j["dropout"] = o.dropout ? nlohmann::json(*o.dropout) : nlohmann::json(nullptr);
+    j["freeze_epochs"] = o.freeze_epochs ? nlohmann::json(*o.freeze_epochs) : nlohmann::json(nullptr);
+    j["backbone_lr_mult"] = o.backbone_lr_mult ? nlohmann::json(*o.backbone_lr_mult) : nlohmann::json(nullptr);
     return j;
 }
 
@@ -107,6 +110,10 @@ TrainOptions train_options_from_json(const nlohmann::json& j) {
     get("insert_lesions", o.insert_lesions);
     get("init", o.init);
     get("pretrained", o.pretrained);
+    get("freeze_bn", o.freeze_bn);
+    if (j.contains("freeze_epochs") && !j["freeze_epochs"].is_null()) o.freeze_epochs = j["freeze_epochs"].get<int>();
+    if (j.contains("backbone_lr_mult") && !j["backbone_lr_mult"].is_null())
+        o.backbone_lr_mult = j["backbone_lr_mult"].get<double>();
     get("context", o.context);
     get("stage1", o.stage1);
     get("stage1_folds", o.stage1_folds);
@@ -142,6 +149,13 @@ void validate_common_options(const TrainOptions& o) {
         throw UsageError("`median` must be 0 (off) or an odd number >= 3");
     }
     if (!(o.ema_epochs >= 0)) throw UsageError("`ema_epochs` must be >= 0 epochs (0 = off)");
+    if (o.freeze_epochs && (*o.freeze_epochs < 0 || *o.freeze_epochs > o.epochs)) {
+        throw UsageError("`freeze_epochs` must be in 0..`epochs` (" + std::to_string(o.epochs) +
+                         "; equal to `epochs`: the backbone never trains)");
+    }
+    if (o.backbone_lr_mult && !(*o.backbone_lr_mult > 0 && *o.backbone_lr_mult <= 10)) {
+        throw UsageError("`backbone_lr_mult` must be in (0, 10] (a frozen backbone: `freeze_epochs` = `epochs`)");
+    }
 }
 
 }  // namespace train_detail

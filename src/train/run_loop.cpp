@@ -11,6 +11,7 @@
 #include "hemoscan/error.hpp"
 #include "hemoscan/log.hpp"
 #include "hemoscan/report/plot.hpp"
+#include "train/fine_tune.hpp"
 #include "hemoscan/util/fs.hpp"
 #include "hemoscan/util/runtime.hpp"
 #include "hemoscan/version.hpp"
@@ -133,11 +134,12 @@ void write_curves(const fs::path& file, const nlohmann::json& history, const Cur
 }  // namespace
 
 EpochLoop::EpochLoop(RunFolder& folder, const TrainOptions& o, torch::nn::Module& model,
-                     torch::optim::Optimizer& opt, LogLayout log, CurveLayout curves)
+                     torch::optim::Optimizer& opt, LogLayout log, CurveLayout curves, const FineTune* fine_tune)
     : folder_(folder),
       o_(o),
       model_(model),
       opt_(opt),
+      fine_tune_(fine_tune),
       log_(std::move(log)),
       curves_(std::move(curves)),
       schedule_options_(schedule_options(o)),
@@ -164,10 +166,15 @@ int EpochLoop::run(TrainingTask& task, const TrainCallbacks& cb) {
         if (start_epoch_ > 0 && epoch == start_epoch_ && stopper_.should_stop()) break;
         const auto t0 = std::chrono::steady_clock::now();
         const double lr = schedule_.lr(epoch);
-        set_learning_rate(opt_, lr);
+        if (fine_tune_) {
+            fine_tune_->set_learning_rate(opt_, lr);
+        } else {
+            set_learning_rate(opt_, lr);
+        }
         // Per-epoch seeds (dropout, shuffling, augmentation) make a resumed run repeat the same epochs.
         torch::manual_seed(o_.seed * 1000003ULL + static_cast<std::uint64_t>(epoch));
         model_.train();
+        if (fine_tune_) fine_tune_->begin_epoch(epoch);
         if (cb.epoch_start) cb.epoch_start(epoch, o_.epochs, task.batches_per_epoch());
         const EpochStats train = task.train_epoch(epoch, cb);
         const double train_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -236,9 +243,11 @@ void EpochLoop::finish(const TrainingTask& task) {
     folder_.set_state(state);
 }
 
-void recalibrate_batchnorm(torch::nn::Module& model, const std::function<void()>& feed) {
+void recalibrate_batchnorm(torch::nn::Module& model, const std::function<void()>& feed,
+                           const std::vector<torch::nn::Module*>& keep) {
     std::vector<torch::nn::BatchNorm2dImpl*> bns;
     for (auto& m : model.modules(/*include_self=*/false)) {
+        if (std::find(keep.begin(), keep.end(), m.get()) != keep.end()) continue;
         if (auto* bn = dynamic_cast<torch::nn::BatchNorm2dImpl*>(m.get())) bns.push_back(bn);
     }
     if (bns.empty()) return;
@@ -249,6 +258,7 @@ void recalibrate_batchnorm(torch::nn::Module& model, const std::function<void()>
         bn->reset_running_stats();
     }
     model.train();
+    for (auto* m : keep) m->eval();
     {
         torch::NoGradGuard ng;
         feed();

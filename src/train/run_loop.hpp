@@ -89,10 +89,13 @@ struct CurveLayout {
     std::vector<std::pair<std::string, std::string>> series;
 };
 
+class FineTune;
+
 class EpochLoop {
 public:
+    // fine_tune: head-only epochs and per-group learning rates (null: one rate for all).
     EpochLoop(RunFolder& folder, const TrainOptions& o, torch::nn::Module& model, torch::optim::Optimizer& opt,
-              LogLayout log, CurveLayout curves);
+              LogLayout log, CurveLayout curves, const FineTune* fine_tune = nullptr);
     // A resumed run: history, stopping and schedule state, the checkpoint's weights and the optimizer.
     void restore(TrainingTask& task);
     // The epochs from the first not yet done; returns the number of epochs run in total.
@@ -110,6 +113,7 @@ private:
     const TrainOptions& o_;
     torch::nn::Module& model_;
     torch::optim::Optimizer& opt_;
+    const FineTune* fine_tune_;
     LogLayout log_;
     CurveLayout curves_;
     ScheduleOptions schedule_options_;
@@ -123,7 +127,9 @@ private:
 // `feed` runs through the model (un-augmented training data) with the epoch's final weights. With few
 // batches per epoch the exponential running averages lag behind the weights and eval-mode outputs
 // swing from epoch to epoch; the recomputed statistics match what the model sees at inference.
-void recalibrate_batchnorm(torch::nn::Module& model, const std::function<void()>& feed);
+// The BatchNorm layers in `keep` (frozen by fine-tuning) keep their statistics.
+void recalibrate_batchnorm(torch::nn::Module& model, const std::function<void()>& feed,
+                           const std::vector<torch::nn::Module*>& keep = {});
 
 // The row value of a number: null for NaN.
 nlohmann::json json_number(double v);

@@ -20,6 +20,7 @@
 #include "hemoscan/train/pretrain.hpp"
 #include "hemoscan/util/fs.hpp"
 #include "hemoscan/version.hpp"
+#include "train/fine_tune.hpp"
 #include "train/mixup.hpp"
 #include "train/optimizer.hpp"
 #include "train/run_loop.hpp"
@@ -259,6 +260,7 @@ public:
     }
     nlohmann::json checkpoint_extra(int epoch, bool improved) override;
     std::vector<std::string> extra_files() const override { return {"ema"}; }
+    void set_fine_tune(const train_detail::FineTune* fine_tune) { fine_tune_ = fine_tune; }
 
     // The final model: the best epoch's weights with thresholds chosen on validation (Youden's J),
     // its validation metrics, predictions and plots.
@@ -278,6 +280,7 @@ private:
     LossWeights weights_;
     ClassifierLoaders loaders_;
     std::unique_ptr<WeightAverage> average_;
+    const train_detail::FineTune* fine_tune_ = nullptr;
     nlohmann::json meta_;
     std::vector<std::vector<double>> val_probs_, best_val_probs_;
 };
@@ -396,7 +399,7 @@ EpochScore ClassifierTraining::validate(int epoch, const EpochStats& train) {
             model_.features(to_tensors(std::move(b)).images);
             b = Batch{};
         }
-    });
+    }, fine_tune_ ? fine_tune_->frozen_batchnorm(epoch) : std::vector<torch::nn::Module*>{});
     double val_loss = std::nan(""), val_auc = std::nan("");
     nlohmann::json aucs = nlohmann::json::object();
     val_probs_.clear();
@@ -498,7 +501,8 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
                   {"labels", ds.label_names},
                   {"multiclass", ds.multiclass},
                   {"train_items", split.train.size()},
-                  {"val_items", split.val.size()}},
+                  {"val_items", split.val.size()},
+                  {"fine_tune", train_detail::fine_tune_settings(o).to_json()}},
                  [&](const fs::path& file) { write_split_csv(file, ds, split); });
 
     torch::manual_seed(o.seed);
@@ -507,12 +511,16 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
     // holds them, trained further, in its checkpoint). RUN/init.json says what was taken.
     const nlohmann::json init_info = train_detail::start_weights(o, resume, folder.path(), *model,
                                                                  [](const std::string& f) { return load_model(f); });
-    std::unique_ptr<torch::optim::Optimizer> opt = train_detail::make_optimizer(o, model->parameters());
+    const train_detail::FineTune fine_tune(
+        train_detail::fine_tune_settings(o), *model,
+        [&](const std::string& name) { return is_head_parameter(*model, name); }, o.model);
+    std::unique_ptr<torch::optim::Optimizer> opt = fine_tune.make_optimizer(o);
     ClassifierTraining task(o, ds, split, pre, folder.path(), *model, *opt);
+    task.set_fine_tune(&fine_tune);
     train_detail::EpochLoop loop(
         folder, o, *model, *opt,
         {{"lr", "train_loss", "val_loss", "val_auc"}, "train_images_per_s", "auc", "auc_", ds.label_names},
-        {"Validation AUC", "AUC", {{"validation AUC", "val_auc"}}});
+        {"Validation AUC", "AUC", {{"validation AUC", "val_auc"}}}, &fine_tune);
     loop.restore(task);
     task.prepare(folder, init_info);
     const int epochs_run = loop.run(task, cb);

@@ -9,7 +9,7 @@
 
 namespace hemoscan::test {
 
-void write_blob_dataset(const std::filesystem::path& dir, int n_per_class, int size, unsigned seed) {
+void write_blob_dataset(const std::filesystem::path& dir, int n_per_class, int size, unsigned seed, int blob) {
     std::filesystem::create_directories(dir);
     std::mt19937 rng(seed);
     std::uniform_int_distribution<int> pos(size / 3, size - size / 3);
@@ -22,7 +22,7 @@ void write_blob_dataset(const std::filesystem::path& dir, int n_per_class, int s
         cv::Mat noise(size, size, CV_8UC1);
         cv::randn(noise, 0, 8);
         img += noise;
-        if (positive) cv::circle(img, {pos(rng), pos(rng)}, std::max(2, size / 10), cv::Scalar(230), -1);
+        if (positive) cv::circle(img, {pos(rng), pos(rng)}, std::max(2, size / 10), cv::Scalar(blob), -1);
         char id[16];
         std::snprintf(id, sizeof id, "%03d", i);
         cv::imwrite((dir / (std::string(id) + ".png")).string(), img);

@@ -75,6 +75,13 @@ struct TrainOptions {
     // a file named like torchvision's (`resnet50-11ad3fa6.pth`) must match the SHA-256 prefix in its
     // name. Classification only; excludes `init`. Empty = off.
     std::string pretrained;
+    // Fine-tuning (classification; segment with a pre-trained encoder): epochs that train the head
+    // alone (backbone weights and BatchNorm statistics fixed), the backbone's learning rate as a multiple
+    // of `lr`, and BatchNorm statistics kept as they start throughout. Unset: 1 and 0.1 with
+    // `pretrained`, else 0 and 1 (train/fine_tune.hpp).
+    std::optional<int> freeze_epochs;
+    std::optional<double> backbone_lr_mult;
+    bool freeze_bn = false;
     // Study task (task = study, issue 26): stage 1 is the slice classifier the options above describe;
     // stage 2 a sequence model over its per-slice outputs, trained on out-of-fold outputs.
     std::string stage1;        // a slice model file to use as stage 1 instead of training one
