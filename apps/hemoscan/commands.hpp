@@ -15,6 +15,7 @@ struct Command {
 
 void add_convert(CLI::App& root, std::vector<Command>& commands);
 void add_describe(CLI::App& root, std::vector<Command>& commands);
+void add_export(CLI::App& root, std::vector<Command>& commands);
 void add_models(CLI::App& root, std::vector<Command>& commands);
 void add_train(CLI::App& root, std::vector<Command>& commands);
 void add_cv(CLI::App& root, std::vector<Command>& commands);

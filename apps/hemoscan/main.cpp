@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
     cli::add_cv(app, commands);
     cli::add_predict(app, commands);
     cli::add_segment(app, commands);
+    cli::add_export(app, commands);
     cli::add_synth(app, commands);
     cli::add_demo(app, commands);
     cli::add_serve(app, commands);

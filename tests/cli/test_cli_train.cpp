@@ -31,6 +31,9 @@ TEST(CliTrain, ModelsListsRegistry) {
     EXPECT_NE(r.output.find("cnn-simple"), std::string::npos);
     EXPECT_NE(r.output.find("cnn-large"), std::string::npos);
     EXPECT_NE(r.output.find("(default)"), std::string::npos);
+    for (const char* name : {"resnet50", "vgg19-bn", "densenet121", "efficientnet-b0"}) {
+        EXPECT_NE(r.output.find(name), std::string::npos) << name;
+    }
 }
 
 TEST(CliTrain, UnknownModelAndLabelMismatch) {
@@ -235,6 +238,38 @@ TEST(CliTrain, InitFromAnotherModel) {
     EXPECT_EQ(r.exit_code, 1) << r.output;
     EXPECT_NE(r.output.find("missing.pt"), std::string::npos) << r.output;
     EXPECT_FALSE(fs::exists(d / "run" / "model.pt"));
+}
+
+// export -> a .safetensors file that --pretrained takes back (the PyTorch round trip a user makes), with
+// the fine-tuning options recorded; bad files and options get clear messages.
+TEST(CliTrain, ExportThenFineTune) {
+    TempDir d;
+    test::write_blob_dataset(d / "data", 6);
+    const std::string small = " --model cnn --size 48 --batch 8 --threads 1 --workers 1 --augment off";
+    auto r = run_hemoscan("train --data " + q(d / "data") + " --out " + q(d / "source") + small + " --epochs 1");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = run_hemoscan("export --model " + q(d / "source" / "model.pt") + " --out " + q(d / "w.safetensors"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("hemoscan's own parameter names"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("[\"hemorrhage\"]"), std::string::npos) << r.output;
+    r = run_hemoscan("train --data " + q(d / "data") + " --out " + q(d / "tuned") + small +
+                     " --epochs 2 --pretrained " + q(d / "w.safetensors") + " --freeze-epochs 1 --backbone-lr-mult 0.5");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(read_json(d / "tuned" / "config.json")["fine_tune"],
+              nlohmann::json({{"freeze_epochs", 1}, {"backbone_lr_mult", 0.5}, {"freeze_bn", false}}));
+    EXPECT_EQ(read_json(d / "tuned" / "init.json")["pretrained"], (d / "w.safetensors").string());
+    // --pretrained implies ImageNet statistics unless told otherwise.
+    EXPECT_EQ(read_json(d / "tuned" / "config.json")["options"]["normalization"], "imagenet");
+
+    r = run_hemoscan("train --data " + q(d / "data") + " --out " + q(d / "bad") + small +
+                     " --epochs 2 --freeze-epochs 3");
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("--freeze-epochs"), std::string::npos) << r.output;
+    test::write_text(d / "junk.pt", "junk");
+    r = run_hemoscan("export --model " + q(d / "junk.pt") + " --out " + q(d / "junk.safetensors"));
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_NE(r.output.find("junk.pt"), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(d / "junk.safetensors"));
 }
 
 TEST(CliTrain, CrossValidationPoolsFolds) {
