@@ -9,6 +9,7 @@
 #include "hemoscan/models/attention_unet.hpp"
 #include "hemoscan/models/classifier.hpp"
 #include "hemoscan/models/named_registry.hpp"
+#include "hemoscan/models/resnet_unet.hpp"
 #include "hemoscan/models/resunet.hpp"
 #include "hemoscan/models/unet.hpp"
 
@@ -22,12 +23,28 @@ using Registry =
 const Registry& registry() {
     static const Registry entries("segmentation model", {
         {{"unet", "U-Net: DoubleConv (conv/BN/ReLU x2) levels, transposed-conv up, skip concat; 7.8M params "
-                  "(depth 4, base 32)"},
+                  "(depth 4, base 32)", "", 0},
          [](const SegModelConfig& c) { return std::make_shared<UNetImpl>(c); }},
-        {{"resunet", "U-Net with residual blocks (1x1 projection shortcuts) instead of DoubleConv; 8.7M params"},
+        {{"resunet", "U-Net with residual blocks (1x1 projection shortcuts) instead of DoubleConv; 8.7M params", "", 0},
          [](const SegModelConfig& c) { return std::make_shared<ResUNetImpl>(c); }},
-        {{"attention-unet", "U-Net with additive attention gates on the skips (Oktay 2018); 7.8M params"},
+        {{"attention-unet", "U-Net with additive attention gates on the skips (Oktay 2018); 7.8M params", "", 0},
          [](const SegModelConfig& c) { return std::make_shared<AttentionUNetImpl>(c); }},
+        // The common "ResNet-34 U-Net" (segmentation_models_pytorch's Unet layout): the encoder takes
+        // torchvision's resnet34 weights (`pretrained`).
+        {{"resnet34-unet",
+          "U-Net on a ResNet-34 encoder (torchvision names under encoder.; `pretrained` resnet34 weights), "
+          "decoder 256-128-64-32-16 (base 32), 5 levels: size divisible by 32; 24.4M params",
+          "resnet34", 5},
+         [](const SegModelConfig& c) {
+             return std::make_shared<ResNetUNetImpl>(c, "resnet34", std::vector<int>{3, 4, 6, 3});
+         }},
+        {{"resnet18-unet",
+          "U-Net on a ResNet-18 encoder (torchvision names under encoder.; `pretrained` resnet18 weights), "
+          "decoder 256-128-64-32-16 (base 32), 5 levels: size divisible by 32; 14.3M params",
+          "resnet18", 5},
+         [](const SegModelConfig& c) {
+             return std::make_shared<ResNetUNetImpl>(c, "resnet18", std::vector<int>{2, 2, 2, 2});
+         }},
     });
     return entries;
 }
@@ -37,6 +54,8 @@ const Registry& registry() {
 std::vector<SegModelInfo> list_seg_models() { return registry().infos(); }
 
 bool is_seg_model(const std::string& name) { return registry().contains(name); }
+
+SegModelInfo seg_model_info(const std::string& name) { return registry().find(name).info; }
 
 std::shared_ptr<SegmenterImpl> create_segmenter(const SegModelConfig& config) {
     const auto& entry = registry().find(config.name);

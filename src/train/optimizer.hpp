@@ -135,13 +135,15 @@ nlohmann::json pretrained_weights(const std::string& file, const std::string& ar
 // The starting weights of a run: with o.pretrained, pretrained_weights(); with o.init on a new run, `load(o.init)` (load_model or
 // load_segmenter) supplies them through init_weights and RUN/init.json records what was taken; a
 // resumed run holds them in its checkpoint and returns what it recorded. Null when --init is unused.
+// `pretrained_into`: the part of the model that `pretrained` weights are for (a segmenter's encoder),
+// or null for the whole model.
 template <class Load>
 nlohmann::json start_weights(const TrainOptions& o, bool resume, const std::filesystem::path& run,
-                             torch::nn::Module& model, Load load) {
+                             torch::nn::Module& model, Load load, torch::nn::Module* pretrained_into = nullptr) {
     const std::filesystem::path record = run / "init.json";
     if (resume) return std::filesystem::exists(record) ? nlohmann::json::parse(read_file(record)) : nlohmann::json();
     if (!o.pretrained.empty()) {
-        nlohmann::json info = pretrained_weights(o.pretrained, o.model, model);
+        nlohmann::json info = pretrained_weights(o.pretrained, o.model, pretrained_into ? *pretrained_into : model);
         write_file_atomic(record, info.dump(2) + "\n");
         return info;
     }

@@ -176,9 +176,6 @@ void validate_train_options(const TrainOptions& o) {
     if (!o.pretrained.empty() && !o.init.empty()) {
         throw UsageError("`pretrained` and `init` both give starting weights: use one");
     }
-    if (!o.pretrained.empty() && o.task == "segment") {
-        throw UsageError("`pretrained` applies to classification models (pre-trained U-Net encoders are not built yet)");
-    }
     if (o.task == "study") {
         if (o.stage1.empty() && o.stage1_folds < 2) throw UsageError("`stage1_folds` must be >= 2");
         if (o.study_epochs < 1) throw UsageError("`study_epochs` must be >= 1");

@@ -29,6 +29,7 @@
 #include "hemoscan/util/fs.hpp"
 #include "hemoscan/version.hpp"
 #include "infer/seg_torch.hpp"
+#include "train/fine_tune.hpp"
 #include "train/optimizer.hpp"
 #include "train/options.hpp"
 #include "train/run_loop.hpp"
@@ -53,9 +54,23 @@ void validate(const TrainOptions& o) {
         throw UsageError("`model` '" + o.model + "' is not a segmentation model (" + known + ")");
     }
     if (o.depth < 1 || o.depth > 6) throw UsageError("`depth` must be in 1..6");
-    if (o.size % (1 << o.depth) != 0) {
+    const SegModelInfo info = seg_model_info(o.model);
+    if (info.fixed_depth > 0 && o.size % (1 << info.fixed_depth) != 0) {
+        throw UsageError("`size` " + std::to_string(o.size) + " must be divisible by " +
+                         std::to_string(1 << info.fixed_depth) + " for `model` " + o.model + " (" +
+                         std::to_string(info.fixed_depth) + " levels)");
+    }
+    if (info.fixed_depth == 0 && o.size % (1 << o.depth) != 0) {
         throw UsageError("`size` " + std::to_string(o.size) + " must be divisible by 2^depth = " +
                          std::to_string(1 << o.depth) + " (`depth` " + std::to_string(o.depth) + ")");
+    }
+    if (!o.pretrained.empty() && info.encoder.empty()) {
+        std::string with;
+        for (const auto& m : list_seg_models()) {
+            if (!m.encoder.empty()) with += (with.empty() ? "" : ", ") + m.name;
+        }
+        throw UsageError("`pretrained` needs a segmentation model with a pre-trainable encoder (" + with + "), not " +
+                         o.model);
     }
     if (!(o.bleed_fraction >= 0 && o.bleed_fraction <= 1)) throw UsageError("`bleed_fraction` must be in [0, 1]");
     if (!(o.width > 0)) throw UsageError("`width` must be > 0");
@@ -222,6 +237,7 @@ public:
           n_fg_(pool_.fg.empty() ? 0 : static_cast<size_t>(std::lround(o.bleed_fraction * static_cast<double>(B_)))) {}
 
     void set_meta(nlohmann::json meta) { meta_ = std::move(meta); }
+    void set_fine_tune(const train_detail::FineTune* fine_tune) { fine_tune_ = fine_tune; }
     size_t batches_per_epoch() const override { return std::max<size_t>(1, pool_.all.size() / B_); }
     EpochStats train_epoch(int epoch, const TrainCallbacks& cb) override;
     EpochScore validate(int epoch, const EpochStats& train) override;
@@ -250,6 +266,7 @@ private:
     SegLoss loss_kind_;
     SlicePool pool_;
     size_t B_, n_fg_;
+    const train_detail::FineTune* fine_tune_ = nullptr;
     nlohmann::json meta_;
 };
 
@@ -372,7 +389,7 @@ EpochScore SegmenterTraining::validate(int epoch, const EpochStats& train) {
                 inputs.clear();
             }
         }
-    });
+    }, fine_tune_ ? fine_tune_->frozen_batchnorm(epoch) : std::vector<torch::nn::Module*>{});
     const int K = static_cast<int>(ds_.class_names.size());
     double loss = std::nan(""), dice_any = std::nan(""), dice_mean = std::nan("");
     nlohmann::json dice = nlohmann::json::object();
@@ -483,16 +500,23 @@ TrainResult train_segmenter(const TrainOptions& options_in, const TrainCallbacks
                   {"train_cases", split.train.size()},
                   {"val_cases", split.val.size()},
                   {"train_slices", pool.all.size()},
-                  {"train_slices_with_foreground", pool.fg.size()}},
+                  {"train_slices_with_foreground", pool.fg.size()},
+                  {"fine_tune", train_detail::fine_tune_settings(o).to_json()}},
                  [&](const fs::path& file) { write_split_csv(file, groups, split); });
 
     torch::manual_seed(o.seed);
     std::shared_ptr<SegmenterImpl> model = make_segmenter(o, pre, static_cast<int>(ds.class_names.size()));
     // Transfer learning, as train_classifier: RUN/init.json says what was taken.
+    // `pretrained` weights are a classifier's: they load into the encoder.
     const nlohmann::json init_info = train_detail::start_weights(
-        o, resume, folder.path(), *model, [](const std::string& f) { return load_segmenter(f); });
-    std::unique_ptr<torch::optim::Optimizer> opt = train_detail::make_optimizer(o, model->parameters());
+        o, resume, folder.path(), *model, [](const std::string& f) { return load_segmenter(f); }, model->encoder());
+    // The encoder is the backbone of fine-tuning; a model without one has no split.
+    const train_detail::FineTune fine_tune(
+        train_detail::fine_tune_settings(o), *model,
+        [&](const std::string& name) { return model->encoder() == nullptr || name.rfind("encoder", 0) != 0; }, o.model);
+    std::unique_ptr<torch::optim::Optimizer> opt = fine_tune.make_optimizer(o);
     SegmenterTraining task(o, ds, cases, split, pre, *model, *opt, std::move(pool));
+    task.set_fine_tune(&fine_tune);
     nlohmann::json meta = {{"task", "segment"},
                            {"class_names", ds.class_names},
                            {"bleed_classes", ds.bleed_classes},
@@ -513,7 +537,8 @@ TrainResult train_segmenter(const TrainOptions& options_in, const TrainCallbacks
                                   "dice_",
                                   classes},
                                  {"Validation Dice", "Dice", {{"Dice any bleed", "val_dice_any"},
-                                                              {"Dice mean of classes", "val_dice_mean"}}});
+                                                              {"Dice mean of classes", "val_dice_mean"}}},
+                                 &fine_tune);
     loop.restore(task);
     const int epochs_run = loop.run(task, cb);
     return task.finish(loop, folder.path(), epochs_run, threads);

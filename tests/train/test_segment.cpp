@@ -12,6 +12,11 @@
 #include "hemoscan/io/dicom.hpp"
 #include "hemoscan/io/nifti.hpp"
 #include "hemoscan/metrics/segmentation.hpp"
+#include "hemoscan/models/pretrained.hpp"
+#include "hemoscan/models/classifier.hpp"
+#include "hemoscan/models/registry.hpp"
+#include "hemoscan/models/segmenter.hpp"
+#include "hemoscan/models/serialize.hpp"
 #include "hemoscan/evaluate/segmentation.hpp"
 #include "hemoscan/infer/study.hpp"
 #include "hemoscan/train/segment.hpp"
@@ -407,6 +412,65 @@ TEST(Segment, BadOptions) {
     o = small_options(d / "nothing", d / "run");
     EXPECT_THROW(train_segmenter(o), InputError);
     EXPECT_FALSE(fs::exists(d / "run"));
+}
+
+// `pretrained` for segmentation (issue 27): torchvision-style resnet18 weights fill the encoder of a
+// resnet18-unet; with the encoder frozen throughout, the saved model still holds exactly those weights
+// (the RGB first conv summed for one channel) while the decoder trained. Models without an encoder,
+// and sizes the ResNet cannot halve five times, are refused before anything is written.
+TEST(Segment, PretrainedResNetEncoder) {
+    test::TempDir d;
+    write_blob_cases(d / "data", 8, 5);
+    torch::manual_seed(9);
+    ModelConfig rc;
+    rc.name = "resnet18";
+    rc.in_channels = 3;
+    rc.num_outputs = 1000;
+    auto resnet = create_model(rc);
+    StateDict sd;
+    for (const auto& p : resnet->named_parameters()) sd[p.key()] = p.value().detach().clone();
+    for (const auto& b : resnet->named_buffers()) sd[b.key()] = b.value().detach().clone();
+    write_safetensors(d / "resnet18.safetensors", sd);
+
+    TrainOptions o = small_options(d / "data", d / "run");
+    o.model = "resnet18-unet";
+    o.epochs = 2;
+    o.freeze_epochs = 2;
+    o.pretrained = (d / "resnet18.safetensors").string();
+    train_segmenter(o);
+    const auto info = test::read_json(d / "run" / "init.json");
+    EXPECT_EQ(info["adapted"], nlohmann::json({"conv1.weight"}));
+    EXPECT_EQ(info["unused"], nlohmann::json({"fc.bias", "fc.weight"}));
+    EXPECT_TRUE(info["fresh"].empty());
+    const LoadedSegmenter seg = load_segmenter(d / "run" / "model.pt");
+    int encoder = 0;
+    for (const auto& p : seg.model->encoder()->named_parameters()) {
+        const torch::Tensor& want = p.key() == "conv1.weight" ? sd.at(p.key()).sum(1, true) : sd.at(p.key());
+        EXPECT_TRUE(torch::allclose(p.value(), want, 0, 1e-6)) << p.key();
+        ++encoder;
+    }
+    for (const auto& b : seg.model->encoder()->named_buffers()) {
+        if (b.key().find("running_") == std::string::npos) continue;
+        EXPECT_TRUE(torch::equal(b.value(), sd.at(b.key()))) << b.key();
+    }
+    EXPECT_EQ(encoder, 60);  // resnet18 has 62 parameter tensors, fc.weight and fc.bias among them
+    // The decoder trained.
+    torch::manual_seed(o.seed);
+    SegModelConfig fresh_config = seg.model->config();
+    auto fresh = create_segmenter(fresh_config);
+    EXPECT_FALSE(torch::equal(seg.model->named_parameters()["head.weight"], fresh->named_parameters()["head.weight"]));
+
+    TrainOptions bad = small_options(d / "data", d / "bad");
+    bad.pretrained = o.pretrained;  // unet: nothing to load into
+    test::expect_usage_error([&] { train_segmenter(bad); }, {"`pretrained`", "resnet34-unet", "unet"});
+    bad = small_options(d / "data", d / "bad");
+    bad.model = "resnet34-unet";
+    bad.size = 48;
+    test::expect_usage_error([&] { train_segmenter(bad); }, {"`size` 48", "divisible by 32"});
+    bad = small_options(d / "data", d / "bad");
+    bad.freeze_epochs = 1;  // unet has no encoder to freeze
+    test::expect_usage_error([&] { train_segmenter(bad); }, {"freeze_epochs", "head and backbone"});
+    EXPECT_FALSE(fs::exists(d / "bad" / "model.pt"));
 }
 
 // 2.5D: slice k's input holds slices k-1, k, k+1 (the end slices repeated), in that order.

@@ -23,11 +23,18 @@ struct SegModelConfig {
 struct SegModelInfo {
     std::string name;
     std::string description;  // one line, for `hemoscan models`
+    // A pre-trainable encoder: the classifier architecture whose weights it takes ("resnet34"), and the
+    // pooling levels it always has (the input size must be divisible by 2^levels); empty / 0: none, and
+    // `depth` sets the levels.
+    std::string encoder;
+    int fixed_depth = 0;
 };
 
 // Registered segmentation architectures, default ("unet") first.
 std::vector<SegModelInfo> list_seg_models();
 bool is_seg_model(const std::string& name);
+// The registry entry of a segmentation model (UsageError listing the known ones for an unknown name).
+SegModelInfo seg_model_info(const std::string& name);
 
 // Builds a model with fresh weights (seeded by torch::manual_seed), in training mode.
 // Unknown name -> UsageError listing the known ones; bad sizes (classes < 2, depth outside 1..6,

@@ -13,6 +13,9 @@ public:
     ~SegmenterImpl() override = default;
 
     virtual torch::Tensor forward(const torch::Tensor& x) = 0;
+    // The part with a classifier's structure and names, into which that classifier's pre-trained weights
+    // load (`pretrained`; the backbone of fine-tuning), or null when the model has none.
+    virtual torch::nn::Module* encoder() { return nullptr; }
     const SegModelConfig& config() const { return config_; }
 
 protected:
