@@ -3,6 +3,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <regex>
 
 #include "hemoscan/error.hpp"
 #include "hemoscan/util/fs.hpp"
@@ -46,6 +47,16 @@ std::string strip_prefix(const std::string& name) {
         if (name.rfind(prefix, 0) == 0) return name.substr(std::strlen(prefix));
     }
     return name;
+}
+
+// torchvision's published DenseNet files predate its current names: "denselayer1.norm.1.weight" is now
+// "denselayer1.norm1.weight". The same pattern as torchvision's densenet._load_state_dict.
+std::string current_densenet_name(const std::string& name) {
+    if (name.find("denselayer") == std::string::npos) return name;  // the regex is slow; most names skip it
+    static const std::regex old_name(
+        R"(^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$)");
+    std::smatch m;
+    return std::regex_match(name, m, old_name) ? m[1].str() + m[2].str() : name;
 }
 
 }  // namespace
@@ -127,7 +138,7 @@ nlohmann::json WeightReport::to_json() const {
 
 WeightReport load_state_dict(torch::nn::Module& model, const StateDict& state) {
     StateDict by_name;
-    for (const auto& [k, v] : state) by_name[strip_prefix(k)] = v;
+    for (const auto& [k, v] : state) by_name[current_densenet_name(strip_prefix(k))] = v;
     WeightReport report;
     std::map<std::string, bool> used;
     torch::NoGradGuard ng;

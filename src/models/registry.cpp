@@ -8,10 +8,13 @@
 #include "hemoscan/error.hpp"
 #include "hemoscan/models/classifier.hpp"
 #include "hemoscan/models/cnn.hpp"
+#include "hemoscan/models/densenet.hpp"
+#include "hemoscan/models/efficientnet.hpp"
 #include "hemoscan/models/named_registry.hpp"
 #include "hemoscan/models/resnet.hpp"
 #include "hemoscan/models/simple_cnn.hpp"
 #include "hemoscan/models/unet_ae.hpp"
+#include "hemoscan/models/vgg.hpp"
 
 namespace hemoscan {
 
@@ -58,6 +61,27 @@ const Registry& registry() {
           "ResNet-50 (torchvision names; Bottlenecks 3-4-6-3, 256-2048 ch), pool, dropout 0.2, fc; 23.5M params",
           0.2},
          [](const ModelConfig& c) { return std::make_shared<ResNetImpl>(c, std::vector<int>{3, 4, 6, 3}, true); }},
+        // VGG flattens a 7x7 map into its 4096-wide classifier.0, as torchvision: `pool` must stay avg.
+        {{"vgg19",
+          "VGG-19 (torchvision names; 16 conv 3x3/ReLU, 64-512 ch), avg pool 7x7 (pool avg only), dense 4096, "
+          "dropout 0.5, dense 4096, dropout 0.5, classifier; 139.6M params",
+          0.5},
+         [](const ModelConfig& c) { return std::make_shared<VggImpl>(c, false); }},
+        {{"vgg19-bn",
+          "VGG-19 with BatchNorm (torchvision names; 16 conv 3x3/BN/ReLU), avg pool 7x7 (pool avg only), dense "
+          "4096, dropout 0.5, dense 4096, dropout 0.5, classifier; 139.6M params",
+          0.5},
+         [](const ModelConfig& c) { return std::make_shared<VggImpl>(c, true); }},
+        {{"densenet121",
+          "DenseNet-121 (torchvision names; dense blocks 6-12-24-16, growth 32, 64-1024 ch), pool, dropout 0.2, "
+          "classifier; 7.0M params",
+          0.2},
+         [](const ModelConfig& c) { return std::make_shared<DenseNetImpl>(c); }},
+        {{"efficientnet-b0",
+          "EfficientNet-B0 (torchvision names; 16 MBConv blocks with squeeze-excitation, 16-320 ch, conv 1280, "
+          "stochastic depth 0.2), pool, dropout 0.2, classifier; 4.0M params",
+          0.2},
+         [](const ModelConfig& c) { return std::make_shared<EfficientNetImpl>(c); }},
     });
     return entries;
 }

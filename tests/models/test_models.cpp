@@ -35,19 +35,26 @@ int64_t dense(int64_t in, int64_t out) { return in * out + out; }
 
 TEST(Registry, ListsTheModelsDefaultFirst) {
     const auto models = list_models();
-    ASSERT_EQ(models.size(), 7u);
+    ASSERT_EQ(models.size(), 11u);
     EXPECT_EQ(models[0].name, "cnn");
     EXPECT_EQ(models[1].name, "cnn-simple");
     EXPECT_EQ(models[2].name, "cnn-large");
     EXPECT_EQ(models[3].name, "unet-ae");  // seed 000's U-Net autoencoder classifier (issue 5)
     EXPECT_EQ(models[4].name, "resnet18");  // torchvision's structure (issue 27)
     EXPECT_EQ(models[6].name, "resnet50");
+    EXPECT_EQ(models[7].name, "vgg19");
+    EXPECT_EQ(models[8].name, "vgg19-bn");
+    EXPECT_EQ(models[9].name, "densenet121");
+    EXPECT_EQ(models[10].name, "efficientnet-b0");
     for (const auto& m : models) {
         EXPECT_FALSE(m.description.empty()) << m.name;
         EXPECT_EQ(m.description.find('\n'), std::string::npos) << m.name;
     }
     EXPECT_DOUBLE_EQ(models[0].default_dropout, 0.3);
     EXPECT_DOUBLE_EQ(models[1].default_dropout, 0.4);
+    EXPECT_DOUBLE_EQ(models[7].default_dropout, 0.5);  // torchvision's VGG
+    EXPECT_DOUBLE_EQ(models[9].default_dropout, 0.2);
+    EXPECT_DOUBLE_EQ(models[10].default_dropout, 0.2);  // torchvision's B0
     EXPECT_EQ(ModelConfig{}.name, "cnn");
 }
 
@@ -56,7 +63,9 @@ TEST(Registry, UnknownNameListsKnownNames) {
         create_model(config("resnet9"));
         FAIL() << "no exception";
     } catch (const UsageError& e) {
-        EXPECT_STREQ(e.what(), "unknown model 'resnet9' (known: cnn, cnn-simple, cnn-large, unet-ae, resnet18, resnet34, resnet50)");
+        EXPECT_STREQ(e.what(),
+                     "unknown model 'resnet9' (known: cnn, cnn-simple, cnn-large, unet-ae, resnet18, resnet34, "
+                     "resnet50, vgg19, vgg19-bn, densenet121, efficientnet-b0)");
     }
 }
 
@@ -232,6 +241,11 @@ TEST(Models, PoolingChoiceInEveryHead) {
     for (const auto& info : list_models()) {
         SCOPED_TRACE(info.name);
         ModelConfig c = config(info.name, 1, 2);
+        if (info.name.rfind("vgg", 0) == 0) {  // flattens a 7x7 map, as torchvision: only avg (Vgg tests)
+            c.pool = "max";
+            EXPECT_THROW(create_model(c), UsageError);
+            continue;
+        }
         const int64_t avg_params = parameter_count(*create_model(c));
         c.pool = "avgmax";
         torch::manual_seed(3);
@@ -282,17 +296,20 @@ TEST(Models, ConfigJsonRoundTrip) {
     EXPECT_THROW(model_config_from_json(nlohmann::json::array()), UsageError);
 }
 
-// Each model fits 8 random 16x16 images with random labels (memorisation) in a few Adam steps:
-// gradients reach every layer and the head is wired to the loss.
+// Each model fits 8 random 16x16 images (32x32 for DenseNet) with random labels (memorisation) in a few Adam
+// steps: gradients reach every layer and the head is wired to the loss.
 TEST(Models, EveryModelCanFitATinyBatch) {
     for (const auto& info : list_models()) {
+        if (info.name.rfind("vgg", 0) == 0) continue;  // minutes for 140M parameters: Vgg.LearnsFromATinyBatch
         SCOPED_TRACE(info.name);
         torch::manual_seed(3);
         ModelConfig c = config(info.name, 1, 2);
         c.dropout = 0.0;
         auto model = create_model(c);
         model->train();
-        const auto x = torch::randn({8, 1, 16, 16});
+        // DenseNet pools 16x16 down to nothing (torchvision's minimum size for it is 29).
+        const int size = info.name.rfind("densenet", 0) == 0 ? 32 : 16;
+        const auto x = torch::randn({8, 1, size, size});
         const auto y = torch::randint(0, 2, {8, 2}).to(torch::kFloat32);
         torch::optim::Adam opt(model->parameters(), torch::optim::AdamOptions(3e-3));
         double first = 0, last = 0;
@@ -306,4 +323,170 @@ TEST(Models, EveryModelCanFitATinyBatch) {
         EXPECT_GT(first, 0.5);
         EXPECT_LT(last, 0.2);
     }
+}
+
+// The torchvision architectures (issue 27; their names and logits against torchvision itself are in
+// test_parity.cpp). Parameter counts of torchvision's models with 3 input channels and num_classes=1, from
+// /usr/bin/python3 (torch 1.13, torchvision 0.14):
+//   sum(p.numel() for p in torchvision.models.ARCH(num_classes=1).parameters())
+namespace {
+
+constexpr int64_t kVgg19Params = 139'574'337;
+constexpr int64_t kVgg19BnParams = 139'585'345;
+constexpr int64_t kDenseNet121Params = 6'954'881;
+constexpr int64_t kEfficientNetB0Params = 4'008'829;
+
+// Logits N x 4 for one- and three-channel input at 64 and 96 pixels, forward == head(features), a feature
+// map of `channels` x size/stride, torchvision's parameter count (3 channels, 1 output), and the head's
+// parameters (`head_params` of them) under head_modules().
+void expect_torchvision_arch(const std::string& name, int64_t torchvision_params, int64_t channels, int64_t stride,
+                             int64_t head_params) {
+    for (int in : {1, 3}) {
+        torch::manual_seed(1);
+        auto model = create_model(config(name, in, 4));
+        model->eval();
+        torch::NoGradGuard no_grad;
+        for (int size : {64, 96}) {
+            SCOPED_TRACE(name + " c=" + std::to_string(in) + " size=" + std::to_string(size));
+            const auto x = torch::randn({2, in, size, size});
+            const auto logits = model->forward(x);
+            EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{2, 4}));
+            const auto f = model->features(x);
+            EXPECT_EQ(f.sizes(), (std::vector<int64_t>{2, channels, size / stride, size / stride}));
+            EXPECT_TRUE(torch::allclose(model->head(f), logits, 1e-5, 1e-6));
+            EXPECT_TRUE(torch::isfinite(logits).all().item<bool>());
+        }
+    }
+    auto model = create_model(config(name, 3, 1));
+    EXPECT_EQ(parameter_count(*model), torchvision_params) << name;
+    int64_t in_head = 0;
+    for (const auto& p : model->named_parameters())
+        if (is_head_parameter(*model, p.key())) in_head += p.value().numel();
+    EXPECT_EQ(in_head, head_params) << name;
+    const auto modules = model->named_modules();
+    for (const auto& m : model->head_modules()) EXPECT_TRUE(modules.contains(m)) << name << ": " << m;
+}
+
+}  // namespace
+
+TEST(Vgg, ShapesParameterCountsAndHead) {
+    const int64_t classifier = dense(512 * 7 * 7, 4096) + dense(4096, 4096) + dense(4096, 1);
+    expect_torchvision_arch("vgg19", kVgg19Params, 512, 16, classifier);
+    expect_torchvision_arch("vgg19-bn", kVgg19BnParams, 512, 16, classifier);
+}
+
+TEST(Vgg, TorchvisionIndicesDropoutsAndPool) {
+    ModelConfig c = config("vgg19-bn", 3, 1);
+    c.dropout = 0.3;
+    auto model = create_model(c);
+    const auto params = model->named_parameters();
+    // Conv, BatchNorm, ReLU per layer and a MaxPool per block: features.49 is the 16th conv, features.52 the
+    // last MaxPool.
+    EXPECT_EQ(params["features.49.weight"].sizes(), (std::vector<int64_t>{512, 512, 3, 3}));
+    EXPECT_TRUE(params.contains("features.50.bias"));
+    EXPECT_FALSE(params.contains("features.52.weight"));
+    EXPECT_EQ(params["classifier.6.weight"].sizes(), (std::vector<int64_t>{1, 4096}));
+    const auto modules = model->named_modules();
+    EXPECT_DOUBLE_EQ(modules["classifier.2"]->as<torch::nn::Dropout>()->options.p(), 0.5);  // torchvision's
+    EXPECT_DOUBLE_EQ(modules["classifier.5"]->as<torch::nn::Dropout>()->options.p(), 0.3);  // ours
+    EXPECT_TRUE(create_model(config("vgg19"))->named_parameters().contains("features.34.weight"));  // no BN
+
+    c.pool = "avgmax";
+    try {
+        create_model(c);
+        FAIL() << "no exception";
+    } catch (const UsageError& e) {
+        EXPECT_NE(std::string(e.what()).find("pool must be avg"), std::string::npos) << e.what();
+    }
+    c.pool = "avg";
+    c.width = 0.5;
+    EXPECT_THROW(create_model(c), UsageError);
+}
+
+// What Models.EveryModelCanFitATinyBatch checks, in seconds: its 40 Adam steps on 140M parameters take
+// minutes, and at its rate (3e-3) VGG's loss does not come down. In evaluation mode (no dropout: classifier.2
+// keeps 0.5 in training, which makes the loss noisy) every parameter gets a gradient, and each of a few
+// small steps lowers the loss.
+TEST(Vgg, LearnsFromATinyBatch) {
+    for (const std::string name : {"vgg19", "vgg19-bn"}) {
+        SCOPED_TRACE(name);
+        torch::manual_seed(3);
+        ModelConfig c = config(name, 1, 2);
+        c.dropout = 0.0;
+        auto model = create_model(c);
+        model->eval();
+        const auto x = torch::randn({8, 1, 32, 32});
+        const auto y = torch::randint(0, 2, {8, 2}).to(torch::kFloat32);
+        torch::optim::Adam opt(model->parameters(), torch::optim::AdamOptions(1e-5));
+        std::vector<double> losses;
+        for (int step = 0; step < 6; ++step) {
+            opt.zero_grad();
+            const auto loss = torch::binary_cross_entropy_with_logits(model->forward(x), y);
+            loss.backward();
+            if (step == 0) {
+                for (const auto& p : model->named_parameters()) {
+                    ASSERT_TRUE(p.value().grad().defined()) << p.key();
+                    EXPECT_GT(p.value().grad().abs().sum().item<double>(), 0.0) << p.key();
+                }
+            }
+            opt.step();
+            losses.push_back(loss.item<double>());
+        }
+        // Measured: vgg19 0.698 -> 0.611, vgg19-bn 0.693 -> 0.679 (its BatchNorms start as the identity).
+        for (size_t i = 1; i < losses.size(); ++i) EXPECT_LT(losses[i], losses[i - 1]) << "step " << i;
+        EXPECT_LT(losses.back(), losses.front() - 0.005);
+    }
+}
+
+TEST(DenseNet, ShapesParameterCountsAndHead) {
+    expect_torchvision_arch("densenet121", kDenseNet121Params, 1024, 32, dense(1024, 1));
+    auto model = create_model(config("densenet121", 3, 1));
+    const auto params = model->named_parameters();
+    EXPECT_EQ(params["features.denseblock4.denselayer16.conv2.weight"].sizes(), (std::vector<int64_t>{32, 128, 3, 3}));
+    EXPECT_EQ(params["features.transition3.conv.weight"].sizes(), (std::vector<int64_t>{512, 1024, 1, 1}));
+    EXPECT_TRUE(model->named_buffers().contains("features.norm5.running_var"));
+    EXPECT_DOUBLE_EQ(model->named_modules()["dropout"]->as<torch::nn::Dropout>()->options.p(), 0.2);
+    ModelConfig c = config("densenet121", 1, 2);
+    c.pool = "avgmax";
+    EXPECT_EQ(create_model(c)->named_parameters()["classifier.weight"].sizes(), (std::vector<int64_t>{2, 2048}));
+}
+
+TEST(EfficientNet, ShapesParameterCountsAndHead) {
+    expect_torchvision_arch("efficientnet-b0", kEfficientNetB0Params, 1280, 32, dense(1280, 1));
+    auto model = create_model(config("efficientnet-b0", 3, 1));
+    const auto params = model->named_parameters();
+    // Stage 1 has no expansion conv: block.0 is the depthwise conv; later stages expand first.
+    EXPECT_EQ(params["features.1.0.block.0.0.weight"].sizes(), (std::vector<int64_t>{32, 1, 3, 3}));
+    EXPECT_EQ(params["features.1.0.block.1.fc1.bias"].sizes(), (std::vector<int64_t>{8}));
+    EXPECT_EQ(params["features.6.3.block.0.0.weight"].sizes(), (std::vector<int64_t>{1152, 192, 1, 1}));
+    EXPECT_EQ(params["features.6.3.block.2.fc2.weight"].sizes(), (std::vector<int64_t>{1152, 48, 1, 1}));
+    EXPECT_EQ(params["features.8.0.weight"].sizes(), (std::vector<int64_t>{1280, 320, 1, 1}));
+    EXPECT_EQ(params["classifier.1.weight"].sizes(), (std::vector<int64_t>{1, 1280}));
+    for (const auto& m : model->modules(false))
+        if (auto* bn = m->as<torch::nn::BatchNorm2d>()) {
+            EXPECT_DOUBLE_EQ(bn->options.eps(), 1e-5);  // torchvision's B0 (B5-B7 use 1e-3)
+            EXPECT_DOUBLE_EQ(bn->options.momentum().value(), 0.1);
+        }
+}
+
+// Stochastic depth drops residual branches in training only, drawing from the torch RNG.
+TEST(EfficientNet, StochasticDepthInTrainingOnly) {
+    ModelConfig c = config("efficientnet-b0", 1, 2);
+    c.dropout = 0.0;
+    torch::manual_seed(1);
+    auto model = create_model(c);
+    torch::NoGradGuard no_grad;
+    const auto x = torch::randn({4, 1, 32, 32});
+    model->train();
+    torch::manual_seed(9);
+    const auto a = model->forward(x);
+    torch::manual_seed(9);
+    EXPECT_TRUE(torch::equal(model->forward(x), a));
+    torch::manual_seed(10);
+    EXPECT_FALSE(torch::allclose(model->forward(x), a));
+    model->eval();
+    torch::manual_seed(11);
+    const auto e = model->forward(x);
+    torch::manual_seed(12);
+    EXPECT_TRUE(torch::equal(model->forward(x), e));
 }

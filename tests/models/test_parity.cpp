@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <regex>
+
 #include "hemoscan/error.hpp"
 #include "hemoscan/models/classifier.hpp"
 #include "hemoscan/models/pretrained.hpp"
@@ -78,6 +80,106 @@ TEST(Parity, TorchvisionResNetsGiveTheSameLogits) {
         EXPECT_LE((grey->forward(x) - expected).abs().max().item<double>(),
                   1e-3 * std::max(1.0, expected.abs().max().item<double>()));
     }
+}
+
+// The same for VGG-19 (plain and with BatchNorm), DenseNet-121 and EfficientNet-B0; torchvision writes '_'
+// where hemoscan writes '-', and each names its first conv its own way. EfficientNet's stochastic depth is
+// checked in training mode too: the same seed draws the same samples to drop.
+TEST(Parity, TorchvisionVggDenseNetEfficientNetGiveTheSameLogits) {
+    if (!torchvision_available()) GTEST_SKIP() << "python3-torchvision is not installed (scripts/setup.sh --tests)";
+    struct Arch {
+        std::string torchvision, hemoscan, first_conv;
+    };
+    const std::vector<Arch> archs{{"vgg19", "vgg19", "features.0.weight"},
+                                  {"vgg19_bn", "vgg19-bn", "features.0.weight"},
+                                  {"densenet121", "densenet121", "features.conv0.weight"},
+                                  {"efficientnet_b0", "efficientnet-b0", "features.0.0.weight"}};
+    test::TempDir d;
+    const fs::path script = fs::path(HEMOSCAN_SOURCE_DIR) / "tests/models/parity/torchvision_reference.py";
+    std::string cmd = std::string(kPython) + " " + test::shell_quote(script) + " " + test::shell_quote(d.path());
+    for (const auto& a : archs) cmd += " " + a.torchvision;
+    const auto r = test::run_command(cmd + " 2>&1");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    torch::NoGradGuard ng;
+    for (const auto& arch : archs) {
+        SCOPED_TRACE(arch.hemoscan);
+        const StateDict state = read_safetensors(d / (arch.torchvision + ".safetensors"));
+        // The script writes torch.save files only for models under 50M parameters (not the VGGs).
+        const fs::path pth = d / (arch.torchvision + ".pth");
+        EXPECT_EQ(fs::exists(pth), arch.torchvision.rfind("vgg", 0) != 0);
+        if (fs::exists(pth)) {
+            const StateDict saved = read_weights(pth);
+            ASSERT_EQ(saved.size(), state.size());
+            for (const auto& [k, t] : state) EXPECT_TRUE(torch::equal(saved.at(k), t)) << k;
+        }
+        const StateDict io = read_safetensors(d / (arch.torchvision + ".io.safetensors"));
+        auto model = model_named(arch.hemoscan, 3);
+        const WeightReport report = load_state_dict(*model, state);
+        EXPECT_TRUE(report.fresh.empty()) << report.to_json().dump();
+        EXPECT_TRUE(report.unused.empty()) << report.to_json().dump();
+        EXPECT_EQ(report.loaded.size(), state.size());
+        model->eval();
+        const torch::Tensor expected = io.at("logits");
+        const double diff = (model->forward(io.at("input")) - expected).abs().max().item<double>();
+        std::printf("%-16s max |logit diff| %.3g (logits up to %.3g)\n", arch.hemoscan.c_str(), diff,
+                    expected.abs().max().item<double>());
+        EXPECT_LE(diff, 1e-4);
+
+        auto grey = model_named(arch.hemoscan, 1);
+        const WeightReport adapted = load_state_dict(*grey, state);
+        EXPECT_EQ(adapted.adapted, std::vector<std::string>{arch.first_conv});
+        grey->eval();
+        const torch::Tensor grey_expected = io.at("grey_logits");
+        EXPECT_LE((grey->forward(io.at("input").slice(1, 0, 1)) - grey_expected).abs().max().item<double>(),
+                  1e-3 * std::max(1.0, grey_expected.abs().max().item<double>()));
+
+        if (io.count("train_logits")) {
+            // BatchNorm on the batch's statistics, dropout 0.2 and stochastic depth from the torch RNG.
+            model->train();
+            torch::manual_seed(7);
+            const torch::Tensor train_expected = io.at("train_logits");
+            const double train_diff = (model->forward(io.at("input")) - train_expected).abs().max().item<double>();
+            std::printf("%-16s max |logit diff| in training mode %.3g\n", arch.hemoscan.c_str(), train_diff);
+            EXPECT_LE(train_diff, 1e-4 * std::max(1.0, train_expected.abs().max().item<double>()));
+        }
+    }
+}
+
+// torchvision's published densenet121-a639ec97.pth names the modules of its dense layers the old way
+// ("denselayer1.norm.1.weight") and has no num_batches_tracked; load_state_dict renames as torchvision does.
+TEST(Parity, DenseNetOldKeyNamesAreRenamed) {
+    torch::manual_seed(4);
+    auto source = model_named("densenet121", 3);
+    const std::regex current(R"(^(.*denselayer\d+\.(?:norm|conv))([12])\.(weight|bias|running_mean|running_var)$)");
+    StateDict old;
+    size_t renamed = 0;
+    auto add = [&](const std::string& key, const torch::Tensor& t) {
+        if (key.find("num_batches_tracked") != std::string::npos) return;
+        std::smatch m;
+        const bool match = std::regex_match(key, m, current);
+        if (match) ++renamed;
+        old["module." + (match ? m[1].str() + "." + m[2].str() + "." + m[3].str() : key)] = t.detach().clone();
+    };
+    for (const auto& p : source->named_parameters()) add(p.key(), p.value());
+    for (const auto& b : source->named_buffers()) add(b.key(), b.value());
+    ASSERT_TRUE(old.count("module.features.denseblock1.denselayer1.norm.1.weight"));
+    ASSERT_TRUE(old.count("module.features.denseblock4.denselayer16.conv.2.weight"));
+    EXPECT_EQ(renamed, 58u * 10);  // 58 dense layers: 2 convs, 2 BatchNorms of 4 tensors
+    old["features.denseblock1.denselayer1.norm.3.weight"] = torch::ones({64});  // not the pattern: unused
+
+    torch::manual_seed(5);
+    auto target = model_named("densenet121", 3);
+    const WeightReport r = load_state_dict(*target, old);
+    EXPECT_EQ(r.unused, std::vector<std::string>{"features.denseblock1.denselayer1.norm.3.weight"});
+    EXPECT_EQ(r.loaded.size(), old.size() - 1);
+    // 121 BatchNorms: norm0, 2 per dense layer, 3 transitions, norm5.
+    EXPECT_EQ(r.fresh.size(), 121u);
+    for (const auto& k : r.fresh) EXPECT_NE(k.find("num_batches_tracked"), std::string::npos) << k;
+    const auto params = target->named_parameters();
+    for (const auto& p : source->named_parameters()) EXPECT_TRUE(torch::equal(params[p.key()], p.value())) << p.key();
+    const auto buffers = target->named_buffers();
+    EXPECT_TRUE(torch::equal(buffers["features.denseblock2.denselayer3.norm2.running_var"],
+                             source->named_buffers()["features.denseblock2.denselayer3.norm2.running_var"]));
 }
 
 // safetensors round trip, prefixes, and what does not fit.

@@ -42,9 +42,11 @@ struct WeightReport {
 };
 
 // Copies the tensors of `state` into the model's parameters and buffers of the same name. Names may
-// carry a "module." (DataParallel) or "model." prefix. A tensor of another shape stays fresh, except a
-// 4-D weight whose input channels differ from 3 to 1 (an RGB first conv for one-channel input:
-// summed over its channels, as is usual) or 1 to 3 (repeated, divided by 3).
+// carry a "module." (DataParallel) or "model." prefix. The older DenseNet names of torchvision's published
+// files ("...denselayerJ.norm.1.weight"; norm/relu/conv, .1/.2, weight/bias/running_mean/running_var) are
+// renamed as torchvision renames them when it loads one ("...denselayerJ.norm1.weight"). A tensor of
+// another shape stays fresh, except a 4-D weight whose input channels differ from 3 to 1 (an RGB first
+// conv for one-channel input: summed over its channels, as is usual) or 1 to 3 (repeated, divided by 3).
 WeightReport load_state_dict(torch::nn::Module& model, const StateDict& state);
 
 }  // namespace hemoscan
