@@ -14,13 +14,13 @@ void add_models(CLI::App& root, std::vector<Command>& commands) {
         std::printf("Classification (hemoscan train):\n");
         bool first = true;
         for (const auto& m : list_models()) {
-            std::printf("  %-14s %s%s\n", m.name.c_str(), cli_message(m.description).c_str(), first ? " (default)" : "");
+            std::printf("  %-16s %s%s\n", m.name.c_str(), cli_message(m.description).c_str(), first ? " (default)" : "");
             first = false;
         }
         std::printf("\nSegmentation (hemoscan train --task segment):\n");
         first = true;
         for (const auto& m : list_seg_models()) {
-            std::printf("  %-14s %s%s\n", m.name.c_str(), cli_message(m.description).c_str(), first ? " (default)" : "");
+            std::printf("  %-16s %s%s\n", m.name.c_str(), cli_message(m.description).c_str(), first ? " (default)" : "");
             first = false;
         }
         return 0;

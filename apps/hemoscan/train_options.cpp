@@ -116,7 +116,8 @@ void add_train_options(CLI::App* app, TrainArgs& a, bool folds_for_cv) {
         ->capture_default_str();
     app->add_option("--pretrained", o.pretrained,
                     "Start from a PyTorch state dict (torch.save .pth as torchvision publishes it, or .safetensors) "
-                    "mapped by parameter name, e.g. resnet50-11ad3fa6.pth for --model resnet50 (docs/transfer.md)");
+                    "mapped by parameter name, e.g. resnet50-11ad3fa6.pth for --model resnet50, or resnet34-b627a593.pth "
+                    "for the encoder of --task segment --model resnet34-unet (docs/transfer.md)");
     app->add_option("--freeze-epochs", a.freeze_epochs,
                     "Fine-tuning: epochs that train only the head, backbone weights and BatchNorm statistics fixed "
                     "(default 1 with --pretrained, else 0)");

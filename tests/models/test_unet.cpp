@@ -65,10 +65,13 @@ const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new TorchThreads);
 
 TEST(SegRegistry, ListsTheUNetFamilyDefaultFirst) {
     const auto models = list_seg_models();
-    ASSERT_EQ(models.size(), 3u);
+    ASSERT_EQ(models.size(), 5u);
     EXPECT_EQ(models[0].name, "unet");
     EXPECT_EQ(models[1].name, "resunet");
     EXPECT_EQ(models[2].name, "attention-unet");
+    EXPECT_EQ(models[3].name, "resnet34-unet");  // torchvision ResNet encoders (issue 27, test_resnet_unet.cpp)
+    EXPECT_EQ(models[3].encoder, "resnet34");
+    EXPECT_EQ(models[4].name, "resnet18-unet");
     for (const auto& m : models) {
         EXPECT_TRUE(is_seg_model(m.name));
         EXPECT_FALSE(m.description.empty());
@@ -84,7 +87,7 @@ TEST(SegRegistry, RejectsUnknownNamesAndImpossibleConfigs) {
         create_segmenter(seg_config("vnet"));
         FAIL() << "no exception";
     } catch (const UsageError& e) {
-        EXPECT_STREQ(e.what(), "unknown segmentation model 'vnet' (known: unet, resunet, attention-unet)");
+        EXPECT_STREQ(e.what(), "unknown segmentation model 'vnet' (known: unet, resunet, attention-unet, resnet34-unet, resnet18-unet)");
     }
     auto bad = [](auto edit) {
         SegModelConfig c = seg_config("unet");
@@ -122,6 +125,7 @@ TEST(SegRegistry, ConfigJsonRoundTripAndDefaults) {
 TEST(SegModels, OutputShapeForEveryArchitectureAndDepth) {
     torch::NoGradGuard no_grad;
     for (const auto& info : list_seg_models()) {
+        if (info.fixed_depth > 0) continue;  // the ResNet U-Nets: five levels always (test_resnet_unet.cpp)
         for (int depth = 1; depth <= 4; ++depth) {
             SCOPED_TRACE(info.name + " depth " + std::to_string(depth));
             torch::manual_seed(1);
@@ -139,6 +143,7 @@ TEST(SegModels, OutputShapeForEveryArchitectureAndDepth) {
 
 TEST(SegModels, InputNotDivisibleByTwoToTheDepthIsAUsageError) {
     for (const auto& info : list_seg_models()) {
+        if (info.fixed_depth > 0) continue;
         SCOPED_TRACE(info.name);
         auto model = create_segmenter(seg_config(info.name, 3, 4, 1, 2));
         model->eval();

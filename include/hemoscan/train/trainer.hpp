@@ -73,7 +73,8 @@ struct TrainOptions {
     // Transfer learning from other tools: a PyTorch state dict (torch.save zip, as torchvision
     // publishes, or .safetensors) mapped onto the model by parameter name (models/pretrained.hpp);
     // a file named like torchvision's (`resnet50-11ad3fa6.pth`) must match the SHA-256 prefix in its
-    // name. Classification only; excludes `init`. Empty = off.
+    // name. Classification, and segmentation models with a pre-trainable encoder (resnet34-unet: the
+    // weights load into the encoder). Excludes `init`. Empty = off.
     std::string pretrained;
     // Fine-tuning (classification; segment with a pre-trained encoder): epochs that train the head
     // alone (backbone weights and BatchNorm statistics fixed), the backbone's learning rate as a multiple
