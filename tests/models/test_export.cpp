@@ -55,10 +55,10 @@ TEST(Export, TorchvisionLoadsTheFileAndGivesTheSameLogits) {
     }
     test::TempDir d;
     // {hemoscan name, input channels}: a one-channel model is exported with its first conv over 3 channels.
-    // vgg19 is vgg19-bn without its BatchNorm layers (one class, the same export path): at 140M values
-    // each, one of the two is tested here (both load in the forward direction, test_parity.cpp).
+    // Not the VGGs: at 140M values each they cost about a minute here, and their export path is the same
+    // code (their names and logits are checked against torchvision in test_parity.cpp).
     const std::vector<std::pair<std::string, int>> archs{{"resnet18", 1},    {"resnet34", 3},      {"resnet50", 3},
-                                                         {"vgg19-bn", 1},    {"densenet121", 3},   {"efficientnet-b0", 1}};
+                                                         {"densenet121", 3}, {"efficientnet-b0", 1}};
     std::string cmd = std::string(kPython) + " " +
                       test::shell_quote(fs::path(HEMOSCAN_SOURCE_DIR) / "tests/models/parity/load_export.py") + " " +
                       test::shell_quote(d.path());
