@@ -23,6 +23,8 @@ void add_models(CLI::App& root, std::vector<Command>& commands) {
             std::printf("  %-16s %s%s\n", m.name.c_str(), cli_message(m.description).c_str(), first ? " (default)" : "");
             first = false;
         }
+        std::printf("\nSpeeds: bench/classify_speed.sh on this project's 2-core machine (docs/results.md); they scale with "
+                    "cores and about with the square of --size.\n");
         return 0;
     }});
 }
