@@ -260,6 +260,15 @@ TEST(CliTrain, ExportThenFineTune) {
     EXPECT_EQ(read_json(d / "tuned" / "init.json")["pretrained"], (d / "w.safetensors").string());
     // --pretrained implies ImageNet statistics unless told otherwise.
     EXPECT_EQ(read_json(d / "tuned" / "config.json")["options"]["normalization"], "imagenet");
+    // cv: every fold starts from the file.
+    r = run_hemoscan("cv --data " + q(d / "data") + " --out " + q(d / "cv") + small + " --epochs 1 --folds 2 --pretrained " +
+                     q(d / "w.safetensors"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    for (int k = 0; k < 2; ++k) {
+        const fs::path fold = d / "cv" / ("fold_" + std::to_string(k));
+        EXPECT_EQ(read_json(fold / "init.json")["pretrained"], (d / "w.safetensors").string()) << fold;
+        EXPECT_EQ(read_json(fold / "config.json")["fine_tune"]["freeze_epochs"], 1) << fold;
+    }
 
     r = run_hemoscan("train --data " + q(d / "data") + " --out " + q(d / "bad") + small +
                      " --epochs 2 --freeze-epochs 3");
