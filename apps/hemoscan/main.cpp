@@ -4,6 +4,7 @@
 #include "commands.hpp"
 #include "common.hpp"
 #include "hemoscan/error.hpp"
+#include "hemoscan/io/limits.hpp"
 #include "hemoscan/log.hpp"
 #include "hemoscan/log_format.hpp"
 #include "hemoscan/version.hpp"
@@ -15,6 +16,18 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     std::string log_level = "info";
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")->capture_default_str();
+    // What the readers accept, checked before they allocate (io/limits.hpp).
+    ReadLimits limits;
+    app.add_option("--max-slice-pixels", limits.max_pixels_per_slice,
+                   "Refuse images and slices of more pixels (rows x columns)")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    app.add_option("--max-slices", limits.max_slices, "Refuse series of more slices")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    app.add_option("--max-voxels", limits.max_voxels, "Refuse DICOM inputs of more voxels in all")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
     app.footer("Run 'hemoscan <command> --help' for a command's options.");
 
     std::vector<cli::Command> commands;
@@ -47,6 +60,7 @@ int main(int argc, char** argv) {
     try {
         set_log_rewrite(cli::cli_message);  // the library's `field` names shown as this tool's --flags
         set_log_level(log_level);
+        set_read_limits(limits);
         for (auto& cmd : commands) {
             if (cmd.app->parsed()) return cmd.run();
         }

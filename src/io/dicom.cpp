@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <atomic>
 #include <cstring>
 #include <exception>
 #include <fstream>
@@ -25,6 +26,7 @@
 
 #include "dcmtk_setup.hpp"
 #include "hemoscan/error.hpp"
+#include "hemoscan/io/limits.hpp"
 #include "hemoscan/log.hpp"
 #include "hemoscan/util/parallel.hpp"
 #include "hemoscan/util/strings.hpp"
@@ -200,6 +202,7 @@ DicomSlice read_slice(const fs::path& path, ModalityPolicy policy) {
     const long rows = get_int(ds, DCM_Rows).value_or(0);
     const long cols = get_int(ds, DCM_Columns).value_or(0);
     if (rows <= 0 || cols <= 0) throw InputError(name + ": missing or zero Rows/Columns");
+    check_slice_pixels(name, rows, cols, "the image (Rows x Columns)");
     const long bits_allocated = get_int(ds, DCM_BitsAllocated).value_or(0);
     if (bits_allocated != 8 && bits_allocated != 16) {
         throw InputError(fmt::format("{}: BitsAllocated {} is not supported (8 or 16)", name, bits_allocated));
@@ -232,9 +235,12 @@ DicomSlice read_slice(const fs::path& path, ModalityPolicy policy) {
         if (is_signed && (v & sign_bit)) return static_cast<int32_t>(static_cast<int64_t>(v) - wrap);
         return static_cast<int32_t>(v);
     };
-    std::vector<int32_t> stored(count);
     const size_t have_bytes = pixel_element->getLength();
     const size_t need_bytes = count * static_cast<size_t>(bits_allocated / 8);
+    if (have_bytes < need_bytes) {  // before allocating for the values the attributes promise
+        throw InputError(fmt::format("{}: pixel data is truncated ({} of {} bytes)", name, have_bytes, need_bytes));
+    }
+    std::vector<int32_t> stored(count);
     if (bits_allocated == 16) {
         Uint16* p = nullptr;
         if (pixel_element->getUint16Array(p).bad() || p == nullptr || have_bytes < need_bytes) {
@@ -533,9 +539,17 @@ std::vector<Volume> read_dicom_series(const std::vector<std::filesystem::path>& 
     const size_t n = candidates.size();
     std::vector<std::optional<DicomSlice>> read(n);
     const int workers = static_cast<int>(std::min<unsigned>(std::max(1u, std::thread::hardware_concurrency()), 4u));
+    // Every slice is held until the volumes are built: the voxels read so far are bounded.
+    const ReadLimits limits = read_limits();
+    std::atomic<std::int64_t> voxels{0};
     parallel_for_index(n, workers, [&](size_t i) {
         try {
             read[i] = read_slice(candidates[i].path, policy);
+            const std::int64_t total = voxels += static_cast<std::int64_t>(read[i]->pixels.total());
+            if (total > limits.max_voxels) {
+                throw InputError(candidates[i].path.string() + ": the DICOM input holds more than " +
+                                 std::to_string(limits.max_voxels) + " voxels (the limit per input)");
+            }
         } catch (const NotAnImage& e) {
             if (candidates[i].folder < 0) throw;  // named on the command line: an error
             logger().debug("{} (skipped)", e.what());
@@ -554,7 +568,13 @@ std::vector<Volume> read_dicom_series(const std::vector<std::filesystem::path>& 
     }
 
     std::vector<Volume> volumes;
-    for (auto& [uid, slices] : by_series) volumes.push_back(build_volume(uid, std::move(slices)));
+    for (auto& [uid, slices] : by_series) {
+        if (static_cast<std::int64_t>(slices.size()) > limits.max_slices) {
+            throw InputError(slices.front().meta.path + ": its series has " + std::to_string(slices.size()) +
+                             " slices, over the limit of " + std::to_string(limits.max_slices));
+        }
+        volumes.push_back(build_volume(uid, std::move(slices)));
+    }
     std::stable_sort(volumes.begin(), volumes.end(),
                      [](const Volume& a, const Volume& b) { return a.depth() > b.depth(); });
     return volumes;

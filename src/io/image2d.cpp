@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "hemoscan/error.hpp"
+#include "hemoscan/io/limits.hpp"
 #include "hemoscan/log.hpp"
 #include "hemoscan/util/fs.hpp"
 #include "hemoscan/util/strings.hpp"
@@ -43,6 +44,51 @@ bool png_has_end_chunk(const std::string& bytes) {
     return bytes.find("IEND", bytes.size() - tail) != std::string::npos;
 }
 
+std::int64_t be16(const std::string& b, size_t i) {
+    return (static_cast<std::int64_t>(static_cast<unsigned char>(b[i])) << 8) | static_cast<unsigned char>(b[i + 1]);
+}
+std::int64_t be32(const std::string& b, size_t i) { return (be16(b, i) << 16) | be16(b, i + 2); }
+std::int64_t le32s(const std::string& b, size_t i) {
+    std::uint32_t v = 0;
+    for (int k = 3; k >= 0; --k) v = (v << 8) | static_cast<unsigned char>(b[i + static_cast<size_t>(k)]);
+    return static_cast<std::int32_t>(v);
+}
+
+// Width and height as the file's header claims them (PNG IHDR, JPEG start-of-frame, BMP info header),
+// read before decoding so that a small file claiming a huge image is refused before OpenCV allocates
+// it; {0, 0} for other formats or when not found (OpenCV's own limits then apply).
+std::pair<std::int64_t, std::int64_t> header_size(const std::string& b) {
+    if (b.size() >= 24 && b.compare(0, 8, "\x89PNG\r\n\x1a\n") == 0 && b.compare(12, 4, "IHDR") == 0) {
+        return {be32(b, 16), be32(b, 20)};
+    }
+    if (b.size() >= 26 && b[0] == 'B' && b[1] == 'M') {
+        const std::int64_t h = le32s(b, 22);
+        return {le32s(b, 18), h < 0 ? -h : h};  // negative height: rows stored top-down
+    }
+    if (b.size() >= 4 && static_cast<unsigned char>(b[0]) == 0xFF && static_cast<unsigned char>(b[1]) == 0xD8) {
+        size_t i = 2;
+        while (i + 9 < b.size()) {
+            if (static_cast<unsigned char>(b[i]) != 0xFF) return {0, 0};
+            const unsigned char marker = static_cast<unsigned char>(b[i + 1]);
+            if (marker == 0xFF) {  // fill byte
+                ++i;
+                continue;
+            }
+            if (marker == 0xD8 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) {  // no length
+                i += 2;
+                continue;
+            }
+            // SOF0-SOF15 except DHT (C4), JPG (C8) and DAC (CC): precision, height, width.
+            if (marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC) {
+                return {be16(b, i + 7), be16(b, i + 5)};
+            }
+            if (marker == 0xDA) return {0, 0};  // scan data before a frame header: let libjpeg judge
+            i += 2 + static_cast<size_t>(be16(b, i + 2));
+        }
+    }
+    return {0, 0};
+}
+
 double full_scale(int depth) {
     switch (depth) {
         case CV_8U: return 255.0;
@@ -73,6 +119,9 @@ cv::Mat read_image_2d(const std::filesystem::path& path, ImageMeta* meta) {
     if (is_png_path(path) && bytes.compare(0, 4, "\x89PNG") == 0 && !png_has_end_chunk(bytes)) {
         throw InputError(name + ": truncated or corrupt PNG (no IEND chunk)");
     }
+
+    const auto [width, height] = header_size(bytes);
+    if (width != 0 || height != 0) check_slice_pixels(name, height, width, "the image");
 
     cv::Mat raw;
     try {

@@ -208,6 +208,12 @@ TEST(Cli, ConvertRejectsCorruptAndWrongModality) {
     r = run_hemoscan("convert " + q(d / "mr.dcm") + " --out " + q(d / "png") + " --modality mr");
     EXPECT_EQ(r.exit_code, 0) << r.output;
     EXPECT_TRUE(fs::exists(d / "png" / "mr.png"));
+    // The readers' size limits (issue 28) are options of the tool: 8 x 8 = 64 pixels over a limit of 32.
+    r = run_hemoscan("--max-slice-pixels 32 convert " + q(d / "mr.dcm") + " --out " + q(d / "png2") + " --modality mr");
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_NE(r.output.find("mr.dcm: the image (Rows x Columns) is 8 x 8 pixels, over the limit of 32"), std::string::npos)
+        << r.output;
+    EXPECT_FALSE(fs::exists(d / "png2" / "mr.png"));
 }
 
 TEST(Cli, DescribeRealHeadCt) {

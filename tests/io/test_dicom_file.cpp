@@ -16,6 +16,7 @@
 
 #include "hemoscan/error.hpp"
 #include "hemoscan/io/dicom.hpp"
+#include "hemoscan/io/limits.hpp"
 #include "hemoscan/io/load.hpp"
 #include "hemoscan/util/fs.hpp"
 #include "support/test_util.hpp"
@@ -431,6 +432,46 @@ TEST(DicomErrors, ShortPixelDataIsReported) {
     const fs::path path = dir / "short.dcm";
     write_crafted(path, 4, 4, {1, 2, 3, 4}, [](DcmDataset&) {});  // 16 pixels announced, 4 present
     test::expect_input_error([&] { read_dicom_file(path); }, {path.string(), "truncated"});
+}
+
+// Issue 28: a 600-byte file claiming 16384 x 16384 pixels is refused from its attributes, before any
+// pixel buffer is allocated (it used to take 1.2 GB before "truncated"); 65535 x 65535 too (it used to
+// end in std::bad_alloc without the file's name). The limit is configurable.
+TEST(DicomErrors, HugeClaimedSizeRefusedBeforeAllocation) {
+    test::TempDir dir;
+    for (const int side : {16384, 65535}) {
+        const fs::path path = dir / ("huge" + std::to_string(side) + ".dcm");
+        write_crafted(path, side, side, {1, 2, 3, 4}, [](DcmDataset&) {});
+        EXPECT_LT(fs::file_size(path), 1000u);
+        test::expect_input_error([&] { read_dicom_file(path); },
+                                 {path.string(), std::to_string(side) + " x " + std::to_string(side),
+                                  "limit of 16777216 pixels per slice"});
+    }
+    const fs::path small = dir / "small.dcm";
+    write_crafted(small, 4, 4, std::vector<Uint16>(16, 7), [](DcmDataset&) {});
+    EXPECT_NO_THROW(read_dicom_file(small));
+    const ReadLimits saved = read_limits();
+    ReadLimits tight = saved;
+    tight.max_pixels_per_slice = 15;
+    set_read_limits(tight);
+    test::expect_input_error([&] { read_dicom_file(small); }, {small.string(), "limit of 15 pixels"});
+    // A series: the voxels read for one input, and the slices of one series, are bounded too.
+    tight = saved;
+    tight.max_voxels = 40;
+    set_read_limits(tight);
+    fs::create_directories(dir / "series");
+    for (int k = 0; k < 3; ++k) {
+        write_crafted(dir / "series" / ("s" + std::to_string(k) + ".dcm"), 4, 4, std::vector<Uint16>(16, 7),
+                      [&](DcmDataset& ds) { ds.putAndInsertString(DCM_InstanceNumber, std::to_string(k).c_str()); });
+    }
+    test::expect_input_error([&] { read_dicom_series({dir / "series"}); }, {"more than 40 voxels"});
+    tight = saved;
+    tight.max_slices = 2;
+    set_read_limits(tight);
+    test::expect_input_error([&] { read_dicom_series({dir / "series"}); }, {"3 slices, over the limit of 2"});
+    set_read_limits(saved);
+    EXPECT_EQ(read_dicom_series({dir / "series"}).front().depth(), 3);
+    EXPECT_THROW(set_read_limits(ReadLimits{0, 1, 1}), UsageError);
 }
 
 TEST(DicomErrors, FileCutInHalfNamesTheFile) {

@@ -1,6 +1,8 @@
 // 2D images (PNG/JPG/BMP/TIFF) and the load_image entry point.
 #include <gtest/gtest.h>
 
+#include <opencv2/imgcodecs.hpp>
+
 #include <functional>
 #include <string>
 #include <vector>
@@ -8,6 +10,7 @@
 #include "hemoscan/error.hpp"
 #include "hemoscan/io/dicom.hpp"
 #include "hemoscan/io/image2d.hpp"
+#include "hemoscan/io/limits.hpp"
 #include "hemoscan/io/load.hpp"
 #include "hemoscan/util/fs.hpp"
 #include "support/test_util.hpp"
@@ -171,6 +174,50 @@ TEST(Image2dErrors, CorruptTruncatedEmptyAndMissingFilesNameTheFile) {
     const fs::path missing = dir / "missing.png";
     test::expect_input_error([&] { read_image_2d(missing); }, {missing.string(), "not found"});
     test::expect_input_error([&] { load_image(missing); }, {missing.string(), "not found"});
+}
+
+// Issue 28: the header's size is checked before decoding. A small file claiming 12000 x 12000 pixels
+// (PNG, JPEG, BMP) is refused naming the file and the limit (a 140 KB PNG of that size used to make the
+// CLI peak at 2.2 GB and pass).
+TEST(Image2dErrors, HugeClaimedSizeRefusedBeforeDecoding) {
+    test::TempDir dir;
+    const cv::Mat small(8, 8, CV_8UC1, cv::Scalar(100));
+    auto put_be = [](std::vector<uchar>& b, size_t at, int bytes, int64_t v) {
+        for (int k = 0; k < bytes; ++k) b[at + static_cast<size_t>(k)] = static_cast<uchar>(v >> (8 * (bytes - 1 - k)));
+    };
+    auto put_le32 = [](std::vector<uchar>& b, size_t at, int64_t v) {
+        for (int k = 0; k < 4; ++k) b[at + static_cast<size_t>(k)] = static_cast<uchar>(v >> (8 * k));
+    };
+    for (const std::string ext : {".png", ".jpg", ".bmp"}) {
+        SCOPED_TRACE(ext);
+        std::vector<uchar> bytes;
+        ASSERT_TRUE(cv::imencode(ext, small, bytes));
+        if (ext == ".png") {
+            put_be(bytes, 16, 4, 12000);
+            put_be(bytes, 20, 4, 12000);
+        } else if (ext == ".bmp") {
+            put_le32(bytes, 18, 12000);
+            put_le32(bytes, 22, 12000);
+        } else {  // the first start-of-frame marker (FF C0): length, precision, height, width
+            size_t i = 2;
+            while (!(bytes[i] == 0xFF && bytes[i + 1] == 0xC0)) i += 2 + (static_cast<size_t>(bytes[i + 2]) << 8 | bytes[i + 3]);
+            put_be(bytes, i + 5, 2, 12000);
+            put_be(bytes, i + 7, 2, 12000);
+        }
+        const fs::path path = dir / ("huge" + ext);
+        test::write_text(path, std::string(bytes.begin(), bytes.end()));
+        test::expect_input_error([&] { read_image_2d(path); },
+                                 {path.string(), "12000 x 12000 pixels", "limit of 16777216 pixels per slice"});
+    }
+    const fs::path ok = dir / "ok.png";
+    cv::imwrite(ok.string(), small);
+    EXPECT_EQ(read_image_2d(ok).rows, 8);
+    const ReadLimits saved = read_limits();
+    ReadLimits tight = saved;
+    tight.max_pixels_per_slice = 63;
+    set_read_limits(tight);
+    test::expect_input_error([&] { read_image_2d(ok); }, {ok.string(), "8 x 8", "limit of 63"});
+    set_read_limits(saved);
 }
 
 TEST(Load, DispatchesByContentThenExtension) {
