@@ -15,6 +15,7 @@
 #include <mutex>
 
 #include "hemoscan/error.hpp"
+#include "hemoscan/io/limits.hpp"
 #include "hemoscan/util/strings.hpp"
 
 namespace hemoscan {
@@ -198,8 +199,10 @@ RawVolume read_raw(const fs::path& path) {
     if (!fs::is_regular_file(path)) throw InputError(name + ": no such file");
     // is_nifti_file checks the header quietly; niftilib's reader prints some errors unconditionally.
     if (is_nifti_file(path.c_str()) < 0) throw InputError(name + ": not a NIfTI file (bad header)");
-    NimPtr nim(nifti_image_read(path.c_str(), 1));
-    if (!nim || nim->data == nullptr) throw InputError(name + ": not a readable NIfTI file");
+    // The header first: its dimensions are checked against the limits (and, uncompressed, against the
+    // file's size) before niftilib allocates what they claim.
+    NimPtr nim(nifti_image_read(path.c_str(), 0));
+    if (!nim) throw InputError(name + ": not a readable NIfTI file");
     if (nim->nifti_type != NIFTI_FTYPE_NIFTI1_1 && nim->nifti_type != NIFTI_FTYPE_NIFTI1_2 &&
         nim->nifti_type != NIFTI_FTYPE_ANALYZE) {
         throw InputError(name + ": not a NIfTI-1 file");
@@ -212,6 +215,24 @@ RawVolume read_raw(const fs::path& path) {
                          std::max(nim->nw, 1);
     if (nim->ndim > 3 && extra > 1) {
         throw InputError(fmt::format("{}: {} volumes in one file (4D or more); one 3D volume expected", name, extra));
+    }
+    check_slice_pixels(name, ny, nx, "each slice");
+    const ReadLimits limits = read_limits();
+    if (nz > limits.max_slices || static_cast<std::int64_t>(nx) * ny * nz > limits.max_voxels) {
+        throw InputError(fmt::format("{}: {} x {} x {} voxels, over the limit of {} slices or {} voxels", name, nx, ny,
+                                     nz, limits.max_slices, limits.max_voxels));
+    }
+    if (nifti_suffix(path) == ".nii") {
+        const auto need = static_cast<std::uintmax_t>(nim->iname_offset) +
+                          static_cast<std::uintmax_t>(nim->nvox) * static_cast<std::uintmax_t>(nim->nbyper);
+        const std::uintmax_t have = fs::file_size(path);
+        if (have < need) {
+            throw InputError(fmt::format("{}: truncated ({} bytes; the header's {} x {} x {} voxels need {})", name,
+                                         have, nx, ny, nz, need));
+        }
+    }
+    if (nifti_image_load(nim.get()) < 0 || nim->data == nullptr) {
+        throw InputError(name + ": not a readable NIfTI file (pixel data truncated or corrupt)");
     }
 
     const size_t plane = static_cast<size_t>(nx) * ny;

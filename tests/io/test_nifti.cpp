@@ -298,6 +298,27 @@ TEST(Nifti, HandMadeFileWithoutTransformUsesRasAxes) {
     EXPECT_EQ(v.geometry.spacing[2], 2.0);
 }
 
+// Issue 28: a header whose dimensions claim more than the limits, or more data than an uncompressed
+// file holds, is refused from the header, before niftilib allocates the volume.
+TEST(Nifti, HugeOrTruncatedClaimsRefusedFromTheHeader) {
+    test::TempDir tmp;
+    nifti_1_header h{};
+    h.dim[0] = 3, h.dim[1] = 16384, h.dim[2] = 16384, h.dim[3] = 1;
+    h.pixdim[1] = h.pixdim[2] = h.pixdim[3] = 1;
+    write_handmade(tmp / "wide.nii", h, std::vector<short>(4, 1));
+    test::expect_input_error([&] { read_nifti(tmp / "wide.nii"); },
+                             {"wide.nii", "16384 x 16384 pixels", "limit of 16777216 pixels per slice"});
+    h.dim[1] = 512, h.dim[2] = 512, h.dim[3] = 30000;
+    write_handmade(tmp / "deep.nii", h, std::vector<short>(4, 1));
+    test::expect_input_error([&] { read_nifti(tmp / "deep.nii"); }, {"deep.nii", "512 x 512 x 30000", "limit of 2000"});
+    h.dim[1] = 64, h.dim[2] = 64, h.dim[3] = 8;  // 64 KB of shorts promised, 8 bytes present
+    write_handmade(tmp / "short.nii", h, std::vector<short>(4, 1));
+    test::expect_input_error([&] { read_nifti(tmp / "short.nii"); }, {"short.nii", "truncated", "64 x 64 x 8"});
+    h.dim[1] = 2, h.dim[2] = 2, h.dim[3] = 1;
+    write_handmade(tmp / "fine.nii", h, std::vector<short>(4, 1));
+    EXPECT_EQ(read_nifti(tmp / "fine.nii").rows(), 2);
+}
+
 TEST(Nifti, ErrorsNameTheFile) {
     test::TempDir tmp;
     try {
