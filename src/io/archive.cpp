@@ -115,6 +115,13 @@ size_t for_each_zip_entry(const std::string& bytes, const std::string& shown, co
             if (got == 0) break;
             unzipped += static_cast<size_t>(got);
             if (unzipped > limits.max_unzipped_bytes) throw too_big();
+            if (unzipped > limits.ratio_after &&
+                static_cast<double>(unzipped) > limits.max_ratio * static_cast<double>(bytes.size())) {
+                throw ZipLimitError("'" + shown + "' expands more than " +
+                                    std::to_string(static_cast<long long>(limits.max_ratio)) +
+                                    "-fold (a zip bomb?): " + std::to_string(bytes.size()) + " bytes unpack to over " +
+                                    std::to_string(unzipped >> 20) + " MB");
+            }
             data.append(buffer, static_cast<size_t>(got));
         }
         entry(name, data);

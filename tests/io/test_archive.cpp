@@ -1,6 +1,8 @@
 // What a file is by its bytes, and reading the entries of zip archives (io/archive.hpp).
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include "hemoscan/error.hpp"
 #include "hemoscan/io/archive.hpp"
 #include "hemoscan/util/fs.hpp"
@@ -64,6 +66,22 @@ TEST(Archive, LimitsAndBrokenArchives) {
         EXPECT_NE(std::string(e.what()).find("bomb.zip"), std::string::npos) << e.what();
         EXPECT_NE(std::string(e.what()).find("1 MB"), std::string::npos) << e.what();
     }
+    // The ratio (issue 28): 3 MB of zeros deflate about a thousandfold; with the ratio checked from the first
+    // megabyte, the archive is refused as a bomb long before the size limit.
+    ZipLimits ratio;
+    ratio.ratio_after = size_t(1) << 20;
+    try {
+        for_each_zip_entry(bomb, "bomb.zip", ratio, nothing);
+        ADD_FAILURE() << "no ZipLimitError";
+    } catch (const ZipLimitError& e) {
+        EXPECT_NE(std::string(e.what()).find("expands more than 200-fold"), std::string::npos) << e.what();
+    }
+    // Real content under the ratio passes: noise does not deflate.
+    std::string noise(3 << 20, '\0');
+    std::mt19937 rng(1);
+    for (auto& c : noise) c = static_cast<char>(rng());
+    test::write_zip(d / "noise.zip", {{"a.dcm", noise}});
+    EXPECT_EQ(for_each_zip_entry(read_file(d / "noise.zip"), "noise.zip", ratio, nothing), noise.size());
     test::expect_input_error(
         [&] { for_each_zip_entry(std::string("PK\x03\x04", 4) + std::string(100, 'z'), "bad.zip", {}, nothing); },
         {"bad.zip", "not a valid zip"});

@@ -21,6 +21,10 @@ const char* file_extension(FileType type);
 struct ZipLimits {
     size_t max_entries = 100000;              // entries in the archive's directory
     size_t max_unzipped_bytes = size_t(8) << 30;  // total uncompressed size of the entries read
+    // Uncompressed / compressed size, checked once more than `ratio_after` bytes are out: zip bombs expand
+    // a thousandfold and more; DICOM series and images deflate tens of times at most (air compresses well).
+    double max_ratio = 200;
+    size_t ratio_after = size_t(64) << 20;
 };
 
 // A zip over its limits (InputError otherwise: a broken archive or entry).
