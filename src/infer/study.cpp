@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <random>
 #include <spdlog/fmt/fmt.h>
 
@@ -27,12 +28,33 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// Whether millimetres (and so mL) come from the file: every axis finite and positive and, for DICOM,
+// PixelSpacing present and positive on every slice (the reader leaves 1 mm placeholders otherwise) and
+// a slice step from positions (several slices) or SliceThickness (one slice).
+bool spacing_from_file(const Volume& v, const std::string& kind) {
+    for (double s : v.geometry.spacing) {
+        if (!(std::isfinite(s) && s > 0)) return false;
+    }
+    if (kind == "nifti") return true;
+    bool positioned = v.depth() > 1;
+    for (const ImageMeta& m : v.slice_meta) {
+        if (!m.has_pixel_spacing) return false;
+        positioned = positioned && m.has_position;
+    }
+    return positioned || (!v.slice_meta.empty() && v.slice_meta.front().slice_thickness > 0);
+}
+
 StudyInput from_volume(std::string name, std::string kind, Volume v) {
     fill_slice_meta(v);
     StudyInput in;
     in.name = std::move(name);
     in.kind = std::move(kind);
     in.warnings = v.warnings;
+    in.spacing_known = spacing_from_file(v, in.kind);
+    if (!in.spacing_known) {
+        in.warnings.push_back("the pixel spacing or slice step is missing, not positive or not finite: sizes and "
+                              "volumes assume 1 mm and are not in mm or mL");
+    }
     for (int k = 0; k < v.depth(); ++k) {
         const ImageMeta& m = v.slice_meta[static_cast<size_t>(k)];
         // A NIfTI volume is one file: its slices are named by their number.

@@ -277,6 +277,13 @@ DicomSlice read_slice(const fs::path& path, ModalityPolicy policy) {
         logger().warn("{}: RescaleSlope is 0, using 1", name);
         slope = 1.0;
     }
+    // Real scanners scale 16-bit values by factors near 1 (MR vendors by up to a few thousand); values
+    // beyond these bounds overflow float intensities and are a broken or crafted file.
+    if (!std::isfinite(slope) || !std::isfinite(intercept) || std::abs(slope) > 1e6 || std::abs(intercept) > 1e7) {
+        throw InputError(fmt::format("{}: implausible RescaleSlope {} / RescaleIntercept {} (|slope| <= 1e6, "
+                                     "|intercept| <= 1e7 expected)",
+                                     name, slope, intercept));
+    }
     meta.rescale_slope = slope;
     meta.rescale_intercept = intercept;
     meta.is_hu = meta.modality == "CT";

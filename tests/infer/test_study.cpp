@@ -80,6 +80,33 @@ TEST(StudyInput, FoldersOfSeriesAndImages) {
     ASSERT_EQ(one.size(), 1u);
     EXPECT_EQ(one[0].kind, "dicom");
     EXPECT_TRUE(one[0].is_volume());
+    EXPECT_TRUE(one[0].spacing_known);
+    EXPECT_TRUE(all[0].spacing_known);
+}
+
+// Issue 28: a series whose PixelSpacing is negative (or missing) is read with 1 mm placeholders; the input
+// must say that its millimetres are not the file's (it used to say spacing_known: true, and a bleed of
+// 3.43 mL came out as 0.86 mL).
+TEST(StudyInput, SpacingNotFromTheFileIsFlagged) {
+    TempDir d;
+    for (const double spacing : {-0.5, 0.0}) {
+        const fs::path dir = d / (spacing < 0 ? "negative" : "zero");
+        for (int i = 0; i < 3; ++i) {
+            DicomWriteOptions o;
+            o.series_uid = "1.2.3.9";
+            o.instance_number = i + 1;
+            o.position = {0, 0, 5.0 * i};
+            o.pixel_spacing = {spacing, spacing};
+            write_dicom_ct(dir / (std::to_string(i) + ".dcm"), head(64, 0), o);
+        }
+        SCOPED_TRACE(dir.filename().string());
+        const auto in = read_study_inputs(dir, ModalityPolicy::CtOnly);
+        ASSERT_EQ(in.size(), 1u);
+        EXPECT_FALSE(in[0].spacing_known);
+        ASSERT_FALSE(in[0].warnings.empty());
+        EXPECT_NE(in[0].warnings.back().find("not in mm or mL"), std::string::npos) << in[0].warnings.back();
+        EXPECT_EQ(in[0].warnings.back().find(dir.string()), std::string::npos);  // no server paths
+    }
 }
 
 TEST(StudyInput, NiftiDecidesHuOnce) {

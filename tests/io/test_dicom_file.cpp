@@ -474,6 +474,19 @@ TEST(DicomErrors, HugeClaimedSizeRefusedBeforeAllocation) {
     EXPECT_THROW(set_read_limits(ReadLimits{0, 1, 1}), UsageError);
 }
 
+// Issue 28: a rescale that overflows float intensities is refused (RescaleSlope 1e300 used to be taken).
+TEST(DicomErrors, ImplausibleRescaleRefused) {
+    test::TempDir dir;
+    for (const char* slope : {"1e300", "2e6"}) {
+        const fs::path path = dir / (std::string("slope") + slope + ".dcm");
+        write_crafted(path, 2, 2, {1, 2, 3, 4}, [&](DcmDataset& ds) { ds.putAndInsertString(DCM_RescaleSlope, slope); });
+        test::expect_input_error([&] { read_dicom_file(path); }, {path.string(), "implausible RescaleSlope"});
+    }
+    const fs::path ok = dir / "ok.dcm";
+    write_crafted(ok, 2, 2, {1, 2, 3, 4}, [&](DcmDataset& ds) { ds.putAndInsertString(DCM_RescaleSlope, "2500"); });
+    EXPECT_FLOAT_EQ(read_dicom_file(ok).pixels.at<float>(0, 1), 5000.f);
+}
+
 TEST(DicomErrors, FileCutInHalfNamesTheFile) {
     test::TempDir dir;
     const fs::path path = dir / "cut.dcm";
