@@ -3,6 +3,7 @@
 
 #include <httplib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <chrono>
@@ -11,6 +12,7 @@
 
 #include "hemoscan/error.hpp"
 #include "hemoscan/log.hpp"
+#include "hemoscan/util/fs.hpp"
 #include "hemoscan/infer/predictor.hpp"
 #include "hemoscan/infer/seg_predictor.hpp"
 #include "hemoscan/version.hpp"
@@ -68,6 +70,8 @@ const char* reason(int status) {
         default: return status >= 500 ? "internal server error" : "error";
     }
 }
+
+constexpr const char* kStagingMarker = ".hemoscan-staging";
 
 // Removes a server-made folder however the request ends.
 struct ScopedFolder {
@@ -136,11 +140,21 @@ struct Server::Impl {
         if (options.min_component_ml >= 0 && options.seg_models.empty()) {
             throw UsageError("`min_component_ml` is for a segmentation model: give `seg_models` too");
         }
+        // Patient images and results: readable by the server's user only (files 0600, folders 0700).
+        ::umask(077);
         std::error_code ec;
         fs::create_directories(results_dir(), ec);
         if (ec) throw InputError(options.data_dir.string() + ": cannot create the data folder (" + ec.message() + ")");
-        // Leftovers of a crash: staged uploads and results that were never stored.
+        // Leftovers of a crash: staged uploads and results that were never stored. The staging folder is
+        // removed only when it carries the marker the server wrote: never a folder of the user's.
+        const fs::path marker = tmp_dir() / kStagingMarker;
+        if (fs::exists(tmp_dir(), ec) && !fs::exists(marker, ec)) {
+            throw InputError(tmp_dir().string() + " exists and was not made by hemoscan serve (no " + kStagingMarker +
+                             "): move it away or give another `data_dir`");
+        }
         fs::remove_all(tmp_dir(), ec);
+        fs::create_directories(tmp_dir(), ec);
+        write_file_atomic(marker, "hemoscan serve staging folder: emptied at every start\n");
         for (const auto& e : fs::directory_iterator(results_dir(), ec)) {
             if (e.path().extension() == ".partial") fs::remove_all(e.path(), ec);
         }

@@ -650,6 +650,43 @@ TEST_F(Serve, CliErrors) {
     EXPECT_NE(r.output.find("--seg-model"), std::string::npos) << r.output;
 }
 
+// Issue 28: the server empties only the staging folder it made (a marker file), never a <data-dir>/tmp of
+// the user's (it used to delete it whatever it held), and keeps its data to its own user (0600/0700).
+TEST_F(Serve, DataFolderIsPrivateAndAUsersTmpIsKept) {
+    TempDir data;
+    fs::create_directories(data.path() / "tmp");
+    test::write_text(data.path() / "tmp" / "notes.txt", "mine");
+    auto r = test::run_hemoscan("serve --model " + test::shell_quote(model()) + " --port 0 --data-dir " +
+                                test::shell_quote(data.path()));
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_NE(r.output.find("was not made by hemoscan serve"), std::string::npos) << r.output;
+    EXPECT_TRUE(fs::exists(data.path() / "tmp" / "notes.txt"));
+
+    fs::remove_all(data.path() / "tmp");
+    {
+        ServeProcess s(model(), data.path());
+        ASSERT_TRUE(s.up());
+        auto c = s.client();
+        auto res = post(c, {{"Doe_Jane.zip", bytes("Doe_Jane.zip"), "application/zip"}});
+        ASSERT_TRUE(res);
+        ASSERT_EQ(res->status, 201) << res->body;
+        EXPECT_EQ(s.stop(), 0);
+    }
+    EXPECT_TRUE(fs::exists(data.path() / "tmp" / ".hemoscan-staging"));
+    size_t checked = 0;
+    for (const auto& e : fs::recursive_directory_iterator(data.path())) {
+        const auto perms = fs::status(e.path()).permissions();
+        EXPECT_EQ(perms & (fs::perms::group_all | fs::perms::others_all), fs::perms::none) << e.path();
+        ++checked;
+    }
+    EXPECT_GT(checked, 5u);
+    // A leftover in the marked staging folder (a crash mid-upload) goes at the next start.
+    test::write_text(data.path() / "tmp" / "upload-1" / "x.dcm", "partial");
+    ServeProcess again(model(), data.path());
+    ASSERT_TRUE(again.up());
+    EXPECT_FALSE(fs::exists(data.path() / "tmp" / "upload-1"));
+}
+
 // With --seg-model: a mask per slice and the bleed volume, the same as `hemoscan segment` computes.
 TEST_F(Serve, SegmentationModelMasksAndVolume) {
     TempDir work;
