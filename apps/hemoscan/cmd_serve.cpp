@@ -63,6 +63,10 @@ void add_serve(CLI::App& root, std::vector<Command>& commands) {
     app->add_option("--timeout", o->timeout_s, "Socket read/write time-out per request, seconds")
         ->check(CLI::Range(1, 3600))
         ->capture_default_str();
+    app->add_option("--memory-decay-ms", o->memory_decay_ms,
+                    "Freed memory returns to the system after this many milliseconds (0 = at once)")
+        ->check(CLI::Range(0L, 3600000L))
+        ->capture_default_str();
     commands.push_back({app, [o, model, seg_models, data_dir] {
         o->model = *model;
         o->seg_models.assign(seg_models->begin(), seg_models->end());

@@ -13,6 +13,7 @@
 #include "hemoscan/error.hpp"
 #include "hemoscan/log.hpp"
 #include "hemoscan/util/fs.hpp"
+#include "hemoscan/util/runtime.hpp"
 #include "hemoscan/infer/predictor.hpp"
 #include "hemoscan/infer/seg_predictor.hpp"
 #include "hemoscan/version.hpp"
@@ -140,8 +141,13 @@ struct Server::Impl {
         if (options.min_component_ml >= 0 && options.seg_models.empty()) {
             throw UsageError("`min_component_ml` is for a segmentation model: give `seg_models` too");
         }
+        if (options.memory_decay_ms < 0) throw UsageError("`memory_decay_ms` must be >= 0");
         // Patient images and results: readable by the server's user only (files 0600, folders 0700).
         ::umask(077);
+        if (!return_freed_memory(options.memory_decay_ms)) {
+            logger().warn("the allocator is not jemalloc or did not take the server's settings: freed memory may "
+                          "not return to the system");
+        }
         std::error_code ec;
         fs::create_directories(results_dir(), ec);
         if (ec) throw InputError(options.data_dir.string() + ": cannot create the data folder (" + ec.message() + ")");

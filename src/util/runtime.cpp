@@ -57,6 +57,28 @@ long long allocator_dirty_bytes() {
     return static_cast<long long>(pdirty) * ::sysconf(_SC_PAGESIZE);
 }
 
+bool return_freed_memory(long decay_ms) {
+    auto fn = reinterpret_cast<MallctlFn>(::dlsym(RTLD_DEFAULT, "mallctl"));
+    if (!fn) return false;
+    ssize_t decay = decay_ms;
+    bool ok = true;
+    auto write = [&](const std::string& name, auto value) {
+        ok = fn(name.c_str(), nullptr, nullptr, &value, sizeof value) == 0 && ok;
+    };
+    write("arenas.dirty_decay_ms", decay);  // arenas made from now on
+    write("arenas.muzzy_decay_ms", decay);
+    unsigned narenas = 0;
+    if (!read_ctl(fn, "arenas.narenas", narenas)) return false;
+    for (unsigned i = 0; i < narenas; ++i) {
+        // Arenas not yet initialised refuse: they take the arenas.* defaults above when they start.
+        const std::string arena = "arena." + std::to_string(i);
+        fn((arena + ".dirty_decay_ms").c_str(), nullptr, nullptr, &decay, sizeof decay);
+        fn((arena + ".muzzy_decay_ms").c_str(), nullptr, nullptr, &decay, sizeof decay);
+    }
+    write("background_thread", true);  // decay needs allocator activity otherwise: an idle server never purges
+    return ok;
+}
+
 BlasInfo blas_info() {
     BlasInfo info;
     using ConfigFn = char* (*)();

@@ -20,6 +20,7 @@ public:
 
     bool up() const { return port_ > 0; }
     int port() const { return port_; }
+    int pid() const { return pid_; }
     httplib::Client client() const;
     // SIGTERM, then waits; returns the exit code (-1 if it had to be killed).
     int stop();

@@ -34,6 +34,7 @@ struct ServerOptions {
     int threads = 4;                   // HTTP worker threads (inference itself runs one at a time)
     int compute_threads = 0;           // LibTorch intra-op threads (0 = all cores)
     int timeout_s = 60;                // socket read/write time-out per request
+    long memory_decay_ms = 10000;      // freed memory goes back to the OS after this long (util/runtime.hpp)
 };
 
 class Server {

@@ -16,6 +16,11 @@ struct AllocatorInfo {
 AllocatorInfo allocator_info();
 // Bytes freed but kept by jemalloc (dirty pages) in the calling thread's arena; -1 when not jemalloc.
 long long allocator_dirty_bytes();
+// For a long-running process (the server): freed pages go back to the OS after `decay_ms` (every
+// existing arena and new ones, dirty and muzzy), purged by jemalloc's background thread even while
+// idle, instead of the training setting that keeps them for good (cmake/malloc_conf.cpp). False when
+// the allocator is not jemalloc or refuses.
+bool return_freed_memory(long decay_ms);
 
 struct BlasInfo {
     std::string name = "unknown";  // "OpenBLAS <config>" when OpenBLAS is loaded
