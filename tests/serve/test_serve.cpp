@@ -6,15 +6,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <regex>
 #include <set>
-#include <array>
-#include <fstream>
 #include <thread>
 
 #include "hemoscan/io/dicom.hpp"
