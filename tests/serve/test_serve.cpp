@@ -504,7 +504,7 @@ TEST_F(Serve, ClientNamesNeverBecomePaths) {
     EXPECT_FALSE(fs::exists(target));
     EXPECT_FALSE(fs::exists(data.path().parent_path() / evil));
     // The data folder holds only names the server made.
-    const std::regex allowed(R"(results\.db(-wal|-shm)?|(image|cam)_[0-9]+\.png|volume\.nii\.gz)");
+    const std::regex allowed(R"(results\.db(-wal|-shm)?|(image|cam)_[0-9]+\.png|volume\.nii\.gz|\.hemoscan-staging)");
     for (const auto& e : fs::recursive_directory_iterator(data.path())) {
         if (e.is_directory()) continue;
         EXPECT_TRUE(std::regex_match(e.path().filename().string(), allowed)) << e.path();
