@@ -379,7 +379,7 @@ struct Server::Impl {
             method_not_allowed(p, "GET");
         }
 
-        http.set_pre_routing_handler([](const httplib::Request&, httplib::Response& res) {
+        http.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
             t_request_start = std::chrono::steady_clock::now();
             res.set_header("X-Content-Type-Options", "nosniff");
             res.set_header("Referrer-Policy", "no-referrer");
@@ -387,6 +387,18 @@ struct Server::Impl {
             res.set_header("Content-Security-Policy",
                            "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
                            "font-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'");
+            // Refused before the body is read: the upload limit counts Content-Length, so a chunked body
+            // (no length) could pass it, and a compressed one would be inflated in memory beyond it.
+            // Browsers send form uploads with a length and uncompressed.
+            const std::string encoding = req.get_header_value("Content-Encoding");
+            const bool chunked = req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos;
+            if (!(encoding.empty() || encoding == "identity") || chunked) {
+                send_error(res, chunked ? 411 : 415,
+                           chunked ? "an upload needs a Content-Length (chunked bodies are refused)"
+                                   : "compressed request bodies are refused");
+                res.set_header("Connection", "close");
+                return httplib::Server::HandlerResponse::Handled;
+            }
             return httplib::Server::HandlerResponse::Unhandled;
         });
         const int max_mb = options.max_upload_mb;

@@ -594,6 +594,46 @@ TEST_F(Serve, LogsHaveNoPatientNames) {
     EXPECT_EQ(log.find("P-DOE"), std::string::npos) << log;
 }
 
+// Issue 28, item 2: the upload limit counted Content-Length only: a 20 MB chunked upload with a 1 MB limit
+// reached the handler, and a small gzip body was inflated in memory. Both are now refused before the
+// body is read, and the server answers the next client.
+TEST_F(Serve, ChunkedAndCompressedBodiesRefused) {
+    TempDir data;
+    ServeProcess s(model(), data.path(), {"--max-upload-mb", "1"});
+    ASSERT_TRUE(s.up());
+    auto raw = [&](const std::string& request) {
+        int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons(static_cast<uint16_t>(s.port()));
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+        ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+        timeval tv{10, 0};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        std::string answer;
+        char buf[4096];
+        for (ssize_t got; (got = ::recv(fd, buf, sizeof(buf), 0)) > 0;) answer.append(buf, static_cast<size_t>(got));
+        ::close(fd);
+        return answer;
+    };
+    const std::string head = "POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                             "Content-Type: multipart/form-data; boundary=x\r\n";
+    std::string chunk(1 << 20, 'a');  // 2 MB in two chunks: over the limit without any Content-Length
+    std::string chunked = head + "Transfer-Encoding: chunked\r\n\r\n";
+    for (int i = 0; i < 2; ++i) chunked += "100000\r\n" + chunk + "\r\n";
+    chunked += "0\r\n\r\n";
+    std::string r = raw(chunked);
+    EXPECT_EQ(r.rfind("HTTP/1.1 411", 0), 0u) << r.substr(0, 200);
+    r = raw(head + "Content-Encoding: gzip\r\nContent-Length: 20\r\n\r\n" + std::string(20, 'z'));
+    EXPECT_EQ(r.rfind("HTTP/1.1 415", 0), 0u) << r.substr(0, 200);
+    EXPECT_NE(r.find("compressed request bodies are refused"), std::string::npos) << r;
+    auto c = s.client();
+    auto h = c.Get("/health");
+    ASSERT_TRUE(h);
+    EXPECT_EQ(h->status, 200);
+}
+
 TEST_F(Serve, SlowClientTimesOut) {
     TempDir data;
     ServeProcess s(model(), data.path(), {"--timeout", "1"});
