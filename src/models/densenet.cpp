@@ -2,21 +2,13 @@
 #include "hemoscan/models/densenet.hpp"
 
 #include "hemoscan/error.hpp"
+#include "models/nested_sequential.hpp"
 
 namespace hemoscan {
 
 namespace {
 
 namespace nn = torch::nn;
-
-// nn::Sequential with a plain forward(), so that it can sit in another Sequential (AnyModule cannot hold a
-// module whose forward is a template, as nn::Sequential's is).
-class NestedSequentialImpl : public nn::SequentialImpl {
-public:
-    using nn::SequentialImpl::SequentialImpl;
-    torch::Tensor forward(const torch::Tensor& x) { return nn::SequentialImpl::forward(x); }
-};
-TORCH_MODULE(NestedSequential);
 
 nn::Conv2d conv(int in, int out, int kernel, int stride, int padding) {
     return nn::Conv2d(nn::Conv2dOptions(in, out, kernel).stride(stride).padding(padding).bias(false));

@@ -4,21 +4,13 @@
 #include <algorithm>
 
 #include "hemoscan/error.hpp"
+#include "models/nested_sequential.hpp"
 
 namespace hemoscan {
 
 namespace {
 
 namespace nn = torch::nn;
-
-// nn::Sequential with a plain forward(), so that it can sit in another Sequential (AnyModule cannot hold a
-// module whose forward is a template, as nn::Sequential's is).
-class NestedSequentialImpl : public nn::SequentialImpl {
-public:
-    using nn::SequentialImpl::SequentialImpl;
-    torch::Tensor forward(const torch::Tensor& x) { return nn::SequentialImpl::forward(x); }
-};
-TORCH_MODULE(NestedSequential);
 
 // torchvision's Conv2dNormActivation: conv without bias ("0"), BatchNorm ("1"), SiLU ("2") when `activation`.
 // B0 keeps BatchNorm2d's defaults (eps 1e-5, momentum 0.1), as torchvision's efficientnet_b0 (B5-B7 differ).
