@@ -22,13 +22,6 @@ std::string torchvision_name(const std::string& architecture) {
 
 namespace {
 
-StateDict state_of(torch::nn::Module& m) {
-    StateDict sd;
-    for (const auto& p : m.named_parameters()) sd[p.key()] = p.value().detach().clone();
-    for (const auto& b : m.named_buffers()) sd[b.key()] = b.value().detach().clone();
-    return sd;
-}
-
 // The first convolution's weight (the first 4-D parameter in registration order) repeated over three
 // input channels / 3: the same response to a grey image given in all three channels.
 std::string expand_first_conv(torch::nn::Module& model, StateDict& sd) {
@@ -56,13 +49,13 @@ ExportSummary export_model(const std::filesystem::path& model_file, const std::f
     bool torchvision_ok = false;
     if (s.task == "segment") {
         LoadedSegmenter seg = load_segmenter(model_file);
-        sd = state_of(*seg.model);
+        sd = state_dict_of(*seg.model);
         config = meta["model"];
         s.architecture = config.value("name", std::string());
         in_channels = config.value("in_channels", 1);
     } else {
         LoadedModel m = load_model(model_file);
-        sd = state_of(*m.model);
+        sd = state_dict_of(*m.model);
         config = meta["model"];
         s.architecture = m.model->config().name;
         in_channels = m.model->config().in_channels;

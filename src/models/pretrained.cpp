@@ -171,4 +171,11 @@ WeightReport load_state_dict(torch::nn::Module& model, const StateDict& state) {
     return report;
 }
 
+StateDict state_dict_of(torch::nn::Module& module) {
+    StateDict sd;
+    for (const auto& p : module.named_parameters()) sd[p.key()] = p.value().detach().clone();
+    for (const auto& b : module.named_buffers()) sd[b.key()] = b.value().detach().clone();
+    return sd;
+}
+
 }  // namespace hemoscan

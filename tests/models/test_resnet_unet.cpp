@@ -65,9 +65,7 @@ TEST(ResNetUNet, TorchvisionResNetWeightsFillTheEncoder) {
     rc.in_channels = 3;
     rc.num_outputs = 1000;
     auto resnet = create_model(rc);
-    StateDict sd;
-    for (const auto& p : resnet->named_parameters()) sd[p.key()] = p.value().detach().clone();
-    for (const auto& b : resnet->named_buffers()) sd[b.key()] = b.value().detach().clone();
+    const StateDict sd = state_dict_of(*resnet);
     auto m = create_segmenter(config("resnet34-unet", 1));
     const WeightReport r = load_state_dict(*m->encoder(), sd);
     EXPECT_TRUE(r.fresh.empty()) << r.to_json().dump();

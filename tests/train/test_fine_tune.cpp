@@ -30,12 +30,6 @@ std::shared_ptr<ClassifierImpl> cnn_model(int outputs) {
     return create_model(c);
 }
 
-StateDict state_of(torch::nn::Module& m) {
-    StateDict sd;
-    for (const auto& p : m.named_parameters()) sd[p.key()] = p.value().detach().clone();
-    for (const auto& b : m.named_buffers()) sd[b.key()] = b.value().detach().clone();
-    return sd;
-}
 
 // One optimizer step on a random batch.
 void step(ClassifierImpl& model, torch::optim::Optimizer& opt) {
@@ -85,13 +79,13 @@ TEST(FineTune, HeadOnlyEpochsKeepTheBackboneExactly) {
     EXPECT_DOUBLE_EQ(opt->param_groups()[1].options().get_lr(), 0.05);
     EXPECT_EQ(opt->param_groups()[0].params().size(), 2u);  // out.weight, out.bias
 
-    const StateDict start = state_of(*model);
+    const StateDict start = state_dict_of(*model);
     for (int epoch = 0; epoch < 2; ++epoch) {  // head-only: weights and BatchNorm statistics stay
         model->train();
         ft.begin_epoch(epoch);
         for (int i = 0; i < 3; ++i) step(*model, *opt);
     }
-    Changed c = compare(*model, start, state_of(*model));
+    Changed c = compare(*model, start, state_dict_of(*model));
     EXPECT_EQ(c.head_changed, 2);
     EXPECT_EQ(c.backbone_changed, 0);
     EXPECT_GT(c.backbone_same, 20);
@@ -99,7 +93,7 @@ TEST(FineTune, HeadOnlyEpochsKeepTheBackboneExactly) {
     model->train();
     ft.begin_epoch(2);  // now everything trains
     for (int i = 0; i < 3; ++i) step(*model, *opt);
-    c = compare(*model, start, state_of(*model));
+    c = compare(*model, start, state_dict_of(*model));
     EXPECT_EQ(c.backbone_same, 0);
 
     // freeze_bn: the weights train, the BatchNorm statistics do not.
@@ -111,11 +105,11 @@ TEST(FineTune, HeadOnlyEpochsKeepTheBackboneExactly) {
                                        "cnn");
     auto bn_opt = bn_ft.make_optimizer(o);
     EXPECT_EQ(bn_opt->param_groups().size(), 1u);
-    const StateDict bn_start = state_of(*bn_model);
+    const StateDict bn_start = state_dict_of(*bn_model);
     bn_model->train();
     bn_ft.begin_epoch(0);
     for (int i = 0; i < 3; ++i) step(*bn_model, *bn_opt);
-    const StateDict bn_now = state_of(*bn_model);
+    const StateDict bn_now = state_dict_of(*bn_model);
     for (const auto& [k, t] : bn_start) {
         if (k.find("running_") != std::string::npos) {
             EXPECT_TRUE(torch::equal(t, bn_now.at(k))) << k;
@@ -148,7 +142,7 @@ TEST(FineTune, FrozenBackboneRunKeepsThePretrainedWeights) {
     test::write_blob_dataset(d / "data", 12);
     torch::manual_seed(5);
     auto source = cnn_model(3);  // another head: it starts fresh
-    write_safetensors(d / "w.safetensors", state_of(*source));
+    write_safetensors(d / "w.safetensors", state_dict_of(*source));
     auto o = test::small_options(d / "data", d / "run");
     o.model = "cnn";
     o.epochs = 2;
@@ -157,7 +151,7 @@ TEST(FineTune, FrozenBackboneRunKeepsThePretrainedWeights) {
     train_classifier(o);
     const LoadedModel trained = load_model(d / "run" / "model.pt");
     const StateDict file = read_safetensors(d / "w.safetensors");
-    const StateDict now = state_of(*trained.model);
+    const StateDict now = state_dict_of(*trained.model);
     int backbone = 0;
     for (const auto& [k, t] : now) {
         if (is_head_parameter(*trained.model, k) || k.find("num_batches_tracked") != std::string::npos) continue;
@@ -172,7 +166,7 @@ TEST(FineTune, FrozenBackboneRunKeepsThePretrainedWeights) {
     o.out = (d / "run2").string();
     o.freeze_epochs = 1;
     train_classifier(o);
-    const StateDict moved = state_of(*load_model(d / "run2" / "model.pt").model);
+    const StateDict moved = state_dict_of(*load_model(d / "run2" / "model.pt").model);
     EXPECT_FALSE(torch::equal(moved.at("body.0.weight"), file.at("body.0.weight")));
 }
 
@@ -191,7 +185,7 @@ TEST(FineTune, PretrainedBackboneLearnsFaster) {
     pre.epochs = 8;
     train_classifier(pre);
     const LoadedModel base = load_model(d / "pre" / "model.pt");
-    StateDict backbone = state_of(*base.model);  // as an ImageNet file: its head is for other classes
+    StateDict backbone = state_dict_of(*base.model);  // as an ImageNet file: its head is for other classes
     backbone.erase("out.weight");
     backbone.erase("out.bias");
     write_safetensors(d / "base.safetensors", backbone);

@@ -24,19 +24,13 @@ std::shared_ptr<ClassifierImpl> model_named(const std::string& name, int in_chan
     c.num_outputs = outputs;
     return create_model(c);
 }
-StateDict state_of(torch::nn::Module& m) {
-    StateDict sd;
-    for (const auto& p : m.named_parameters()) sd[p.key()] = p.value().detach().clone();
-    for (const auto& b : m.named_buffers()) sd[b.key()] = b.value().detach().clone();
-    return sd;
-}
 }  // namespace
 
 TEST(Pretrained, MapsByNameChecksHashesRefusesOtherArchitectures) {
     test::TempDir d;
     torch::manual_seed(1);
     auto source = model_named("resnet18", 3, 1000);  // an ImageNet-shaped file
-    write_safetensors(d / "weights.safetensors", state_of(*source));
+    write_safetensors(d / "weights.safetensors", state_dict_of(*source));
 
     torch::manual_seed(2);
     auto target = model_named("resnet18", 1, 2);  // one window, two labels
@@ -61,7 +55,7 @@ TEST(Pretrained, MapsByNameChecksHashesRefusesOtherArchitectures) {
 
     // The weights of another architecture fit almost nothing: refused.
     auto cnn = model_named("cnn", 1, 2);
-    write_safetensors(d / "cnn.safetensors", state_of(*cnn));
+    write_safetensors(d / "cnn.safetensors", state_dict_of(*cnn));
     test::expect_input_error(
         [&] { train_detail::pretrained_weights((d / "cnn.safetensors").string(), "resnet18", *target); },
         {"cnn.safetensors", "another architecture"});

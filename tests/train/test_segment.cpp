@@ -427,9 +427,7 @@ TEST(Segment, PretrainedResNetEncoder) {
     rc.in_channels = 3;
     rc.num_outputs = 1000;
     auto resnet = create_model(rc);
-    StateDict sd;
-    for (const auto& p : resnet->named_parameters()) sd[p.key()] = p.value().detach().clone();
-    for (const auto& b : resnet->named_buffers()) sd[b.key()] = b.value().detach().clone();
+    const StateDict sd = state_dict_of(*resnet);
     write_safetensors(d / "resnet18.safetensors", sd);
 
     TrainOptions o = small_options(d / "data", d / "run");

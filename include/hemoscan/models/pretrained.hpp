@@ -32,6 +32,9 @@ StateDict read_weights(const std::filesystem::path& file);
 void write_safetensors(const std::filesystem::path& file, const StateDict& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 
+// A copy of every parameter and buffer of `module` under its name (what torch's state_dict() holds).
+StateDict state_dict_of(torch::nn::Module& module);
+
 // What load_state_dict() did with each parameter and buffer of the model.
 struct WeightReport {
     std::vector<std::string> loaded;   // taken from the file
