@@ -3,6 +3,7 @@
 
 #include "hemoscan/error.hpp"
 #include "hemoscan/log.hpp"
+#include "train/optimizer.hpp"
 
 namespace hemoscan::train_detail {
 
@@ -43,22 +44,7 @@ std::unique_ptr<torch::optim::Optimizer> FineTune::make_optimizer(const TrainOpt
         groups.pop_back();
         rates.pop_back();
     }
-    std::vector<torch::optim::OptimizerParamGroup> param_groups;
-    for (size_t g = 0; g < groups.size(); ++g) {
-        if (o.optimizer == "adam") {
-            param_groups.emplace_back(groups[g], std::make_unique<torch::optim::AdamOptions>(
-                                                     torch::optim::AdamOptions(rates[g]).weight_decay(o.weight_decay)));
-        } else {
-            param_groups.emplace_back(groups[g], std::make_unique<torch::optim::AdamWOptions>(
-                                                     torch::optim::AdamWOptions(rates[g]).weight_decay(o.weight_decay)));
-        }
-    }
-    if (o.optimizer == "adam") {
-        return std::make_unique<torch::optim::Adam>(std::move(param_groups),
-                                                    torch::optim::AdamOptions(o.lr).weight_decay(o.weight_decay));
-    }
-    return std::make_unique<torch::optim::AdamW>(std::move(param_groups),
-                                                 torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
+    return train_detail::make_optimizer(o, groups, rates);
 }
 
 void FineTune::set_learning_rate(torch::optim::Optimizer& opt, double lr) const {

@@ -19,14 +19,35 @@
 
 namespace hemoscan::train_detail {
 
-// Adam or AdamW (o.optimizer) with o.lr and o.weight_decay.
+// Adam or AdamW (o.optimizer) with o.weight_decay over parameter groups, group g at rates[g].
 inline std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainOptions& o,
-                                                               const std::vector<torch::Tensor>& params) {
-    if (o.optimizer == "adam") {
-        return std::make_unique<torch::optim::Adam>(params,
+                                                               const std::vector<std::vector<torch::Tensor>>& groups,
+                                                               const std::vector<double>& rates) {
+    const bool adam = o.optimizer == "adam";
+    std::vector<torch::optim::OptimizerParamGroup> param_groups;
+    for (size_t g = 0; g < groups.size(); ++g) {
+        std::unique_ptr<torch::optim::OptimizerOptions> options;
+        if (adam) {
+            options = std::make_unique<torch::optim::AdamOptions>(
+                torch::optim::AdamOptions(rates[g]).weight_decay(o.weight_decay));
+        } else {
+            options = std::make_unique<torch::optim::AdamWOptions>(
+                torch::optim::AdamWOptions(rates[g]).weight_decay(o.weight_decay));
+        }
+        param_groups.emplace_back(groups[g], std::move(options));
+    }
+    if (adam) {
+        return std::make_unique<torch::optim::Adam>(std::move(param_groups),
                                                     torch::optim::AdamOptions(o.lr).weight_decay(o.weight_decay));
     }
-    return std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
+    return std::make_unique<torch::optim::AdamW>(std::move(param_groups),
+                                                 torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
+}
+
+// One group at o.lr.
+inline std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainOptions& o,
+                                                               const std::vector<torch::Tensor>& params) {
+    return make_optimizer(o, std::vector<std::vector<torch::Tensor>>{params}, {o.lr});
 }
 
 inline void set_learning_rate(torch::optim::Optimizer& opt, double lr) {
