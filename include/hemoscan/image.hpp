@@ -20,6 +20,7 @@ struct ImageMeta {
     std::string series_uid;       // SeriesInstanceUID
     std::string sop_uid;          // SOPInstanceUID
     std::string series_description;
+    std::optional<int> series_number;  // SeriesNumber: names a series in messages (the UIDs never appear there)
     std::string photometric;      // MONOCHROME1/MONOCHROME2/RGB/...
     std::string transfer_syntax;  // UID of the file's transfer syntax as stored on disk
     int instance_number = 0;      // InstanceNumber (never used for ordering)

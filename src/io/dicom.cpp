@@ -136,6 +136,7 @@ void fill_identity_and_geometry(DcmItem& ds, ImageMeta& meta) {
     meta.series_uid = get_string(ds, DCM_SeriesInstanceUID);
     meta.sop_uid = get_string(ds, DCM_SOPInstanceUID);
     meta.series_description = get_string(ds, DCM_SeriesDescription);
+    if (auto number = get_int(ds, DCM_SeriesNumber)) meta.series_number = static_cast<int>(*number);
     meta.instance_number = static_cast<int>(get_int(ds, DCM_InstanceNumber).value_or(0));
     if (auto pos = get_doubles(ds, DCM_ImagePositionPatient); pos.size() == 3) {
         meta.has_position = true;
@@ -155,8 +156,14 @@ void fill_identity_and_geometry(DcmItem& ds, ImageMeta& meta) {
     meta.window_width = get_doubles(ds, DCM_WindowWidth);
 }
 
-DicomSlice read_slice(const fs::path& path, ModalityPolicy policy) {
-    const std::string name = path.string();
+// How messages name one file: errors as the caller gave it (the CLI user must find a bad file), log
+// lines relative to the folder given or by base name (no absolute path the library built).
+struct FileNames {
+    std::string error, log;
+};
+
+DicomSlice read_slice(const fs::path& path, ModalityPolicy policy, const FileNames& names) {
+    const std::string& name = names.error;  // errors; log lines use names.log
     std::error_code ec;
     if (!fs::exists(path, ec)) throw InputError(name + ": file not found");
     if (fs::is_directory(path, ec)) throw InputError(name + ": is a folder (use a series input for folders)");
@@ -164,14 +171,14 @@ DicomSlice read_slice(const fs::path& path, ModalityPolicy policy) {
 
     detail::ensure_dcmtk_decoders();
     DcmFileFormat file;
-    OFCondition status = file.loadFile(name.c_str());
+    OFCondition status = file.loadFile(path.string().c_str());
     if (status.bad()) {
         throw InputError(name + ": not a readable DICOM file (" + status.text() + "; truncated or corrupt?)");
     }
     DcmDataset& ds = *file.getDataset();
 
     ImageMeta meta;
-    meta.path = name;
+    meta.path = path.string();
     meta.transfer_syntax = get_string(*file.getMetaInfo(), DCM_TransferSyntaxUID);
     if (meta.transfer_syntax.empty()) meta.transfer_syntax = DcmXfer(ds.getOriginalXfer()).getXferID();
 
@@ -274,7 +281,7 @@ DicomSlice read_slice(const fs::path& path, ModalityPolicy policy) {
     double slope = slope_values.empty() ? 1.0 : slope_values.front();
     const double intercept = intercept_values.empty() ? 0.0 : intercept_values.front();
     if (slope == 0.0) {
-        logger().warn("{}: RescaleSlope is 0, using 1", name);
+        logger().warn("{}: RescaleSlope is 0, using 1", names.log);
         slope = 1.0;
     }
     // Real scanners scale 16-bit values by factors near 1 (MR vendors by up to a few thousand); values
@@ -331,7 +338,7 @@ DicomSlice read_slice(const fs::path& path, ModalityPolicy policy) {
     meta.cols = static_cast<int>(cols);
     fill_identity_and_geometry(ds, meta);
 
-    logger().debug("{}: {} {}x{} {} bits ({} stored{}), {}, slope {} intercept {}, {} padded pixels", name,
+    logger().debug("{}: {} {}x{} {} bits ({} stored{}), {}, slope {} intercept {}, {} padded pixels", names.log,
                    meta.modality, cols, rows, bits_allocated, bits_stored, is_signed ? ", signed" : "",
                    original_xfer.getXferName(), slope, intercept, padded.size());
     return DicomSlice{pixels, meta};
@@ -340,6 +347,7 @@ DicomSlice read_slice(const fs::path& path, ModalityPolicy policy) {
 struct Candidate {
     fs::path path;
     int folder = -1;  // index of the input folder it was found in, -1 for a file named directly
+    FileNames names;
 };
 
 std::string format_mm(double v) { return fmt::format("{:.6g}", v); }
@@ -350,50 +358,68 @@ double median(std::vector<double> values) {
     return n % 2 == 1 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
 }
 
-Volume build_volume(const std::string& series_uid, std::vector<DicomSlice> slices) {
-    Volume volume;
-    const std::string label = series_uid.empty() ? std::string("(no SeriesInstanceUID)") : series_uid;
-    auto warn = [&](const std::string& message) {
-        logger().warn("{}", message);
-        volume.warnings.push_back(message);
-    };
+// " (SeriesNumber 5)", or nothing when the files have none.
+std::string series_number_note(const ImageMeta& meta) {
+    return meta.series_number ? fmt::format(" (SeriesNumber {})", *meta.series_number) : std::string();
+}
 
-    const ImageMeta& first = slices.front().meta;
-    for (const DicomSlice& s : slices) {
-        if (s.pixels.rows != slices.front().pixels.rows || s.pixels.cols != slices.front().pixels.cols) {
-            throw InputError(fmt::format("{}: slice size {}x{} differs from {}x{} of {} in series {}", s.meta.path,
-                                         s.pixels.cols, s.pixels.rows, slices.front().pixels.cols,
-                                         slices.front().pixels.rows, first.path, label));
+void check_same_size(const std::vector<DicomSlice>& slices, const std::vector<FileNames>& names) {
+    const cv::Mat& first = slices.front().pixels;
+    for (size_t i = 0; i < slices.size(); ++i) {
+        const cv::Mat& p = slices[i].pixels;
+        if (p.rows != first.rows || p.cols != first.cols) {
+            throw InputError(fmt::format("{}: slice size {}x{} differs from {}x{} of {} in the same series{}",
+                                         names[i].error, p.cols, p.rows, first.cols, first.rows, names.front().error,
+                                         series_number_note(slices.front().meta)));
         }
     }
+}
 
+// Orders and checks the slices of one series. The warnings name slices by their relative file name and
+// InstanceNumber; read_dicom_series prefixes them with the series' label once the series are counted
+// and ordered, and logs them.
+Volume build_volume(std::vector<DicomSlice> slices, const std::vector<FileNames>& names) {
+    Volume volume;
+    auto warn = [&](std::string message) { volume.warnings.push_back(std::move(message)); };
+    auto ref = [&](size_t i) {
+        return fmt::format("{} (InstanceNumber {})", names[i].log, slices[i].meta.instance_number);
+    };
+
+    check_same_size(slices, names);
+    const ImageMeta& first = slices.front().meta;
     Vec3 row_dir = normalized({first.orientation[0], first.orientation[1], first.orientation[2]});
     Vec3 col_dir = normalized({first.orientation[3], first.orientation[4], first.orientation[5]});
     Vec3 normal = normalized(cross(row_dir, col_dir));
     if (normal == Vec3{0, 0, 0}) {
-        warn(fmt::format("series {}: invalid ImageOrientationPatient in {}, assuming axial", label, first.path));
+        warn(fmt::format("invalid ImageOrientationPatient in {}, assuming axial", ref(0)));
         row_dir = {1, 0, 0};
         col_dir = {0, 1, 0};
         normal = {0, 0, 1};
     }
-    for (const DicomSlice& s : slices) {
+    for (size_t i = 0; i < slices.size(); ++i) {
         double diff = 0;
-        for (int k = 0; k < 6; ++k) diff = std::max(diff, std::abs(s.meta.orientation[k] - first.orientation[k]));
+        const auto& o = slices[i].meta.orientation;
+        for (int k = 0; k < 6; ++k) diff = std::max(diff, std::abs(o[k] - first.orientation[k]));
         if (diff > 1e-3) {
-            warn(fmt::format("series {}: {} has a different orientation than {}; ordered along the first normal",
-                             label, s.meta.path, first.path));
+            warn(fmt::format("{} has a different orientation than {}; ordered along the first normal", ref(i), ref(0)));
             break;
         }
     }
 
-    const bool all_positioned =
-        std::all_of(slices.begin(), slices.end(), [](const DicomSlice& s) { return s.meta.has_position; });
+    const size_t unpositioned = static_cast<size_t>(
+        std::count_if(slices.begin(), slices.end(), [](const DicomSlice& s) { return !s.meta.has_position; }));
+    const bool all_positioned = unpositioned == 0;
     std::vector<double> key(slices.size());
     if (all_positioned) {
         for (size_t i = 0; i < slices.size(); ++i) key[i] = dot(slices[i].meta.position, normal);
     } else {
         if (slices.size() > 1) {
-            warn(fmt::format("series {}: ImagePositionPatient missing, slices ordered by InstanceNumber", label));
+            const size_t example = static_cast<size_t>(
+                std::find_if(slices.begin(), slices.end(), [](const DicomSlice& s) { return !s.meta.has_position; }) -
+                slices.begin());
+            warn(fmt::format("ImagePositionPatient missing in {} of {} slices (e.g. {}): slices ordered by "
+                             "InstanceNumber",
+                             unpositioned, slices.size(), ref(example)));
         }
         for (size_t i = 0; i < slices.size(); ++i) key[i] = slices[i].meta.instance_number;
     }
@@ -412,8 +438,8 @@ Volume build_volume(const std::string& series_uid, std::vector<DicomSlice> slice
     std::vector<size_t> kept;
     for (size_t idx : order) {
         if (!kept.empty() && std::abs(key[idx] - key[kept.back()]) < same_position_mm) {
-            warn(fmt::format("series {}: duplicate slice at position {} mm: kept {}, dropped {}", label,
-                             format_mm(key[idx]), slices[kept.back()].meta.path, slices[idx].meta.path));
+            warn(fmt::format("duplicate slice at position {} mm: kept {}, dropped {}", format_mm(key[idx]),
+                             ref(kept.back()), ref(idx)));
             continue;
         }
         kept.push_back(idx);
@@ -428,10 +454,10 @@ Volume build_volume(const std::string& series_uid, std::vector<DicomSlice> slice
             for (size_t i = 0; i < steps.size(); ++i) {
                 if (steps[i] > 1.5 * step) {
                     const long missing = std::max(1L, std::lround(steps[i] / step) - 1);
-                    warn(fmt::format("series {}: gap of {} mm between slices at {} and {} mm (median step {} mm): "
+                    warn(fmt::format("gap of {} mm between {} at {} mm and {} at {} mm (median step {} mm): "
                                      "about {} slice(s) missing",
-                                     label, format_mm(steps[i]), format_mm(key[kept[i]]), format_mm(key[kept[i + 1]]),
-                                     format_mm(step), missing));
+                                     format_mm(steps[i]), ref(kept[i]), format_mm(key[kept[i]]), ref(kept[i + 1]),
+                                     format_mm(key[kept[i + 1]]), format_mm(step), missing));
                 }
             }
         }
@@ -447,6 +473,98 @@ Volume build_volume(const std::string& series_uid, std::vector<DicomSlice> slice
         volume.slice_meta.push_back(std::move(slices[idx].meta));
     }
     return volume;
+}
+
+// `file`, found under `folder`, relative to it with '/' separators ("sub/img3.dcm").
+std::string relative_name(const fs::path& file, fs::path folder) {
+    while (!folder.has_filename() && folder.has_relative_path()) folder = folder.parent_path();  // "dir/" -> "dir"
+    const fs::path rel = file.lexically_relative(folder);
+    if (rel.empty() || *rel.begin() == "..") return file.filename().string();
+    return rel.generic_string();
+}
+
+// The files read_dicom_series reads: the files named, and the DICOM files found under the folders.
+struct CandidateList {
+    std::vector<Candidate> files;
+    std::vector<std::string> folders;               // each folder input as errors name it
+    std::vector<std::vector<size_t>> folder_files;  // files found in each folder (even if named before)
+};
+
+CandidateList find_candidates(const std::vector<fs::path>& inputs, const std::vector<std::string>& names) {
+    CandidateList out;
+    std::map<fs::path, size_t> seen;  // the same file named twice (or found twice) is read once
+    auto add = [&](const fs::path& p, int folder, FileNames shown) {
+        std::error_code ec;
+        fs::path canonical = fs::weakly_canonical(p, ec);
+        if (ec) canonical = p;
+        auto [it, inserted] = seen.emplace(canonical, out.files.size());
+        if (inserted) out.files.push_back({p, folder, std::move(shown)});
+        if (folder >= 0) out.folder_files[static_cast<size_t>(folder)].push_back(it->second);
+    };
+    for (size_t i = 0; i < inputs.size(); ++i) {
+        const fs::path& input = inputs[i];
+        const std::string given = names.empty() ? input.string() : names[i];
+        std::error_code ec;
+        if (!fs::exists(input, ec)) throw InputError(given + ": no such file or folder");
+        if (!fs::is_directory(input, ec)) {
+            add(input, -1, {given, names.empty() ? input.filename().string() : names[i]});
+            continue;
+        }
+        const int folder = static_cast<int>(out.folders.size());
+        out.folders.push_back(given);
+        out.folder_files.emplace_back();
+        std::vector<fs::path> files;
+        for (auto it = fs::recursive_directory_iterator(input, fs::directory_options::skip_permission_denied, ec);
+             !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+            if (it->is_regular_file(ec)) files.push_back(it->path());
+        }
+        if (ec) throw InputError(given + ": cannot list folder (" + ec.message() + ")");
+        std::sort(files.begin(), files.end());
+        size_t found = 0;
+        for (const fs::path& f : files) {
+            const std::string rel = relative_name(f, input);
+            if (is_dicom_file(f)) {
+                add(f, folder, {names.empty() ? f.string() : (fs::path(given) / rel).string(), rel});
+                ++found;
+            } else {
+                logger().debug("{}: not DICOM, skipped", rel);
+            }
+        }
+        if (found == 0) throw InputError(given + ": no DICOM files found in this folder");
+    }
+    return out;
+}
+
+// Reads every candidate in parallel (an image or, for a non-image found in a folder, nothing); results
+// land at their index, so the outcome does not depend on timing.
+std::vector<std::optional<DicomSlice>> read_candidates(const CandidateList& list, ModalityPolicy policy,
+                                                       const ReadLimits& limits) {
+    const size_t n = list.files.size();
+    std::vector<std::optional<DicomSlice>> read(n);
+    const int workers = static_cast<int>(std::min<unsigned>(std::max(1u, std::thread::hardware_concurrency()), 4u));
+    // Every slice is held until the volumes are built: the voxels read so far are bounded.
+    std::atomic<std::int64_t> voxels{0};
+    parallel_for_index(n, workers, [&](size_t i) {
+        const Candidate& c = list.files[i];
+        try {
+            read[i] = read_slice(c.path, policy, c.names);
+            const std::int64_t total = voxels += static_cast<std::int64_t>(read[i]->pixels.total());
+            if (total > limits.max_voxels) {
+                throw InputError(c.names.error + ": the DICOM input holds more than " +
+                                 std::to_string(limits.max_voxels) + " voxels (the limit per input)");
+            }
+        } catch (const NotAnImage&) {
+            if (c.folder < 0) throw;  // named on the command line: an error
+            logger().debug("{}: not a DICOM image (skipped)", c.names.log);
+        }
+    });
+    for (size_t f = 0; f < list.folders.size(); ++f) {
+        const auto& members = list.folder_files[f];
+        if (std::none_of(members.begin(), members.end(), [&](size_t i) { return read[i].has_value(); })) {
+            throw InputError(list.folders[f] + ": no DICOM images found in this folder");
+        }
+    }
+    return read;
 }
 
 }  // namespace
@@ -473,7 +591,7 @@ bool is_dicom_file(const std::filesystem::path& path) {
 }
 
 DicomSlice read_dicom_file(const std::filesystem::path& path, ModalityPolicy policy) {
-    return read_slice(path, policy);
+    return read_slice(path, policy, {path.string(), path.string()});
 }
 
 ImageMeta read_dicom_meta(const std::filesystem::path& path) {
@@ -498,93 +616,55 @@ ImageMeta read_dicom_meta(const std::filesystem::path& path) {
     return meta;
 }
 
-std::vector<Volume> read_dicom_series(const std::vector<std::filesystem::path>& inputs, ModalityPolicy policy) {
+std::vector<Volume> read_dicom_series(const std::vector<std::filesystem::path>& inputs, ModalityPolicy policy,
+                                      const std::vector<std::string>& names) {
     if (inputs.empty()) throw UsageError("no DICOM file or folder given");
-
-    std::vector<Candidate> candidates;
-    std::vector<fs::path> folders;
-    std::vector<std::vector<size_t>> folder_files;  // candidates found in each folder (even if named before)
-    std::map<fs::path, size_t> seen;                 // the same file named twice (or found twice) is read once
-    auto add = [&](const fs::path& p, int folder) {
-        std::error_code ec;
-        fs::path canonical = fs::weakly_canonical(p, ec);
-        if (ec) canonical = p;
-        auto [it, inserted] = seen.emplace(canonical, candidates.size());
-        if (inserted) candidates.push_back({p, folder});
-        if (folder >= 0) folder_files[static_cast<size_t>(folder)].push_back(it->second);
-    };
-    for (const fs::path& input : inputs) {
-        std::error_code ec;
-        if (!fs::exists(input, ec)) throw InputError(input.string() + ": no such file or folder");
-        if (!fs::is_directory(input, ec)) {
-            add(input, -1);
-            continue;
-        }
-        const int folder = static_cast<int>(folders.size());
-        folders.push_back(input);
-        folder_files.emplace_back();
-        std::vector<fs::path> files;
-        for (auto it = fs::recursive_directory_iterator(input, fs::directory_options::skip_permission_denied, ec);
-             !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-            if (it->is_regular_file(ec)) files.push_back(it->path());
-        }
-        if (ec) throw InputError(input.string() + ": cannot list folder (" + ec.message() + ")");
-        std::sort(files.begin(), files.end());
-        size_t found = 0;
-        for (const fs::path& f : files) {
-            if (is_dicom_file(f)) {
-                add(f, folder);
-                ++found;
-            } else {
-                logger().debug("{}: not DICOM, skipped", f.string());
-            }
-        }
-        if (found == 0) throw InputError(input.string() + ": no DICOM files found in this folder");
+    if (!names.empty() && names.size() != inputs.size()) {
+        throw UsageError("read_dicom_series: " + std::to_string(names.size()) + " names for " +
+                         std::to_string(inputs.size()) + " inputs");
     }
-
-    // Read in parallel; results land at their input index, so the outcome does not depend on timing.
-    const size_t n = candidates.size();
-    std::vector<std::optional<DicomSlice>> read(n);
-    const int workers = static_cast<int>(std::min<unsigned>(std::max(1u, std::thread::hardware_concurrency()), 4u));
-    // Every slice is held until the volumes are built: the voxels read so far are bounded.
+    const CandidateList list = find_candidates(inputs, names);
     const ReadLimits limits = read_limits();
-    std::atomic<std::int64_t> voxels{0};
-    parallel_for_index(n, workers, [&](size_t i) {
-        try {
-            read[i] = read_slice(candidates[i].path, policy);
-            const std::int64_t total = voxels += static_cast<std::int64_t>(read[i]->pixels.total());
-            if (total > limits.max_voxels) {
-                throw InputError(candidates[i].path.string() + ": the DICOM input holds more than " +
-                                 std::to_string(limits.max_voxels) + " voxels (the limit per input)");
-            }
-        } catch (const NotAnImage& e) {
-            if (candidates[i].folder < 0) throw;  // named on the command line: an error
-            logger().debug("{} (skipped)", e.what());
-        }
-    });
+    std::vector<std::optional<DicomSlice>> read = read_candidates(list, policy, limits);
 
-    for (size_t f = 0; f < folders.size(); ++f) {
-        const auto& members = folder_files[f];
-        if (std::none_of(members.begin(), members.end(), [&](size_t i) { return read[i].has_value(); })) {
-            throw InputError(folders[f].string() + ": no DICOM images found in this folder");
-        }
+    std::map<std::string, std::vector<size_t>> by_series;  // SeriesInstanceUID -> candidates
+    for (size_t i = 0; i < read.size(); ++i) {
+        if (read[i]) by_series[read[i]->meta.series_uid].push_back(i);
     }
-    std::map<std::string, std::vector<DicomSlice>> by_series;
-    for (size_t i = 0; i < n; ++i) {
-        if (read[i]) by_series[read[i]->meta.series_uid].push_back(std::move(*read[i]));
-    }
-
     std::vector<Volume> volumes;
-    for (auto& [uid, slices] : by_series) {
-        if (static_cast<std::int64_t>(slices.size()) > limits.max_slices) {
-            throw InputError(slices.front().meta.path + ": its series has " + std::to_string(slices.size()) +
-                             " slices, over the limit of " + std::to_string(limits.max_slices));
+    for (const auto& [uid, members] : by_series) {
+        if (static_cast<std::int64_t>(members.size()) > limits.max_slices) {
+            throw InputError(list.files[members.front()].names.error + ": its series has " +
+                             std::to_string(members.size()) + " slices, over the limit of " +
+                             std::to_string(limits.max_slices));
         }
-        volumes.push_back(build_volume(uid, std::move(slices)));
+        std::vector<DicomSlice> slices;
+        std::vector<FileNames> slice_names;
+        for (size_t i : members) {
+            slices.push_back(std::move(*read[i]));
+            slice_names.push_back(list.files[i].names);
+        }
+        volumes.push_back(build_volume(std::move(slices), slice_names));
     }
     std::stable_sort(volumes.begin(), volumes.end(),
                      [](const Volume& a, const Volume& b) { return a.depth() > b.depth(); });
+    // Only now are the series' labels known (their number and order).
+    for (size_t k = 0; k < volumes.size(); ++k) {
+        const std::string label = series_label(k, volumes.size(), volumes[k]);
+        for (std::string& w : volumes[k].warnings) {
+            w = label + ": " + w;
+            logger().warn("{}", w);
+        }
+    }
     return volumes;
+}
+
+std::string series_label(size_t index, size_t count, const Volume& volume, bool with_depth) {
+    const bool numbered = !volume.slice_meta.empty() && volume.slice_meta.front().series_number;
+    std::string details =
+        numbered ? fmt::format("SeriesNumber {}", *volume.slice_meta.front().series_number) : "no SeriesNumber";
+    if (with_depth) details += fmt::format(", {} slice{}", volume.depth(), volume.depth() == 1 ? "" : "s");
+    return fmt::format("series {} of {} ({})", index + 1, count, details);
 }
 
 }  // namespace hemoscan

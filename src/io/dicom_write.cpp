@@ -132,7 +132,7 @@ void write_dicom_ct(const std::filesystem::path& path, const cv::Mat& hu, const 
     put(DCM_PatientID, options.patient_id);
     put(DCM_StudyInstanceUID, study_uid);
     put(DCM_SeriesInstanceUID, series_uid);
-    put(DCM_SeriesNumber, "1");
+    put(DCM_SeriesNumber, std::to_string(options.series_number));
     if (!options.series_description.empty()) put(DCM_SeriesDescription, options.series_description);
     put(DCM_InstanceNumber, std::to_string(options.instance_number));
     put(DCM_ImagePositionPatient, ds_values(options.position));

@@ -17,6 +17,7 @@
 #include "hemoscan/io/dicom.hpp"
 #include "hemoscan/io/image2d.hpp"
 #include "hemoscan/util/fs.hpp"
+#include "support/log_capture.hpp"
 #include "support/test_util.hpp"
 
 using namespace hemoscan;
@@ -37,7 +38,13 @@ struct SeriesSpec {
     int rows = 6, cols = 7;
     std::string prefix = "img";
     unsigned seed = 1;
+    int series_number = 1;
 };
+
+// Identifiers written into every file, which no message may carry.
+const std::string kPatientId = "PID-4711";
+const std::string kPatientName = "Doe^Jane";
+const std::string kStudyUid = "1.2.826.0.1.3680043.2.1125.77";
 
 std::array<double, 3> normal_of(const std::array<double, 6>& o) {
     return {o[1] * o[5] - o[2] * o[4], o[2] * o[3] - o[0] * o[5], o[0] * o[4] - o[1] * o[3]};
@@ -69,8 +76,11 @@ std::vector<fs::path> write_series(const fs::path& dir, const SeriesSpec& spec) 
     std::shuffle(file_no.begin(), file_no.end(), rng);
 
     DicomWriteOptions o;
-    o.study_uid = "1.2.826.0.1.3680043.2.1125.77";
+    o.study_uid = kStudyUid;
+    o.patient_id = kPatientId;
+    o.patient_name = kPatientName;
     o.series_uid = spec.series_uid;
+    o.series_number = spec.series_number;
     o.orientation = spec.orientation;
     o.pixel_spacing = {0.6, 0.4};
     o.slice_thickness = spec.step;
@@ -323,4 +333,191 @@ TEST(DicomSeries, SingleSliceUsesSliceThickness) {
     ASSERT_EQ(volumes.size(), 1u);
     EXPECT_EQ(volumes.front().depth(), 1);
     EXPECT_DOUBLE_EQ(volumes.front().geometry.spacing[2], 3.0);
+}
+
+namespace {
+
+// Rewrites one tag of a written file (kDelete: removes it).
+const std::string kDelete = "<delete>";
+void edit_tag(const fs::path& path, const DcmTagKey& tag, const std::string& value) {
+    DcmFileFormat file;
+    ASSERT_TRUE(file.loadFile(path.string().c_str()).good()) << path;
+    DcmDataset& ds = *file.getDataset();
+    if (value == kDelete) {
+        ASSERT_TRUE(ds.findAndDeleteElement(tag).good()) << path;
+    } else {
+        ASSERT_TRUE(ds.putAndInsertString(tag, value.c_str()).good()) << path;
+    }
+    ASSERT_TRUE(file.saveFile(path.string().c_str(), EXS_LittleEndianExplicit).good()) << path;
+}
+
+// `text` holds no UID, patient identifier or absolute path (issue 28, item 5).
+void expect_no_identifiers(const std::string& text, const std::vector<std::string>& uids, const fs::path& root) {
+    for (const std::string& id : uids) EXPECT_EQ(text.find(id), std::string::npos) << id << " in:\n" << text;
+    for (const std::string& id : {kPatientId, kPatientName, kStudyUid, root.string(), std::string(SITE_UID_ROOT)}) {
+        EXPECT_EQ(text.find(id), std::string::npos) << id << " in:\n" << text;
+    }
+}
+
+std::string joined(const std::vector<Volume>& volumes) {
+    std::string all;
+    for (const Volume& v : volumes) {
+        for (const std::string& w : v.warnings) all += w + "\n";
+    }
+    return all;
+}
+
+}  // namespace
+
+// Issue 28 (item 5): warnings and log lines carried SeriesInstanceUIDs and absolute paths ("series
+// 1.2.3.103: duplicate slice at position 45 mm: kept /tmp/.../img104.dcm, dropped /tmp/.../img101.dcm").
+// A series is now named by its number among those read, its SeriesNumber and size; a slice by its path
+// relative to the folder given and its InstanceNumber.
+TEST(DicomSeries, WarningsNameSeriesAndSlicesWithoutIdentifiers) {
+    test::TempDir dir;
+    const fs::path root = dir / "study";
+    const std::vector<std::string> uids = {"1.2.3.301", "1.2.3.302", "1.2.3.303", "1.2.3.304"};
+    SeriesSpec gappy;  // a gap and a duplicate, in a subfolder: series 1 of 4 (7 slices)
+    gappy.series_uid = uids[0];
+    gappy.series_number = 3;
+    gappy.skip = {4};
+    gappy.duplicate = {2};
+    write_series(root / "sub" / "a", gappy);
+    SeriesSpec unplaced;  // a slice without ImagePositionPatient: series 2 of 4
+    unplaced.series_uid = uids[1];
+    unplaced.series_number = 7;
+    unplaced.count = 5;
+    unplaced.prefix = "u";
+    const std::vector<fs::path> unplaced_files = write_series(root / "b", unplaced);
+    edit_tag(unplaced_files[2], DCM_ImagePositionPatient, kDelete);
+    SeriesSpec turned;  // a slice with another orientation: series 3 of 4
+    turned.series_uid = uids[2];
+    turned.series_number = 9;
+    turned.count = 4;
+    turned.prefix = "t";
+    const std::vector<fs::path> turned_files = write_series(root / "c", turned);
+    edit_tag(turned_files[1], DCM_ImageOrientationPatient, "1\\0\\0\\0\\0.8\\0.6");
+    SeriesSpec broken;  // no valid orientation at all, and no SeriesNumber: series 4 of 4
+    broken.series_uid = uids[3];
+    broken.count = 2;
+    broken.prefix = "z";
+    for (const fs::path& f : write_series(root / "d", broken)) {
+        edit_tag(f, DCM_ImageOrientationPatient, "0\\0\\0\\0\\0\\0");
+        edit_tag(f, DCM_SeriesNumber, kDelete);
+    }
+    test::write_text(root / "sub" / "notes.txt", "not an image");
+
+    test::LogCapture log;
+    const auto volumes = read_dicom_series({root});
+    const std::string logged = log.text();
+    ASSERT_EQ(volumes.size(), 4u);
+    const std::string warnings = joined(volumes);
+    expect_no_identifiers(warnings, uids, root);
+    expect_no_identifiers(logged, uids, root);
+
+    ASSERT_EQ(volumes[0].warnings.size(), 2u) << warnings;
+    for (const std::string& w : volumes[0].warnings) {
+        EXPECT_EQ(w.rfind("series 1 of 4 (SeriesNumber 3, 7 slices): ", 0), 0u) << w;
+        EXPECT_NE(logged.find(w), std::string::npos) << w << " not logged:\n" << logged;
+    }
+    EXPECT_TRUE(contains(volumes[0].warnings, "duplicate slice at position")) << warnings;
+    EXPECT_TRUE(contains(volumes[0].warnings, "kept sub/a/img1")) << warnings;
+    EXPECT_TRUE(contains(volumes[0].warnings, "dropped sub/a/img1")) << warnings;
+    EXPECT_TRUE(contains(volumes[0].warnings, "gap of 10 mm between sub/a/img1")) << warnings;
+    EXPECT_TRUE(contains(volumes[0].warnings, "(InstanceNumber ")) << warnings;
+
+    const std::string unplaced_name = "b/" + unplaced_files[2].filename().string();
+    ASSERT_EQ(volumes[1].warnings.size(), 1u) << warnings;
+    EXPECT_EQ(volumes[1].warnings[0].rfind("series 2 of 4 (SeriesNumber 7, 5 slices): ImagePositionPatient missing "
+                                           "in 1 of 5 slices (e.g. " + unplaced_name + " (InstanceNumber ",
+                                           0),
+              0u)
+        << volumes[1].warnings[0];
+
+    const std::string turned_name = "c/" + turned_files[1].filename().string();
+    ASSERT_EQ(volumes[2].warnings.size(), 1u) << warnings;
+    EXPECT_EQ(volumes[2].warnings[0].rfind("series 3 of 4 (SeriesNumber 9, 4 slices): ", 0), 0u) << warnings;
+    EXPECT_TRUE(contains(volumes[2].warnings, "has a different orientation than c/t1")) << warnings;
+    EXPECT_TRUE(contains(volumes[2].warnings, turned_name)) << warnings;
+
+    ASSERT_FALSE(volumes[3].warnings.empty()) << warnings;
+    EXPECT_EQ(volumes[3].warnings[0].rfind("series 4 of 4 (no SeriesNumber, 2 slices): invalid "
+                                           "ImageOrientationPatient in d/z1",
+                                           0),
+              0u)
+        << warnings;
+
+    // Debug lines name files relatively too (a skipped file, each slice read).
+    EXPECT_NE(logged.find("sub/notes.txt: not DICOM, skipped"), std::string::npos) << logged;
+    EXPECT_NE(logged.find(unplaced_name + ": CT"), std::string::npos) << logged;
+    EXPECT_EQ(volumes[0].slice_meta.front().series_number, 3);
+    EXPECT_FALSE(volumes[3].slice_meta.front().series_number.has_value());
+}
+
+// A file list (the server's staged upload, a zip's entries): warnings name the files by base name, or
+// by the names the caller gives, which also name them in errors instead of their paths.
+TEST(DicomSeries, FileListIsNamedByBaseNameOrByTheCallersNames) {
+    test::TempDir dir;
+    SeriesSpec spec;
+    spec.series_uid = "1.2.3.310";
+    spec.count = 4;
+    spec.duplicate = {1};
+    const std::vector<fs::path> files = write_series(dir / "staging", spec);
+
+    test::LogCapture log;
+    const auto plain = read_dicom_series(files);
+    ASSERT_EQ(plain.size(), 1u);
+    ASSERT_EQ(plain[0].warnings.size(), 1u);
+    const std::string& w = plain[0].warnings[0];
+    EXPECT_EQ(w.rfind("series 1 of 1 (SeriesNumber 1, 4 slices): duplicate slice at position", 0), 0u) << w;
+    EXPECT_NE(w.find("kept img1"), std::string::npos) << w;
+    expect_no_identifiers(w + log.text(), {spec.series_uid}, dir.path());
+
+    std::vector<std::string> names;
+    for (size_t i = 0; i < files.size(); ++i) names.push_back("upload/scan " + std::to_string(i) + ".dcm");
+    const auto named = read_dicom_series(files, ModalityPolicy::CtOnly, names);
+    ASSERT_EQ(named.size(), 1u);
+    ASSERT_EQ(named[0].warnings.size(), 1u);
+    EXPECT_NE(named[0].warnings[0].find("kept upload/scan "), std::string::npos) << named[0].warnings[0];
+    EXPECT_NE(named[0].warnings[0].find("dropped upload/scan "), std::string::npos) << named[0].warnings[0];
+    expect_no_identifiers(named[0].warnings[0] + log.text(), {spec.series_uid}, dir.path());
+    EXPECT_EQ(named[0].slice_meta[0].path.find(dir.path().string()), 0u);  // the file it was read from
+
+    test::write_text(dir / "staging" / "bad.dcm", std::string(128, '\0') + "DICM and then nothing");
+    std::vector<fs::path> with_bad = files;
+    with_bad.push_back(dir / "staging" / "bad.dcm");
+    names.push_back("upload/bad.dcm");
+    try {
+        read_dicom_series(with_bad, ModalityPolicy::CtOnly, names);
+        FAIL() << "no InputError";
+    } catch (const InputError& e) {
+        EXPECT_EQ(std::string(e.what()).rfind("upload/bad.dcm: ", 0), 0u) << e.what();
+        expect_no_identifiers(e.what(), {spec.series_uid}, dir.path());
+    }
+    // Without names, the error names the file as the caller gave it (the CLI user must find it).
+    test::expect_input_error([&] { read_dicom_series(with_bad); }, {(dir / "staging" / "bad.dcm").string()});
+    EXPECT_THROW(read_dicom_series(files, ModalityPolicy::CtOnly, {"one name"}), UsageError);
+}
+
+// The size check names both files and the series by its SeriesNumber, not its UID.
+TEST(DicomSeries, SizeMismatchErrorNamesNoUid) {
+    test::TempDir dir;
+    SeriesSpec spec;
+    spec.series_uid = "1.2.3.311";
+    spec.series_number = 4;
+    spec.count = 2;
+    write_series(dir.path(), spec);
+    DicomWriteOptions o;
+    o.series_uid = spec.series_uid;
+    o.series_number = 4;
+    o.position = position_of(spec, 3);
+    write_dicom_ct(dir / "odd.dcm", cv::Mat(5, 5, CV_32F, cv::Scalar(0)), o);
+    try {
+        read_dicom_series({dir.path()});
+        FAIL() << "no InputError";
+    } catch (const InputError& e) {
+        const std::string what = e.what();
+        EXPECT_NE(what.find("in the same series (SeriesNumber 4)"), std::string::npos) << what;
+        EXPECT_EQ(what.find(spec.series_uid), std::string::npos) << what;
+    }
 }

@@ -40,8 +40,17 @@ ImageMeta read_dicom_meta(const std::filesystem::path& path);
 // never by file name or InstanceNumber. Spacing between slices comes from the positions (median
 // step). Missing slices (a gap > 1.5x the median step) and duplicates (same position) are reported
 // in Volume::warnings and through the logger. Returns one Volume per series, largest first.
+// Warnings and log lines carry no UID, patient identifier or absolute path: a series is named by
+// series_label, a file by its path relative to the folder given, else by its base name (or by
+// `names[i]`, when given, for inputs[i]). Errors name the file as given (its folder joined with its
+// relative path), or by `names`.
 std::vector<Volume> read_dicom_series(const std::vector<std::filesystem::path>& inputs,
-                                      ModalityPolicy policy = ModalityPolicy::CtOnly);
+                                      ModalityPolicy policy = ModalityPolicy::CtOnly,
+                                      const std::vector<std::string>& names = {});
+
+// How messages name series `index` (from 0) of the `count` that read_dicom_series returned:
+// "series 2 of 3 (SeriesNumber 5, 120 slices)"; without the slice count when `with_depth` is false.
+std::string series_label(size_t index, size_t count, const Volume& volume, bool with_depth = true);
 
 // Parameters of one CT slice to write.
 struct DicomWriteOptions {
@@ -50,6 +59,7 @@ struct DicomWriteOptions {
     std::string study_uid, series_uid, sop_uid;  // generated when empty
     std::string modality = "CT";
     std::string series_description;
+    int series_number = 1;
     int instance_number = 1;
     std::array<double, 3> position{0, 0, 0};
     std::array<double, 6> orientation{1, 0, 0, 0, 1, 0};
