@@ -1,6 +1,8 @@
 # Every third-party dependency, from Debian 12 packages (scripts/setup.sh installs them).
 find_package(Threads REQUIRED)
-find_package(Torch REQUIRED)
+if(NOT HEMOSCAN_FUZZ)  # the fuzz build (tests/fuzz) compiles no LibTorch code
+    find_package(Torch REQUIRED)
+endif()
 find_package(DCMTK REQUIRED CONFIG)
 find_package(CLI11 REQUIRED CONFIG)
 find_package(nlohmann_json REQUIRED CONFIG)

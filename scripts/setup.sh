@@ -6,6 +6,7 @@
 #   HEMOSCAN_BUILD_TARGET  the target to build (default: all; demo.sh: hemoscan)
 #   --tests              also install what the tests need beyond the build (Python torchvision: parity tests)
 #   --bench              also install the packages of bench/run.sh (Python PyTorch, pydicom, perf, gdb)
+#   --fuzz               also install clang and libFuzzer (the fuzz build of scripts/fuzz.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +30,9 @@ for arg in "$@"; do
         # The parity tests build torchvision's models in Python and compare hemoscan's outputs with theirs.
         --tests) PACKAGES+=(python3-torch python3-torchvision) ;;
         --bench) PACKAGES+=(python3-torch python3-pydicom python3-opencv python3-numpy linux-perf gdb) ;;
-        *) echo "setup.sh: unknown option '$arg' (known: --tests, --bench)" >&2; exit 2 ;;
+        # libFuzzer harnesses with ASan and UBSan (tests/fuzz): Debian 12's clang 14 and its runtime.
+        --fuzz) PACKAGES+=(clang libclang-rt-14-dev) ;;
+        *) echo "setup.sh: unknown option '$arg' (known: --tests, --bench, --fuzz)" >&2; exit 2 ;;
     esac
 done
 
