@@ -11,7 +11,8 @@ find_package(SQLite3 REQUIRED)
 find_package(OpenSSL REQUIRED)  # libcrypto: SHA-256 of downloaded weight files
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(JEMALLOC REQUIRED IMPORTED_TARGET jemalloc)
-pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
+pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)  # the tests' HTTP client
+pkg_check_modules(MHD REQUIRED IMPORTED_TARGET libmicrohttpd)     # the server (src/serve/http.cpp)
 pkg_check_modules(LIBZIP REQUIRED IMPORTED_TARGET libzip)
 
 # Debian splits OpenCV into per-module -dev packages that ship no CMake config; find the three we use.

@@ -18,7 +18,7 @@ PACKAGES=(
     # images: OpenCV (2D), DCMTK (DICOM, plus its command-line tools for tests), niftilib (NIfTI)
     libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev libdcmtk-dev dcmtk libnifti2-dev zlib1g-dev
     # CLI, JSON, logging, HTTP, storage, archives
-    libcli11-dev nlohmann-json3-dev libspdlog-dev libcpp-httplib-dev libsqlite3-dev libzip-dev libssl-dev
+    libcli11-dev nlohmann-json3-dev libspdlog-dev libmicrohttpd-dev libcpp-httplib-dev libsqlite3-dev libzip-dev libssl-dev
     # tests and benchmarks
     libgtest-dev libgmock-dev libbenchmark-dev
 )
@@ -28,7 +28,7 @@ PACKAGES=(
 for arg in "$@"; do
     case "$arg" in
         # The parity tests build torchvision's models in Python and compare hemoscan's outputs with theirs.
-        --tests) PACKAGES+=(python3-torch python3-torchvision) ;;
+        --tests) PACKAGES+=(python3-torch python3-torchvision curl openssl) ;;
         --bench) PACKAGES+=(python3-torch python3-pydicom python3-opencv python3-numpy linux-perf gdb) ;;
         # libFuzzer harnesses with ASan and UBSan (tests/fuzz): Debian 12's clang 14 and its runtime.
         --fuzz) PACKAGES+=(clang libclang-rt-14-dev) ;;

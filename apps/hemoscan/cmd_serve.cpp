@@ -45,7 +45,7 @@ void add_serve(CLI::App& root, std::vector<Command>& commands) {
     app->add_option("--port", o->port, "Port (0: any free port)")->check(CLI::Range(0, 65535))->capture_default_str();
     app->add_option("--data-dir", *data_dir, "Results database and images (kept across restarts)")
         ->capture_default_str();
-    app->add_option("--max-upload-mb", o->max_upload_mb, "Largest request accepted (larger: HTTP 413)")
+    app->add_option("--max-upload-mb", o->max_upload_mb, "Largest upload, as received (larger: HTTP 413)")
         ->check(CLI::Range(1, 1 << 16))
         ->capture_default_str();
     app->add_option("--max-files", o->max_files, "Most files (plus zip entries) in one upload")
@@ -54,21 +54,47 @@ void add_serve(CLI::App& root, std::vector<Command>& commands) {
     app->add_option("--max-unzipped-mb", o->max_unzipped_mb, "Most bytes a zip may expand to")
         ->check(CLI::Range(1, 1 << 20))
         ->capture_default_str();
-    app->add_option("--threads", o->threads, "HTTP worker threads (inference runs one at a time)")
-        ->check(CLI::Range(1, 256))
+    app->add_option("--threads", o->threads, "HTTP polling threads (slow clients do not hold them)")
+        ->check(CLI::Range(1, 64))
+        ->capture_default_str();
+    app->add_option("--workers", o->workers, "Uploads analysed at once")->check(CLI::Range(1, 64))->capture_default_str();
+    app->add_option("--queue", o->queue, "Uploads waiting for analysis; more get HTTP 503 with Retry-After")
+        ->check(CLI::Range(0, 10000))
+        ->capture_default_str();
+    app->add_option("--max-connections", o->max_connections, "Open connections in all (a quarter per client)")
+        ->check(CLI::Range(8, 100000))
         ->capture_default_str();
     app->add_option("--compute-threads", o->compute_threads, "Compute threads of the model (0 = all cores)")
         ->check(CLI::Range(0, 1024))
         ->capture_default_str();
-    app->add_option("--timeout", o->timeout_s, "Socket read/write time-out per request, seconds")
+    app->add_option("--timeout", o->timeout_s, "A connection idle for this many seconds is closed")
         ->check(CLI::Range(1, 3600))
+        ->capture_default_str();
+    auto token_file = std::make_shared<std::string>();
+    auto tls_cert = std::make_shared<std::string>();
+    auto tls_key = std::make_shared<std::string>();
+    app->add_option("--token-file", *token_file,
+                    "File holding a bearer token that /api/* requires (e.g. from `openssl rand -hex 32`)")
+        ->check(CLI::ExistingFile);
+    app->add_option("--tls-cert", *tls_cert, "PEM certificate (chain): serve HTTPS")->check(CLI::ExistingFile);
+    app->add_option("--tls-key", *tls_key, "PEM private key of --tls-cert")->check(CLI::ExistingFile);
+    app->add_flag("--insecure", o->insecure,
+                  "Allow a non-loopback --host without --token-file (behind a proxy that checks access)");
+    app->add_option("--allowed-host", o->allowed_hosts,
+                    "A Host name to answer besides IP addresses, localhost and this machine's name; repeatable")
+        ->allow_extra_args(false);
+    app->add_option("--keep-days", o->keep_days, "Delete results older than this many days (0: keep them)")
+        ->check(CLI::Range(0, 100000))
         ->capture_default_str();
     app->add_option("--memory-decay-ms", o->memory_decay_ms,
                     "Freed memory returns to the system after this many milliseconds (0 = at once)")
         ->check(CLI::Range(0L, 3600000L))
         ->capture_default_str();
-    commands.push_back({app, [o, model, seg_models, data_dir] {
+    commands.push_back({app, [o, model, seg_models, data_dir, token_file, tls_cert, tls_key] {
         o->model = *model;
+        o->token_file = *token_file;
+        o->tls_cert = *tls_cert;
+        o->tls_key = *tls_key;
         o->seg_models.assign(seg_models->begin(), seg_models->end());
         o->data_dir = *data_dir;
         // SIGINT/SIGTERM may land on any thread (OpenBLAS starts its own before main): the handler

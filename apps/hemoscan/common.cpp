@@ -70,7 +70,8 @@ std::string flag_of(const std::string& field) {
     static const std::map<std::string, std::string> special = {{"ema_epochs", "--ema"},
                                                                {"warmup_epochs", "--warmup"},
                                                                {"timeout_s", "--timeout"},
-                                                               {"seg_models", "--seg-model"}};
+                                                               {"seg_models", "--seg-model"},
+                                                               {"allowed_hosts", "--allowed-host"}};
     const auto it = special.find(field);
     if (it != special.end()) return it->second;
     std::string flag = "--" + field;

@@ -212,6 +212,11 @@ std::shared_ptr<const Volume> Renderer::volume(const std::string& id, const std:
     return v;
 }
 
+void Renderer::forget(const std::string& id) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    cache_.remove_if([&](const auto& entry) { return entry.first == id; });
+}
+
 DicomSlice Renderer::load_slice(const json& result, int k) {
     const std::string id = result.at("id").get<std::string>();
     const json& render = result.at("render");

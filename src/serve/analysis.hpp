@@ -50,6 +50,8 @@ public:
     std::string overlay_png(const nlohmann::json& result, int k, const std::string& window);
     // Segmentation of slice k as RGBA PNG (one colour per class, transparent background).
     std::string mask_png(const nlohmann::json& result, int k);
+    // Drops a deleted result's volumes from the cache.
+    void forget(const std::string& id);
 
 private:
     DicomSlice load_slice(const nlohmann::json& result, int k);

@@ -1,24 +1,30 @@
-// `hemoscan serve`: routes, errors, logging and the life cycle of the HTTP server.
+// `hemoscan serve`: routes, access control, errors, logging and the life cycle of the server.
 #include "hemoscan/serve/server.hpp"
 
-#include <httplib.h>
-#include <sys/socket.h>
+#include <arpa/inet.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <ctime>
+#include <mutex>
+#include <set>
 #include <thread>
 
 #include "hemoscan/error.hpp"
+#include "hemoscan/infer/predictor.hpp"
+#include "hemoscan/infer/seg_predictor.hpp"
 #include "hemoscan/log.hpp"
 #include "hemoscan/util/fs.hpp"
 #include "hemoscan/util/runtime.hpp"
-#include "hemoscan/infer/predictor.hpp"
-#include "hemoscan/infer/seg_predictor.hpp"
+#include "hemoscan/util/strings.hpp"
 #include "hemoscan/version.hpp"
 #include "serve/analysis.hpp"
 #include "serve/assets.hpp"
+#include "serve/http.hpp"
 #include "serve/store.hpp"
 #include "serve/uploads.hpp"
 
@@ -26,18 +32,17 @@ namespace hemoscan {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using serve::HttpRequest;
+using serve::HttpResponse;
 using serve::RequestError;
 
 namespace {
 
-constexpr const char* kJson = "application/json";
 constexpr const char* kResultId = "([0-9a-f]{16})";  // what new_result_id() makes; nothing else matches
+constexpr const char* kStagingMarker = ".hemoscan-staging";
+constexpr const char* kCookie = "hemoscan_token";
 
-// Request start, per worker thread (a request is served start to end on one thread).
-thread_local std::chrono::steady_clock::time_point t_request_start{};
-
-std::string utc_now() {
-    const std::time_t t = std::time(nullptr);
+std::string utc_time(std::time_t t) {
     std::tm tm{};
     gmtime_r(&t, &tm);
     char buf[32];
@@ -45,34 +50,18 @@ std::string utc_now() {
     return buf;
 }
 
-void send_json(httplib::Response& res, int status, const json& body) {
+void send_json(HttpResponse& res, int status, const json& body) {
     res.status = status;
-    res.set_content(body.dump(), kJson);
+    res.content_type = "application/json";
+    res.body = body.dump();
 }
 
-void send_error(httplib::Response& res, int status, const std::string& message) {
-    send_json(res, status, json{{"error", message}});
-}
-
-void send_png(httplib::Response& res, const std::string& png) {
+void send_png(HttpResponse& res, std::string png) {
     // A result never changes once stored.
     res.set_header("Cache-Control", "private, max-age=86400, immutable");
-    res.set_content(png, "image/png");
+    res.content_type = "image/png";
+    res.body = std::move(png);
 }
-
-const char* reason(int status) {
-    switch (status) {
-        case 400: return "bad request";
-        case 404: return "not found";
-        case 405: return "method not allowed";
-        case 408: return "request time-out";
-        case 413: return "upload too large";
-        case 415: return "unsupported media type";
-        default: return status >= 500 ? "internal server error" : "error";
-    }
-}
-
-constexpr const char* kStagingMarker = ".hemoscan-staging";
 
 // Removes a server-made folder however the request ends.
 struct ScopedFolder {
@@ -104,9 +93,9 @@ std::string client_message(std::string message, const serve::StagedUpload* uploa
     return message;
 }
 
-int int_param(const httplib::Request& req, const char* key, int fallback, int lo, int hi) {
+int int_param(const HttpRequest& req, const char* key, int fallback, int lo, int hi) {
     if (!req.has_param(key)) return fallback;
-    const std::string v = req.get_param_value(key);
+    const std::string v = req.param(key);
     try {
         size_t used = 0;
         const int n = std::stoi(v, &used);
@@ -117,6 +106,53 @@ int int_param(const httplib::Request& req, const char* key, int fallback, int lo
                                 std::to_string(hi));
 }
 
+bool is_ip_literal(const std::string& host) {
+    unsigned char buf[sizeof(in6_addr)];
+    return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
+}
+
+bool is_loopback(const std::string& host) {
+    if (host == "localhost" || host == "::1") return true;
+    in_addr a{};
+    return inet_pton(AF_INET, host.c_str(), &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
+// The host part of a Host header or of an origin's authority ("[::1]:8080" -> "::1").
+std::string host_of(const std::string& authority) {
+    if (!authority.empty() && authority.front() == '[') {
+        const size_t close = authority.find(']');
+        return close == std::string::npos ? authority : authority.substr(1, close - 1);
+    }
+    const size_t colon = authority.find(':');
+    return to_lower(colon == std::string::npos ? authority : authority.substr(0, colon));
+}
+
+// Compares in time independent of where the strings differ (a token is not guessed byte by byte).
+bool same_secret(const std::string& a, const std::string& b) {
+    unsigned char diff = a.size() == b.size() ? 0 : 1;
+    for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i % std::max<size_t>(1, b.size())]);
+    return diff == 0;
+}
+
+std::string cookie_value(const std::string& cookies, const std::string& name) {
+    for (const auto& item : split(cookies, ';')) {
+        const std::string c = trim(item);
+        if (c.rfind(name + "=", 0) == 0) return c.substr(name.size() + 1);
+    }
+    return "";
+}
+
+std::string join(const std::set<std::string>& items, const char* sep) {
+    std::string out;
+    for (const auto& item : items) out += (out.empty() ? "" : sep) + item;
+    return out;
+}
+
+std::string read_secret(const fs::path& path, const char* what) {
+    if (!fs::is_regular_file(path)) throw InputError(path.string() + ": no such " + what + " file");
+    return read_file(path);
+}
+
 }  // namespace
 
 struct Server::Impl {
@@ -125,23 +161,58 @@ struct Server::Impl {
     std::unique_ptr<SegPredictor> seg_predictor;  // with --seg-model
     std::unique_ptr<serve::ResultStore> store;
     std::unique_ptr<serve::Renderer> renderer;
+    std::unique_ptr<serve::HttpServer> http;
     json model_info;
-    httplib::Server http;
+    std::string token;                 // empty: no access control
+    std::set<std::string> host_names;  // Host values answered besides IP literals
     int port = -1;
-    std::atomic<bool> listening{false}, stop_requested{false};
+    std::mutex mutex;
+    std::condition_variable stopped;
+    bool stop_requested = false;
+    std::thread retention;
 
     fs::path results_dir() const { return options.data_dir / "results"; }
     fs::path tmp_dir() const { return options.data_dir / "tmp"; }
 
     explicit Impl(const ServerOptions& o) : options(o) {
+        check_options();
+        prepare_data_dir();
+        read_access_control();
+        predictor = std::make_unique<Predictor>(options.model, options.compute_threads);
+        if (!options.seg_models.empty()) {
+            seg_predictor = std::make_unique<SegPredictor>(options.seg_models, options.compute_threads);
+            if (options.min_component_ml >= 0) seg_predictor->set_min_component_ml(options.min_component_ml);
+        }
+        store = std::make_unique<serve::ResultStore>(options.data_dir / "results.db");
+        renderer = std::make_unique<serve::Renderer>(results_dir());
+        describe_model();
+        make_http();
+        routes();
+    }
+
+    void check_options() const {
         if (options.max_upload_mb < 1) throw UsageError("`max_upload_mb` must be at least 1");
-        if (options.threads < 1) throw UsageError("`threads` must be at least 1");
+        if (options.threads < 1 || options.workers < 1) throw UsageError("`threads` and `workers` must be at least 1");
+        if (options.queue < 0) throw UsageError("`queue` must be >= 0");
+        if (options.max_connections < 8) throw UsageError("`max_connections` must be at least 8");
         if (options.timeout_s < 1) throw UsageError("`timeout_s` must be at least 1 second");
+        if (options.keep_days < 0) throw UsageError("`keep_days` must be >= 0 (0: keep results)");
         if (options.max_files < 1 || options.max_unzipped_mb < 1) throw UsageError("upload limits must be positive");
         if (options.min_component_ml >= 0 && options.seg_models.empty()) {
             throw UsageError("`min_component_ml` is for a segmentation model: give `seg_models` too");
         }
         if (options.memory_decay_ms < 0) throw UsageError("`memory_decay_ms` must be >= 0");
+        if (options.tls_cert.empty() != options.tls_key.empty()) {
+            throw UsageError("HTTPS needs both `tls_cert` and `tls_key`");
+        }
+        if (!is_loopback(options.host) && options.token_file.empty() && !options.insecure) {
+            throw UsageError("refusing to listen on " + options.host +
+                             " without a token: anyone who reaches the port would see every result. Give "
+                             "`token_file` (and `tls_cert`/`tls_key`), or `insecure` behind a proxy that checks access");
+        }
+    }
+
+    void prepare_data_dir() {
         // Patient images and results: readable by the server's user only (files 0600, folders 0700).
         ::umask(077);
         if (!return_freed_memory(options.memory_decay_ms)) {
@@ -164,15 +235,51 @@ struct Server::Impl {
         for (const auto& e : fs::directory_iterator(results_dir(), ec)) {
             if (e.path().extension() == ".partial") fs::remove_all(e.path(), ec);
         }
-        predictor = std::make_unique<Predictor>(options.model, options.compute_threads);
-        if (!options.seg_models.empty()) {
-            seg_predictor = std::make_unique<SegPredictor>(options.seg_models, options.compute_threads);
-            if (options.min_component_ml >= 0) seg_predictor->set_min_component_ml(options.min_component_ml);
+    }
+
+    void read_access_control() {
+        if (!options.token_file.empty()) {
+            token = trim(read_secret(options.token_file, "token"));
+            if (token.size() < 16 || token.find_first_of(" \t\r\n;,\"") != std::string::npos) {
+                throw InputError(options.token_file.string() +
+                                 ": the token must be one line of at least 16 characters without spaces, ';', ',' "
+                                 "or quotes (e.g. `openssl rand -hex 32`)");
+            }
         }
-        store = std::make_unique<serve::ResultStore>(options.data_dir / "results.db");
-        renderer = std::make_unique<serve::Renderer>(results_dir());
-        describe_model();
-        routes();
+        host_names = {"localhost"};
+        char name[256] = {};
+        if (gethostname(name, sizeof(name) - 1) == 0 && name[0]) host_names.insert(to_lower(name));
+        for (const auto& h : options.allowed_hosts) host_names.insert(to_lower(h));
+        if (!is_loopback(options.host)) {
+            if (options.insecure && token.empty()) {
+                logger().warn("listening on {} without a token: anyone who reaches the port sees every result",
+                              options.host);
+            } else if (options.tls_cert.empty()) {
+                logger().warn("listening on {} without TLS: the token and the images travel in clear text (use "
+                              "`tls_cert`/`tls_key` or a reverse proxy with TLS)",
+                              options.host);
+            }
+        }
+    }
+
+    void make_http() {
+        serve::HttpOptions h;
+        h.host = options.host;
+        h.port = options.port;
+        h.io_threads = options.threads;
+        h.workers = options.workers;
+        h.queue = options.queue;
+        h.idle_timeout_s = options.timeout_s;
+        h.max_upload_bytes = static_cast<size_t>(options.max_upload_mb) << 20;
+        h.max_parts = static_cast<size_t>(options.max_files);
+        h.max_connections = options.max_connections;
+        h.max_connections_per_client = std::max(4, options.max_connections / 4);
+        h.spool_dir = tmp_dir();
+        if (!options.tls_cert.empty()) {
+            h.tls_cert_pem = read_secret(options.tls_cert, "certificate");
+            h.tls_key_pem = read_secret(options.tls_key, "key");
+        }
+        http = std::make_unique<serve::HttpServer>(std::move(h));
     }
 
     void describe_model() {
@@ -198,7 +305,8 @@ struct Server::Impl {
                                  {"keep_aspect", pre.resize.keep_aspect},
                                  {"crop_head", pre.crop_head}}},
                       {"segmentation", segmentation_info()},
-                      {"limits", {{"max_upload_mb", options.max_upload_mb}, {"max_files", options.max_files}}}};
+                      {"limits", {{"max_upload_mb", options.max_upload_mb}, {"max_files", options.max_files}}},
+                      {"retention_days", options.keep_days > 0 ? json(options.keep_days) : json()}};
     }
 
     json segmentation_info() const {
@@ -210,21 +318,65 @@ struct Server::Impl {
                 {"bleed_classes", seg_predictor->bleed_classes()}};
     }
 
+    // ---- access control: runs on every request before its route and body ----
+    bool admit(const HttpRequest& req, HttpResponse& res) {
+        // DNS rebinding: a page of another site that made its name resolve here sends its own name as Host.
+        const std::string host_header = req.header("host");
+        const std::string host = host_of(host_header);
+        if (host.empty()) {
+            res.json_error(400, "a Host header is required");
+            return false;
+        }
+        if (!is_ip_literal(host) && !host_names.count(host)) {
+            res.json_error(421, "this server does not answer to the name '" + safe_filename(host, 64) +
+                                    "' (allowed: IP addresses, " + join(host_names, ", ") + ")");
+            return false;
+        }
+        // Cross-site requests that change state: a browser says where a request comes from.
+        if (req.method != "GET" && req.method != "HEAD" && req.method != "OPTIONS") {
+            const std::string origin = req.header("origin");
+            const std::string site = req.header("sec-fetch-site");
+            const std::string own = std::string(req.tls ? "https://" : "http://") + host_header;
+            if ((!origin.empty() && to_lower(origin) != to_lower(own)) ||
+                (origin.empty() && !site.empty() && site != "same-origin" && site != "none")) {
+                res.json_error(403, "cross-origin requests that change data are refused");
+                return false;
+            }
+        }
+        if (token.empty() || !needs_token(req)) return true;
+        const std::string auth = req.header("authorization");
+        std::string given = auth.rfind("Bearer ", 0) == 0 ? trim(auth.substr(7)) : cookie_value(req.header("cookie"), kCookie);
+        if (given.empty() || !same_secret(given, token)) {
+            res.set_header("WWW-Authenticate", "Bearer realm=\"hemoscan\"");
+            res.json_error(401, given.empty() ? "this server needs a token (Authorization: Bearer ...)"
+                                              : "the token is not valid");
+            return false;
+        }
+        return true;
+    }
+
+    // The page and its assets load without a token (it asks for one); /health stays open for probes.
+    static bool needs_token(const HttpRequest& req) {
+        const std::string& p = req.path;
+        if (req.method != "GET" && req.method != "HEAD") return true;
+        return !(p == "/" || p == "/index.html" || p == "/favicon.ico" || p == "/health" || p.rfind("/assets/", 0) == 0);
+    }
+
     // Runs a handler, mapping errors to JSON answers.
     template <class F>
-    httplib::Server::Handler guarded(F f) {
-        return [this, f](const httplib::Request& req, httplib::Response& res) {
+    serve::HttpHandler guarded(F f) {
+        return [this, f](const HttpRequest& req, HttpResponse& res) {
             try {
                 f(req, res);
             } catch (const RequestError& e) {
-                send_error(res, e.status(), e.what());
+                res.json_error(e.status(), e.what());
             } catch (const UsageError& e) {
-                send_error(res, 400, e.what());
+                res.json_error(400, e.what());
             } catch (const InputError& e) {
-                send_error(res, 400, client_message(e.what(), nullptr, tmp_dir()));
+                res.json_error(400, client_message(e.what(), nullptr, tmp_dir()));
             } catch (const std::exception& e) {
                 logger().error("{} {}: {}", req.method, req.path, e.what());
-                send_error(res, 500, "internal server error");
+                res.json_error(500, "internal server error");
             }
         };
     }
@@ -243,15 +395,12 @@ struct Server::Impl {
         return static_cast<int>(i);
     }
 
-    void predict(const httplib::Request& req, httplib::Response& res) {
+    void predict(const HttpRequest& req, HttpResponse& res) {
         const auto start = std::chrono::steady_clock::now();
-        if (!req.is_multipart_form_data()) {
-            throw RequestError(415, "send the files as multipart/form-data (field 'file')");
-        }
         std::vector<serve::UploadedFile> files;
-        for (const auto& [field, f] : req.files) {
-            if (!f.filename.empty() || field == "file" || field == "files") {
-                files.push_back({f.filename, f.content_type, f.content});
+        for (const auto& part : req.parts) {
+            if (!part.filename.empty() || part.field == "file" || part.field == "files") {
+                files.push_back({part.filename, part.content_type, part.path});
             }
         }
         ScopedFolder staging(tmp_dir() / serve::new_result_id());
@@ -275,7 +424,7 @@ struct Server::Impl {
             fs::remove_all(partial, ec);
             throw;
         }
-        result["created"] = utc_now();
+        result["created"] = utc_time(std::time(nullptr));
         result["name"] = upload.display_name;
         result["elapsed_ms"] =
             std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
@@ -294,7 +443,26 @@ struct Server::Impl {
         send_json(res, 201, result);
     }
 
-    void list_results(const httplib::Request& req, httplib::Response& res) {
+    // The row first (the result is gone for every reader at once), then its files.
+    bool delete_result(const std::string& id) {
+        const bool had = store->remove(id);
+        renderer->forget(id);
+        std::error_code ec;
+        const fs::path doomed = tmp_dir() / ("deleted-" + id);
+        fs::rename(results_dir() / id, doomed, ec);
+        fs::remove_all(ec ? results_dir() / id : doomed, ec);
+        return had;
+    }
+
+    void apply_retention() {
+        if (options.keep_days <= 0) return;
+        const std::time_t cutoff = std::time(nullptr) - static_cast<std::time_t>(options.keep_days) * 86400;
+        size_t n = 0;
+        for (const auto& id : store->created_before(utc_time(cutoff))) n += delete_result(id) ? 1 : 0;
+        if (n > 0) logger().info("retention: deleted {} result(s) older than {} day(s)", n, options.keep_days);
+    }
+
+    void list_results(const HttpRequest& req, HttpResponse& res) {
         const int limit = int_param(req, "limit", 50, 1, 500);
         const int offset = int_param(req, "offset", 0, 0, 1 << 30);
         json items = json::array();
@@ -309,185 +477,150 @@ struct Server::Impl {
         send_json(res, 200, json{{"results", items}, {"total", store->count()}, {"limit", limit}, {"offset", offset}});
     }
 
-    void serve_asset(const std::string& name, httplib::Response& res) {
+    void serve_asset(const std::string& name, HttpResponse& res) {
         const serve::Asset* a = serve::find_asset(name);
         if (!a) throw RequestError(404, "not found");
         res.set_header("Cache-Control", "no-cache");
-        res.set_content(reinterpret_cast<const char*>(a->data), a->size, a->content_type);
+        res.content_type = a->content_type;
+        res.static_data = a->data;
+        res.static_size = a->size;
     }
 
-    void method_not_allowed(const std::string& pattern, const char* allow) {
-        auto handler = [allow](const httplib::Request& req, httplib::Response& res) {
-            res.set_header("Allow", allow);
-            send_error(res, 405, req.method + " is not allowed here (allowed: " + allow + ")");
-        };
-        if (std::string(allow) != "POST") http.Post(pattern, handler);
-        if (std::string(allow) != "GET") http.Get(pattern, handler);
-        http.Put(pattern, handler);
-        http.Patch(pattern, handler);
-        http.Delete(pattern, handler);
+    void render(const HttpRequest& req, HttpResponse& res) {
+        const json result = stored_result(req.matches[1]);
+        const std::string& what = req.matches[2];
+        const int k = slice_index(result, req.matches[3]);
+        const std::string window = req.param("window");
+        if (what == "slices") {
+            send_png(res, renderer->slice_png(result, k, window));
+        } else if (what == "heatmaps") {
+            send_png(res, renderer->heatmap_png(result, k));
+        } else if (what == "overlays") {
+            send_png(res, renderer->overlay_png(result, k, window));
+        } else {
+            if (!result.contains("segmentation")) throw RequestError(404, "this result has no segmentation");
+            send_png(res, renderer->mask_png(result, k));
+        }
+    }
+
+    // The page keeps the token as a session cookie (HttpOnly: its scripts never read it back), so that
+    // <img> requests carry it too; SameSite=Strict keeps other sites' pages from sending it.
+    void session(const HttpRequest& req, HttpResponse& res, bool open) {
+        std::string cookie = std::string(kCookie) + "=" + (open ? token : "") + "; Path=/; HttpOnly; SameSite=Strict";
+        if (req.tls) cookie += "; Secure";
+        if (!open) cookie += "; Max-Age=0";
+        res.set_header("Set-Cookie", cookie);
+        send_json(res, 200, json{{"session", open}, {"token_required", !token.empty()}});
     }
 
     void routes() {
+        auto& h = *http;
         const std::string result_path = std::string("/api/results/") + kResultId;
-        http.Get("/", guarded([this](const httplib::Request&, httplib::Response& res) {
-                     serve_asset("index.html", res);
-                 }));
-        http.Get("/index.html",
-                 guarded([this](const httplib::Request&, httplib::Response& res) { serve_asset("index.html", res); }));
-        http.Get(R"(/assets/([A-Za-z0-9._-]{1,64}))",
-                 guarded([this](const httplib::Request& req, httplib::Response& res) {
-                     serve_asset(req.matches[1].str(), res);
-                 }));
-        http.Get("/favicon.ico",
-                 guarded([this](const httplib::Request&, httplib::Response& res) { serve_asset("favicon.svg", res); }));
-        http.Get("/health", guarded([](const httplib::Request&, httplib::Response& res) {
-                     send_json(res, 200, json{{"status", "ok"}, {"version", kVersion}});
-                 }));
-        http.Get("/api/model", guarded([this](const httplib::Request&, httplib::Response& res) {
-                     send_json(res, 200, model_info);
-                 }));
-        http.Post("/api/predict",
-                  guarded([this](const httplib::Request& req, httplib::Response& res) { predict(req, res); }));
-        http.Get("/api/results",
-                 guarded([this](const httplib::Request& req, httplib::Response& res) { list_results(req, res); }));
-        http.Get(result_path, guarded([this](const httplib::Request& req, httplib::Response& res) {
-                     send_json(res, 200, stored_result(req.matches[1].str()));
-                 }));
-        http.Get(result_path + R"(/(slices|heatmaps|overlays|masks)/([0-9]{1,9})\.png)",
-                 guarded([this](const httplib::Request& req, httplib::Response& res) {
-                     const json result = stored_result(req.matches[1].str());
-                     const std::string what = req.matches[2].str();
-                     const int k = slice_index(result, req.matches[3].str());
-                     const std::string window = req.has_param("window") ? req.get_param_value("window") : "";
-                     if (what == "slices") {
-                         send_png(res, renderer->slice_png(result, k, window));
-                     } else if (what == "heatmaps") {
-                         send_png(res, renderer->heatmap_png(result, k));
-                     } else if (what == "overlays") {
-                         send_png(res, renderer->overlay_png(result, k, window));
-                     } else {
-                         if (!result.contains("segmentation")) {
-                             throw RequestError(404, "this result has no segmentation");
-                         }
-                         send_png(res, renderer->mask_png(result, k));
-                     }
-                 }));
-        method_not_allowed("/api/predict", "POST");
-        for (const std::string& p : {std::string("/health"), std::string("/api/model"), std::string("/api/results"),
-                                     result_path, result_path + "/.*"}) {
-            method_not_allowed(p, "GET");
-        }
-
-        http.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
-            t_request_start = std::chrono::steady_clock::now();
-            res.set_header("X-Content-Type-Options", "nosniff");
-            res.set_header("Referrer-Policy", "no-referrer");
+        auto page = guarded([this](const HttpRequest&, HttpResponse& res) { serve_asset("index.html", res); });
+        h.route("GET", "/", page);
+        h.route("GET", "/index.html", page);
+        h.route("GET", R"(/assets/([A-Za-z0-9._-]{1,64}))", guarded([this](const HttpRequest& req, HttpResponse& res) {
+                    serve_asset(req.matches[1], res);
+                }));
+        h.route("GET", "/favicon.ico",
+                guarded([this](const HttpRequest&, HttpResponse& res) { serve_asset("favicon.svg", res); }));
+        h.route("GET", "/health", guarded([this](const HttpRequest&, HttpResponse& res) {
+                    send_json(res, 200, json{{"status", "ok"}, {"version", kVersion},
+                                             {"analyses", {{"running", http->running()}, {"waiting", http->waiting()}}}});
+                }));
+        h.route("GET", "/api/model",
+                guarded([this](const HttpRequest&, HttpResponse& res) { send_json(res, 200, model_info); }));
+        h.route("POST", "/api/session",
+                guarded([this](const HttpRequest& req, HttpResponse& res) { session(req, res, true); }));
+        h.route("DELETE", "/api/session",
+                guarded([this](const HttpRequest& req, HttpResponse& res) { session(req, res, false); }));
+        h.route("POST", "/api/predict",
+                guarded([this](const HttpRequest& req, HttpResponse& res) { predict(req, res); }), true);
+        h.route("GET", "/api/results",
+                guarded([this](const HttpRequest& req, HttpResponse& res) { list_results(req, res); }));
+        h.route("GET", result_path, guarded([this](const HttpRequest& req, HttpResponse& res) {
+                    send_json(res, 200, stored_result(req.matches[1]));
+                }));
+        h.route("DELETE", result_path, guarded([this](const HttpRequest& req, HttpResponse& res) {
+                    if (!delete_result(req.matches[1])) throw RequestError(404, "no result with id " + req.matches[1]);
+                    logger().info("result {}: deleted", req.matches[1]);
+                    res.status = 204;
+                    res.content_type.clear();
+                }));
+        h.route("GET", result_path + R"(/(slices|heatmaps|overlays|masks)/([0-9]{1,9})\.png)",
+                guarded([this](const HttpRequest& req, HttpResponse& res) { render(req, res); }));
+        h.set_gate([this](const HttpRequest& req, HttpResponse& res) { return admit(req, res); });
+        std::vector<std::pair<std::string, std::string>> headers = {
+            {"X-Content-Type-Options", "nosniff"},
+            {"Referrer-Policy", "no-referrer"},
+            {"X-Frame-Options", "DENY"},
             // Everything comes from this server: a page that tries to load from elsewhere is refused.
-            res.set_header("Content-Security-Policy",
-                           "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
-                           "font-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'");
-            // Refused before the body is read: the upload limit counts Content-Length, so a chunked body
-            // (no length) could pass it, and a compressed one would be inflated in memory beyond it.
-            // Browsers send form uploads with a length and uncompressed.
-            const std::string encoding = req.get_header_value("Content-Encoding");
-            const bool chunked = req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos;
-            if (!(encoding.empty() || encoding == "identity") || chunked) {
-                send_error(res, chunked ? 411 : 415,
-                           chunked ? "an upload needs a Content-Length (chunked bodies are refused)"
-                                   : "compressed request bodies are refused");
-                res.set_header("Connection", "close");
-                return httplib::Server::HandlerResponse::Handled;
-            }
-            return httplib::Server::HandlerResponse::Unhandled;
-        });
-        const int max_mb = options.max_upload_mb;
-        http.set_error_handler(httplib::Server::HandlerWithResponse([max_mb](const httplib::Request&,
-                                                                             httplib::Response& res) {
-            // Errors of the handlers already carry a JSON body; this fills in httplib's own (404, 413, ...).
-            if (!res.body.empty()) return httplib::Server::HandlerResponse::Handled;
-            std::string message = reason(res.status);
-            if (res.status == 413) message += " (at most " + std::to_string(max_mb) + " MB)";
-            send_error(res, res.status, message);
-            return httplib::Server::HandlerResponse::Handled;
-        }));
-        http.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
-            try {
-                if (ep) std::rethrow_exception(ep);
-            } catch (const std::exception& e) {
-                logger().error("{} {}: {}", req.method, req.path, e.what());
-            } catch (...) {
-                logger().error("{} {}: unknown exception", req.method, req.path);
-            }
-            send_error(res, 500, "internal server error");
-        });
+            {"Content-Security-Policy",
+             "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
+             "font-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"}};
+        if (!options.tls_cert.empty()) headers.emplace_back("Strict-Transport-Security", "max-age=31536000");
+        h.set_default_headers(std::move(headers));
         // Method, path (ids only: client file names never reach a path), status and time; nothing else.
-        http.set_logger([](const httplib::Request& req, const httplib::Response& res) {
-            if (t_request_start == std::chrono::steady_clock::time_point{}) {
-                logger().info("{} {} {}", req.method, req.path, res.status);
-                return;
+        h.set_logger([](const HttpRequest& req, int status, double ms) {
+            if (status == 0) {
+                logger().info("{} {}: closed before an answer ({:.0f} ms)", req.method, req.path, ms);
+            } else {
+                logger().info("{} {} {} {:.0f} ms", req.method, req.path, status, ms);
             }
-            const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
-                                                                                  t_request_start)
-                                .count();
-            t_request_start = {};
-            logger().info("{} {} {} {} ms", req.method, req.path, res.status, ms);
         });
+    }
 
-        // httplib's default also sets SO_REUSEPORT, which lets a second server bind the same port
-        // silently and share its connections: keep SO_REUSEADDR only (a restart can rebind at once).
-        http.set_socket_options([](socket_t sock) {
-            int yes = 1;
-            setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-        });
-        const auto workers = static_cast<size_t>(options.threads);
-        http.new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
-        http.set_payload_max_length(static_cast<size_t>(options.max_upload_mb) << 20);
-        http.set_read_timeout(options.timeout_s, 0);
-        http.set_write_timeout(options.timeout_s, 0);
-        http.set_keep_alive_timeout(5);
+    void retention_loop() {
+        std::unique_lock<std::mutex> lock(mutex);
+        while (!stop_requested) {
+            lock.unlock();
+            try {
+                apply_retention();
+            } catch (const std::exception& e) {
+                logger().error("retention: {}", e.what());
+            }
+            lock.lock();
+            stopped.wait_for(lock, std::chrono::hours(1), [&] { return stop_requested; });
+        }
     }
 };
 
 Server::Server(const ServerOptions& options) : impl_(std::make_unique<Impl>(options)) {}
 
-Server::~Server() { stop(); }
+Server::~Server() {
+    stop();
+    if (impl_->retention.joinable()) impl_->retention.join();
+}
 
 int Server::bind() {
     Impl& s = *impl_;
     if (s.port >= 0) return s.port;
     if (s.options.port < 0 || s.options.port > 65535) throw UsageError("`port` must be 0..65535");
-    if (s.options.port == 0) {
-        s.port = s.http.bind_to_any_port(s.options.host);
-    } else if (s.http.bind_to_port(s.options.host, s.options.port)) {
-        s.port = s.options.port;
-    }
-    if (s.port < 0) {
-        throw UsageError("cannot listen on " + s.options.host + ":" + std::to_string(s.options.port) +
-                         " (address in use, or not an address of this machine)");
-    }
+    s.apply_retention();  // before the first request can see an expired result
+    s.port = s.http->start();
+    if (s.options.keep_days > 0) s.retention = std::thread([&s] { s.retention_loop(); });
     return s.port;
 }
 
 bool Server::listen() {
     Impl& s = *impl_;
     bind();
-    if (s.stop_requested) return true;
-    s.listening = true;
-    logger().info("hemoscan serve: http://{}:{}/ (data in {})", s.options.host, s.port, s.options.data_dir.string());
-    const bool ok = s.http.listen_after_bind();
-    s.listening = false;
-    return ok;
+    logger().info("hemoscan serve: {}://{}:{}/ (data in {})", s.options.tls_cert.empty() ? "http" : "https",
+                  s.options.host, s.port, s.options.data_dir.string());
+    std::unique_lock<std::mutex> lock(s.mutex);
+    s.stopped.wait(lock, [&] { return s.stop_requested; });
+    lock.unlock();
+    s.http->stop();  // requests in flight finish first
+    return true;
 }
 
 void Server::stop() {
     Impl& s = *impl_;
-    s.stop_requested = true;
-    // httplib ignores stop() until its accept loop runs: wait for it briefly when listen() has begun.
-    for (int i = 0; i < 2000 && s.listening && !s.http.is_running(); ++i) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    {
+        std::lock_guard<std::mutex> lock(s.mutex);
+        s.stop_requested = true;
     }
-    s.http.stop();
+    s.stopped.notify_all();
 }
 
 int Server::port() const { return impl_->port; }

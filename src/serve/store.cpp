@@ -92,6 +92,24 @@ std::vector<StoredSummary> ResultStore::list(int limit, int offset) {
     return out;
 }
 
+bool ResultStore::remove(const std::string& id) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    Statement s(db_, "DELETE FROM results WHERE id = ?", path_);
+    s.bind(1, id);
+    if (sqlite3_step(s.stmt) != SQLITE_DONE) throw InputError(path_.string() + ": " + sqlite3_errmsg(db_));
+    return sqlite3_changes(db_) > 0;
+}
+
+std::vector<std::string> ResultStore::created_before(const std::string& created) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    // `created` is ISO 8601 UTC ("2026-12-06T05:53:01Z"): text order is time order.
+    Statement s(db_, "SELECT id FROM results WHERE created < ? ORDER BY created", path_);
+    s.bind(1, created);
+    std::vector<std::string> out;
+    while (sqlite3_step(s.stmt) == SQLITE_ROW) out.push_back(s.column(0));
+    return out;
+}
+
 long ResultStore::count() {
     std::lock_guard<std::mutex> lock(mutex_);
     Statement s(db_, "SELECT COUNT(*) FROM results", path_);

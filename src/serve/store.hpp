@@ -32,6 +32,10 @@ public:
     // Newest first.
     std::vector<StoredSummary> list(int limit, int offset);
     long count();
+    // Removes a result's row; false when there was none.
+    bool remove(const std::string& id);
+    // Ids of the results created before `created` (same format: "YYYY-MM-DDTHH:MM:SSZ"), oldest first.
+    std::vector<std::string> created_before(const std::string& created);
 
 private:
     std::filesystem::path path_;

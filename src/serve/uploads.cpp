@@ -97,7 +97,7 @@ private:
 StagedUpload stage_uploads(const std::vector<UploadedFile>& files, const fs::path& dir, const UploadLimits& limits) {
     if (files.empty()) throw RequestError(400, "no file uploaded (send multipart/form-data with a 'file' field)");
     Stager stager(dir, limits);
-    for (const auto& f : files) stager.add(f.bytes, f.name, f.content_type, false);
+    for (const auto& f : files) stager.add(read_file(f.bytes), f.name, f.content_type, false);
     StagedUpload out = stager.finish();
     out.display_name = files.size() == 1 ? display_name(files.front().name)
                                          : std::to_string(files.size()) + " files";

@@ -23,9 +23,9 @@ private:
 };
 
 struct UploadedFile {
-    std::string name;          // as the client sent it (display only)
-    std::string content_type;  // as the client sent it
-    std::string bytes;
+    std::string name;             // as the client sent it (display only)
+    std::string content_type;     // as the client sent it
+    std::filesystem::path bytes;  // where the HTTP layer spooled its bytes
 };
 
 struct StagedFile {
@@ -46,7 +46,7 @@ struct UploadLimits {
 };
 
 // Writes the uploads (zip archives expanded, in memory, with the limits enforced while reading)
-// into `dir`. Throws RequestError: 400 (no file, empty file, broken zip, images mixed with DICOM),
+// into `dir`, one file at a time. Throws RequestError: 400 (no file, empty file, broken zip, images mixed with DICOM),
 // 413 (limits), 415 (a file that is neither PNG/JPEG, DICOM nor zip).
 StagedUpload stage_uploads(const std::vector<UploadedFile>& files, const std::filesystem::path& dir,
                            const UploadLimits& limits);

@@ -1,6 +1,6 @@
 #pragma once
 // `hemoscan serve`: the web page and REST API around the shared Predictor (and SegPredictor).
-// Free of LibTorch and of cpp-httplib, so that the CLI and tests include it cheaply.
+// Free of LibTorch and of the HTTP library, so that the CLI and tests include it cheaply.
 //
 // Endpoints (all answers JSON unless an image; errors are {"error": "..."}):
 //   GET  /                                   the page (assets embedded in the binary, no CDN)
@@ -10,6 +10,8 @@
 //   POST /api/predict                        multipart upload (PNG/JPG, DICOM file(s), zip of a series)
 //   GET  /api/results[?limit=&offset=]       past results, newest first
 //   GET  /api/results/<id>                   one result (id: 16 lower-case hex digits)
+//   DELETE /api/results/<id>                 deletes it (its row and its files)
+//   POST /api/session                        with the bearer token: sets it as a session cookie for the page
 //   GET  /api/results/<id>/slices/<k>.png[?window=brain|subdural|bone|L,W]   slice k, windowed
 //   GET  /api/results/<id>/heatmaps/<k>.png  Grad-CAM of slice k as RGBA (JET colours, alpha = evidence)
 //   GET  /api/results/<id>/overlays/<k>.png[?window=...]   Grad-CAM blended onto slice k
@@ -28,13 +30,22 @@ struct ServerOptions {
     std::filesystem::path data_dir = "hemoscan-data";  // SQLite database and rendered results
     std::string host = "127.0.0.1";
     int port = 8080;                   // 0: any free port (see Server::port())
-    int max_upload_mb = 256;           // larger requests get 413
+    int max_upload_mb = 256;           // larger request bodies (as received, chunked or not) get 413
     int max_files = 2000;              // uploaded files plus zip entries
     int max_unzipped_mb = 2048;        // total uncompressed size of the zip entries (zip bombs)
-    int threads = 4;                   // HTTP worker threads (inference itself runs one at a time)
+    int threads = 2;                   // HTTP polling threads (slow clients do not hold them)
+    int workers = 1;                   // uploads analysed at once
+    int queue = 16;                    // uploads waiting for analysis; more: 503 with Retry-After
+    int max_connections = 512;         // open connections in all (per client address: a quarter)
     int compute_threads = 0;           // LibTorch intra-op threads (0 = all cores)
-    int timeout_s = 60;                // socket read/write time-out per request
+    int timeout_s = 10;                // a connection idle for this long is closed
     long memory_decay_ms = 10000;      // freed memory goes back to the OS after this long (util/runtime.hpp)
+    // Access control (README, "Security").
+    std::filesystem::path token_file;  // bearer token required by /api/* (empty: none; loopback only)
+    std::filesystem::path tls_cert, tls_key;  // PEM files: HTTPS
+    bool insecure = false;             // allow a non-loopback address without a token
+    std::vector<std::string> allowed_hosts;  // Host names answered besides IP literals, localhost, this machine's
+    int keep_days = 0;                 // results older than this are deleted (0: kept)
 };
 
 class Server {
