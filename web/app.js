@@ -49,8 +49,38 @@ function timeAgo(iso) {
 async function getJson(url) {
   const response = await fetch(url, { headers: { Accept: "application/json" } });
   const body = await response.json().catch(() => ({}));
+  if (response.status === 401) askToken();
   if (!response.ok) throw new Error(body.error || `${response.status} ${response.statusText}`);
   return body;
+}
+
+// ---- Access token (servers started with --token-file) ----
+// The token is sent once to /api/session, which keeps it as an HttpOnly session cookie: images and
+// API calls carry it from then on, and this script never stores it.
+
+function askToken() {
+  $("token-form").hidden = false;
+  $("token-input").focus();
+}
+
+async function signIn(e) {
+  e.preventDefault();
+  const input = $("token-input");
+  const response = await fetch("/api/session", {
+    method: "POST",
+    headers: { Authorization: "Bearer " + input.value.trim(), Accept: "application/json" },
+  }).catch(() => null);
+  if (!response || !response.ok) {
+    $("token-error").textContent = response ? "That token is not valid." : "The server could not be reached.";
+    return;
+  }
+  input.value = "";
+  $("token-error").textContent = "";
+  $("token-form").hidden = true;
+  showError("");
+  loadModel();
+  loadHistory();
+  openFromUrl();
 }
 
 function showError(message) {
@@ -128,6 +158,9 @@ function upload(files) {
     if (xhr.status === 201 || xhr.status === 200) {
       showResult(body, true);
       loadHistory();
+    } else if (xhr.status === 401) {
+      askToken();
+      showError("Sign in with the server's access token, then upload again.");
     } else if (xhr.status === 0) {
       showError("The upload failed: the server could not be reached.");
     } else {
@@ -397,6 +430,27 @@ async function openResult(id) {
   }
 }
 
+async function deleteResult() {
+  const r = state.result;
+  if (!r || !window.confirm(`Delete “${r.name}” and its images from the server?`)) return;
+  const response = await fetch("/api/results/" + encodeURIComponent(r.id), { method: "DELETE" }).catch(() => null);
+  if (!response || (response.status !== 204 && response.status !== 404)) {
+    const body = response ? await response.json().catch(() => ({})) : {};
+    showError("The result was not deleted: " + (body.error || (response ? response.status : "no answer")));
+    return;
+  }
+  state.result = null;
+  $("viewer").hidden = true;
+  $("result-card").hidden = true;
+  history.replaceState(null, "", location.pathname);
+  loadHistory();
+}
+
+function openFromUrl() {
+  const id = new URLSearchParams(location.search).get("id");
+  if (id && /^[0-9a-f]{16}$/.test(id)) openResult(id);
+}
+
 // ---- Start ----
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -404,8 +458,9 @@ document.addEventListener("DOMContentLoaded", () => {
   setupViewer();
   checkHealth();
   setInterval(checkHealth, 30000);
+  $("token-form").addEventListener("submit", signIn);
+  $("delete-result").addEventListener("click", deleteResult);
   loadModel();
   loadHistory();
-  const id = new URLSearchParams(location.search).get("id");
-  if (id && /^[0-9a-f]{16}$/.test(id)) openResult(id);
+  openFromUrl();
 });

@@ -75,9 +75,9 @@ function listFiles(dir, pattern) {
 }
 
 // Starts `hemoscan serve` on a free port; resolves with the base URL once it logs its address.
-function startServer(bin, model, dataDir) {
-  const child = spawn(bin, ["serve", "--model", model, "--data-dir", dataDir, "--port", "0", "--compute-threads", "1"],
-    { stdio: ["ignore", "pipe", "pipe"] });
+function startServer(bin, model, dataDir, extra = []) {
+  const child = spawn(bin, ["serve", "--model", model, "--data-dir", dataDir, "--port", "0", "--compute-threads", "1",
+    ...extra], { stdio: ["ignore", "pipe", "pipe"] });
   let log = "";
   const onData = (d) => { log += d.toString(); };
   child.stdout.on("data", onData);
@@ -137,7 +137,10 @@ async function main() {
       }
     }
 
-    server = startServer(bin, model, path.join(tmp, "data"));
+    // With an access token, as a server on a network runs: the page asks for it once.
+    const token = "hemoscan-browser-test-" + "0123456789abcdef";
+    fs.writeFileSync(path.join(tmp, "token"), token + "\n", { mode: 0o600 });
+    server = startServer(bin, model, path.join(tmp, "data"), ["--token-file", path.join(tmp, "token")]);
     const base = await server.ready;
     browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: ["--no-sandbox"] });
     const page = await browser.newPage({ viewport: { width: args.width, height: args.height } });
@@ -152,7 +155,20 @@ async function main() {
 
     await page.goto(base + "/");
     await page.locator("#health.ok").waitFor({ timeout: 15000 });
-    check((await page.locator("#model-info").innerText()).includes("Labels"), "the model's labels are shown");
+    await page.locator("#token-form:not([hidden])").waitFor({ timeout: 15000 });
+    check(true, "the page asks for the access token");
+    await page.locator("#token-input").fill("not-the-token-at-all");
+    await page.locator("#token-submit").click();
+    await page.waitForFunction(() => document.getElementById("token-error").textContent.length > 0);
+    check(await page.locator("#token-form:not([hidden])").count() === 1, "a wrong token is refused");
+    await page.locator("#token-input").fill(token);
+    await page.locator("#token-submit").click();
+    await page.locator("#token-form[hidden]").waitFor({ state: "attached", timeout: 15000 });
+    await page.waitForFunction(() => document.getElementById("model-info").innerText.includes("Labels"));
+    check(true, "signed in: the model's labels are shown");
+    const stored = await page.evaluate(() => JSON.stringify(sessionStorage) + JSON.stringify(localStorage) +
+      document.cookie);
+    check(!stored.includes(token), "the page's scripts cannot read the token back (HttpOnly cookie)");
 
     const upload = async (files) => {
       await page.locator("#file-input").setInputFiles(files);
@@ -177,7 +193,8 @@ async function main() {
       await page.locator(`#history li[data-id="${id}"]`).waitFor({ timeout: 10000 });
       check(true, "the result is in the history");
       // The API agrees with what the page shows.
-      const api = await (await fetch(`${base}/api/results/${id}`)).json();
+      const api = await (await fetch(`${base}/api/results/${id}`, { headers: { Authorization: `Bearer ${token}` } }))
+        .json();
       const label = api.labels[0];
       const p = api.result[label].probability;
       check(text === (100 * p).toFixed(p >= 0.9995 || p < 0.0005 ? 0 : 1) + "%", `page and API agree (${p})`);
@@ -202,6 +219,14 @@ async function main() {
         }, null, { timeout: 15000 });
         check(await page.locator("#history li").count() === 2, "both results are in the history");
       }
+      // Delete the shown result (after confirming): gone from the history and the server.
+      const shown = new URL(page.url()).searchParams.get("id");
+      const before = await page.locator("#history li").count();
+      page.once("dialog", (dialog) => dialog.accept());
+      await page.locator("#delete-result").click();
+      await page.waitForFunction((n) => document.querySelectorAll("#history li").length === n - 1, before);
+      const gone = await fetch(`${base}/api/results/${shown}`, { headers: { Authorization: `Bearer ${token}` } });
+      check(gone.status === 404 && !new URL(page.url()).searchParams.get("id"), "a deleted result is gone");
       // An unsupported file: the error is shown, not a result.
       const junk = path.join(tmp, "notes.txt");
       fs.writeFileSync(junk, "not an image");
@@ -224,8 +249,9 @@ async function main() {
       console.log(`screenshot saved to ${args.screenshot}`);
     }
     check(foreign.length === 0, `no request left the server${foreign.length ? ": " + foreign.join(", ") : ""}`);
-    // The 415 of the unsupported upload is logged by the browser itself; anything else is a fault.
-    const errors = consoleErrors.filter((e) => !e.includes("status of 415"));
+    // The 401s before signing in and the 415 of the unsupported upload are logged by the browser itself;
+    // anything else is a fault.
+    const errors = consoleErrors.filter((e) => !e.includes("status of 415") && !e.includes("status of 401"));
     check(errors.length === 0, `no script errors${errors.length ? ": " + errors.join("; ") : ""}`);
   } finally {
     if (browser) await browser.close().catch(() => {});
