@@ -79,6 +79,12 @@ StudyInput from_slice(std::string name, DicomSlice s) {
     return in;
 }
 
+// "3 series; using the largest: series 1 of 3 (SeriesNumber 2, 120 slices)".
+std::string largest_series_warning(const std::vector<Volume>& series) {
+    return std::to_string(series.size()) + " series; using the largest: " +
+           series_label(0, series.size(), series.front());
+}
+
 std::vector<StudyInput> read_folder(const fs::path& path, ModalityPolicy policy, SeriesChoice choice) {
     const std::string name = path.string();
     std::vector<fs::path> dicoms, images;
@@ -96,16 +102,17 @@ std::vector<StudyInput> read_folder(const fs::path& path, ModalityPolicy policy,
         std::vector<Volume> series = read_dicom_series({path}, policy);
         logger().debug("{}: read in {:.3f} s", name, seconds_since(t0));
         if (series.empty()) throw InputError(name + ": no DICOM series in this folder");
-        if (series.size() > 1 && choice == SeriesChoice::Largest) {
-            const std::string w = std::to_string(series.size()) + " series; using the largest (" +
-                                  std::to_string(series.front().depth()) + " slices)";
+        const size_t count = series.size();
+        if (count > 1 && choice == SeriesChoice::Largest) {
+            const std::string w = largest_series_warning(series);
             logger().warn("{}: {}", name, w);
             series.resize(1);
             series.front().warnings.push_back(w);
         }
-        for (Volume& v : series) {
-            const std::string uid = v.slice_meta.empty() ? std::string() : v.slice_meta.front().series_uid;
-            out.push_back(from_volume(series.size() > 1 ? name + "#" + uid : name, "series", std::move(v)));
+        // Several series: each named by its number, never by its UID (which identifies the patient's study).
+        for (size_t k = 0; k < series.size(); ++k) {
+            const std::string shown = series.size() > 1 ? name + "#" + series_label(k, count, series[k], false) : name;
+            out.push_back(from_volume(shown, "series", std::move(series[k])));
         }
         return out;
     }
@@ -138,6 +145,14 @@ private:
     fs::path path_;
 };
 
+// A zip entry's name as messages show it: printable ASCII (others '_': entry names are the uploader's
+// bytes, in any encoding), at most `max_length` characters.
+std::string printable(const std::string& s, size_t max_length) {
+    std::string r;
+    for (char c : s.substr(0, max_length)) r += (c >= 0x20 && c < 0x7f) ? c : '_';
+    return r;
+}
+
 bool is_zip_path(const fs::path& path) { return to_lower(path.extension().string()) == ".zip"; }
 
 // A zip of DICOM files (a series) or of PNG/JPEG images, as the server's uploads: the entries are
@@ -147,7 +162,7 @@ StudyInput read_zip(const fs::path& path, ModalityPolicy policy) {
     const std::string name = path.string();
     ScratchFolder scratch;
     std::vector<fs::path> dicoms, images;
-    std::vector<std::string> image_names;
+    std::vector<std::string> image_names, dicom_names;  // messages name entries, never the scratch files
     size_t skipped = 0, nested = 0, written = 0;
     for_each_zip_entry(read_file(path), name, ZipLimits{}, [&](const std::string& entry, const std::string& bytes) {
         const FileType type = sniff_file_type(bytes, entry);
@@ -159,6 +174,7 @@ StudyInput read_zip(const fs::path& path, ModalityPolicy policy) {
         write_file_atomic(file, bytes);
         if (type == FileType::Dicom) {
             dicoms.push_back(file);
+            dicom_names.push_back(printable(entry, 200));
         } else {
             images.push_back(file);
             image_names.push_back(safe_filename(fs::path(entry).filename().string(), 80));
@@ -168,12 +184,27 @@ StudyInput read_zip(const fs::path& path, ModalityPolicy policy) {
     if (!dicoms.empty() && !images.empty()) {
         throw InputError(name + ": the zip mixes PNG/JPEG images with DICOM files; give one kind at a time");
     }
-    StudyInput in = read_study_files(dicoms, images, image_names, policy);
+    StudyInput in = read_study_files(dicoms, images, image_names, policy, dicom_names);
     in.name = name;
     if (skipped > 0) in.warnings.push_back(std::to_string(skipped) + " file(s) in the zip skipped (not images)");
     if (nested > 0) in.warnings.push_back(std::to_string(nested) + " zip(s) inside the zip skipped");
-    for (const auto& w : in.warnings) logger().warn("{}: {}", name, w);
+    const auto& logged = in.volume.warnings;  // read_dicom_series logged the series' own warnings
+    for (const auto& w : in.warnings) {
+        if (std::find(logged.begin(), logged.end(), w) == logged.end()) logger().warn("{}: {}", name, w);
+    }
     return in;
+}
+
+// An image of an upload or a zip; its errors name it by `shown` (when given) instead of its path, which
+// is a staging or scratch file the caller chose.
+cv::Mat read_named_image(const fs::path& path, const std::string& shown, ImageMeta& meta) {
+    try {
+        return read_image_2d(path, &meta);
+    } catch (const InputError& e) {
+        if (shown.empty()) throw;
+        const std::string what = e.what(), name = path.string();
+        throw InputError(shown + (what.rfind(name, 0) == 0 ? what.substr(name.size()) : ": " + what));
+    }
 }
 
 }  // namespace
@@ -206,15 +237,13 @@ std::vector<StudyInput> read_study_inputs(const fs::path& path, ModalityPolicy p
 }
 
 StudyInput read_study_files(const std::vector<fs::path>& dicoms, const std::vector<fs::path>& images,
-                            const std::vector<std::string>& names, ModalityPolicy policy) {
+                            const std::vector<std::string>& names, ModalityPolicy policy,
+                            const std::vector<std::string>& dicom_names) {
     if (!dicoms.empty()) {
-        std::vector<Volume> volumes = read_dicom_series(dicoms, policy);
+        std::vector<Volume> volumes = read_dicom_series(dicoms, policy, dicom_names);
         if (volumes.empty()) throw InputError("no DICOM image in the upload");
         std::vector<std::string> warnings;
-        if (volumes.size() > 1) {
-            warnings.push_back(std::to_string(volumes.size()) + " series: using the largest (" +
-                               std::to_string(volumes.front().depth()) + " slices)");
-        }
+        if (volumes.size() > 1) warnings.push_back(largest_series_warning(volumes));
         const std::string kind = volumes.front().depth() == 1 ? "dicom" : "series";
         StudyInput in = from_volume(std::to_string(dicoms.size()) + " files", kind, std::move(volumes.front()));
         in.warnings.insert(in.warnings.begin(), warnings.begin(), warnings.end());
@@ -227,7 +256,7 @@ StudyInput read_study_files(const std::vector<fs::path>& dicoms, const std::vect
     in.kind = images.size() == 1 ? "image" : "images";
     for (size_t i = 0; i < images.size(); ++i) {
         DicomSlice s;
-        s.pixels = read_image_2d(images[i], &s.meta);
+        s.pixels = read_named_image(images[i], i < names.size() ? names[i] : std::string(), s.meta);
         in.spacing_known = in.spacing_known && s.meta.has_pixel_spacing;
         in.slices.push_back(std::move(s));
         in.items.push_back(i < names.size() ? names[i] : images[i].filename().string());

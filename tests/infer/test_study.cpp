@@ -11,6 +11,7 @@
 #include "hemoscan/io/load.hpp"
 #include "hemoscan/io/nifti.hpp"
 #include "hemoscan/util/fs.hpp"
+#include "support/log_capture.hpp"
 #include "support/test_util.hpp"
 #include "support/zip_writer.hpp"
 
@@ -49,7 +50,9 @@ TEST(StudyInput, FoldersOfSeriesAndImages) {
     write_series(d / "two", "1.2.3.2", 2);
     auto all = read_study_inputs(d / "two", ModalityPolicy::CtOnly);
     ASSERT_EQ(all.size(), 2u);
-    EXPECT_EQ(all[0].name, (d / "two").string() + "#1.2.3.1");  // largest first
+    // Named by number and SeriesNumber, never by SeriesInstanceUID (issue 28, item 5); largest first.
+    EXPECT_EQ(all[0].name, (d / "two").string() + "#series 1 of 2 (SeriesNumber 1)");
+    EXPECT_EQ(all[1].name, (d / "two").string() + "#series 2 of 2 (SeriesNumber 1)");
     EXPECT_EQ(all[0].kind, "series");
     EXPECT_EQ(all[0].slices.size(), 3u);
     EXPECT_TRUE(all[0].is_volume());
@@ -61,7 +64,9 @@ TEST(StudyInput, FoldersOfSeriesAndImages) {
     ASSERT_EQ(largest.size(), 1u);
     EXPECT_EQ(largest[0].name, (d / "two").string());
     ASSERT_FALSE(largest[0].warnings.empty());
-    EXPECT_NE(largest[0].warnings.back().find("2 series"), std::string::npos);
+    EXPECT_NE(largest[0].warnings.back().find("2 series; using the largest: series 1 of 2 (SeriesNumber 1, 3 slices)"),
+              std::string::npos)
+        << largest[0].warnings.back();
 
     // A folder of images: one input per image, in name order; no spacing known.
     fs::create_directories(d / "png");
@@ -269,4 +274,64 @@ TEST(StudyInput, ZipsOfSeriesAndImages) {
                              {"empty.zip", "no image or DICOM file"});
     test::write_text(d / "broken.zip", "PK\x03\x04 and nothing else");
     test::expect_input_error([&] { read_study_inputs(d / "broken.zip", ModalityPolicy::CtOnly); }, {"broken.zip"});
+}
+
+// Issue 28 (item 5): a zip's DICOM files are read from a scratch folder under the system's temporary
+// folder; warnings, log lines and errors named those files ("/tmp/hemoscan-zip-.../entry_00004.dcm")
+// and the series by its SeriesInstanceUID. They now name the entries as the zip has them.
+TEST(StudyInput, ZipMessagesNameEntriesNotScratchFiles) {
+    TempDir d;
+    write_series(d / "series", "1.2.3.77", 3);
+    std::vector<std::pair<std::string, std::string>> entries;
+    for (int i = 0; i < 3; ++i) {
+        entries.emplace_back("scan/IM" + std::to_string(i) + ".dcm",
+                             read_file(d / "series" / ("1.2.3.77_" + std::to_string(i) + ".dcm")));
+    }
+    entries.emplace_back("scan/IM9.dcm", entries[1].second);  // the second slice exported twice
+    test::write_zip(d / "dup.zip", entries);
+
+    test::LogCapture log;
+    const auto in = read_study_inputs(d / "dup.zip", ModalityPolicy::CtOnly);
+    ASSERT_EQ(in.size(), 1u);
+    EXPECT_EQ(in[0].slices.size(), 3u);
+    std::string warnings;
+    for (const auto& w : in[0].warnings) warnings += w + "\n";
+    EXPECT_NE(warnings.find("series 1 of 1 (SeriesNumber 1, 3 slices): duplicate slice at position 5 mm: kept "
+                            "scan/IM1.dcm (InstanceNumber 2), dropped scan/IM9.dcm (InstanceNumber 2)"),
+              std::string::npos)
+        << warnings;
+    const std::string logged = log.text();
+    for (const std::string& text : {warnings, logged}) {
+        for (const std::string& id : {std::string("1.2.3.77"), std::string("hemoscan-zip"), std::string("entry_0")}) {
+            EXPECT_EQ(text.find(id), std::string::npos) << id << " in:\n" << text;
+        }
+    }
+    const size_t first = logged.find("duplicate slice");
+    ASSERT_NE(first, std::string::npos) << logged;
+    EXPECT_EQ(logged.find("duplicate slice", first + 1), std::string::npos) << "logged twice:\n" << logged;
+
+    // An unreadable entry: the error names the zip and the entry, not the scratch file.
+    entries.emplace_back("scan/broken.dcm", std::string(128, '\0') + "DICM" + std::string(10, 'x'));
+    test::write_zip(d / "broken_entry.zip", entries);
+    try {
+        read_study_inputs(d / "broken_entry.zip", ModalityPolicy::CtOnly);
+        FAIL() << "no InputError";
+    } catch (const InputError& e) {
+        const std::string what = e.what();
+        EXPECT_EQ(what.rfind((d / "broken_entry.zip").string() + ": scan/broken.dcm: ", 0), 0u) << what;
+        EXPECT_EQ(what.find("hemoscan-zip"), std::string::npos) << what;
+    }
+    std::vector<uchar> png;
+    cv::imencode(".png", cv::Mat(30, 40, CV_8U, cv::Scalar(90)), png);
+    const std::string png_bytes(png.begin(), png.end());
+    const std::string cut = png_bytes.substr(0, png_bytes.size() - 20);  // no IEND chunk
+    test::write_zip(d / "cut.zip", {{"a.png", png_bytes}, {"pics/cut.png", cut}});
+    try {
+        read_study_inputs(d / "cut.zip", ModalityPolicy::CtOnly);
+        FAIL() << "no InputError";
+    } catch (const InputError& e) {
+        const std::string what = e.what();
+        EXPECT_EQ(what.rfind((d / "cut.zip").string() + ": cut.png: ", 0), 0u) << what;
+        EXPECT_EQ(what.find("hemoscan-zip"), std::string::npos) << what;
+    }
 }

@@ -19,7 +19,8 @@ namespace hemoscan {
 // One study as read: its slices in order (pixels + meta) and, when they form one, the volume with its
 // geometry. Pixels are shared between `slices` and `volume` (cv::Mat reference counting).
 struct StudyInput {
-    std::string name;                 // the input as given (a path; "path#<series uid>" when a folder holds several)
+    std::string name;                 // the input as given (a path; "path#series 2 of 3 (SeriesNumber 5)" when a
+                                      // folder holds several: see series_label)
     std::string kind;                 // image | images | dicom | series | nifti
     std::vector<std::string> items;   // per slice: its file, or a display name
     std::vector<DicomSlice> slices;   // in slice order
@@ -43,9 +44,11 @@ std::vector<StudyInput> read_study_inputs(const std::filesystem::path& path, Mod
 
 // Reads the files of one upload as one study: the DICOM files as a series (the largest when they
 // hold several, with a warning), else the images in the given order (`names` are their display names).
+// `dicom_names`, when given (one per DICOM file), name the DICOM files in warnings, log lines and errors
+// instead of their base names (warnings, logs) and paths (errors): see read_dicom_series.
 StudyInput read_study_files(const std::vector<std::filesystem::path>& dicoms,
                             const std::vector<std::filesystem::path>& images, const std::vector<std::string>& names,
-                            ModalityPolicy policy);
+                            ModalityPolicy policy, const std::vector<std::string>& dicom_names = {});
 
 // Whose evidence the heatmaps show: none, each slice its own most probable output (predict), or the
 // study's most probable output on every slice, so that scrolling compares like with like (server).
