@@ -137,8 +137,7 @@ void add_convert(CLI::App& root, std::vector<Command>& commands) {
                     ++written;
                     bar.update(static_cast<size_t>(i + 1));
                 }
-                bar.finish();
-                for (const auto& w : v.warnings) logger().warn("{}: {}", name, w);
+                bar.finish();  // read_dicom_series logged the series' warnings (named without UIDs)
             }
         }
         write_file_atomic(out / "index.csv", index.str());
