@@ -4,6 +4,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -54,10 +55,58 @@ std::int64_t le32s(const std::string& b, size_t i) {
     return static_cast<std::int32_t>(v);
 }
 
-// Width and height as the file's header claims them (PNG IHDR, JPEG start-of-frame, BMP info header),
-// read before decoding so that a small file claiming a huge image is refused before OpenCV allocates
-// it; {0, 0} for other formats or when not found (OpenCV's own limits then apply).
+// Width and height in the first IFD of a TIFF (the page OpenCV decodes), classic or BigTIFF, either byte
+// order; {0, 0} when not found. Every ImageWidth (256) / ImageLength (257) entry counts, the largest
+// winning, so that a second entry cannot hide a size; the value types are those libtiff accepts there.
+std::pair<std::int64_t, std::int64_t> tiff_size(const std::string& b) {
+    if (b.size() < 8) return {0, 0};
+    const bool little = b[0] == 'I';
+    auto u = [&](std::uint64_t at, int bytes) -> std::uint64_t {  // callers check that the bytes exist
+        std::uint64_t v = 0;
+        for (int k = 0; k < bytes; ++k) {
+            v = (v << 8) | static_cast<unsigned char>(b[at + static_cast<std::uint64_t>(little ? bytes - 1 - k : k)]);
+        }
+        return v;
+    };
+    const bool big = u(2, 2) == 43;
+    if (big && b.size() < 16) return {0, 0};
+    const std::uint64_t count_bytes = big ? 8 : 2, entry_bytes = big ? 20 : 12, inline_bytes = big ? 8 : 4;
+    const std::uint64_t ifd = big ? u(8, 8) : u(4, 4);
+    if (ifd > b.size() || b.size() - ifd < count_bytes) return {0, 0};
+    const std::uint64_t fit = (b.size() - ifd - count_bytes) / entry_bytes;  // entries present in the file
+    const std::uint64_t entries = std::min(u(ifd, static_cast<int>(count_bytes)), fit);
+    std::int64_t size[2] = {0, 0};
+    for (std::uint64_t e = 0; e < entries; ++e) {
+        const std::uint64_t at = ifd + count_bytes + e * entry_bytes;
+        const std::uint64_t tag = u(at, 2), type = u(at + 2, 2);
+        if (tag != 256 && tag != 257) continue;
+        int bytes = 0;
+        if (type == 1 || type == 6) bytes = 1;                     // BYTE, SBYTE
+        if (type == 3 || type == 8) bytes = 2;                     // SHORT, SSHORT
+        if (type == 4 || type == 9 || type == 13) bytes = 4;       // LONG, SLONG, IFD
+        if (type == 16 || type == 17 || type == 18) bytes = 8;     // LONG8, SLONG8, IFD8
+        if (bytes == 0) continue;                                  // libtiff refuses other types here
+        std::uint64_t value_at = at + entry_bytes - inline_bytes;  // values that fit are stored in the entry
+        if (static_cast<std::uint64_t>(bytes) > inline_bytes) {
+            value_at = u(value_at, static_cast<int>(inline_bytes));
+            if (value_at > b.size() || b.size() - value_at < static_cast<std::uint64_t>(bytes)) continue;
+        }
+        // Negative (signed) values read as huge ones: refused either way, as libtiff does.
+        const std::uint64_t value = u(value_at, bytes);
+        std::int64_t& slot = size[tag - 256];
+        slot = std::max(slot, static_cast<std::int64_t>(std::min<std::uint64_t>(value, INT64_MAX)));
+    }
+    return {size[0], size[1]};
+}
+
+// Width and height as the file's header claims them (PNG IHDR, JPEG start-of-frame, BMP info header,
+// TIFF first IFD), read before decoding so that a small file claiming a huge image is refused before
+// OpenCV allocates it; {0, 0} for other formats or when not found (OpenCV's own limits then apply).
 std::pair<std::int64_t, std::int64_t> header_size(const std::string& b) {
+    if (b.size() >= 8 && (b.compare(0, 4, "II*\0", 4) == 0 || b.compare(0, 4, "MM\0*", 4) == 0 ||
+                          b.compare(0, 4, "II+\0", 4) == 0 || b.compare(0, 4, "MM\0+", 4) == 0)) {
+        return tiff_size(b);
+    }
     if (b.size() >= 24 && b.compare(0, 8, "\x89PNG\r\n\x1a\n") == 0 && b.compare(12, 4, "IHDR") == 0) {
         return {be32(b, 16), be32(b, 20)};
     }

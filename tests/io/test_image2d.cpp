@@ -220,6 +220,97 @@ TEST(Image2dErrors, HugeClaimedSizeRefusedBeforeDecoding) {
     set_read_limits(saved);
 }
 
+namespace {
+
+// A minimal uncompressed 8-bit grey TIFF (one strip of pixels all 7), classic or BigTIFF, in either byte
+// order; ImageWidth as LONG (LONG8 in BigTIFF), ImageLength as SHORT. A claimed size over 4096 pixels
+// gets 64 bytes of pixels (the file is refused before they matter).
+std::string tiny_tiff(bool little, bool big, uint64_t width, uint64_t height) {
+    std::string b;
+    auto put = [&](uint64_t v, int bytes) {
+        for (int k = 0; k < bytes; ++k) b.push_back(static_cast<char>(v >> (8 * (little ? k : bytes - 1 - k))));
+    };
+    b += little ? "II" : "MM";
+    put(big ? 43 : 42, 2);
+    if (big) {
+        put(8, 2);  // offset size
+        put(0, 2);
+        put(16, 8);  // first IFD
+    } else {
+        put(8, 4);
+    }
+    const uint64_t pixels = width * height <= 4096 ? width * height : 64;
+    struct Entry {
+        uint16_t tag, type;
+        uint64_t value;
+    };
+    const uint16_t long_type = big ? 16 : 4, short_type = 3;
+    std::vector<Entry> entries = {{256, long_type, width}, {257, short_type, height}, {258, short_type, 8},
+                                  {259, short_type, 1},     {262, short_type, 1},     {273, 4, 0},
+                                  {277, short_type, 1},     {278, 4, height},         {279, 4, pixels}};
+    const uint64_t inline_bytes = big ? 8 : 4;
+    entries[5].value = b.size() + (big ? 8 : 2) + entries.size() * (big ? 20 : 12) + inline_bytes;  // the strip
+    put(entries.size(), big ? 8 : 2);
+    for (const Entry& e : entries) {
+        put(e.tag, 2);
+        put(e.type, 2);
+        put(1, static_cast<int>(inline_bytes));  // one value, stored left-justified in the entry
+        const int size = e.type == 3 ? 2 : e.type == 4 ? 4 : 8;
+        put(e.value, size);
+        put(0, static_cast<int>(inline_bytes) - size);
+    }
+    put(0, static_cast<int>(inline_bytes));  // no next IFD
+    b.append(static_cast<size_t>(pixels), '\x07');
+    return b;
+}
+
+}  // namespace
+
+// Issue 28: TIFF's size is checked before decoding too (ImageWidth/ImageLength of the first IFD), in
+// both byte orders, classic and BigTIFF; a TIFF claiming 12000 x 12000 pixels used to reach OpenCV.
+TEST(Image2dErrors, HugeClaimedTiffSizeRefusedBeforeDecoding) {
+    test::TempDir dir;
+    for (const bool little : {true, false}) {
+        for (const bool big : {false, true}) {
+            SCOPED_TRACE(std::string(little ? "II" : "MM") + (big ? " BigTIFF" : " TIFF"));
+            const fs::path ok = dir / "ok.tif";
+            test::write_text(ok, tiny_tiff(little, big, 5, 3));
+            const cv::Mat img = read_image_2d(ok);
+            EXPECT_EQ(img.cols, 5);
+            EXPECT_EQ(img.rows, 3);
+            EXPECT_EQ(img.at<float>(2, 4), 7.0f);
+            const fs::path huge = dir / "huge.tif";
+            test::write_text(huge, tiny_tiff(little, big, 12000, 12000));
+            test::expect_input_error([&] { read_image_2d(huge); },
+                                     {huge.string(), "12000 x 12000 pixels", "limit of 16777216 pixels per slice"});
+        }
+    }
+    // OpenCV's own TIFF (little-endian) with the sizes in its first IFD patched.
+    std::vector<uchar> bytes;
+    ASSERT_TRUE(cv::imencode(".tif", cv::Mat(8, 8, CV_8UC1, cv::Scalar(100)), bytes));
+    ASSERT_EQ(std::string(bytes.begin(), bytes.begin() + 2), "II");
+    auto le = [&](size_t at, int n) {
+        uint64_t v = 0;
+        for (int k = n - 1; k >= 0; --k) v = (v << 8) | bytes[at + static_cast<size_t>(k)];
+        return v;
+    };
+    const size_t ifd = le(4, 4);
+    int patched = 0;
+    for (size_t e = 0; e < le(ifd, 2); ++e) {
+        const size_t at = ifd + 2 + 12 * e;
+        if (le(at, 2) != 256 && le(at, 2) != 257) continue;
+        const uint64_t type = le(at + 2, 2);
+        ASSERT_TRUE(type == 3 || type == 4);
+        bytes[at + 8] = 12000 & 0xFF;
+        bytes[at + 9] = 12000 >> 8;
+        ++patched;
+    }
+    ASSERT_EQ(patched, 2);
+    const fs::path path = dir / "patched.tiff";
+    test::write_text(path, std::string(bytes.begin(), bytes.end()));
+    test::expect_input_error([&] { read_image_2d(path); }, {path.string(), "12000 x 12000 pixels"});
+}
+
 TEST(Load, DispatchesByContentThenExtension) {
     test::TempDir dir;
     write_image_2d(dir / "slice.png", gray8());
