@@ -58,13 +58,18 @@ for name in "${harnesses[@]}"; do
     dir=$corpus/$name
     mkdir -p "$dir/corpus" "$dir/artifacts" "$dir/tmp"
     echo "fuzz.sh: fuzz_$name for $seconds s with $jobs processes; corpus $dir/corpus, log $dir/fuzz.log"
-    # Inside the harness folder: fork mode writes its per-job logs to the working directory.
+    # Inside the harness folder: fork mode writes its per-job logs to the working directory. The options
+    # are run_harness.sh's (see there why -len_control=0).
+    dict=()
+    [ -f "tests/fuzz/dicts/$name.dict" ] && dict=(-dict="$root/tests/fuzz/dicts/$name.dict")
     (cd "$dir" && UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} TMPDIR="$dir/tmp" \
         "$build_dir/tests/fuzz/fuzz_$name" -fork="$jobs" -ignore_crashes=1 -ignore_timeouts=1 \
-        -ignore_ooms=1 -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+        -ignore_ooms=1 -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -max_len=8192 -len_control=0 \
+        "${dict[@]}" \
         -artifact_prefix="$dir/artifacts/" "$dir/corpus" "$root/tests/fuzz/seeds/$name" > fuzz.log 2>&1) || true
     rm -rf "$dir/tmp"
-    grep -E "^(stat::|#[0-9]+.*DONE)" "$dir/fuzz.log" | tail -n 8 || true
+    # Fork mode's last progress line: executions (#N), coverage, crashes found.
+    grep -E "^#[0-9]+: cov" "$dir/fuzz.log" | tail -n 1 || true
     artefacts=$(find "$dir/artifacts" -type f | sort)
     if [ -n "$artefacts" ]; then
         found=1

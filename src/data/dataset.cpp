@@ -93,6 +93,13 @@ bool is_hidden(const fs::path& p) {
     return !name.empty() && name[0] == '.';
 }
 
+// A regular file at `p`. The paths of a CSV are data: one the file system refuses (a name over 255
+// bytes, a loop of links) is a missing file reported with its line, not a std::filesystem_error.
+bool is_file(const fs::path& p) {
+    std::error_code ec;
+    return fs::is_regular_file(p, ec);
+}
+
 // An image or DICOM file, judged by extension (files without one are checked for DICOM content).
 bool is_image_file(const fs::path& p) {
     const std::string ext = to_lower(p.extension().string());
@@ -228,12 +235,12 @@ Dataset open_manifest(const fs::path& root, const fs::path& file, const DatasetO
             item.study = study_col >= 0 && !row[study_col].empty() ? row[study_col] : item.patient;
             slice_keys.push_back(static_cast<double>(parse_slice(row[slice_col], where)));
         }
-        if (!fs::is_regular_file(item.path)) {
+        if (!is_file(item.path)) {
             throw InputError(where + ": image '" + row[path_col] + "' not found (" + item.path.string() + ")");
         }
         if (mask_col >= 0 && !row[mask_col].empty()) {
             item.mask = root / row[mask_col];
-            if (!fs::is_regular_file(item.mask)) {
+            if (!is_file(item.mask)) {
                 throw InputError(where + ": mask '" + row[mask_col] + "' not found (" + item.mask.string() + ")");
             }
         }
@@ -273,7 +280,7 @@ public:
         // Ids with a folder part ("scan1/000") are not in the listing of the top folder.
         if (id.find('/') != std::string::npos) {
             for (const std::string& name : candidates) {
-                if (fs::is_regular_file(root_ / name)) return root_ / name;
+                if (is_file(root_ / name)) return root_ / name;
             }
         }
         return std::nullopt;
@@ -408,9 +415,9 @@ Dataset open_dataset(const fs::path& root, const DatasetOptions& options) {
     if (fs::is_empty(root, ec)) throw InputError(root.string() + ": empty folder");
 
     Dataset ds;
-    if (fs::is_regular_file(root / "manifest.csv")) {
+    if (is_file(root / "manifest.csv")) {
         ds = open_manifest(root, root / "manifest.csv", options);
-    } else if (fs::is_regular_file(root / "labels.csv")) {
+    } else if (is_file(root / "labels.csv")) {
         ds = open_labels_csv(root, root / "labels.csv", options);
     } else if (const auto rsna = data_detail::find_rsna_csv(root)) {
         ds = data_detail::open_rsna(root, *rsna, options);

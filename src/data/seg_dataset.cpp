@@ -227,8 +227,14 @@ SegDataset open_manifest(const fs::path& root) {
         c.mask = fs::path(mask).is_absolute() ? fs::path(mask) : root / mask;
         c.patient = group_col >= 0 && !row[static_cast<size_t>(group_col)].empty() ? row[static_cast<size_t>(group_col)]
                                                                                  : c.id;
-        if (!fs::is_regular_file(c.images[0])) throw InputError(at + ": image " + c.images[0].string() + " not found");
-        if (!fs::is_regular_file(c.mask)) throw InputError(at + ": mask " + c.mask.string() + " not found (for " + path + ")");
+        // error_code: a path the file system refuses (a name over 255 bytes) is a missing file too.
+        std::error_code ec;
+        if (!fs::is_regular_file(c.images[0], ec)) {
+            throw InputError(at + ": image " + c.images[0].string() + " not found");
+        }
+        if (!fs::is_regular_file(c.mask, ec)) {
+            throw InputError(at + ": mask " + c.mask.string() + " not found (for " + path + ")");
+        }
         if (!seen.insert(path).second) throw InputError(at + ": " + path + " is listed twice");
         ds.cases.push_back(std::move(c));
     }

@@ -156,6 +156,29 @@ TEST(DatasetManifest, Errors) {
     EXPECT_TRUE(has(msg, "no data rows")) << msg;
 }
 
+// Found by fuzzing (tests/fuzz, fuzz_csv): a path of the CSV that the file system refuses (here a name
+// over 255 bytes: ENAMETOOLONG) escaped as a std::filesystem_error instead of an InputError with the line.
+TEST(DatasetManifest, PathTheFileSystemRefusesIsAMissingFile) {
+    ManifestFixture f;
+    const std::string long_name(300, 'a');
+    f.manifest("path,hemorrhage\nimg/a.png,1\n" + long_name + ".png,0\n");
+    std::string msg = input_error([&] { open_dataset(f.dir.path()); });
+    EXPECT_TRUE(has(msg, f.file().string() + ":3:")) << msg;
+    EXPECT_TRUE(has(msg, "not found")) << msg;
+
+    f.manifest("path,hemorrhage,mask\nimg/a.png,1,img/b.png\nimg/c.png,0," + long_name + "\n");
+    msg = input_error([&] { open_dataset(f.dir.path()); });
+    EXPECT_TRUE(has(msg, f.file().string() + ":3:")) << msg;
+    EXPECT_TRUE(has(msg, "mask")) << msg;
+
+    // labels.csv: an id with a folder part is looked up on disk too.
+    fs::remove(f.file());
+    write_text(f.dir / "labels.csv", "id,hemorrhage\nimg/a,1\nimg/" + long_name + ",0\n");
+    msg = input_error([&] { open_dataset(f.dir.path()); });
+    EXPECT_TRUE(has(msg, (f.dir / "labels.csv").string() + ":3:")) << msg;
+    EXPECT_TRUE(has(msg, "no image")) << msg;
+}
+
 // ---- (b) labels.csv ----
 
 TEST(DatasetLabelsCsv, IdsKeepLeadingZerosAndFindExtensions) {

@@ -218,4 +218,12 @@ TEST(SegDataset, ManifestOfPngPairs) {
     expect_input_error([&] { open_seg_dataset(root); }, {(root / "manifest.csv").string() + ":3", "1_mask.png", "not found"});
     write_text(root / "manifest.csv", "path,any\nimg/0.png,1\n");
     expect_input_error([&] { open_seg_dataset(root); }, {(root / "manifest.csv").string(), "mask"});
+
+    // Found by fuzzing: a path the file system refuses (a name over 255 bytes) is a missing file with its
+    // line, not a std::filesystem_error.
+    const std::string long_name(300, 'a');
+    write_text(root / "manifest.csv", "path,mask\nimg/0.png,img/0_mask.png\n" + long_name + ",img/2_mask.png\n");
+    expect_input_error([&] { open_seg_dataset(root); }, {(root / "manifest.csv").string() + ":3", "not found"});
+    write_text(root / "manifest.csv", "path,mask\nimg/0.png," + long_name + "\n");
+    expect_input_error([&] { open_seg_dataset(root); }, {(root / "manifest.csv").string() + ":2", "mask", "not found"});
 }

@@ -24,6 +24,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, size_t size) {
         readable = true;
     });
     // The series reader adds grouping and geometry; only worth it for a file that reads.
-    if (readable) fuzz::expect_clean("read_dicom_series", [&] { (void)read_dicom_series({path}, ModalityPolicy::Any); });
+    if (readable) {
+        fuzz::expect_clean("read_dicom_series", [&] { (void)read_dicom_series({path}, ModalityPolicy::Any); });
+    }
     return 0;
 }
