@@ -19,6 +19,7 @@
 
 #include "data/detail.hpp"
 #include "hemoscan/error.hpp"
+#include "hemoscan/io/image2d.hpp"
 #include "hemoscan/io/load.hpp"
 #include "hemoscan/log.hpp"
 #include "hemoscan/preprocess/volume.hpp"
@@ -31,13 +32,8 @@ std::string size_text(int w, int h) { return std::to_string(w) + "x" + std::to_s
 
 // A label map: one channel, 8 bit, the size of its image.
 cv::Mat read_mask(const std::filesystem::path& path, cv::Size image_size, const std::string& image_file) {
-    cv::Mat mask;
-    try {
-        mask = cv::imread(path.string(), cv::IMREAD_UNCHANGED);
-    } catch (const cv::Exception& e) {
-        throw InputError(path.string() + ": cannot read mask (" + e.what() + ")");
-    }
-    if (mask.empty()) throw InputError(path.string() + ": cannot read mask (missing, empty or not an image)");
+    // The image reader's checks (format, size claimed against the read limits), without its conversions.
+    cv::Mat mask = read_image_2d_pixels(path);
     if (mask.channels() > 1) cv::extractChannel(mask, mask, 0);
     if (mask.depth() != CV_8U) mask.convertTo(mask, CV_8U);
     if (mask.size() != image_size) {

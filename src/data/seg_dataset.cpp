@@ -16,6 +16,7 @@
 
 #include "hemoscan/data/csv.hpp"
 #include "hemoscan/error.hpp"
+#include "hemoscan/io/image2d.hpp"
 #include "hemoscan/io/load.hpp"
 #include "hemoscan/log.hpp"
 #include "hemoscan/util/fs.hpp"
@@ -192,8 +193,7 @@ int max_label(const fs::path& mask) {
             hi = std::max(hi, h);
         }
     } else {
-        cv::Mat m = cv::imread(mask.string(), cv::IMREAD_UNCHANGED);
-        if (m.empty()) throw InputError(mask.string() + ": cannot read mask (missing, empty or not an image)");
+        cv::Mat m = read_image_2d_pixels(mask);  // checked against the read limits before decoding
         if (m.channels() > 1) cv::extractChannel(m, m, 0);
         double lo;
         cv::minMaxLoc(m, &lo, &hi);
@@ -298,11 +298,10 @@ SegVolume load_seg_case(const SegDataset& ds, size_t index) {
     } else {
         cv::Mat m;
         try {
-            m = cv::imread(mname, cv::IMREAD_UNCHANGED);
-        } catch (const cv::Exception& e) {
-            throw InputError(where + mname + ": cannot read mask (" + e.what() + ")");
+            m = read_image_2d_pixels(c.mask);  // checked against the read limits before decoding
+        } catch (const InputError& e) {
+            throw InputError(where + e.what());
         }
-        if (m.empty()) throw InputError(where + mname + ": cannot read mask (missing, empty or not an image)");
         if (m.channels() > 1) cv::extractChannel(m, m, 0);
         if (m.depth() != CV_8U) {
             double lo, hi;

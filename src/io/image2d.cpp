@@ -49,6 +49,9 @@ std::int64_t be16(const std::string& b, size_t i) {
     return (static_cast<std::int64_t>(static_cast<unsigned char>(b[i])) << 8) | static_cast<unsigned char>(b[i + 1]);
 }
 std::int64_t be32(const std::string& b, size_t i) { return (be16(b, i) << 16) | be16(b, i + 2); }
+std::int64_t le16(const std::string& b, size_t i) {
+    return static_cast<unsigned char>(b[i]) | (static_cast<std::int64_t>(static_cast<unsigned char>(b[i + 1])) << 8);
+}
 std::int64_t le32s(const std::string& b, size_t i) {
     std::uint32_t v = 0;
     for (int k = 3; k >= 0; --k) v = (v << 8) | static_cast<unsigned char>(b[i + static_cast<size_t>(k)]);
@@ -99,41 +102,67 @@ std::pair<std::int64_t, std::int64_t> tiff_size(const std::string& b) {
     return {size[0], size[1]};
 }
 
+enum class Format { Png, Jpeg, Bmp, Tiff, Other };
+
+// By the magic number: the formats hemoscan reads (is_image_2d_path). OpenCV decodes more (PNM, WebP,
+// JPEG 2000, Sun raster, Radiance, ...), whose sizes are not checked here, so those are refused.
+Format format_of(const std::string& b) {
+    auto starts = [&](const char* magic, size_t n) { return b.size() >= n && b.compare(0, n, magic, n) == 0; };
+    if (starts("\x89PNG\r\n\x1a\n", 8)) return Format::Png;
+    if (starts("\xFF\xD8", 2)) return Format::Jpeg;
+    if (starts("BM", 2)) return Format::Bmp;
+    if (starts("II*\0", 4) || starts("MM\0*", 4) || starts("II+\0", 4) || starts("MM\0+", 4)) return Format::Tiff;
+    return Format::Other;
+}
+
+// JPEG: the first start-of-frame's height and width, walking the markers as libjpeg does (bytes between
+// markers are skipped: libjpeg only warns about them, so a stray byte must not end the search).
+std::pair<std::int64_t, std::int64_t> jpeg_size(const std::string& b) {
+    size_t i = 2;
+    while (i + 9 < b.size()) {
+        if (static_cast<unsigned char>(b[i]) != 0xFF) {  // not a marker
+            ++i;
+            continue;
+        }
+        const unsigned char marker = static_cast<unsigned char>(b[i + 1]);
+        if (marker == 0xFF) {  // fill byte
+            ++i;
+            continue;
+        }
+        if (marker == 0x00 || marker == 0xD8 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) {  // no length
+            i += 2;
+            continue;
+        }
+        // SOF0-SOF15 except DHT (C4), JPG (C8) and DAC (CC): precision, height, width.
+        if (marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC) {
+            return {be16(b, i + 7), be16(b, i + 5)};
+        }
+        if (marker == 0xDA || marker == 0xD9) return {0, 0};  // scan or end before a frame: libjpeg fails too
+        i += 2 + static_cast<size_t>(be16(b, i + 2));
+    }
+    return {0, 0};
+}
+
 // Width and height as the file's header claims them (PNG IHDR, JPEG start-of-frame, BMP info header,
 // TIFF first IFD), read before decoding so that a small file claiming a huge image is refused before
-// OpenCV allocates it; {0, 0} for other formats or when not found (OpenCV's own limits then apply).
-std::pair<std::int64_t, std::int64_t> header_size(const std::string& b) {
-    if (b.size() >= 8 && (b.compare(0, 4, "II*\0", 4) == 0 || b.compare(0, 4, "MM\0*", 4) == 0 ||
-                          b.compare(0, 4, "II+\0", 4) == 0 || b.compare(0, 4, "MM\0+", 4) == 0)) {
-        return tiff_size(b);
-    }
-    if (b.size() >= 24 && b.compare(0, 8, "\x89PNG\r\n\x1a\n") == 0 && b.compare(12, 4, "IHDR") == 0) {
-        return {be32(b, 16), be32(b, 20)};
-    }
-    if (b.size() >= 26 && b[0] == 'B' && b[1] == 'M') {
-        const std::int64_t h = le32s(b, 22);
-        return {le32s(b, 18), h < 0 ? -h : h};  // negative height: rows stored top-down
-    }
-    if (b.size() >= 4 && static_cast<unsigned char>(b[0]) == 0xFF && static_cast<unsigned char>(b[1]) == 0xD8) {
-        size_t i = 2;
-        while (i + 9 < b.size()) {
-            if (static_cast<unsigned char>(b[i]) != 0xFF) return {0, 0};
-            const unsigned char marker = static_cast<unsigned char>(b[i + 1]);
-            if (marker == 0xFF) {  // fill byte
-                ++i;
-                continue;
+// OpenCV allocates it; {0, 0} when the header holds none (then the decoder would fail too).
+std::pair<std::int64_t, std::int64_t> header_size(const std::string& b, Format format) {
+    switch (format) {
+        case Format::Png:
+            if (b.size() >= 24 && b.compare(12, 4, "IHDR") == 0) return {be32(b, 16), be32(b, 20)};
+            break;
+        case Format::Bmp:
+            if (b.size() >= 26 && le32s(b, 14) == 12) {  // OS/2 core header: 16-bit width and height
+                return {le16(b, 18), le16(b, 20)};
             }
-            if (marker == 0xD8 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) {  // no length
-                i += 2;
-                continue;
+            if (b.size() >= 26) {
+                const std::int64_t h = le32s(b, 22);
+                return {le32s(b, 18), h < 0 ? -h : h};  // negative height: rows stored top-down
             }
-            // SOF0-SOF15 except DHT (C4), JPG (C8) and DAC (CC): precision, height, width.
-            if (marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC) {
-                return {be16(b, i + 7), be16(b, i + 5)};
-            }
-            if (marker == 0xDA) return {0, 0};  // scan data before a frame header: let libjpeg judge
-            i += 2 + static_cast<size_t>(be16(b, i + 2));
-        }
+            break;
+        case Format::Jpeg: return jpeg_size(b);
+        case Format::Tiff: return tiff_size(b);
+        case Format::Other: break;
     }
     return {0, 0};
 }
@@ -154,7 +183,7 @@ bool is_image_2d_path(const std::filesystem::path& path) {
     return std::find(extensions.begin(), extensions.end(), ext) != extensions.end();
 }
 
-cv::Mat read_image_2d(const std::filesystem::path& path, ImageMeta* meta) {
+cv::Mat read_image_2d_pixels(const std::filesystem::path& path) {
     const std::string name = path.string();
     std::error_code ec;
     if (!fs::exists(path, ec)) throw InputError(name + ": file not found");
@@ -169,8 +198,11 @@ cv::Mat read_image_2d(const std::filesystem::path& path, ImageMeta* meta) {
         throw InputError(name + ": truncated or corrupt PNG (no IEND chunk)");
     }
 
-    const auto [width, height] = header_size(bytes);
-    if (width != 0 || height != 0) check_slice_pixels(name, height, width, "the image");
+    const Format format = format_of(bytes);
+    if (format == Format::Other) throw InputError(name + ": not a PNG, JPEG, BMP or TIFF image");
+    const auto [width, height] = header_size(bytes, format);
+    if (width == 0 && height == 0) throw InputError(name + ": truncated or corrupt image (no size in its header)");
+    check_slice_pixels(name, height, width, "the image");
 
     cv::Mat raw;
     try {
@@ -181,7 +213,12 @@ cv::Mat read_image_2d(const std::filesystem::path& path, ImageMeta* meta) {
         throw InputError(name + ": cannot decode image (" + e.what() + ")");
     }
     if (raw.empty()) throw InputError(name + ": corrupt, truncated or not an image (cannot decode)");
+    return raw;
+}
 
+cv::Mat read_image_2d(const std::filesystem::path& path, ImageMeta* meta) {
+    const std::string name = path.string();
+    const cv::Mat raw = read_image_2d_pixels(path);
     const int depth = raw.depth();
     if (depth != CV_8U && depth != CV_16U && depth != CV_32F) {
         throw InputError(name + ": unsupported pixel depth (8-bit, 16-bit or float images only)");

@@ -172,6 +172,24 @@ TEST(SegDataset, LabelOutOfRange) {
                        {(d / "ds" / "labelsTr" / "case_b.nii.gz").string(), "label value 4", "slice 1", "0..3"});
 }
 
+// Issue 28: PNG masks are read through the image reader's checks (cv::imread before): a small mask
+// claiming 12000 x 12000 pixels is refused before OpenCV allocates it, naming the file.
+TEST(SegDataset, MaskClaimingAHugeSizeIsRefused) {
+    TempDir d;
+    const fs::path root = d / "m";
+    fs::create_directories(root);
+    ASSERT_TRUE(cv::imwrite((root / "0.png").string(), cv::Mat(8, 8, CV_8U, cv::Scalar(30))));
+    std::vector<uchar> png;
+    ASSERT_TRUE(cv::imencode(".png", cv::Mat(8, 8, CV_8U, cv::Scalar(1)), png));
+    for (const size_t at : {16, 20}) {  // IHDR width, height (big-endian)
+        png[at + 2] = 12000 >> 8;
+        png[at + 3] = 12000 & 0xFF;
+    }
+    write_text(root / "0_mask.png", std::string(png.begin(), png.end()));
+    write_text(root / "manifest.csv", "path,mask\n0.png,0_mask.png\n");
+    expect_input_error([&] { open_seg_dataset(root); }, {(root / "0_mask.png").string(), "12000 x 12000 pixels"});
+}
+
 TEST(SegDataset, ManifestOfPngPairs) {
     TempDir d;
     const fs::path root = d / "m";

@@ -311,6 +311,53 @@ TEST(Image2dErrors, HugeClaimedTiffSizeRefusedBeforeDecoding) {
     test::expect_input_error([&] { read_image_2d(path); }, {path.string(), "12000 x 12000 pixels"});
 }
 
+// Issue 28: sizes no header check reads could still reach OpenCV's allocator. Found by review while
+// fuzzing (then reproduced with the fuzz harness: malloc of 2.7 and 3.6 GB): OpenCV decodes formats
+// hemoscan does not read (PNM, WebP, JPEG 2000, ...) whatever the name, and libjpeg skips stray bytes
+// before a marker where the JPEG header walk gave up.
+TEST(Image2dErrors, OtherFormatsAndStrayJpegBytesCannotHideASize) {
+    test::TempDir dir;
+    const fs::path ppm = dir / "huge.png";
+    test::write_text(ppm, "P6\n30000 30000\n255\n" + std::string(64, '\0'));
+    test::expect_input_error([&] { read_image_2d(ppm); }, {ppm.string(), "not a PNG, JPEG, BMP or TIFF image"});
+    std::vector<uchar> bytes;
+    ASSERT_TRUE(cv::imencode(".pgm", gray8(), bytes));
+    const fs::path pgm = dir / "small.png";
+    test::write_text(pgm, std::string(bytes.begin(), bytes.end()));
+    test::expect_input_error([&] { read_image_2d(pgm); }, {pgm.string(), "not a PNG, JPEG, BMP or TIFF image"});
+
+    // A JPEG with one stray byte before its frame header: libjpeg reads it (with a warning), so must we.
+    ASSERT_TRUE(cv::imencode(".jpg", cv::Mat(8, 8, CV_8UC1, cv::Scalar(100)), bytes));
+    size_t sof = 2;
+    while (!(bytes[sof] == 0xFF && bytes[sof + 1] == 0xC0)) {
+        sof += 2 + (static_cast<size_t>(bytes[sof + 2]) << 8 | bytes[sof + 3]);
+    }
+    bytes.insert(bytes.begin() + static_cast<long>(sof), 0x00);
+    const fs::path stray = dir / "stray.jpg";
+    test::write_text(stray, std::string(bytes.begin(), bytes.end()));
+    EXPECT_EQ(read_image_2d(stray).size(), cv::Size(8, 8));
+    for (const size_t at : {sof + 1 + 5, sof + 1 + 7}) {  // height, width
+        bytes[at] = 12000 >> 8;
+        bytes[at + 1] = 12000 & 0xFF;
+    }
+    test::write_text(stray, std::string(bytes.begin(), bytes.end()));
+    test::expect_input_error([&] { read_image_2d(stray); }, {stray.string(), "12000 x 12000 pixels"});
+}
+
+TEST(Image2d, PixelsAsStoredForLabelMaps) {
+    test::TempDir dir;
+    write_image_2d(dir / "g16.png", gray16());
+    const cv::Mat raw = read_image_2d_pixels(dir / "g16.png");
+    EXPECT_EQ(raw.type(), CV_16UC1);
+    EXPECT_EQ(cv::countNonZero(raw != gray16()), 0);
+    const ReadLimits saved = read_limits();
+    ReadLimits tight = saved;
+    tight.max_pixels_per_slice = 26;
+    set_read_limits(tight);
+    test::expect_input_error([&] { read_image_2d_pixels(dir / "g16.png"); }, {"g16.png", "9 x 3", "limit of 26"});
+    set_read_limits(saved);
+}
+
 TEST(Load, DispatchesByContentThenExtension) {
     test::TempDir dir;
     write_image_2d(dir / "slice.png", gray8());

@@ -16,6 +16,11 @@ bool is_image_2d_path(const std::filesystem::path& path);
 // Throws InputError naming the file if it is missing, empty, truncated or not an image.
 cv::Mat read_image_2d(const std::filesystem::path& path, ImageMeta* meta = nullptr);
 
+// The pixels as the file stores them (any depth, 1-4 channels, colour in BGR order) after the same
+// checks as read_image_2d (the file is PNG, JPEG, BMP or TIFF by content, and the size its header claims
+// is within read_limits()): for label maps, whose values must not be converted.
+cv::Mat read_image_2d_pixels(const std::filesystem::path& path);
+
 // Writes an image (CV_8U or CV_16U, 1, 3 (BGR) or 4 (BGRA) channels) atomically; format from the extension.
 void write_image_2d(const std::filesystem::path& path, const cv::Mat& image);
 
