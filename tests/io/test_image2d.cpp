@@ -344,6 +344,29 @@ TEST(Image2dErrors, OtherFormatsAndStrayJpegBytesCannotHideASize) {
     test::expect_input_error([&] { read_image_2d(stray); }, {stray.string(), "12000 x 12000 pixels"});
 }
 
+// OS/2 bitmaps (12-byte core header: 16-bit width and height) pass the size check with their real size.
+TEST(Image2d, Os2BitmapIsRead) {
+    test::TempDir dir;
+    const int w = 5, h = 3, row = (w * 3 + 3) / 4 * 4;
+    std::string b = "BM";
+    auto le = [&](uint32_t v, int n) {
+        for (int k = 0; k < n; ++k) b.push_back(static_cast<char>(v >> (8 * k)));
+    };
+    le(14 + 12 + row * h, 4);  // file size
+    le(0, 4);
+    le(14 + 12, 4);  // pixel offset
+    le(12, 4);       // core header: size, width, height, planes, bits
+    le(w, 2);
+    le(h, 2);
+    le(1, 2);
+    le(24, 2);
+    for (int y = 0; y < h; ++y) b += std::string(w * 3, '\x50') + std::string(row - w * 3, '\0');
+    test::write_text(dir / "os2.bmp", b);
+    const cv::Mat img = read_image_2d(dir / "os2.bmp");
+    EXPECT_EQ(img.size(), cv::Size(w, h));
+    EXPECT_FLOAT_EQ(img.at<float>(2, 4), 80.0f);
+}
+
 TEST(Image2d, PixelsAsStoredForLabelMaps) {
     test::TempDir dir;
     write_image_2d(dir / "g16.png", gray16());
