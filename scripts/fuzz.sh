@@ -22,7 +22,7 @@ while [ $# -gt 0 ]; do
         --jobs) jobs=$2; shift 2 ;;
         --corpus) corpus=$2; shift 2 ;;
         --only) only+=("$2"); shift 2 ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "fuzz.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
