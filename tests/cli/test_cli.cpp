@@ -10,13 +10,13 @@
 #include "support/test_util.hpp"
 
 using namespace hemoscan;
+using test::q;
 using test::run_hemoscan;
 using test::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string q(const fs::path& p) { return test::shell_quote(p); }
 
 using test::read_json;
 

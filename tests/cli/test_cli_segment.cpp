@@ -14,6 +14,7 @@
 #include "support/test_util.hpp"
 
 using namespace hemoscan;
+using test::q;
 using test::read_json;
 using test::run_hemoscan;
 using test::TempDir;
@@ -21,7 +22,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string q(const fs::path& p) { return test::shell_quote(p); }
 
 void expect_same_geometry(const Geometry& a, const Geometry& b) {
     for (int i = 0; i < 3; ++i) {

@@ -15,12 +15,12 @@
 #include "support/zip_writer.hpp"
 
 using namespace hemoscan;
+using test::q;
 using test::run_hemoscan;
 using test::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
-std::string q(const fs::path& p) { return test::shell_quote(p); }
 using test::read_json;
 const char* kSmall = " --model cnn-simple --size 48 --batch 8 --lr 3e-3 --threads 1 --workers 1 --augment off";
 }  // namespace

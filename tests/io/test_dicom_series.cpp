@@ -21,10 +21,10 @@
 #include "support/test_util.hpp"
 
 using namespace hemoscan;
+using test::kPi;
 
 namespace {
 
-constexpr double kPi = 3.14159265358979323846;
 
 struct SeriesSpec {
     std::string series_uid;

@@ -16,10 +16,10 @@
 #include "support/test_util.hpp"
 
 using namespace hemoscan;
+using test::kPi;
 
 namespace {
 
-constexpr double kPi = 3.14159265358979323846;
 
 // Voxel (i, j, k) = 1000*k + 10*j + i - 500: every voxel distinct, so any reordering shows.
 Volume make_volume(int rows, int cols, int depth, const Geometry& g) {

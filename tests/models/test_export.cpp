@@ -17,11 +17,11 @@
 #include "support/test_util.hpp"
 
 using namespace hemoscan;
+using test::kPython;
 namespace fs = std::filesystem;
 
 namespace {
 
-const char* kPython = "/usr/bin/python3";
 
 std::shared_ptr<ClassifierImpl> make(const std::string& name, int in_channels) {
     ModelConfig c;

@@ -14,11 +14,11 @@
 #include "support/test_util.hpp"
 
 using namespace hemoscan;
+using test::kPython;
 namespace fs = std::filesystem;
 
 namespace {
 
-const char* kPython = "/usr/bin/python3";
 
 bool torchvision_available() {
     return test::run_command(std::string(kPython) + " -c 'import torchvision' 2>&1").exit_code == 0;

@@ -13,7 +13,7 @@
 using namespace hemoscan;
 
 namespace {
-SegModelConfig config(const std::string& name, int in_channels) {
+SegModelConfig seg_config(const std::string& name, int in_channels) {
     SegModelConfig c;
     c.name = name;
     c.in_channels = in_channels;
@@ -28,7 +28,7 @@ TEST(ResNetUNet, ShapesNamesAndLevels) {
         SCOPED_TRACE(name);
         const SegModelInfo info = seg_model_info(name);
         EXPECT_EQ(info.fixed_depth, 5);
-        auto m = create_segmenter(config(name, 1));
+        auto m = create_segmenter(seg_config(name, 1));
         EXPECT_EQ(m->config().depth, 5);  // whatever `depth` asked: the ResNet downsamples five times
         m->eval();
         torch::NoGradGuard ng;
@@ -46,13 +46,13 @@ TEST(ResNetUNet, ShapesNamesAndLevels) {
     // 11,689,512) without fc (513,000) and with a one-channel conv1 (-6,272), plus the decoder: DoubleConv
     // a->b = 9ab + 9b^2 + 4b for 768->256, 384->128, 192->64, 128->32, 32->16 (3,151,552), plus the 3x3
     // head 16->2 (290).
-    SegModelConfig c = config("resnet34-unet", 1);
+    SegModelConfig c = seg_config("resnet34-unet", 1);
     c.num_classes = 2;
     EXPECT_EQ(parameter_count(*create_segmenter(c)), 21797672 - 513000 - 6272 + 3151552 + 290);
     c.name = "resnet18-unet";
     EXPECT_EQ(parameter_count(*create_segmenter(c)), 11689512 - 513000 - 6272 + 3151552 + 290);
     // Models without an encoder say so.
-    EXPECT_EQ(create_segmenter(config("unet", 1))->encoder(), nullptr);
+    EXPECT_EQ(create_segmenter(seg_config("unet", 1))->encoder(), nullptr);
     EXPECT_TRUE(seg_model_info("unet").encoder.empty());
 }
 
@@ -66,7 +66,7 @@ TEST(ResNetUNet, TorchvisionResNetWeightsFillTheEncoder) {
     rc.num_outputs = 1000;
     auto resnet = create_model(rc);
     const StateDict sd = state_dict_of(*resnet);
-    auto m = create_segmenter(config("resnet34-unet", 1));
+    auto m = create_segmenter(seg_config("resnet34-unet", 1));
     const WeightReport r = load_state_dict(*m->encoder(), sd);
     EXPECT_TRUE(r.fresh.empty()) << r.to_json().dump();
     EXPECT_EQ(r.unused, (std::vector<std::string>{"fc.bias", "fc.weight"}));

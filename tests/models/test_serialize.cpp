@@ -15,11 +15,6 @@ using namespace hemoscan;
 
 namespace {
 
-struct TorchThreads : ::testing::Environment {
-    void SetUp() override { torch::set_num_threads(2); }
-};
-const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new TorchThreads);
-
 // Moves BatchNorm running stats and weights away from their initial values, so that a round trip
 // that dropped buffers or parameters would show.
 void perturb(ClassifierImpl& model) {

@@ -56,10 +56,6 @@ void disc_batch(int n, int size, torch::Tensor& images, torch::Tensor& masks) {
     }
 }
 
-struct TorchThreads : ::testing::Environment {
-    void SetUp() override { torch::set_num_threads(1); }
-};
-const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new TorchThreads);
 
 }  // namespace
 

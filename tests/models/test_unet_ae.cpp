@@ -22,7 +22,7 @@ ModelConfig ae_config(int in = 1, int outputs = 2, double width = 0.5) {
     return c;
 }
 
-int64_t double_conv(int64_t a, int64_t b) { return 9 * a * b + 9 * b * b + 4 * b; }
+int64_t ae_double_conv(int64_t a, int64_t b) { return 9 * a * b + 9 * b * b + 4 * b; }
 
 }  // namespace
 
@@ -58,9 +58,9 @@ TEST(UNetAe, ShapesOfFeaturesLogitsAndReconstruction) {
 TEST(UNetAe, ExactParameterCount) {
     // Width 1, 1 channel, 2 outputs: encoder 16-32-64-128, bottleneck 256, decoder (transposed conv
     // + DoubleConv(c -> c)) per level, 1x1 out conv 16 -> 1, linear 256 -> 2.
-    int64_t n = double_conv(1, 16) + double_conv(16, 32) + double_conv(32, 64) + double_conv(64, 128) +
-                double_conv(128, 256);
-    for (int64_t c : {16, 32, 64, 128}) n += 4 * (2 * c) * c + c + double_conv(c, c);
+    int64_t n = ae_double_conv(1, 16) + ae_double_conv(16, 32) + ae_double_conv(32, 64) + ae_double_conv(64, 128) +
+                ae_double_conv(128, 256);
+    for (int64_t c : {16, 32, 64, 128}) n += 4 * (2 * c) * c + c + ae_double_conv(c, c);
     n += 16 * 1 + 1 + 256 * 2 + 2;
     auto model = create_model(ae_config(1, 2, 1.0));
     EXPECT_EQ(parameter_count(*model), n);

@@ -53,4 +53,10 @@ void expect_mat_exact(const cv::Mat& actual, const cv::Mat& expected);
 // Writes a text file (creating parent folders).
 void write_text(const fs::path& path, const std::string& text);
 
+// Debian's Python with torch and torchvision: the reference of the parity tests.
+inline constexpr const char* kPython = "/usr/bin/python3";
+inline constexpr double kPi = 3.14159265358979323846;
+// A path quoted for the shell (short name for command lines in tests).
+inline std::string q(const fs::path& p) { return shell_quote(p); }
+
 }  // namespace hemoscan::test

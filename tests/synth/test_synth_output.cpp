@@ -25,7 +25,7 @@ using namespace hemoscan;
 
 namespace {
 
-SynthOptions small(int size = 64, int slices = 8) {
+SynthOptions small_output(int size = 64, int slices = 8) {
     SynthOptions o;
     o.seed = 5;
     o.size = size;
@@ -63,7 +63,7 @@ std::map<std::string, std::string> tree_bytes(const fs::path& root) {
 
 TEST(SynthOutput, DicomReadsBackWithTheSameHuAndGeometry) {
     test::TempDir tmp;
-    SynthOptions o = small(64, 8);
+    SynthOptions o = small_output(64, 8);
     o.force_subtypes = 1 << (kLabelIntraparenchymal - 1);
     const SynthStudy st = generate_study(o, 1);
     write_study_dicom(st, tmp / "s");
@@ -91,7 +91,7 @@ TEST(SynthOutput, DicomReadsBackWithTheSameHuAndGeometry) {
 TEST(SynthOutput, DcmdumpSeesTheTags) {
     if (test::run_command("command -v dcmdump").exit_code != 0) GTEST_SKIP() << "dcmdump not installed";
     test::TempDir tmp;
-    const SynthStudy st = generate_study(small(48, 4), 0);
+    const SynthStudy st = generate_study(small_output(48, 4), 0);
     write_study_dicom(st, tmp / "s");
     const int k = 2;
     const fs::path file = tmp / "s" / ("IM" + std::string(4 - std::to_string(st.instance_numbers[k]).size(), '0') +
@@ -128,7 +128,7 @@ TEST(SynthOutput, DcmdumpSeesTheTags) {
 
 TEST(SynthOutput, ShuffledInstanceNumbersStillSortByPosition) {
     test::TempDir tmp;
-    SynthOptions o = small(48, 10);
+    SynthOptions o = small_output(48, 10);
     int index = -1;
     SynthStudy st;
     for (int i = 0; i < 40 && index < 0; ++i) {
@@ -156,7 +156,7 @@ TEST(SynthOutput, ShuffledInstanceNumbersStillSortByPosition) {
 
 TEST(SynthOutput, NiftiImageAndLabelsRoundTrip) {
     test::TempDir tmp;
-    SynthOptions o = small(64, 8);
+    SynthOptions o = small_output(64, 8);
     o.force_subtypes = 0b11111;
     o.force_calcification = 1;
     const SynthStudy st = generate_study(o, 0);
@@ -187,7 +187,7 @@ TEST(SynthOutput, NiftiImageAndLabelsRoundTrip) {
 
 TEST(SynthOutput, CohortManifestAndStudyTableAgreeWithTheMasks) {
     test::TempDir tmp;
-    SynthOptions o = small(64, 8);
+    SynthOptions o = small_output(64, 8);
     o.studies = 6;
     o.p_bleed = 0.7;
     const CohortSummary s = write_cohort(o, tmp.path(), kSynthDicom | kSynthNifti | kSynthPng);
@@ -256,7 +256,7 @@ TEST(SynthOutput, CohortManifestAndStudyTableAgreeWithTheMasks) {
 
 TEST(SynthOutput, DicomOnlyManifestPointsAtTheDicomFiles) {
     test::TempDir tmp;
-    SynthOptions o = small(32, 3);
+    SynthOptions o = small_output(32, 3);
     o.studies = 2;
     write_cohort(o, tmp.path(), kSynthDicom);
     const auto manifest = read_csv_rows(tmp / "manifest.csv");
@@ -273,7 +273,7 @@ TEST(SynthOutput, DicomOnlyManifestPointsAtTheDicomFiles) {
 
 TEST(SynthOutput, SameSeedGivesTheSameBytesWhateverTheThreads) {
     test::TempDir a, b, c;
-    SynthOptions o = small(48, 5);
+    SynthOptions o = small_output(48, 5);
     o.studies = 4;
     o.threads = 1;
     write_cohort(o, a.path(), 7);
@@ -293,7 +293,7 @@ TEST(SynthOutput, SameSeedGivesTheSameBytesWhateverTheThreads) {
 
 TEST(SynthOutput, RgbPngsHoldThreeWindows) {
     test::TempDir tmp;
-    SynthOptions o = small(48, 2);
+    SynthOptions o = small_output(48, 2);
     o.studies = 1;
     o.png_rgb = true;
     write_cohort(o, tmp.path(), kSynthPng);

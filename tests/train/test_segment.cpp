@@ -107,7 +107,7 @@ void write_blob_cases(const fs::path& root, int n, unsigned seed) {
     }
 }
 
-TrainOptions small_options(const fs::path& data, const fs::path& out) {
+TrainOptions small_seg_options(const fs::path& data, const fs::path& out) {
     TrainOptions o;
     o.task = "segment";
     o.data = data.string();
@@ -169,7 +169,7 @@ protected:
     static void SetUpTestSuite() {
         dir_ = new test::TempDir();
         write_blob_cases(*dir_ / "data", 16, 11);
-        result_ = new TrainResult(train_segmenter(small_options(*dir_ / "data", *dir_ / "run")));
+        result_ = new TrainResult(train_segmenter(small_seg_options(*dir_ / "data", *dir_ / "run")));
     }
     static void TearDownTestSuite() {
         delete result_;
@@ -224,14 +224,14 @@ TEST_F(SegmentTest, LearnsBlobsAndWritesRunFolder) {
     EXPECT_EQ(p.meta()["task"], "segment");
     EXPECT_EQ(p.meta()["preprocess"]["size"], 32);
     // A second train into the same folder is refused.
-    EXPECT_THROW(train_segmenter(small_options(*dir_ / "data", *dir_ / "run")), UsageError);
+    EXPECT_THROW(train_segmenter(small_seg_options(*dir_ / "data", *dir_ / "run")), UsageError);
 }
 
 // --init: a run that starts from the trained model and cannot move its weights (learning rate 1e-12)
 // validates like that model; the same run without --init does not. Another width is refused.
 TEST_F(SegmentTest, InitStartsFromAnotherRun) {
     using test::frozen;
-    TrainOptions o = frozen(small_options(*dir_ / "data", *dir_ / "init"));
+    TrainOptions o = frozen(small_seg_options(*dir_ / "data", *dir_ / "init"));
     o.init = model().string();
     const TrainResult r = train_segmenter(o);
     const double trained = result_->metrics["dice_positive"]["bleed"].get<double>();
@@ -240,10 +240,10 @@ TEST_F(SegmentTest, InitStartsFromAnotherRun) {
     EXPECT_EQ(info["values_taken"], info["values"]);
     EXPECT_EQ(SegPredictor(r.model_path, 1).meta()["init"]["file"], o.init);
 
-    const TrainResult fresh = train_segmenter(frozen(small_options(*dir_ / "data", *dir_ / "fresh")));
+    const TrainResult fresh = train_segmenter(frozen(small_seg_options(*dir_ / "data", *dir_ / "fresh")));
     EXPECT_LT(fresh.metrics["dice_positive"]["bleed"].get<double>(), trained - 0.3) << fresh.metrics.dump(2);
 
-    TrainOptions wider = frozen(small_options(*dir_ / "data", *dir_ / "wider"));
+    TrainOptions wider = frozen(small_seg_options(*dir_ / "data", *dir_ / "wider"));
     wider.width = 0.5;
     wider.init = model().string();
     EXPECT_THROW(train_segmenter(wider), UsageError);
@@ -363,7 +363,7 @@ TEST_F(SegmentTest, OutputGeometryEqualsInputGeometry) {
 TEST(Segment, ResumeAfterInterruption) {
     test::TempDir d;
     write_blob_cases(d / "data", 6, 2);
-    TrainOptions o = small_options(d / "data", d / "run");
+    TrainOptions o = small_seg_options(d / "data", d / "run");
     o.epochs = 3;
     o.val_fraction = 0.34;
     TrainCallbacks cb;
@@ -389,27 +389,27 @@ TEST(Segment, ResumeAfterInterruption) {
 TEST(Segment, BadOptions) {
     test::TempDir d;
     write_blob_cases(d / "data", 4, 1);
-    TrainOptions o = small_options(d / "data", d / "run");
+    TrainOptions o = small_seg_options(d / "data", d / "run");
     o.model = "cnn";
     test::expect_usage_error([&] { train_segmenter(o); }, {"unet"});
-    o = small_options(d / "data", d / "run");
+    o = small_seg_options(d / "data", d / "run");
     o.size = 34;  // not divisible by 2^2
     EXPECT_THROW(train_segmenter(o), UsageError);
-    o = small_options(d / "data", d / "run");
+    o = small_seg_options(d / "data", d / "run");
     o.loss = "hinge";
     EXPECT_THROW(train_segmenter(o), UsageError);
-    o = small_options(d / "data", d / "run");
+    o = small_seg_options(d / "data", d / "run");
     o.folds = 3;
     EXPECT_THROW(train_segmenter(o), UsageError);
     // Classification-only options are refused rather than silently ignored.
-    o = small_options(d / "data", d / "run");
+    o = small_seg_options(d / "data", d / "run");
     o.ema_epochs = 1;
     test::expect_usage_error([&] { train_segmenter(o); }, {"`ema_epochs`", "classification"});
-    o = small_options(d / "data", d / "run");
+    o = small_seg_options(d / "data", d / "run");
     o.epochs = 0;  // the checks both trainers share
     test::expect_usage_error([&] { train_segmenter(o); }, {"`epochs`"});
     EXPECT_FALSE(fs::exists(d / "run"));
-    o = small_options(d / "nothing", d / "run");
+    o = small_seg_options(d / "nothing", d / "run");
     EXPECT_THROW(train_segmenter(o), InputError);
     EXPECT_FALSE(fs::exists(d / "run"));
 }
@@ -430,7 +430,7 @@ TEST(Segment, PretrainedResNetEncoder) {
     const StateDict sd = state_dict_of(*resnet);
     write_safetensors(d / "resnet18.safetensors", sd);
 
-    TrainOptions o = small_options(d / "data", d / "run");
+    TrainOptions o = small_seg_options(d / "data", d / "run");
     o.model = "resnet18-unet";
     o.epochs = 2;
     o.freeze_epochs = 2;
@@ -458,14 +458,14 @@ TEST(Segment, PretrainedResNetEncoder) {
     auto fresh = create_segmenter(fresh_config);
     EXPECT_FALSE(torch::equal(seg.model->named_parameters()["head.weight"], fresh->named_parameters()["head.weight"]));
 
-    TrainOptions bad = small_options(d / "data", d / "bad");
+    TrainOptions bad = small_seg_options(d / "data", d / "bad");
     bad.pretrained = o.pretrained;  // unet: nothing to load into
     test::expect_usage_error([&] { train_segmenter(bad); }, {"`pretrained`", "resnet34-unet", "unet"});
-    bad = small_options(d / "data", d / "bad");
+    bad = small_seg_options(d / "data", d / "bad");
     bad.model = "resnet34-unet";
     bad.size = 48;
     test::expect_usage_error([&] { train_segmenter(bad); }, {"`size` 48", "divisible by 32"});
-    bad = small_options(d / "data", d / "bad");
+    bad = small_seg_options(d / "data", d / "bad");
     bad.freeze_epochs = 1;  // unet has no encoder to freeze
     test::expect_usage_error([&] { train_segmenter(bad); }, {"freeze_epochs", "head and backbone"});
     EXPECT_FALSE(fs::exists(d / "bad" / "model.pt"));
@@ -522,7 +522,7 @@ TEST(SegContext, NeighbouringSlicesBecomeChannels) {
 TEST(Segment, SliceContextModel) {
     test::TempDir d;
     write_blob_cases(d / "data", 16, 11);
-    TrainOptions o = small_options(d / "data", d / "run");
+    TrainOptions o = small_seg_options(d / "data", d / "run");
     o.context = 1;
     o.crop_head = false;
     o.epochs = 30;  // three times the input to sort out: on 12 tiny cases it needs more steps than 14 epochs
@@ -542,7 +542,7 @@ TEST(Segment, SliceContextModel) {
     EXPECT_EQ(cv::countNonZero(seg.labels.slices[0]), 0);
     EXPECT_EQ(cv::countNonZero(seg.labels.slices[5]), 0);
 
-    TrainOptions cropped = small_options(d / "data", d / "cropped");
+    TrainOptions cropped = small_seg_options(d / "data", d / "cropped");
     cropped.context = 1;
     cropped.crop_head = true;
     EXPECT_THROW(train_segmenter(cropped), UsageError);
