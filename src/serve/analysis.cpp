@@ -118,13 +118,16 @@ json analyze(Predictor& predictor, SegPredictor* seg, const StagedUpload& upload
              const fs::path& dir) {
     const PreprocessOptions& pre = predictor.preprocess_options();
     std::vector<fs::path> dicoms, images;
-    std::vector<std::string> names;
-    for (const auto& f : upload.dicoms) dicoms.push_back(f.path);
+    std::vector<std::string> names, dicom_names;  // messages name the uploader's files, never the staged ones
+    for (const auto& f : upload.dicoms) {
+        dicoms.push_back(f.path);
+        dicom_names.push_back(f.display_name);
+    }
     for (const auto& f : upload.images) {
         images.push_back(f.path);
         names.push_back(f.display_name);
     }
-    StudyInput input = read_study_files(dicoms, images, names, predictor.modality());
+    StudyInput input = read_study_files(dicoms, images, names, predictor.modality(), dicom_names);
     input.warnings.insert(input.warnings.begin(), upload.warnings.begin(), upload.warnings.end());
     const bool is_hu = input.is_volume() && input.slices.front().meta.is_hu;
     store_sources(input, is_hu, dir);

@@ -192,7 +192,13 @@ struct HttpServer::Impl {
         if (!length.empty()) {
             char* end = nullptr;
             const unsigned long long n = std::strtoull(length.c_str(), &end, 10);
-            if (n > limit) return answer_error(ex, 413, too_large_message(ex));
+            // Far over the limit: answered now and the connection closed unread. A little over: the body is
+            // read and dropped first, so that a client still sending sees the 413 instead of a reset.
+            if (n > limit + discard_allowance(limit)) return answer_error(ex, 413, too_large_message(ex));
+            if (n > limit) {
+                ex.refusal = 413;
+                ex.refusal_message = too_large_message(ex);
+            }
         }
         if (ex.route->upload) {
             ex.post = MHD_create_post_processor(ex.connection, 64 * 1024, &Impl::on_part, &ex);
@@ -200,6 +206,8 @@ struct HttpServer::Impl {
         }
         return MHD_YES;
     }
+
+    static size_t discard_allowance(size_t limit) { return std::max(limit, size_t(16) << 20); }
 
     std::string too_large_message(const Exchange& ex) const {
         if (!ex.route || !ex.route->upload) return "request body too large";
@@ -215,7 +223,7 @@ struct HttpServer::Impl {
             ex.refusal_message = too_large_message(ex);
         }
         // A refused body is read on (and dropped) so that the client gets its answer, within reason.
-        if (ex.refusal) return ex.received > limit + std::max(limit, size_t(16) << 20) ? MHD_NO : MHD_YES;
+        if (ex.refusal) return ex.received > limit + discard_allowance(limit) ? MHD_NO : MHD_YES;
         if (!ex.route->upload) return MHD_YES;  // no route but uploads reads a body
         if (MHD_post_process(ex.post, data, size) != MHD_YES && !ex.refusal) {
             ex.refusal = 400;

@@ -409,6 +409,8 @@ struct Server::Impl {
         const std::string id = serve::new_result_id();
         const fs::path partial = results_dir() / (id + ".partial");
         try {
+            // The library's warnings name the uploader's files: they go into the result, not the log.
+            ScopedLogQuiet quiet(spdlog::level::err);
             serve::UploadLimits limits;
             limits.max_files = static_cast<size_t>(options.max_files);
             limits.max_unzipped_bytes = static_cast<size_t>(options.max_unzipped_mb) << 20;

@@ -1,5 +1,7 @@
 #include "hemoscan/log.hpp"
 
+#include <algorithm>
+
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 
@@ -28,7 +30,24 @@ private:
 
 constexpr const char* kPattern = "%^[%l]%$ %v";
 
+// Messages of this thread below this level are dropped (ScopedLogQuiet).
+thread_local int t_quiet_below = spdlog::level::trace;
+
+class QuietableStderrSink : public spdlog::sinks::stderr_color_sink_mt {
+public:
+    void log(const spdlog::details::log_msg& msg) override {
+        if (static_cast<int>(msg.level) < t_quiet_below) return;
+        spdlog::sinks::stderr_color_sink_mt::log(msg);
+    }
+};
+
 }  // namespace
+
+ScopedLogQuiet::ScopedLogQuiet(spdlog::level::level_enum below) : previous_(t_quiet_below) {
+    t_quiet_below = std::max(previous_, static_cast<int>(below));
+}
+
+ScopedLogQuiet::~ScopedLogQuiet() { t_quiet_below = previous_; }
 
 void set_log_rewrite(std::function<std::string(const std::string&)> rewrite) {
     if (!rewrite) {
@@ -42,7 +61,8 @@ void set_log_rewrite(std::function<std::string(const std::string&)> rewrite) {
 
 spdlog::logger& logger() {
     static std::shared_ptr<spdlog::logger> instance = [] {
-        auto l = spdlog::stderr_color_mt("hemoscan");
+        auto l = std::make_shared<spdlog::logger>("hemoscan", std::make_shared<QuietableStderrSink>());
+        spdlog::register_logger(l);
         l->set_pattern(kPattern);
         l->set_level(spdlog::level::info);
         return l;

@@ -338,12 +338,14 @@ TEST_F(Serve, ErrorsAreJson) {
     broken += "DICM";
     broken += std::string(300, 'x');
     auto r = post(c, {{"broken.dcm", broken, "application/dicom"}});
-    expect_error(r, 400, "'broken.dcm'");
+    expect_error(r, 400, "broken.dcm");
     EXPECT_EQ(r->body.find(data.path().string()), std::string::npos) << r->body;
     // A truncated real DICOM file.
     std::string truncated = bytes("series/Doe_Jane_1.dcm");
     truncated.resize(truncated.size() / 2);
-    expect_error(post(c, {{"cut.dcm", truncated, ""}}), 400, "'cut.dcm'");
+    r = post(c, {{"cut.dcm", truncated, ""}});
+    expect_error(r, 400, "cut.dcm");
+    EXPECT_EQ(r->body.find(data.path().string()), std::string::npos) << r->body;
     // A truncated PNG.
     std::string png = bytes("data/000.png");
     png.resize(60);
@@ -436,7 +438,7 @@ TEST_F(Serve, ClientNamesNeverBecomePaths) {
     EXPECT_FALSE(fs::exists(target));
     EXPECT_FALSE(fs::exists(data.path().parent_path() / evil));
     // The data folder holds only names the server made.
-    const std::regex allowed(R"(results\.db(-wal|-shm)?|(image|cam)_[0-9]+\.png|volume\.nii\.gz|\.hemoscan-staging)");
+    const std::regex allowed(R"(results\.db(-wal|-shm)?|(image|cam)_[0-9]+\.png|volume\.nii\.gz|\.hemoscan-staging|part_[0-9]+)");
     for (const auto& e : fs::recursive_directory_iterator(data.path())) {
         if (e.is_directory()) continue;
         EXPECT_TRUE(std::regex_match(e.path().filename().string(), allowed)) << e.path();
@@ -518,8 +520,21 @@ TEST_F(Serve, LogsHaveNoPatientNames) {
     ASSERT_EQ(post(c, {{"Doe_Jane.zip", bytes("Doe_Jane.zip"), "application/zip"}})->status, 201);
     ASSERT_EQ(post(c, series_files())->status, 201);
     ASSERT_EQ(post(c, {{"Doe_Jane_broken.dcm", std::string(128, '\0') + "DICMxx", ""}})->status, 400);
+    // A slice sent twice: the warning names the uploader's files in the result, and stays out of the log.
+    auto files = series_files();
+    files.push_back({"Doe_Jane_again.dcm", files.front().bytes, "application/dicom"});
+    auto r = post(c, files);
+    ASSERT_EQ(r->status, 201) << r->body;
+    const std::string warnings = body(r)["warnings"].dump();
+    EXPECT_NE(warnings.find("duplicate slice"), std::string::npos) << warnings;
+    EXPECT_NE(warnings.find("Doe_Jane_again.dcm"), std::string::npos) << warnings;
+    EXPECT_EQ(warnings.find("upload_0"), std::string::npos) << "staged names: " << warnings;
+    EXPECT_EQ(warnings.find("1.2.826.0.1.3680043.10.1"), std::string::npos) << "a UID: " << warnings;
+    EXPECT_EQ(warnings.find(data.path().string()), std::string::npos) << "a server path: " << warnings;
     EXPECT_EQ(s.stop(), 0);
     const std::string log = s.log();
+    EXPECT_EQ(log.find("1.2.826.0.1.3680043.10.1"), std::string::npos) << log;
+    EXPECT_EQ(log.find(data.path().string() + "/tmp"), std::string::npos) << log;
     EXPECT_NE(log.find("POST /api/predict 201"), std::string::npos) << log;
     EXPECT_NE(log.find("POST /api/predict 400"), std::string::npos) << log;
     EXPECT_EQ(log.find("Doe"), std::string::npos) << log;
