@@ -6,7 +6,7 @@
 #   scripts/fuzz.sh --hours H       runs each harness, one after another, for H hours (decimals allowed)
 #       [--jobs N]                  with N processes (libFuzzer -fork=N; default: the number of cores),
 #       [--corpus DIR]              growing its corpus in DIR/<harness>/ (default: <build>/fuzz-corpus),
-#       [--only NAME]               only fuzz_NAME (dicom, nifti, image, csv; repeatable).
+#       [--only NAME]               only fuzz_NAME (dicom, nifti, image, csv, upload; repeatable).
 #     A long run goes on after a crash, timeout or out-of-memory; their inputs are collected in
 #     DIR/<harness>/artifacts/ and listed at the end (exit 1 when there are any).
 #   HEMOSCAN_FUZZ_BUILD_DIR  build folder (default: build-fuzz)
@@ -34,7 +34,7 @@ CXX=clang++ HEMOSCAN_BUILD_DIR=$build_dir HEMOSCAN_BUILD_TARGET=fuzz \
 
 if [ -z "$hours" ]; then
     cd "$build_dir"
-    exec ctest -L fuzz --output-on-failure
+    exec ctest -L fuzz --output-on-failure -j "$(nproc)"
 fi
 
 build_dir=$(cd "$build_dir" && pwd)  # the harnesses run from their corpus folders
