@@ -18,7 +18,7 @@ namespace hemoscan {
 namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kInfinity = std::numeric_limits<double>::infinity();
 
 void check_slice(const char* fn, const cv::Mat& m, size_t z) {
     if (m.empty() || m.type() != CV_8UC1)
@@ -92,7 +92,7 @@ std::vector<Voxel> surface(const Grid& g) {
 }
 
 // Squared Euclidean distance transform along one line (Felzenszwalb & Huttenlocher 2012), in
-// physical units: sample i sits at i * step. f: squared distances so far (kInf = no feature).
+// physical units: sample i sits at i * step. f: squared distances so far (kInfinity = no feature).
 void edt_1d(std::vector<double>& f, double step, std::vector<double>& d, std::vector<int>& v, std::vector<double>& zb) {
     const int n = static_cast<int>(f.size());
     d.resize(n);
@@ -100,7 +100,7 @@ void edt_1d(std::vector<double>& f, double step, std::vector<double>& d, std::ve
     zb.resize(n + 1);
     int k = -1;
     for (int q = 0; q < n; ++q) {
-        if (f[q] == kInf) continue;  // no parabola: keeps the envelope finite and exact
+        if (f[q] == kInfinity) continue;  // no parabola: keeps the envelope finite and exact
         const double xq = q * step;
         while (k >= 0) {
             const double xv = v[k] * step;
@@ -111,18 +111,18 @@ void edt_1d(std::vector<double>& f, double step, std::vector<double>& d, std::ve
                 ++k;
                 v[k] = q;
                 zb[k] = s;
-                zb[k + 1] = kInf;
+                zb[k + 1] = kInfinity;
                 break;
             }
         }
         if (k < 0) {
             k = 0;
             v[0] = q;
-            zb[0] = -kInf;
-            zb[1] = kInf;
+            zb[0] = -kInfinity;
+            zb[1] = kInfinity;
         }
     }
-    if (k < 0) return;  // no feature on this line: all stay kInf
+    if (k < 0) return;  // no feature on this line: all stay kInfinity
     int j = 0;
     for (int q = 0; q < n; ++q) {
         const double xq = q * step;
@@ -136,7 +136,7 @@ void edt_1d(std::vector<double>& f, double step, std::vector<double>& d, std::ve
 // Squared distance (mm^2) from every voxel of a w x h x dd box to the nearest feature voxel.
 std::vector<double> squared_edt(const std::vector<Voxel>& features, int x0, int y0, int z0, int w, int h, int dd,
                                 const std::array<double, 3>& spacing) {
-    std::vector<double> g(size_t(w) * h * dd, kInf);
+    std::vector<double> g(size_t(w) * h * dd, kInfinity);
     auto at = [&](int x, int y, int z) { return (size_t(z) * h + y) * w + x; };
     for (const auto& p : features) g[at(p.x - x0, p.y - y0, p.z - z0)] = 0;
     std::vector<double> line, d, zb;
@@ -155,11 +155,11 @@ std::vector<double> squared_edt(const std::vector<Voxel>& features, int x0, int 
                     if (axis == 1) return at(i, t, j);
                     return at(i, j, t);
                 };
-                line.assign(n, kInf);
+                line.assign(n, kInfinity);
                 bool any = false;
                 for (int t = 0; t < n; ++t) {
                     line[t] = g[idx(t)];
-                    any = any || line[t] != kInf;
+                    any = any || line[t] != kInfinity;
                 }
                 if (!any) continue;
                 edt_1d(line, spacing[axis], d, v, zb);
