@@ -48,19 +48,20 @@ namespace {
 
 constexpr size_t kSmallBody = 64 * 1024;  // bodies of the routes that take no upload
 
-struct Route {
-    std::string method;
-    std::regex pattern;
-    HttpHandler handler;
-    bool upload = false;
-};
-
 std::string lower(std::string s) {
     std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     return s;
 }
 
 }  // namespace
+
+// Outside the anonymous namespace: Exchange and Impl (external linkage) hold them.
+struct Route {
+    std::string method;
+    std::regex pattern;
+    HttpHandler handler;
+    bool upload = false;
+};
 
 // One request on one connection, from its headers to the end of its answer.
 struct Exchange {
