@@ -560,6 +560,8 @@ MultiClassMetrics multiclass_metrics(const std::vector<std::vector<double>>& pro
     }
     m.accuracy = static_cast<double>(correct) / static_cast<double>(truths.size());
     m.macro_f1 = std::accumulate(m.f1.begin(), m.f1.end(), 0.0) / static_cast<double>(k);
+    m.macro_precision = std::accumulate(m.precision.begin(), m.precision.end(), 0.0) / static_cast<double>(k);
+    m.macro_recall = std::accumulate(m.recall.begin(), m.recall.end(), 0.0) / static_cast<double>(k);
     return m;
 }
 
@@ -571,6 +573,8 @@ nlohmann::json multiclass_json(const MultiClassMetrics& metrics, const std::vect
     nlohmann::json j;
     j["accuracy"] = metrics.accuracy;
     j["macro_f1"] = metrics.macro_f1;
+    j["macro_precision"] = metrics.macro_precision;
+    j["macro_recall"] = metrics.macro_recall;
     j["confusion"] = metrics.confusion;
     nlohmann::json classes = nlohmann::json::object();
     for (size_t c = 0; c < k; ++c) {

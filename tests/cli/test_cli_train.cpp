@@ -396,3 +396,61 @@ TEST(CliTrain, StudyTaskTrainEvaluatePredictCv) {
     EXPECT_EQ(r.exit_code, 1) << r.output;
     EXPECT_NE(r.output.find("a manifest with a \"slice\" column"), std::string::npos) << r.output;
 }
+
+// Issue 29, item 3: softmax training, evaluation and prediction end to end with three and four class folders
+// (the MRI task's bleed / calcified / bleed+calcified, then with normal): per-class precision, recall and F1,
+// macro figures, the confusion matrix (counts and plot), and predictions over the classes that sum to one.
+TEST(CliTrain, ThreeAndFourClassesEndToEnd) {
+    for (const bool with_normal : {false, true}) {
+        SCOPED_TRACE(with_normal ? "four classes" : "three classes");
+        TempDir d;
+        test::write_bleed_calcified_folders(d / "data", 10, with_normal, 48, 7);
+        auto r = run_hemoscan("train --data " + q(d / "data") + " --out " + q(d / "run") +
+                              " --model cnn --size 48 --batch 8 --lr 3e-3 --threads 1 --workers 1"
+                              " --augment off --epochs 30 --seed 2");
+        ASSERT_EQ(r.exit_code, 0) << r.output;
+        r = run_hemoscan("evaluate --model " + q(d / "run" / "model.pt") + " --data " + q(d / "data") + " --out " +
+                         q(d / "eval") + " --threads 1");
+        ASSERT_EQ(r.exit_code, 0) << r.output;
+        const auto m = read_json(d / "eval" / "metrics.json");
+        ASSERT_TRUE(m.contains("multiclass")) << m.dump(2);
+        const auto& mc = m["multiclass"];
+        std::vector<std::string> classes = {"bleed", "bleed+calcified", "calcified"};  // folder names, sorted
+        if (with_normal) classes.push_back("normal");
+        ASSERT_EQ(mc["classes"].size(), classes.size()) << mc.dump(2);
+        long total = 0;
+        for (const auto& c : classes) {
+            for (const char* k : {"precision", "recall", "f1", "support"}) {
+                EXPECT_TRUE(mc["classes"][c].contains(k)) << c << " " << k;
+            }
+            EXPECT_EQ(mc["classes"][c]["support"], 10) << c;
+        }
+        for (const auto& row : mc["confusion"]) {
+            ASSERT_EQ(row.size(), classes.size());
+            for (const auto& v : row) total += v.get<long>();
+        }
+        EXPECT_EQ(total, static_cast<long>(10 * classes.size()));
+        for (const char* k : {"accuracy", "macro_f1", "macro_precision", "macro_recall"}) {
+            EXPECT_TRUE(mc.contains(k)) << k;
+        }
+        // In-sample on a task a small CNN separates: well above chance (1/3, 1/4).
+        EXPECT_GE(mc["accuracy"].get<double>(), 0.7) << mc.dump(2);
+        EXPECT_TRUE(fs::exists(d / "eval" / "confusion.png"));
+        const fs::path calcified = *fs::directory_iterator(d / "data" / "calcified");
+        r = run_hemoscan("predict --model " + q(d / "run" / "model.pt") + " " + q(calcified) + " --out " +
+                         q(d / "pred.json") + " --threads 1");
+        ASSERT_EQ(r.exit_code, 0) << r.output;
+        const auto pj = read_json(d / "pred.json");
+        ASSERT_EQ(pj.size(), 1u);
+        const auto& result = pj[0]["result"];
+        double sum = 0;
+        int decided = 0;
+        for (const auto& c : classes) {
+            ASSERT_TRUE(result.contains(c)) << result.dump(2);
+            sum += result[c]["probability"].get<double>();
+            decided += result[c]["decision"].get<bool>() ? 1 : 0;
+        }
+        EXPECT_NEAR(sum, 1.0, 1e-5);
+        EXPECT_EQ(decided, 1) << "argmax: exactly one class";
+    }
+}

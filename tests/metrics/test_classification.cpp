@@ -351,11 +351,14 @@ TEST(MultiClass, HandCase) {
     EXPECT_DOUBLE_EQ(m.f1[1], 0.5);
     EXPECT_DOUBLE_EQ(m.f1[2], 2.0 / 3);
     EXPECT_NEAR(m.macro_f1, (0.4 + 0.5 + 2.0 / 3) / 3, 1e-12);
+    EXPECT_NEAR(m.macro_precision, (1.0 / 3 + 1.0 + 0.5) / 3, 1e-12);
+    EXPECT_NEAR(m.macro_recall, (0.5 + 1.0 / 3 + 1.0) / 3, 1e-12);
 
     const nlohmann::json j = multiclass_json(m, {"normal", "bleed", "stroke"});
     EXPECT_EQ(j["confusion"], nlohmann::json::parse("[[1,0,1],[2,1,0],[0,0,1]]"));
     EXPECT_EQ(j["classes"]["bleed"]["support"], 3);
     EXPECT_DOUBLE_EQ(j["classes"]["stroke"]["recall"].get<double>(), 1.0);
+    EXPECT_NEAR(j["macro_recall"].get<double>(), (0.5 + 1.0 / 3 + 1.0) / 3, 1e-12);
     EXPECT_THROW(multiclass_json(m, {"a", "b"}), UsageError);
 }
 

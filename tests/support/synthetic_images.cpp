@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <fstream>
 #include <random>
+#include <string>
+#include <vector>
 
 namespace hemoscan::test {
 
@@ -41,6 +43,32 @@ void write_blob_class_folders(const std::filesystem::path& dir, int n_per_class,
         std::filesystem::rename(flat / (std::string(id) + ".png"), to / (std::string(id) + ".png"));
     }
     std::filesystem::remove_all(flat);
+}
+
+void write_bleed_calcified_folders(const std::filesystem::path& dir, int n_per_class, bool with_normal, int size,
+                                   unsigned seed) {
+    std::mt19937 rng(seed);
+    std::uniform_int_distribution<int> left(size / 4, size / 2 - 2), right(size / 2 + 2, size - size / 4);
+    std::vector<std::string> classes = {"bleed", "calcified", "bleed+calcified"};
+    if (with_normal) classes.insert(classes.begin(), "normal");
+    int id = 0;  // image ids are unique across the folders
+    for (const auto& name : classes) {
+        const bool bleed = name.find("bleed") != std::string::npos;
+        const bool calcified = name.find("calcified") != std::string::npos;
+        std::filesystem::create_directories(dir / name);
+        for (int i = 0; i < n_per_class; ++i) {
+            cv::Mat img(size, size, CV_8UC1, cv::Scalar(0));
+            cv::circle(img, {size / 2, size / 2}, size * 2 / 5, cv::Scalar(90), -1);
+            cv::Mat noise(size, size, CV_8UC1);
+            cv::randn(noise, 0, 8);
+            img += noise;
+            if (bleed) cv::circle(img, {left(rng), left(rng)}, std::max(3, size / 7), cv::Scalar(170), -1);
+            if (calcified) cv::circle(img, {right(rng), right(rng)}, std::max(2, size / 16), cv::Scalar(255), -1);
+            char file[32];
+            std::snprintf(file, sizeof file, "%03d.png", id++);
+            cv::imwrite((dir / name / file).string(), img);
+        }
+    }
 }
 
 cv::Mat brain_window_head(int channels, unsigned seed) {

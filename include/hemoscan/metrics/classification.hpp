@@ -147,6 +147,7 @@ struct MultiClassMetrics {
     double accuracy = 0;
     std::vector<double> precision, recall, f1;  // per class; 0/0 -> 0
     double macro_f1 = 0;                        // unweighted mean of f1 over the K classes
+    double macro_precision = 0, macro_recall = 0;  // unweighted means over the K classes
 };
 
 // K x K confusion counts from class indices in [0, classes).
@@ -158,7 +159,7 @@ std::vector<std::vector<long>> confusion_matrix(const std::vector<int>& truths, 
 MultiClassMetrics multiclass_metrics(const std::vector<std::vector<double>>& probabilities,
                                      const std::vector<int>& truths);
 
-// {"accuracy", "macro_f1", "confusion": [[...]], "classes": {name: {"precision", "recall", "f1",
+// {"accuracy", "macro_f1", "macro_precision", "macro_recall", "confusion": [[...]], "classes": {name: {"precision", "recall", "f1",
 // "support"}}}. class_names must have K entries (UsageError otherwise).
 nlohmann::json multiclass_json(const MultiClassMetrics& metrics, const std::vector<std::string>& class_names);
 
