@@ -43,5 +43,6 @@ status=0
 python3 bench/serve_load.py --port "$port" --pid "$pid" --image "$image" --series "$series" --token "$token" \
     "${rest[@]}" || status=$?
 kill "$pid"; wait "$pid" 2> /dev/null || true; pid=""
-echo "server log: $(wc -l < "$tmp/serve.log") lines, $(grep -c ' 5[0-9][0-9] ' "$tmp/serve.log" || true) with a 5xx status"
+# Request lines: "[info] METHOD PATH STATUS N ms".
+echo "server log: $(wc -l < "$tmp/serve.log") lines, $(awk '$4 ~ /^5[0-9][0-9]$/' "$tmp/serve.log" | wc -l) answers with a 5xx status"
 exit $status
