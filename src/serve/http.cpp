@@ -485,11 +485,11 @@ void HttpServer::stop() {
     for (auto& t : s.workers) t.join();  // analyses in flight finish and are answered
     s.workers.clear();
     // Give the answers just resumed a moment to leave before the connections close.
-    for (int i = 0; i < 100 && MHD_get_daemon_info(s.daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS) &&
-                    MHD_get_daemon_info(s.daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS)->num_connections > 0;
-         ++i) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    auto open_connections = [&] {
+        const MHD_DaemonInfo* info = MHD_get_daemon_info(s.daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+        return info ? info->num_connections : 0u;
+    };
+    for (int i = 0; i < 100 && open_connections() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     MHD_stop_daemon(s.daemon);
     s.daemon = nullptr;
     if (listener != MHD_INVALID_SOCKET) ::close(listener);  // quiesce hands the socket to us

@@ -572,9 +572,10 @@ struct Server::Impl {
         });
     }
 
+    // Hourly after the pass bind() made before serving.
     void retention_loop() {
         std::unique_lock<std::mutex> lock(mutex);
-        while (!stop_requested) {
+        while (!stopped.wait_for(lock, std::chrono::hours(1), [&] { return stop_requested; })) {
             lock.unlock();
             try {
                 apply_retention();
@@ -582,7 +583,6 @@ struct Server::Impl {
                 logger().error("retention: {}", e.what());
             }
             lock.lock();
-            stopped.wait_for(lock, std::chrono::hours(1), [&] { return stop_requested; });
         }
     }
 };

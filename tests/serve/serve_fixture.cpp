@@ -4,7 +4,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
+#include <cstring>
+#include <fstream>
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -29,13 +32,36 @@ httplib::Result post(httplib::Client& c, const std::vector<Part>& parts) {
 
 json body(const httplib::Result& r) { return json::parse(r->body); }
 
-std::string raw_request(int port, const std::string& request, int wait_s) {
+int connect_loopback(int port) {
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) {
+        ADD_FAILURE() << "socket: " << std::strerror(errno);
+        return -1;
+    }
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(static_cast<uint16_t>(port));
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+        ADD_FAILURE() << "connect to 127.0.0.1:" << port << ": " << std::strerror(errno);
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+double rss_mb(int pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+    }
+    return -1.0;
+}
+
+std::string raw_request(int port, const std::string& request, int wait_s) {
+    const int fd = connect_loopback(port);
+    if (fd < 0) return "";
     ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
     timeval tv{wait_s, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));

@@ -21,6 +21,10 @@ struct Part {
 // POST /api/predict with the parts as multipart "file" fields.
 httplib::Result post(httplib::Client& c, const std::vector<Part>& parts);
 nlohmann::json body(const httplib::Result& r);
+// A socket connected to 127.0.0.1:port; -1 (and a test failure) when it cannot connect.
+int connect_loopback(int port);
+// Resident memory of a process (VmRSS), MB; -1 when it cannot be read.
+double rss_mb(int pid);
 // Sends raw bytes to 127.0.0.1:port and returns everything answered until the server closes (or wait_s pass).
 std::string raw_request(int port, const std::string& request, int wait_s = 10);
 cv::Mat decode(const std::string& png);

@@ -37,6 +37,7 @@ using test::kSeriesSlices;
 using test::Part;
 using test::post;
 using test::raw_request;
+using test::rss_mb;
 using test::ServeProcess;
 using test::TempDir;
 namespace fs = std::filesystem;
@@ -586,13 +587,8 @@ TEST_F(Serve, SlowClientTimesOut) {
     TempDir data;
     ServeProcess s(model(), data.path(), {"--timeout", "1"});
     ASSERT_TRUE(s.up());
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    const int fd = test::connect_loopback(s.port());
     ASSERT_GE(fd, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(s.port()));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
     const std::string head =
         "POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=x\r\n"
         "Content-Length: 100000\r\n\r\n--x\r\n";
@@ -657,14 +653,6 @@ TEST_F(Serve, MemoryReturnsAfterABurst) {
     }
     write_zip(big.path() / "big.zip", entries);
     const std::string zip = read_file(big.path() / "big.zip");
-    auto rss_mb = [](int pid) {
-        std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-        std::string line;
-        while (std::getline(in, line)) {
-            if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
-        }
-        return -1.0;
-    };
     // Idle RSS, and the RSS some seconds after three uploads (polled until within 100 MB of idle, up to 10 s).
     auto burst = [&](const std::string& decay_ms) {
         TempDir data;

@@ -23,6 +23,7 @@ using test::body;
 using test::Part;
 using test::post;
 using test::raw_request;
+using test::rss_mb;
 using test::ServeProcess;
 using test::TempDir;
 namespace fs = std::filesystem;
@@ -31,23 +32,9 @@ namespace {
 
 // A connected socket that has sent `bytes` and then nothing more.
 int open_stalled(int port, const std::string& bytes) {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    if (!bytes.empty()) ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    const int fd = test::connect_loopback(port);
+    if (fd >= 0 && !bytes.empty()) ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
     return fd;
-}
-
-double rss_mb(int pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-    std::string line;
-    while (std::getline(in, line)) {
-        if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
-    }
-    return -1.0;
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
