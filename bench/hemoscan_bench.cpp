@@ -118,7 +118,9 @@ int cmd_train(const TrainArgs& a) {
     torch::set_num_threads(a.threads);
     torch::manual_seed(a.seed);
     const bool segment = a.model == "unet";
-    Dataset ds = open_dataset(a.data, DatasetOptions{kLabels});
+    DatasetOptions dopt;
+    dopt.labels = kLabels;
+    Dataset ds = open_dataset(a.data, dopt);
     if (!segment) {
         for (auto& item : ds.items) item.mask.clear();  // classification reads no masks
     }

@@ -117,6 +117,10 @@ async function loadModel() {
       info.append(el("span", { class: "chip" }, "Threshold ", el("strong", {}, m.threshold.toFixed(3))));
     }
     if (m.segmentation) info.append(el("span", { class: "chip" }, el("strong", {}, "Segmentation")));
+    if (m.input.modality === "MR") {
+      const seqs = (m.input.sequences || []).join(", ") || "one image";
+      info.append(el("span", { class: "chip" }, "MR ", el("strong", {}, seqs)));
+    }
   } catch (e) {
     $("model-info").textContent = "Model unavailable: " + e.message;
   }
@@ -243,8 +247,11 @@ function showResult(r, fresh) {
   const verdict = $("verdict");
   verdict.textContent = capitalise(r.finding);
   verdict.className = "verdict " + (r.positive ? "positive" : "negative");
-  const kinds = { image: "Image", images: "Images", dicom: "DICOM slice", series: "DICOM series" };
+  const kinds = { image: "Image", images: "Images", dicom: "DICOM slice", series: "DICOM series",
+    sequences: "MR sequences" };
   const parts = [r.name, kinds[r.kind] || r.kind];
+  // An MR model names the sequences it read, as channels, in its order.
+  if (r.sequences && r.sequences.length) parts.push("channels " + r.sequences.join(", "));
   if (r.n_slices > 1) parts.push(`${r.n_slices} slices`);
   parts.push(new Date(r.created).toLocaleString());
   $("result-meta").textContent = parts.join(" · ");

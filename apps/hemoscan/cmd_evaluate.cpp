@@ -88,6 +88,7 @@ void add_evaluate(CLI::App& root, std::vector<Command>& commands) {
         DatasetOptions dopt;
         dopt.labels = parse_list(a->labels);
         if (dopt.labels.empty() && !predictor.multiclass()) dopt.labels = predictor.labels();
+        dopt.sequences = predictor.preprocess_options().sequences;
         Dataset ds = open_dataset(a->data, dopt);
         ProgressBar bar("evaluate", ds.size());
         EvaluateOptions eo;

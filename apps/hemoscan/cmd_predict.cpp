@@ -43,12 +43,17 @@ void add_predict(CLI::App& root, std::vector<Command>& commands) {
         std::vector<StudyResult> results;
         std::vector<std::vector<std::string>> heatmaps;
         for (const auto& in : a->inputs) {
-            for (const StudyInput& study : read_study_inputs(in, predictor.modality())) {
+            for (const StudyInput& study : read_study_inputs(in, predictor.modality(), SeriesChoice::All, predictor.preprocess_options().sequences)) {
                 results.push_back(analyze_study(study, &predictor, nullptr, ao));
                 if (!a->heatmap.empty()) heatmaps.push_back(write_heatmap_overlays(results.back(), a->heatmap));
             }
         }
         const auto& labels = predictor.labels();
+        if (!predictor.preprocess_options().sequences.empty()) {
+            std::string seqs;
+            for (const auto& s : predictor.preprocess_options().sequences) seqs += (seqs.empty() ? "" : ", ") + s;
+            std::printf("MR model; channels: %s\n", seqs.c_str());
+        }
         auto line = [&](const std::string& name, const Prediction& p, const char* indent) {
             std::printf("%s%s", indent, name.c_str());
             for (size_t l = 0; l < labels.size(); ++l) {

@@ -1,6 +1,7 @@
 // hemoscan synth: synthetic head CT studies with known truth (DICOM, NIfTI + label maps, PNG + manifest).
 #include <opencv2/imgcodecs.hpp>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "commands.hpp"
@@ -8,6 +9,7 @@
 #include "hemoscan/log.hpp"
 #include "hemoscan/synth/synth.hpp"
 #include "hemoscan/util/fs.hpp"
+#include "hemoscan/util/strings.hpp"
 #include "progress.hpp"
 
 namespace hemoscan::cli {
@@ -26,6 +28,11 @@ struct SynthArgs {
     std::string png_window = "brain";
     std::string grid;
     int grid_tile = 256;
+    std::string modality = "ct";
+    std::string sequences = "t1,t2,flair,swi";
+    std::string classes = "bleed,calcified,bleed+calcified";
+    bool with_normal = false;
+    std::string phase = "right";
 };
 
 }  // namespace
@@ -43,7 +50,7 @@ void add_synth(CLI::App& root, std::vector<Command>& commands) {
         ->check(CLI::Range(1, 512))
         ->capture_default_str();
     app->add_option("--format", a->format,
-                    "Any of dicom, nifti, png, nnunet, rsna (comma-separated; nnunet: a dataset for train --task segment; rsna: the RSNA 2019 layout, CSV + DICOM)")->capture_default_str();
+                    "Any of dicom, nifti, png, nnunet, rsna, classes (comma-separated; nnunet: a dataset for train --task segment; rsna: the RSNA 2019 layout, CSV + DICOM; classes: bleed/ calcified/ bleed+calcified/ folders, one slice per study)")->capture_default_str();
     app->add_option("--p-bleed", a->p_bleed, "Fraction of studies with at least one hemorrhage")
         ->check(CLI::Range(0.0, 1.0))
         ->capture_default_str();
@@ -53,6 +60,17 @@ void add_synth(CLI::App& root, std::vector<Command>& commands) {
     app->add_option("--png-window", a->png_window, "PNG slices: brain (40/80) or rgb (brain, subdural, bone)")
         ->check(CLI::IsMember({"brain", "rgb"}))
         ->capture_default_str();
+    app->add_option("--modality", a->modality, "ct, or mr: the same heads as brain MRI, one series per sequence")
+        ->check(CLI::IsMember({"ct", "mr"}))
+        ->capture_default_str();
+    app->add_option("--sequences", a->sequences, "MR sequences: t1, t2, flair, swi (= swi_mag + swi_phase)")
+        ->capture_default_str();
+    app->add_option("--phase", a->phase, "MR phase sign: right-handed (blood negative, calcium positive) or left")
+        ->check(CLI::IsMember({"right", "left"}))
+        ->capture_default_str();
+    app->add_option("--classes", a->classes, "--format classes: the classes, one per study in turn")
+        ->capture_default_str();
+    app->add_flag("--with-normal", a->with_normal, "--format classes: add a normal class");
     app->add_option("--grid", a->grid, "Also write a PNG figure with one example per subtype (mask outlines)");
     app->add_option("--grid-tile", a->grid_tile, "Tile size of the --grid figure")
         ->check(CLI::Range(64, 1024))
@@ -63,14 +81,19 @@ void add_synth(CLI::App& root, std::vector<Command>& commands) {
         "OUT/png/<study>/slice_NNN.png + mask_NNN.png, OUT/manifest.csv (one row per slice),\n"
         "OUT/nnunet/{dataset.json,imagesTr/<study>_0000.nii.gz,labelsTr/<study>.nii.gz} (nnU-Net v2 layout),\n"
         "OUT/rsna/{stage_2_train.csv,stage_2_train_images/ID_*.dcm} (RSNA 2019 layout) and\n"
-        "OUT/studies.csv (labels, bleed volumes in mL, scanner parameters). See docs/synthetic.md.");
+        "OUT/studies.csv (labels, bleed volumes in mL, scanner parameters), OUT/classes/<class>/<study>.png.\n"
+        "MR (--modality mr): OUT/dicom/<study>/<sequence>/IM*.dcm (MR Image Storage), OUT/nifti/<study>_<sequence>.nii.gz,\n"
+        "OUT/png/<study>/slice_NNN/<sequence>.png, OUT/classes/<class>/<study>/<sequence>.png; label 7 = microbleed.\n"
+        "See docs/synthetic.md.");
 
     commands.push_back({app, [a] {
         if (a->out.empty() && a->grid.empty()) throw UsageError("synth: give --out (and/or --grid)");
         if (!a->grid.empty()) {
             // Highest PNG compression: the figure is committed to the repository.
             std::vector<uchar> png;
-            cv::imencode(".png", synth_example_grid(a->seed, a->grid_tile), png, {cv::IMWRITE_PNG_COMPRESSION, 9});
+            const cv::Mat figure = a->modality == "mr" ? synth_mr_example_grid(a->seed, a->grid_tile)
+                                                       : synth_example_grid(a->seed, a->grid_tile);
+            cv::imencode(".png", figure, png, {cv::IMWRITE_PNG_COMPRESSION, 9});
             write_file_atomic(a->grid, std::string(png.begin(), png.end()));
             logger().info("wrote {}", a->grid);
         }
@@ -83,6 +106,16 @@ void add_synth(CLI::App& root, std::vector<Command>& commands) {
         o.p_bleed = a->p_bleed;
         o.threads = a->threads;
         o.png_rgb = a->png_window == "rgb";
+        o.modality = a->modality;
+        o.sequences = parse_mr_sequences(a->sequences);
+        o.phase_left_handed = a->phase == "left";
+        o.classes.clear();
+        for (const auto& c : split(a->classes, ',')) {
+            if (!trim(c).empty()) o.classes.push_back(to_lower(trim(c)));
+        }
+        if (a->with_normal && std::find(o.classes.begin(), o.classes.end(), "normal") == o.classes.end()) {
+            o.classes.push_back("normal");
+        }
         const int formats = parse_synth_formats(a->format);
         ProgressBar bar("synth", static_cast<size_t>(a->studies));
         const CohortSummary s = write_cohort(o, a->out, formats, [&bar](size_t done, size_t) { bar.update(done); });

@@ -77,7 +77,11 @@ void add_train_options(CLI::App* app, TrainArgs& a, bool folds_for_cv) {
                     "away) or avgmax (both)")
         ->check(CLI::IsMember({"avg", "max", "avgmax"}))
         ->capture_default_str();
-    app->add_option("--modality", o.modality, "Accepted DICOM modality: ct, mr, any")->capture_default_str();
+    app->add_option("--modality", o.modality,
+                    "What the model reads: ct, mr (MRI: no windows, robust per-image scaling; CT refused), ct+mr, any")
+        ->capture_default_str();
+    app->add_option("--sequences", o.sequences,
+                    "MR: channels by sequence name, e.g. swi_mag,swi_phase,flair (default: what the case folders hold)");
     app->add_option("--tta", a.tta, "Test-time augmentation: average with the mirrored image (on/off)")
         ->capture_default_str();
     app->add_option("--ema", o.ema_epochs,

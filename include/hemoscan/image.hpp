@@ -35,6 +35,9 @@ struct ImageMeta {
     double rescale_slope = 1, rescale_intercept = 0;
     bool is_hu = false;          // pixel values are Hounsfield units (CT after rescale)
     bool already_windowed = false;  // 8-bit display image (PNG/JPG): used as is, no CT windowing
+    // MR sequences: the name of each channel of a multi-sequence image (t2, flair, swi_mag, swi_phase,
+    // ...), or of the one sequence of a DICOM MR series (from SeriesDescription); empty otherwise.
+    std::vector<std::string> sequences;
 };
 
 // Geometry of a volume in DICOM patient coordinates (LPS). direction holds the row direction, the

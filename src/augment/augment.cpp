@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "hemoscan/error.hpp"
+#include "hemoscan/util/channels.hpp"
 #include "hemoscan/util/random.hpp"
 #include "hemoscan/util/strings.hpp"
 
@@ -139,10 +140,11 @@ void apply_augment(Sample& sample, const AugmentDraw& draw, const AugmentOptions
     flip_in_place(mask, draw);
     if (!is_identity(draw)) {
         const cv::Mat m = affine_2x3(spatial_matrix(draw, image.size()));
-        cv::Mat warped;
-        cv::warpAffine(image, warped, m, image.size(), cv::INTER_LINEAR, cv::BORDER_CONSTANT,
-                       cv::Scalar::all(options.fill_value));
-        image = warped;
+        image = per_channel(image, [&](const cv::Mat& c) {
+            cv::Mat warped;
+            cv::warpAffine(c, warped, m, c.size(), cv::INTER_LINEAR, cv::BORDER_CONSTANT, cv::Scalar::all(options.fill_value));
+            return warped;
+        });
         if (!mask.empty()) {
             cv::Mat warped_mask;
             cv::warpAffine(mask, warped_mask, m, mask.size(), cv::INTER_NEAREST, cv::BORDER_CONSTANT, cv::Scalar(0));

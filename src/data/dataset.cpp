@@ -97,7 +97,28 @@ bool is_hidden(const fs::path& p) {
 // bytes, a loop of links) is a missing file reported with its line, not a std::filesystem_error.
 bool is_file(const fs::path& p) {
     std::error_code ec;
-    return fs::is_regular_file(p, ec);
+    return fs::is_regular_file(p, ec) || fs::is_directory(p, ec);  // a folder: a multi-sequence MR case
+}
+
+// A folder of one MR case: it holds an image or volume of the first wanted sequence (its stem is the
+// name or ends with _name), or, with none wanted, only images named after known sequences (two or more).
+bool is_case_folder(const fs::path& dir, const std::vector<std::string>& sequences) {
+    static const std::vector<std::string> known{"t1", "t2", "flair", "swi_mag", "swi_phase"};
+    std::error_code ec;
+    int named = 0, others = 0;
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+        std::string stem = to_lower(e.path().filename().string());
+        for (const char* ext : {".nii.gz", ".nii", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm"}) {
+            if (ends_with(stem, ext)) stem.resize(stem.size() - std::string(ext).size());
+        }
+        if (!sequences.empty()) {
+            const std::string n = to_lower(sequences.front());
+            if (stem == n || ends_with(stem, "_" + n)) return true;
+            continue;
+        }
+        (std::find(known.begin(), known.end(), stem) != known.end() ? named : others) += 1;
+    }
+    return sequences.empty() && named >= 2 && others == 0;
 }
 
 // An image or DICOM file, judged by extension (files without one are checked for DICOM content).
@@ -344,6 +365,11 @@ Dataset open_class_folders(const fs::path& root, const DatasetOptions& options) 
                 if (it->is_directory(ec)) it.disable_recursion_pending();
                 continue;
             }
+            if (it->is_directory(ec) && is_case_folder(it->path(), options.sequences)) {
+                files.push_back(it->path());
+                it.disable_recursion_pending();
+                continue;
+            }
             if (it->is_regular_file(ec) && is_image_file(it->path())) files.push_back(it->path());
         }
         const std::string name = entry.path().filename().string();
@@ -383,6 +409,7 @@ Dataset open_class_folders(const fs::path& root, const DatasetOptions& options) 
     ds.multiclass = true;
     ds.label_names = names;
     std::unordered_map<std::string, fs::path> seen;
+    std::error_code ec;
     for (size_t k = 0; k < names.size(); ++k) {
         const fs::path class_dir = root / names[k];
         for (const fs::path& file : classes.at(names[k])) {
@@ -390,7 +417,8 @@ Dataset open_class_folders(const fs::path& root, const DatasetOptions& options) 
             item.path = file;
             const fs::path rel = file.lexically_relative(class_dir);
             const fs::path parent = rel.parent_path();
-            item.id = parent.empty() ? file.stem().string() : (parent / file.stem()).generic_string();
+            const std::string stem = fs::is_directory(file, ec) ? file.filename().string() : file.stem().string();
+            item.id = parent.empty() ? stem : (parent / stem).generic_string();
             item.patient = parent.empty() ? item.id : rel.begin()->string();
             item.labels.assign(names.size(), 0.f);
             item.labels[k] = 1.f;

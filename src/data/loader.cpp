@@ -4,6 +4,7 @@
 // and each sample's augmentation) is drawn from the seed, the epoch and the item index, never from
 // the thread that happens to do the work, so results do not depend on timing.
 #include "hemoscan/data/loader.hpp"
+#include "hemoscan/io/sequences.hpp"
 
 #include <opencv2/imgcodecs.hpp>
 
@@ -54,7 +55,16 @@ Sample load_sample(const Dataset& dataset, size_t index, const PreprocessOptions
     const DatasetItem& item = dataset.items[index];
     const std::string file = item.path.string();
     try {
-        DicomSlice slice = load_image(item.path, modality);
+        std::error_code ec;
+        const bool case_folder = std::filesystem::is_directory(item.path, ec);
+        if (case_folder && !preprocess_options.mr) {
+            throw InputError(file + ": a folder of MR sequences; train an MR model (`modality` mr, `sequences`)");
+        }
+        DicomSlice slice = case_folder ? read_sequence_slice(item.path, preprocess_options.sequences.empty()
+                                                                            ? case_sequences(item.path)
+                                                                            : preprocess_options.sequences,
+                                                             modality)
+                                       : load_image(item.path, modality);
         cv::Mat mask;
         if (!item.mask.empty()) mask = read_mask(item.mask, slice.pixels.size(), file);
         Sample sample = preprocess(slice, preprocess_options, mask);

@@ -40,6 +40,8 @@ json predictions_json(const Predictor& predictor, const std::vector<StudyResult>
         const std::vector<std::string> none;
         const auto& maps = s < heatmaps.size() ? heatmaps[s] : none;
         json rj = {{"input", r.name}, {"kind", r.kind}, {"result", prediction_json(predictor, r.study, threshold, true)}};
+        const auto& sequences = predictor.preprocess_options().sequences;
+        if (!sequences.empty()) rj["sequences"] = sequences;  // the MR channels the model read
         if (r.per_slice()) {
             json slices = json::array();
             for (size_t i = 0; i < r.items.size(); ++i) {
@@ -84,8 +86,8 @@ cv::Mat heatmap_overlay(const Sample& sample, const cv::Mat& cam) {
     cv::Mat shown;
     std::vector<cv::Mat> ch;
     cv::split(sample.image, ch);
-    cv::Mat base = ch.size() >= 3 ? cv::Mat() : ch[0];
-    if (ch.size() >= 3) {
+    cv::Mat base = ch.size() == 3 ? cv::Mat() : ch[0];  // MR sequences: the first
+    if (ch.size() == 3) {
         std::vector<cv::Mat> bgr{ch[2], ch[1], ch[0]};
         cv::merge(bgr, base);
     }
@@ -133,7 +135,11 @@ cv::Mat segmentation_overlay(const cv::Mat& pixels, const ImageMeta& meta, const
     }
     cv::Mat gray;
     pixels.convertTo(gray, CV_32F);
-    if (gray.channels() > 1) cv::cvtColor(gray, gray, cv::COLOR_BGR2GRAY);
+    if (gray.channels() == 3 || gray.channels() == 4) {
+        cv::cvtColor(gray, gray, gray.channels() == 4 ? cv::COLOR_BGRA2GRAY : cv::COLOR_BGR2GRAY);
+    } else if (gray.channels() > 1) {
+        cv::extractChannel(gray, gray, 0);  // MR sequences as channels: the first one is shown
+    }
     cv::Mat unit;
     if (meta.is_hu) {
         unit = apply_window(gray, window_brain());

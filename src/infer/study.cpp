@@ -12,6 +12,7 @@
 #include "hemoscan/io/image2d.hpp"
 #include "hemoscan/io/load.hpp"
 #include "hemoscan/io/nifti.hpp"
+#include "hemoscan/io/sequences.hpp"
 #include "hemoscan/log.hpp"
 #include "hemoscan/metrics/segmentation.hpp"
 #include "hemoscan/preprocess/volume.hpp"
@@ -207,13 +208,56 @@ cv::Mat read_named_image(const fs::path& path, const std::string& shown, ImageMe
     }
 }
 
+// A multi-sequence input: slices keep every sequence as channels for the model; the volume that is
+// shown and stored keeps the first sequence.
+StudyInput from_sequences(std::string name, Volume v) {
+    const bool one = v.depth() == 1 && v.slice_meta.front().modality.empty();
+    StudyInput in = from_volume(std::move(name), "sequences", v);
+    for (auto& s : in.volume.slices) {
+        cv::Mat first;
+        cv::extractChannel(s, first, 0);
+        s = first;
+    }
+    if (one) in.spacing_known = false;
+    return in;
+}
+
+// A multi-sequence case, or a folder of them (one level down).
+std::vector<StudyInput> read_sequence_cases(const fs::path& path, ModalityPolicy policy,
+                                            const std::vector<std::string>& sequences) {
+    std::vector<StudyInput> out;
+    auto add = [&](const fs::path& folder) {
+        out.push_back(from_sequences(folder.string(), read_sequence_case(folder, sequences, policy)));
+    };
+    if (is_sequence_case(path, sequences)) {
+        add(path);
+        return out;
+    }
+    std::vector<fs::path> subs;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(path)) {
+        if (e.is_directory(ec) && is_sequence_case(e.path(), sequences)) subs.push_back(e.path());
+    }
+    std::sort(subs.begin(), subs.end());
+    if (subs.empty()) {
+        std::string wanted;
+        for (const auto& s : sequences) wanted += (wanted.empty() ? "" : ", ") + s;
+        throw InputError(path.string() + ": no MR case here (the model reads the sequences " + wanted +
+                         ": a folder with one image, volume or DICOM series per sequence)");
+    }
+    for (const auto& s : subs) add(s);
+    return out;
+}
+
 }  // namespace
 
-std::vector<StudyInput> read_study_inputs(const fs::path& path, ModalityPolicy policy, SeriesChoice choice) {
+std::vector<StudyInput> read_study_inputs(const fs::path& path, ModalityPolicy policy, SeriesChoice choice,
+                                          const std::vector<std::string>& sequences) {
     const std::string name = path.string();
     std::error_code ec;
     if (!fs::exists(path, ec)) throw InputError(name + ": no such file or folder");
     try {
+        if (!sequences.empty() && fs::is_directory(path, ec)) return read_sequence_cases(path, policy, sequences);
         if (fs::is_directory(path, ec)) return read_folder(path, policy, choice);
         if (is_zip_path(path)) return {read_zip(path, policy)};
         if (is_nifti_path(path)) {
@@ -238,7 +282,22 @@ std::vector<StudyInput> read_study_inputs(const fs::path& path, ModalityPolicy p
 
 StudyInput read_study_files(const std::vector<fs::path>& dicoms, const std::vector<fs::path>& images,
                             const std::vector<std::string>& names, ModalityPolicy policy,
-                            const std::vector<std::string>& dicom_names) {
+                            const std::vector<std::string>& dicom_names, const std::vector<std::string>& sequences) {
+    if (!sequences.empty()) {
+        // An MR model: the files are one case, a series or an image per sequence (matched by name).
+        std::vector<fs::path> files = dicoms;
+        std::vector<std::string> keys(dicoms.size());
+        for (size_t i = 0; i < dicoms.size(); ++i) keys[i] = i < dicom_names.size() ? dicom_names[i] : "";
+        for (size_t i = 0; i < images.size(); ++i) {
+            files.push_back(images[i]);
+            keys.push_back(i < names.size() ? names[i] : images[i].filename().string());
+        }
+        if (files.empty()) throw InputError("no image in the upload");
+        StudyInput in = from_sequences(std::to_string(files.size()) + " files",
+                                       read_sequence_files(files, keys, sequences, policy, "the upload"));
+        for (size_t i = 0; i < in.items.size(); ++i) in.items[i] = "slice " + std::to_string(i + 1);
+        return in;
+    }
     if (!dicoms.empty()) {
         std::vector<Volume> volumes = read_dicom_series(dicoms, policy, dicom_names);
         if (volumes.empty()) throw InputError("no DICOM image in the upload");

@@ -110,7 +110,13 @@ void check_modality(const std::string& name, const std::string& modality, Modali
     if (policy == ModalityPolicy::CtOnly) {
         if (modality == "CT") return;
         std::string msg = name + ": " + shown + " where CT is expected";
-        if (modality == "MR") msg += " (use `modality` mr to accept MRI)";
+        if (modality == "MR") msg += " (a CT model does not read MRI; train one with `modality` mr)";
+        throw InputError(msg);
+    }
+    if (policy == ModalityPolicy::MrOnly) {
+        if (modality == "MR") return;
+        std::string msg = name + ": " + shown + " where MR is expected";
+        if (modality == "CT") msg += " (an MR model does not read CT; use a model trained on CT)";
         throw InputError(msg);
     }
     if (modality == "CT" || modality == "MR") return;

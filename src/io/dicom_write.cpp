@@ -124,7 +124,10 @@ void write_dicom_ct(const std::filesystem::path& path, const cv::Mat& hu, const 
     const std::string series_uid = options.series_uid.empty() ? new_dicom_uid() : options.series_uid;
     const std::string sop_uid = options.sop_uid.empty() ? new_dicom_uid() : options.sop_uid;
 
-    put(DCM_ImageType, "ORIGINAL\\PRIMARY\\AXIAL");
+    const bool mr = options.modality == "MR";
+    put(DCM_ImageType, !options.image_type.empty() ? options.image_type
+                       : mr                         ? std::string("ORIGINAL\\PRIMARY\\M\\ND")
+                                                    : std::string("ORIGINAL\\PRIMARY\\AXIAL"));
     put(DCM_SOPClassUID, sop_class_for(options.modality));
     put(DCM_SOPInstanceUID, sop_uid);
     put(DCM_Modality, options.modality);
@@ -150,9 +153,24 @@ void write_dicom_ct(const std::filesystem::path& path, const cv::Mat& hu, const 
     if (options.has_padding) put_us(DCM_PixelPaddingValue, options.pixel_padding_value);
     put(DCM_WindowCenter, ds_value(options.window_center));
     put(DCM_WindowWidth, ds_value(options.window_width));
-    put(DCM_RescaleIntercept, ds_value(options.rescale_intercept));
-    put(DCM_RescaleSlope, ds_value(options.rescale_slope));
+    if (!mr || options.rescale_intercept != 0 || options.rescale_slope != 1) {
+        put(DCM_RescaleIntercept, ds_value(options.rescale_intercept));
+        put(DCM_RescaleSlope, ds_value(options.rescale_slope));
+    }
     if (options.modality == "CT") put(DCM_RescaleType, "HU");
+    if (mr) {
+        put(DCM_ScanningSequence, options.scanning_sequence);
+        put(DCM_SequenceVariant, options.sequence_variant);
+        put(DCM_ScanOptions, "");
+        put(DCM_MRAcquisitionType, options.acquisition_type);
+        if (!options.sequence_name.empty()) put(DCM_SequenceName, options.sequence_name);
+        put(DCM_RepetitionTime, ds_value(options.repetition_time));
+        put(DCM_EchoTime, ds_value(options.echo_time));
+        if (options.inversion_time > 0) put(DCM_InversionTime, ds_value(options.inversion_time));
+        put(DCM_EchoTrainLength, "1");
+        put(DCM_FlipAngle, ds_value(options.flip_angle));
+        put(DCM_MagneticFieldStrength, ds_value(options.field_strength));
+    }
     if (status.good()) {
         status = ds.putAndInsertUint16Array(DCM_PixelData, stored.data(), static_cast<unsigned long>(stored.size()));
     }

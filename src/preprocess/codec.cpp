@@ -17,7 +17,8 @@ nlohmann::json preprocess_to_json(const PreprocessOptions& p, const std::string&
     return {{"windows", windows},        {"window_spec", window_spec},
             {"size", p.resize.width},    {"keep_aspect", p.resize.keep_aspect},
             {"median", p.median_kernel}, {"normalization", norm},
-            {"crop_head", p.crop_head},  {"modality", modality}};
+            {"crop_head", p.crop_head},  {"modality", modality},
+            {"sequences", p.sequences}};
 }
 
 PreprocessOptions preprocess_from_json(const nlohmann::json& j) {
@@ -43,6 +44,10 @@ PreprocessOptions preprocess_from_json(const nlohmann::json& j) {
         p.normalization = parse_normalization(j.value("normalization", std::string("unit")));
         key = "crop_head";
         p.crop_head = j.value("crop_head", false);
+        key = "modality";
+        p.mr = parse_modality_policy(j.value("modality", std::string("ct"))) == ModalityPolicy::MrOnly;
+        key = "sequences";
+        p.sequences = j.value("sequences", std::vector<std::string>{});
     } catch (const nlohmann::json::exception& e) {
         throw UsageError("preprocess." + key + ": " + e.what());
     }

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "hemoscan/error.hpp"
+#include "hemoscan/util/channels.hpp"
 #include "hemoscan/preprocess/preprocess.hpp"
 #include "hemoscan/util/strings.hpp"
 
@@ -43,10 +44,12 @@ ResizeLayout resize_layout(cv::Size source, const ResizeOptions& options) {
 
 cv::Mat place(const cv::Mat& scaled, const ResizeLayout& layout, double pad) {
     if (layout.left == 0 && layout.right == 0 && layout.top == 0 && layout.bottom == 0) return scaled;
-    cv::Mat out;
-    cv::copyMakeBorder(scaled, out, layout.top, layout.bottom, layout.left, layout.right, cv::BORDER_CONSTANT,
-                       cv::Scalar::all(pad));
-    return out;
+    return per_channel(scaled, [&](const cv::Mat& c) {
+        cv::Mat out;
+        cv::copyMakeBorder(c, out, layout.top, layout.bottom, layout.left, layout.right, cv::BORDER_CONSTANT,
+                           cv::Scalar::all(pad));
+        return out;
+    });
 }
 
 // Exact median of a k x k window (replicated border, as cv::medianBlur) on one float channel.
@@ -84,7 +87,11 @@ cv::Mat resize_image(const cv::Mat& image, const ResizeOptions& options) {
         scaled = image.clone();
     } else {
         const bool shrinking = layout.scaled.width <= image.cols && layout.scaled.height <= image.rows;
-        cv::resize(image, scaled, layout.scaled, 0, 0, shrinking ? cv::INTER_AREA : cv::INTER_LINEAR);
+        scaled = per_channel(image, [&](const cv::Mat& c) {
+            cv::Mat out;
+            cv::resize(c, out, layout.scaled, 0, 0, shrinking ? cv::INTER_AREA : cv::INTER_LINEAR);
+            return out;
+        });
     }
     return place(scaled, layout, options.pad_value);
 }
@@ -112,8 +119,9 @@ cv::Mat median_filter(const cv::Mat& image, int k) {
     if (k % 2 == 0) throw UsageError("median filter: the kernel size must be odd, got " + std::to_string(k));
     if (image.empty()) return image;
     cv::Mat out;
-    if (image.depth() == CV_8U || (k <= 5 && image.depth() == CV_32F)) {
-        cv::medianBlur(image, out, k);  // any channel count for these depths
+    const int cn = image.channels();
+    if ((cn == 1 || cn == 3 || cn == 4) && (image.depth() == CV_8U || (k <= 5 && image.depth() == CV_32F))) {
+        cv::medianBlur(image, out, k);  // 1, 3 or 4 channels at these depths
         return out;
     }
     cv::Mat src;

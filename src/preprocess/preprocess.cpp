@@ -38,6 +38,36 @@ cv::Mat replicate(const cv::Mat& one, int n) {
     return out;
 }
 
+// An MR slice as the model's channels: each channel of a multi-sequence image (or the one grey image)
+// through normalize_mr, phase channels by their sequence name.
+cv::Mat mr_channels(const DicomSlice& slice, const PreprocessOptions& options) {
+    const ImageMeta& meta = slice.meta;
+    const bool eight_bit = meta.already_windowed || slice.pixels.depth() == CV_8U;
+    std::vector<cv::Mat> in;
+    std::vector<std::string> names = meta.sequences;
+    if (slice.pixels.channels() > 1 && names.size() == static_cast<size_t>(slice.pixels.channels())) {
+        cv::split(slice.pixels, in);
+    } else {
+        in = {to_gray_float(slice.pixels)};
+        if (names.size() != 1) names = {""};
+    }
+    const int n = options.channels();
+    if (static_cast<int>(in.size()) != n && in.size() != 1) {
+        throw InputError(meta.path + ": " + std::to_string(in.size()) + " MR sequences where the model takes " +
+                         std::to_string(n));
+    }
+    std::vector<cv::Mat> out;
+    for (int c = 0; c < n; ++c) {
+        const size_t i = in.size() == 1 ? 0 : static_cast<size_t>(c);
+        const std::string& name = in.size() == 1 && !options.sequences.empty() ? options.sequences[static_cast<size_t>(c)]
+                                                                                : names[i];
+        out.push_back(normalize_mr(in[i], is_phase_sequence(names[i]) || is_phase_sequence(name), eight_bit));
+    }
+    cv::Mat merged;
+    cv::merge(out, merged);
+    return merged;
+}
+
 }  // namespace
 
 HeadSource head_source(const DicomSlice& slice) {
@@ -80,14 +110,30 @@ Sample preprocess(const DicomSlice& slice, const PreprocessOptions& options, con
     if (!mask.empty()) mask.convertTo(sample.mask, CV_8U);
 
     const int n = options.channels();
-    const HeadSource hs = head_source(slice);
-    sample.image = meta.is_hu && !meta.already_windowed ? apply_windows(hs.values, options.windows) : replicate(hs.values, n);
+    HeadSource hs = head_source(slice);
+    if (options.mr && meta.is_hu) {
+        throw InputError(meta.path + ": CT (Hounsfield units) where the model expects MR (it was trained on MRI)");
+    }
+    if (options.mr) {
+        sample.image = mr_channels(slice, options);
+        cv::extractChannel(sample.image, hs.values, 0);
+        hs.threshold = 0.05f;
+    } else {
+        sample.image = meta.is_hu && !meta.already_windowed ? apply_windows(hs.values, options.windows) : replicate(hs.values, n);
+    }
     sample.transform.source = slice.pixels.size();
     sample.transform.crop = cv::Rect(0, 0, slice.pixels.cols, slice.pixels.rows);
     if (options.crop_head) {
         cv::Mat head;
         const cv::Rect box = find_head(hs.values, hs.threshold, 4, &head);
-        sample.image.setTo(cv::Scalar::all(0), head == 0);  // 0 is air in every window
+        if (sample.image.channels() <= 4) {
+            sample.image.setTo(cv::Scalar::all(0), head == 0);  // 0 is air in every window
+        } else {
+            std::vector<cv::Mat> ch;  // cv::Scalar holds 4 values: MR sequences may be more
+            cv::split(sample.image, ch);
+            for (auto& c : ch) c.setTo(0, head == 0);
+            cv::merge(ch, sample.image);
+        }
         sample.image = sample.image(box).clone();
         if (!sample.mask.empty()) sample.mask = sample.mask(box).clone();
         sample.transform.crop = box;

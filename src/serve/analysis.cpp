@@ -127,7 +127,8 @@ json analyze(Predictor& predictor, SegPredictor* seg, const StagedUpload& upload
         images.push_back(f.path);
         names.push_back(f.display_name);
     }
-    StudyInput input = read_study_files(dicoms, images, names, predictor.modality(), dicom_names);
+    StudyInput input = read_study_files(dicoms, images, names, predictor.modality(), dicom_names,
+                                         predictor.preprocess_options().sequences);
     input.warnings.insert(input.warnings.begin(), upload.warnings.begin(), upload.warnings.end());
     const bool is_hu = input.is_volume() && input.slices.front().meta.is_hu;
     store_sources(input, is_hu, dir);
@@ -188,6 +189,8 @@ json analyze(Predictor& predictor, SegPredictor* seg, const StagedUpload& upload
     }
     result["warnings"] = r.warnings;
     result["model"] = {{"name", model_name(predictor.meta())}, {"input_size", {mw, mh}}};
+    result["modality"] = pre.mr ? "MR" : "CT";
+    result["sequences"] = pre.sequences;  // the MR channels, in the model's order (empty for CT)
     result["render"] = {{"source", input.is_volume() ? "volume" : "images"},
                         {"is_hu", is_hu},
                         {"width", mw * scale},

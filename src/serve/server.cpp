@@ -301,6 +301,8 @@ struct Server::Impl {
                       {"input", {{"width", pre.resize.width},
                                  {"height", pre.resize.height},
                                  {"channels", pre.channels()},
+                                 {"modality", pre.mr ? "MR" : "CT"},
+                                 {"sequences", pre.sequences},
                                  {"windows", windows},
                                  {"keep_aspect", pre.resize.keep_aspect},
                                  {"crop_head", pre.crop_head}}},

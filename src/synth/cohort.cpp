@@ -23,6 +23,7 @@
 #include "hemoscan/preprocess/preprocess.hpp"
 #include "hemoscan/synth/synth.hpp"
 #include "hemoscan/util/fs.hpp"
+#include "hemoscan/util/random.hpp"
 #include "hemoscan/util/strings.hpp"
 
 namespace hemoscan {
@@ -39,6 +40,20 @@ struct StudyRow {
     SynthParams params;
     std::vector<std::array<bool, kSynthSubtypes>> slice_labels;
     std::vector<std::string> slice_paths, mask_paths, rsna_ids;
+    std::string class_name, blood_age;  // class-folder form; MR
+    int class_slice = -1, microbleeds = 0;
+    double field_t = 0;
+};
+
+// One study of the cohort: the CT phantom, its MR rendering (modality mr) and, in the class-folder
+// form, the class it was drawn for and the slice that shows it.
+struct CohortCase {
+    SynthStudy ct;
+    SynthMrStudy mr;
+    bool is_mr = false;
+    std::string class_name;
+    int class_slice = -1;
+    const std::vector<cv::Mat>& labels() const { return is_mr ? mr.labels : ct.labels; }
 };
 
 std::string study_file_name(const SynthStudy& st, int k) { return fmt::format("IM{:04d}.dcm", st.instance_numbers[k]); }
@@ -57,9 +72,10 @@ int parse_synth_formats(const std::string& spec) {
         else if (f == "png") formats |= kSynthPng;
         else if (f == "nnunet") formats |= kSynthNnunet;
         else if (f == "rsna") formats |= kSynthRsna;
-        else throw UsageError("unknown format '" + f + "' in `format` (dicom, nifti, png, nnunet, rsna)");
+        else if (f == "classes") formats |= kSynthClasses;
+        else throw UsageError("unknown format '" + f + "' in `format` (dicom, nifti, png, nnunet, rsna, classes)");
     }
-    if (formats == 0) throw UsageError("`format` names no format (dicom, nifti, png, nnunet, rsna)");
+    if (formats == 0) throw UsageError("`format` names no format (dicom, nifti, png, nnunet, rsna, classes)");
     return formats;
 }
 
@@ -119,10 +135,239 @@ void write_study_nifti(const SynthStudy& st, const fs::path& image_file, const f
                        "labels 1 EDH 2 IPH 3 IVH 4 SAH 5 SDH 6 calcification");
 }
 
+namespace {
+
+// What a slice shows: blood (labels 1-5, microbleeds) and/or calcification.
+std::string slice_class(const cv::Mat& labels, int min_blood, int min_calc) {
+    int blood = 0, calc = 0;
+    for (int r = 0; r < labels.rows; ++r) {
+        const std::uint8_t* l = labels.ptr<std::uint8_t>(r);
+        for (int c = 0; c < labels.cols; ++c) {
+            if (l[c] == kLabelCalcification) ++calc;
+            else if (l[c] != 0) ++blood;
+        }
+    }
+    const bool b = blood >= min_blood, k = calc >= min_calc;
+    if (b && k) return "bleed+calcified";
+    if (b) return "bleed";
+    if (k) return "calcified";
+    return blood + calc == 0 ? "normal" : "";  // a sliver of a finding: neither
+}
+
+void check_classes(const std::vector<std::string>& classes) {
+    if (classes.empty()) throw UsageError("`classes` is empty (bleed, calcified, bleed+calcified, normal)");
+    for (const auto& c : classes) {
+        if (c != "bleed" && c != "calcified" && c != "bleed+calcified" && c != "normal") {
+            throw UsageError("unknown class '" + c + "' (bleed, calcified, bleed+calcified, normal)");
+        }
+    }
+}
+
+// Study i of the cohort. In the class-folder form it is drawn for class i mod |classes| and drawn
+// again (another sub-seed) until one slice of the head's middle shows that class, which is then chosen
+// at random among those that do.
+CohortCase make_case(const SynthOptions& options, int i, bool classes) {
+    CohortCase cc;
+    cc.is_mr = options.modality == "mr";
+    SynthOptions o = options;
+    o.keep_internals = cc.is_mr;
+    if (!classes) {
+        cc.ct = generate_study(o, i);
+        if (cc.is_mr) cc.mr = synth_mr_study(cc.ct, o);
+        return cc;
+    }
+    cc.class_name = options.classes[static_cast<size_t>(i) % options.classes.size()];
+    const bool bleed = cc.class_name == "bleed" || cc.class_name == "bleed+calcified";
+    const bool calc = cc.class_name == "calcified" || cc.class_name == "bleed+calcified";
+    o.p_bleed = bleed ? 1.0 : 0.0;
+    o.force_subtypes = bleed ? -1 : 0;
+    o.force_calcification = calc ? 1 : 0;
+    for (int attempt = 0; attempt < 16; ++attempt) {
+        o.seed = attempt == 0 ? options.seed : splitmix64(options.seed ^ (0x9e3779b97f4a7c15ULL * attempt));
+        cc.ct = generate_study(o, i);
+        if (cc.is_mr) cc.mr = synth_mr_study(cc.ct, o);
+        const auto& labels = cc.labels();
+        const double px2 = cc.ct.params.pixel_mm * cc.ct.params.pixel_mm;
+        const int min_blood = std::max(1, static_cast<int>(10 / px2)), min_calc = std::max(1, static_cast<int>(2 / px2));
+        // Slices through the head's middle: at least half the largest head section.
+        std::vector<int> head(labels.size());
+        for (size_t k = 0; k < labels.size(); ++k) head[k] = cv::countNonZero(cc.ct.ct.slices[k] > -500);
+        const int most = *std::max_element(head.begin(), head.end());
+        std::vector<int> candidates;
+        for (size_t k = 0; k < labels.size(); ++k) {
+            if (head[k] * 2 >= most && slice_class(labels[k], min_blood, min_calc) == cc.class_name) {
+                candidates.push_back(static_cast<int>(k));
+            }
+        }
+        if (candidates.empty()) continue;
+        cc.class_slice = candidates[splitmix64(o.seed ^ static_cast<std::uint64_t>(i)) % candidates.size()];
+        cc.ct.patient_id = fmt::format("SYN{}-{:04d}", options.seed, i);
+        return cc;
+    }
+    throw Error(fmt::format("synth: no slice of study {} shows class '{}' after 16 draws (try more slices)", i,
+                            cc.class_name));
+}
+
+// An MR sequence's magnitude scale for 8-bit PNGs: the 99.5th percentile of the head's voxels.
+double png_white(const Volume& v) {
+    std::vector<float> values;
+    for (const cv::Mat& s : v.slices) {
+        for (int r = 0; r < s.rows; r += 2) {
+            const float* p = s.ptr<float>(r);
+            for (int c = 0; c < s.cols; c += 2) {
+                if (p[c] > 50) values.push_back(p[c]);
+            }
+        }
+    }
+    if (values.empty()) return 1000;
+    const size_t q = static_cast<size_t>(0.995 * static_cast<double>(values.size() - 1));
+    std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(q), values.end());
+    return std::max(1.0f, values[q]);
+}
+
+// DICOM MR Image Storage, one series per sequence: dicom/<study>/<sequence>/IM0001.dcm ...
+void write_mr_dicom(const CohortCase& cc, const SynthOptions& options, const fs::path& folder) {
+    const SynthStudy& st = cc.ct;
+    const bool t3 = cc.mr.field_t > 2;
+    for (size_t s = 0; s < cc.mr.sequences.size(); ++s) {
+        const std::string& name = cc.mr.sequences[s];
+        const Volume& v = cc.mr.images[s];
+        DicomWriteOptions o;
+        o.modality = "MR";
+        o.patient_id = st.patient_id;
+        o.patient_name = "Synthetic^" + st.study_id;
+        o.study_uid = st.study_uid;
+        o.series_uid = synth_uid(options.seed, st.index, 4, static_cast<int>(s));
+        o.series_number = static_cast<int>(s) + 1;
+        o.series_description = v.slice_meta.front().series_description;
+        o.pixel_spacing = {v.geometry.spacing[1], v.geometry.spacing[0]};
+        o.slice_thickness = v.geometry.spacing[2];
+        o.field_strength = cc.mr.field_t;
+        o.rescale_intercept = 0;
+        o.rescale_slope = 1;
+        o.window_center = 500;
+        o.window_width = 1000;
+        if (name == "t1") o.sequence_name = "*se2d1", o.repetition_time = 500, o.echo_time = 12;
+        if (name == "t2") o.sequence_name = "*tse2d1_15", o.repetition_time = 4000, o.echo_time = 95;
+        if (name == "flair") {
+            o.sequence_name = "*tir2d1_16", o.scanning_sequence = "SE\\IR", o.repetition_time = 9000;
+            o.echo_time = 90, o.inversion_time = 2500;
+        }
+        if (name == "swi_mag" || name == "swi_phase") {
+            o.sequence_name = "*swi3d1r", o.scanning_sequence = "GR", o.acquisition_type = "3D";
+            o.repetition_time = t3 ? 28 : 49, o.echo_time = t3 ? 20 : 40, o.flip_angle = 15;
+        }
+        cv::Mat stored;
+        if (name == "swi_phase") {
+            // Stored 0..4095 with slope 2 and intercept -4096: -4096..4094 stand for -pi..pi (as Siemens writes it).
+            o.image_type = "ORIGINAL\\PRIMARY\\P\\ND";
+            o.rescale_slope = 2;
+            o.rescale_intercept = -4096;
+            o.window_center = 0;
+            o.window_width = 8192;
+        }
+        for (int k = 0; k < v.depth(); ++k) {
+            o.sop_uid = synth_uid(options.seed, st.index, 5, static_cast<int>(s) * 10000 + k);
+            o.instance_number = st.instance_numbers[k];
+            o.position = v.slice_meta[k].position;
+            cv::Mat values = v.slices[k];
+            if (name == "swi_phase") {
+                values = values * (4096.0 / 3.14159265358979323846);
+                cv::min(cv::max(values, -4096.0), 4094.0, values);  // 12 bits: +pi is stored as 4094
+            }
+            write_dicom_ct(folder / name / study_file_name(st, k), values, o);
+        }
+    }
+}
+
+// The files of one study (any formats); fills the manifest paths of `row`.
+void write_case_files(const CohortCase& cc, const SynthOptions& options, const fs::path& out, int formats,
+                      StudyRow& row) {
+    const SynthStudy& st = cc.ct;
+    const int depth = st.ct.depth();
+    if (!cc.is_mr) {
+        if (formats & kSynthDicom) write_study_dicom(st, out / "dicom" / st.study_id);
+        if (formats & kSynthNifti) {
+            write_study_nifti(st, out / "nifti" / (st.study_id + ".nii.gz"), out / "nifti" / (st.study_id + "_labels.nii.gz"));
+        }
+        if (formats & kSynthNnunet) {
+            write_study_nifti(st, out / "nnunet" / "imagesTr" / (st.study_id + "_0000.nii.gz"),
+                              out / "nnunet" / "labelsTr" / (st.study_id + ".nii.gz"));
+        }
+        if (formats & kSynthClasses) {
+            write_image_2d(out / "classes" / cc.class_name / (st.study_id + ".png"),
+                           synth_png(st.ct.slices[static_cast<size_t>(cc.class_slice)], options.png_rgb));
+        }
+        if (formats & kSynthPng) {
+            for (int k = 0; k < depth; ++k) {
+                const fs::path rel = fs::path("png") / st.study_id / slice_name("slice", k, "png");
+                write_image_2d(out / rel, synth_png(st.ct.slices[k], options.png_rgb));
+                row.slice_paths.push_back(rel.generic_string());
+            }
+        }
+    } else {
+        if (formats & kSynthDicom) write_mr_dicom(cc, options, out / "dicom" / st.study_id);
+        std::vector<double> white;
+        for (const Volume& v : cc.mr.images) white.push_back(png_white(v));
+        for (size_t s = 0; s < cc.mr.sequences.size(); ++s) {
+            const std::string& name = cc.mr.sequences[s];
+            const bool phase = name == "swi_phase";
+            if (formats & kSynthNifti) {
+                NiftiWriteOptions no;
+                no.type = NiftiType::Float32;
+                no.gzip_level = 1;
+                no.description = "hemoscan synthetic MR " + name + " " + st.study_id;
+                write_nifti(out / "nifti" / (st.study_id + "_" + name + ".nii.gz"), cc.mr.images[s], no);
+            }
+            if (formats & kSynthClasses) {
+                write_image_2d(out / "classes" / cc.class_name / st.study_id / (name + ".png"),
+                               synth_mr_png(cc.mr.images[s].slices[static_cast<size_t>(cc.class_slice)], phase, white[s]));
+            }
+            if (formats & kSynthPng) {
+                for (int k = 0; k < depth; ++k) {
+                    write_image_2d(out / "png" / st.study_id / fmt::format("slice_{:03d}", k + 1) / (name + ".png"),
+                                   synth_mr_png(cc.mr.images[s].slices[k], phase, white[s]));
+                }
+            }
+        }
+        if (formats & kSynthNifti) {
+            write_nifti_labels(out / "nifti" / (st.study_id + "_labels.nii.gz"), cc.mr.labels, st.ct.geometry,
+                               "labels 1 EDH 2 IPH 3 IVH 4 SAH 5 SDH 6 calcification 7 microbleed");
+        }
+        if (formats & kSynthPng) {
+            for (int k = 0; k < depth; ++k) {
+                row.slice_paths.push_back((fs::path("png") / st.study_id / fmt::format("slice_{:03d}", k + 1)).generic_string());
+            }
+        }
+    }
+    if (formats & kSynthPng) {
+        for (int k = 0; k < depth; ++k) {
+            const fs::path mask = fs::path("png") / st.study_id / slice_name("mask", k, "png");
+            write_image_2d(out / mask, cc.labels()[k]);
+            row.mask_paths.push_back(mask.generic_string());
+        }
+    } else if ((formats & kSynthDicom) && !cc.is_mr) {
+        for (int k = 0; k < depth; ++k) {
+            row.slice_paths.push_back((fs::path("dicom") / st.study_id / study_file_name(st, k)).generic_string());
+        }
+    }
+}
+
+}  // namespace
+
 CohortSummary write_cohort(const SynthOptions& options, const fs::path& out, int formats,
                            const std::function<void(size_t, size_t)>& progress) {
-    if (formats <= 0 || formats > 31) throw UsageError("write_cohort: no output format");
+    if (formats <= 0 || formats > 63) throw UsageError("write_cohort: no output format");
     if (options.studies < 1) throw UsageError("`studies` must be at least 1");
+    if (options.modality != "ct" && options.modality != "mr") {
+        throw UsageError("unknown `modality` '" + options.modality + "' (ct, mr)");
+    }
+    const bool mr = options.modality == "mr";
+    if (mr && (formats & (kSynthNnunet | kSynthRsna))) {
+        throw UsageError("formats nnunet and rsna are CT layouts; MR writes dicom, nifti, png and classes");
+    }
+    for (const auto& name : mr ? options.sequences : std::vector<std::string>{}) parse_mr_sequences(name);
+    if (formats & kSynthClasses) check_classes(options.classes);
     const auto start = std::chrono::steady_clock::now();
     fs::create_directories(out);
     const int n = options.studies;
@@ -138,7 +383,8 @@ CohortSummary write_cohort(const SynthOptions& options, const fs::path& out, int
             const int i = next++;
             if (i >= n || failed) return;
             try {
-                const SynthStudy st = generate_study(options, i);
+                const CohortCase cc = make_case(options, i, (formats & kSynthClasses) != 0);
+                const SynthStudy& st = cc.ct;
                 StudyRow& row = rows[i];
                 row.study_id = st.study_id;
                 row.patient_id = st.patient_id;
@@ -148,41 +394,22 @@ CohortSummary write_cohort(const SynthOptions& options, const fs::path& out, int
                 row.calcification = st.calcification;
                 row.volume_ml = st.volume_ml;
                 row.params = st.params;
+                row.class_name = cc.class_name;
+                row.class_slice = cc.class_slice;
+                row.blood_age = cc.mr.blood_age;
+                row.microbleeds = cc.mr.microbleeds;
+                row.field_t = cc.mr.field_t;
                 for (int k = 0; k < st.ct.depth(); ++k) {
                     std::array<bool, kSynthSubtypes> l{};
-                    for (int s = 0; s < kSynthSubtypes; ++s) l[s] = st.slice_has(k, s);
+                    for (int s = 0; s < kSynthSubtypes; ++s) l[s] = cv::countNonZero(cc.labels()[k] == (s + 1)) > 0;
                     row.slice_labels.push_back(l);
                 }
-                if (formats & kSynthDicom) write_study_dicom(st, out / "dicom" / st.study_id);
+                write_case_files(cc, options, out, formats, row);
                 if (formats & kSynthRsna) {
                     write_dicom_files(st, out / "rsna" / "stage_2_train_images", [](const SynthStudy& s, int k) {
                         return rsna_image_id(s.sop_uids[k]) + ".dcm";
                     });
                     for (int k = 0; k < st.ct.depth(); ++k) row.rsna_ids.push_back(rsna_image_id(st.sop_uids[k]));
-                }
-                if (formats & kSynthNifti) {
-                    write_study_nifti(st, out / "nifti" / (st.study_id + ".nii.gz"),
-                                      out / "nifti" / (st.study_id + "_labels.nii.gz"));
-                }
-                if (formats & kSynthNnunet) {
-                    write_study_nifti(st, out / "nnunet" / "imagesTr" / (st.study_id + "_0000.nii.gz"),
-                                      out / "nnunet" / "labelsTr" / (st.study_id + ".nii.gz"));
-                }
-                if (formats & kSynthPng) {
-                    for (int k = 0; k < st.ct.depth(); ++k) {
-                        const fs::path rel = fs::path("png") / st.study_id / slice_name("slice", k, "png");
-                        const fs::path mask = fs::path("png") / st.study_id / slice_name("mask", k, "png");
-                        write_image_2d(out / rel, synth_png(st.ct.slices[k], options.png_rgb));
-                        write_image_2d(out / mask, st.labels[k]);
-                        row.slice_paths.push_back(rel.generic_string());
-                        row.mask_paths.push_back(mask.generic_string());
-                    }
-                } else if (formats & kSynthDicom) {
-                    for (int k = 0; k < st.ct.depth(); ++k) {
-                        row.slice_paths.push_back(
-                            (fs::path("dicom") / st.study_id / fmt::format("IM{:04d}.dcm", st.instance_numbers[k]))
-                                .generic_string());
-                    }
                 }
                 std::lock_guard<std::mutex> lock(mutex);
                 ++done;
@@ -205,7 +432,7 @@ CohortSummary write_cohort(const SynthOptions& options, const fs::path& out, int
     // manifest.csv (DATA form (a)): one row per slice, labels from the masks.
     const auto& names = synth_subtype_names();
     CohortSummary summary;
-    const bool per_slice_files = (formats & (kSynthPng | kSynthDicom)) != 0;
+    const bool per_slice_files = (formats & kSynthPng) || ((formats & kSynthDicom) && !mr);
     if (per_slice_files) {
         std::ostringstream m;
         m << "path,patient,study,slice,any";
@@ -267,7 +494,10 @@ CohortSummary write_cohort(const SynthOptions& options, const fs::path& out, int
     for (const auto& name : names) s << ',' << name;
     s << ",calcification";
     for (const auto& name : names) s << ',' << name << "_ml";
-    s << ",midline_shift_mm,subdural_kind,intraventricular_kind,slice_mm,pixel_mm,noise_hu,instance_order,study_uid\n";
+    s << ",midline_shift_mm,subdural_kind,intraventricular_kind,slice_mm,pixel_mm,noise_hu,instance_order,study_uid";
+    if (formats & kSynthClasses) s << ",class,class_slice";
+    if (mr) s << ",blood_age,microbleeds,field_t";
+    s << '\n';
     for (const StudyRow& row : rows) {
         const bool any = std::any_of(row.present.begin(), row.present.end(), [](bool b) { return b; });
         s << row.study_id << ',' << row.patient_id << ',' << row.slices << ',' << (any ? 1 : 0);
@@ -276,8 +506,10 @@ CohortSummary write_cohort(const SynthOptions& options, const fs::path& out, int
         for (double ml : row.volume_ml) s << ',' << fmt::format("{:.3f}", ml);
         s << ',' << fmt::format("{:.1f}", row.params.midline_shift_mm) << ',' << row.params.subdural_kind << ','
           << row.params.intraventricular_kind << ',' << row.params.slice_mm << ',' << fmt::format("{:.6f}", row.params.pixel_mm) << ','
-          << fmt::format("{:.1f}", row.params.noise_hu) << ',' << row.params.instance_order << ',' << row.study_uid
-          << '\n';
+          << fmt::format("{:.1f}", row.params.noise_hu) << ',' << row.params.instance_order << ',' << row.study_uid;
+        if (formats & kSynthClasses) s << ',' << row.class_name << ',' << row.class_slice;
+        if (mr) s << ',' << row.blood_age << ',' << row.microbleeds << ',' << row.field_t;
+        s << '\n';
         summary.slices += row.slices;
         summary.with_bleed += any ? 1 : 0;
         summary.with_calcification += row.calcification ? 1 : 0;
@@ -400,6 +632,46 @@ cv::Mat synth_example_grid(std::uint64_t seed, int tile) {
         }
         if (img.empty()) continue;
         img.copyTo(grid(cv::Rect(static_cast<int>(p % 4) * tile, static_cast<int>(p / 4) * tile, tile, tile)));
+    }
+    return grid;
+}
+
+cv::Mat synth_mr_example_grid(std::uint64_t seed, int tile) {
+    SynthOptions o;
+    o.seed = seed;
+    o.size = tile;
+    o.slices = 24;
+    o.modality = "mr";
+    o.classes = {"bleed", "calcified", "bleed+calcified"};
+    const std::vector<std::string> rows{"bleed", "calcified", "bleed+calcified"};
+    const int n = static_cast<int>(o.sequences.size());
+    cv::Mat grid(3 * tile, n * tile, CV_8UC3, cv::Scalar(0, 0, 0));
+    for (int r = 0; r < 3; ++r) {
+        const CohortCase cc = make_case(o, r, true);
+        const int k = cc.class_slice;
+        for (int s = 0; s < n; ++s) {
+            const bool phase = o.sequences[static_cast<size_t>(s)] == "swi_phase";
+            cv::Mat g = synth_mr_png(cc.mr.images[static_cast<size_t>(s)].slices[static_cast<size_t>(k)], phase,
+                                     png_white(cc.mr.images[static_cast<size_t>(s)]));
+            cv::Mat bgr;
+            cv::cvtColor(g, bgr, cv::COLOR_GRAY2BGR);
+            if (s == n - 1) {
+                // Truth outlines on the last image: blood red, calcification cyan, microbleeds yellow.
+                const cv::Mat& labels = cc.mr.labels[static_cast<size_t>(k)];
+                const std::pair<cv::Mat, cv::Scalar> outlines[] = {
+                    {(labels > 0) & (labels < kLabelCalcification), cv::Scalar(0, 0, 255)},
+                    {labels == kLabelCalcification, cv::Scalar(255, 255, 0)},
+                    {labels == kLabelMicrobleed, cv::Scalar(0, 255, 255)}};
+                for (const auto& [sel, colour] : outlines) {
+                    std::vector<std::vector<cv::Point>> contours;
+                    cv::findContours(sel.clone(), contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_NONE);
+                    cv::drawContours(bgr, contours, -1, colour, 1);
+                }
+            }
+            put_label(bgr, s == 0 ? rows[static_cast<size_t>(r)] + " / " + o.sequences[0] : o.sequences[static_cast<size_t>(s)],
+                      {6, 18});
+            bgr.copyTo(grid(cv::Rect(s * tile, r * tile, tile, tile)));
+        }
     }
     return grid;
 }

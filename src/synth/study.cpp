@@ -162,7 +162,7 @@ std::uint64_t synth_study_seed(std::uint64_t seed, int index) {
 std::string synth_uid(std::uint64_t seed, int study, int kind, int slice) {
     const std::uint64_t h = synth::splitmix64(seed ^ 0x48454d4f5343414eULL) % 900000000000000ULL + 100000000000000ULL;
     std::string uid = fmt::format("{}.9.{}.{}.{}", SITE_UID_ROOT, h, study + 1, kind);
-    if (kind == 3) uid += "." + std::to_string(slice + 1);
+    if (kind >= 3) uid += "." + std::to_string(slice + 1);
     return uid;
 }
 

@@ -38,9 +38,7 @@ CvResult cross_validate_items(const TrainOptions& options, const std::vector<siz
     const fs::path out(options.out);
     if (fs::exists(out / "metrics.json")) throw UsageError(out.string() + " already holds a cross-validation: use another `out`");
 
-    DatasetOptions dopt;
-    dopt.labels = options.labels;
-    Dataset ds = open_dataset(options.data, dopt);
+    Dataset ds = open_dataset(options.data, dataset_options_of(options));
     std::vector<size_t> items = items_in;
     if (items.empty()) {
         for (size_t i = 0; i < ds.size(); ++i) items.push_back(i);

@@ -3,6 +3,9 @@
 #include "hemoscan/train/trainer.hpp"
 
 #include "hemoscan/error.hpp"
+#include "hemoscan/io/sequences.hpp"
+#include "hemoscan/log.hpp"
+#include "hemoscan/util/strings.hpp"
 #include "hemoscan/util/fs.hpp"
 #include "train/options.hpp"
 
@@ -41,6 +44,7 @@ nlohmann::json train_options_to_json(const TrainOptions& o) {
                         {"width", o.width},
                         {"pool", o.pool},
                         {"modality", o.modality},
+                        {"sequences", o.sequences},
                         {"tta", o.tta},
                         {"loss", o.loss},
                         {"depth", o.depth},
@@ -99,6 +103,7 @@ TrainOptions train_options_from_json(const nlohmann::json& j) {
     get("width", o.width);
     get("pool", o.pool);
     get("modality", o.modality);
+    get("sequences", o.sequences);
     get("tta", o.tta);
     get("task", o.task);
     get("loss", o.loss);
@@ -191,7 +196,32 @@ PreprocessOptions preprocess_options_of(const TrainOptions& o) {
     p.median_kernel = o.median;
     p.normalization = parse_normalization(o.normalization);
     p.crop_head = o.crop_head;
+    p.mr = parse_modality_policy(o.modality) == ModalityPolicy::MrOnly;
+    for (const std::string& s : split(o.sequences, ',')) {
+        if (!trim(s).empty()) p.sequences.push_back(to_lower(trim(s)));
+    }
+    if (!p.sequences.empty() && !p.mr) throw UsageError("`sequences` name MR channels: give `modality` mr too");
     return p;
+}
+
+DatasetOptions dataset_options_of(const TrainOptions& o) {
+    DatasetOptions d;
+    d.labels = o.labels;
+    d.sequences = preprocess_options_of(o).sequences;
+    return d;
+}
+
+void resolve_sequences(TrainOptions& o, const Dataset& ds) {
+    if (!o.sequences.empty() || parse_modality_policy(o.modality) != ModalityPolicy::MrOnly) return;
+    for (const DatasetItem& item : ds.items) {
+        std::error_code ec;
+        if (!std::filesystem::is_directory(item.path, ec)) continue;
+        std::string spec;
+        for (const std::string& s : case_sequences(item.path)) spec += (spec.empty() ? "" : ",") + s;
+        o.sequences = spec;
+        logger().info("MR sequences (channels): {} (from {})", spec, item.path.string());
+        return;
+    }
 }
 
 }  // namespace hemoscan

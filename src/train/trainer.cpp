@@ -479,9 +479,8 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
     parse_modality_policy(o.modality);
     train_detail::use_threads(o);
 
-    DatasetOptions dopt;
-    dopt.labels = o.labels;
-    const Dataset ds = open_dataset(o.data, dopt);
+    const Dataset ds = open_dataset(o.data, dataset_options_of(o));
+    resolve_sequences(o, ds);
     if (ds.multiclass && ds.label_names.size() < 2) {
         throw InputError(o.data + ": a class-folder dataset needs at least two classes");
     }

@@ -5,7 +5,8 @@
 //      with an integer `slice` column the rows are ordered slices of studies (`study`, else
 //      `patient`); other non-0/1 columns are ignored.
 //  (b) labels.csv: first column an id, the other columns labels; images named <id>.<ext>.
-//  (c) one subfolder per class (normal/, hemorrhage/, ...): multi-class, classes sorted by name.
+//  (c) one subfolder per class (normal/, hemorrhage/, ...): multi-class, classes sorted by name; an
+//      item is an image, or a folder of one MR case with an image per sequence (DatasetOptions).
 //  (d) the RSNA 2019 layout: a CSV with the header `ID,Label` (rows `ID_<image>_<subtype>`, six per
 //      slice) beside DICOM files named `ID_<image>.dcm` (anywhere below the folder); studies and the
 //      slice order come from the DICOM headers (StudyInstanceUID / SeriesInstanceUID,
@@ -57,6 +58,10 @@ struct Dataset {
 
 struct DatasetOptions {
     std::vector<std::string> labels;  // --labels a,b: select these label columns (empty = all)
+    // MR: a folder that holds the first of these sequences (t2.png, sub-01_t2.nii.gz, ...) is one
+    // case (class folders: an item; manifests: a `path` may name such a folder). Empty: folders holding
+    // only images named after known sequences (t1, t2, flair, swi_mag, swi_phase) are cases.
+    std::vector<std::string> sequences;
 };
 
 // Opens DATA, detecting its form (manifest.csv, then labels.csv, then class subfolders). Checks that

@@ -39,8 +39,12 @@ enum class SeriesChoice { All, Largest };
 // study, as read_study_files; other entries skipped with a warning), a NIfTI file (.nii/.nii.gz), a
 // DICOM file or a 2D image. InputError naming the path for a missing path, an empty folder or zip, a
 // broken archive or an unsupported file.
+// With `sequences` (an MR model's channels) a folder is a multi-sequence case (io/sequences.hpp): the
+// folder itself when it holds the first sequence or DICOM files, else each of its subfolders that does
+// (kind "sequences"; slices hold the sequences as channels).
 std::vector<StudyInput> read_study_inputs(const std::filesystem::path& path, ModalityPolicy policy,
-                                          SeriesChoice series = SeriesChoice::All);
+                                          SeriesChoice series = SeriesChoice::All,
+                                          const std::vector<std::string>& sequences = {});
 
 // Reads the files of one upload as one study: the DICOM files as a series (the largest when they
 // hold several, with a warning), else the images in the given order (`names` are their display names).
@@ -48,7 +52,8 @@ std::vector<StudyInput> read_study_inputs(const std::filesystem::path& path, Mod
 // instead of their base names (warnings, logs) and paths (errors): see read_dicom_series.
 StudyInput read_study_files(const std::vector<std::filesystem::path>& dicoms,
                             const std::vector<std::filesystem::path>& images, const std::vector<std::string>& names,
-                            ModalityPolicy policy, const std::vector<std::string>& dicom_names = {});
+                            ModalityPolicy policy, const std::vector<std::string>& dicom_names = {},
+                            const std::vector<std::string>& sequences = {});
 
 // Whose evidence the heatmaps show: none, each slice its own most probable output (predict), or the
 // study's most probable output on every slice, so that scrolling compares like with like (server).

@@ -8,10 +8,11 @@
 
 namespace hemoscan {
 
-// Which modalities the caller accepts. CT is the default; MR only when the user says so.
-enum class ModalityPolicy { CtOnly, CtOrMr, Any };
+// Which modalities the caller accepts. CT is the default; MR only when the user says so. A model
+// trained on one refuses the other (a CT model given MR, an MR model given CT).
+enum class ModalityPolicy { CtOnly, CtOrMr, Any, MrOnly };
 
-// "ct" (CT only), "mr"/"mri" (CT or MRI), "any". Throws UsageError otherwise.
+// "ct" (CT only), "mr"/"mri" (MR only), "ct+mr" (either), "any". Throws UsageError otherwise.
 ModalityPolicy parse_modality_policy(const std::string& name);
 
 struct DicomSlice {
@@ -71,9 +72,19 @@ struct DicomWriteOptions {
     bool has_padding = false;
     int pixel_padding_value = 0;                     // stored value marking padding
     std::string transfer_syntax = "uncompressed";   // uncompressed | rle | jpeg-ls | jpeg-lossless
+    // Modality MR (MR Image Storage): the acquisition attributes its IOD asks for. No RescaleType;
+    // RescaleSlope/Intercept only when not 1/0 (phase images: stored 0..4095 -> -4096..4094).
+    std::string image_type;              // e.g. ORIGINAL\PRIMARY\P\ND (default ORIGINAL\PRIMARY\AXIAL; MR: ...\M\ND)
+    std::string scanning_sequence = "SE";  // SE, GR, IR (ScanningSequence)
+    std::string sequence_variant = "NONE";
+    std::string sequence_name;           // SequenceName, e.g. *tse2d1_15
+    std::string acquisition_type = "2D"; // MRAcquisitionType
+    double repetition_time = 0, echo_time = 0, inversion_time = 0;  // ms (InversionTime only when > 0)
+    double flip_angle = 90, field_strength = 3;                      // degrees, tesla
 };
 
-// Writes a CT Image Storage file (16-bit unsigned stored values) from HU (CV_32F, rounded) atomically.
+// Writes a CT Image Storage file (16-bit unsigned stored values) from HU (CV_32F, rounded) atomically;
+// with modality MR an MR Image Storage file of the same values.
 // stored = round((hu - intercept) / slope), clamped to 0..65535.
 void write_dicom_ct(const std::filesystem::path& path, const cv::Mat& hu, const DicomWriteOptions& options);
 

@@ -93,8 +93,22 @@ struct PreprocessOptions {
     int median_kernel = 0;           // 0 = off
     Normalization normalization = Normalization::UnitRange;
     bool crop_head = false;
-    int channels() const { return static_cast<int>(windows.size()); }
+    // MR (modality mr): no windows; each channel through normalize_mr. `sequences` names the channels
+    // (one per sequence, read from a case folder by name); empty = one grey channel.
+    bool mr = false;
+    std::vector<std::string> sequences;
+    int channels() const {
+        if (mr) return sequences.empty() ? 1 : static_cast<int>(sequences.size());
+        return static_cast<int>(windows.size());
+    }
 };
+
+// MR values have no physical scale. Magnitude: the 0.5th..99.5th percentiles of the head's pixels
+// (those above 10% of the image's 99th percentile) map to 0..1, clamped, per image and channel, so
+// that scanners and gains agree. Phase (a sequence whose name holds "phase"): its fixed range maps to
+// 0..1 with zero phase at 0.5: radians (-pi..pi), Siemens' -4096..4094, or 0..255 in 8-bit images.
+cv::Mat normalize_mr(const cv::Mat& channel, bool phase, bool eight_bit);
+bool is_phase_sequence(const std::string& name);
 
 // DICOM/HU slice -> windows; 8-bit (already windowed) image -> /255 and replicated to the number
 // of window channels (documented: such images are used as they are). 16-bit non-HU images are
@@ -105,7 +119,7 @@ Sample preprocess(const DicomSlice& slice, const PreprocessOptions& options, con
 
 // The preprocessing as a model file stores it (meta["preprocess"]), written by both trainers and read by
 // both predictors: {"windows": [{"name", "level", "width"}], "window_spec" (as the user gave it), "size",
-// "keep_aspect", "median", "normalization" (none | unit | zscore), "crop_head", "modality"}.
+// "keep_aspect", "median", "normalization" (none | unit | zscore), "crop_head", "modality", "sequences"}.
 nlohmann::json preprocess_to_json(const PreprocessOptions& options, const std::string& window_spec,
                                   const std::string& modality);
 // Missing keys (or a null/absent object: models from before the key existed) take PreprocessOptions'

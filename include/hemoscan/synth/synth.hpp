@@ -24,6 +24,7 @@ enum SynthLabel : std::uint8_t {
     kLabelSubarachnoid = 4,
     kLabelSubdural = 5,
     kLabelCalcification = 6,  // a confounder, not a hemorrhage
+    kLabelMicrobleed = 7,     // MR only: haemosiderin foci of 2-5 mm that CT does not show
 };
 constexpr int kSynthSubtypes = 5;  // label values 1..5, in the manifest's column order
 
@@ -60,6 +61,12 @@ struct SynthOptions {
     int force_subtypes = -1;
     int force_calcification = -1;  // -1 random, 0 never, 1 always
     bool keep_internals = false;   // keep SynthStudy::tissue and ::clean (tests, figures)
+    // MR: "ct" (default) or "mr": the same phantom rendered per MR sequence (synth_mr_study).
+    std::string modality = "ct";
+    std::vector<std::string> sequences{"t1", "t2", "flair", "swi_mag", "swi_phase"};  // parse_mr_sequences
+    bool phase_left_handed = false;  // default: paramagnetic (blood) negative phase, diamagnetic (calcium) positive
+    // The class-folder form (kSynthClasses): class names from bleed, calcified, bleed+calcified, normal.
+    std::vector<std::string> classes{"bleed", "calcified", "bleed+calcified"};
 };
 
 // Scanner and anatomy parameters drawn for one study (reported in studies.csv).
@@ -100,20 +107,53 @@ struct SynthStudy {
 std::uint64_t synth_study_seed(std::uint64_t seed, int index);
 
 // A DICOM UID derived from the seed: DCMTK's site root (SITE_UID_ROOT) + ".9." + a 15-digit hash of
-// the seed + "." study number (index + 1) + "." kind (1 study, 2 series, 3 instance) + "." slice
-// number (instances only). Valid syntax (no leading zeros), at most 64 characters.
+// the seed + "." study number (index + 1) + "." kind (1 study, 2 series, 3 instance; MR: 4 series,
+// 5 instance) + "." slice number (kinds 3-5; for MR series the sequence's place). Valid syntax (no leading zeros), at most 64 characters.
 std::string synth_uid(std::uint64_t seed, int study, int kind, int slice = 0);
 
 // Generates study `index` of the cohort described by `options`. Throws UsageError for bad options
 // (size < 32 or > 2048, slices < 1 or > 512, p_bleed outside 0..1, force_subtypes > 31).
 SynthStudy generate_study(const SynthOptions& options, int index);
 
+// ---- MRI (docs/synthetic.md, "MRI") ----
+
+// The sequences synth_mr_study renders: t1, t2, flair, swi_mag, swi_phase.
+const std::vector<std::string>& mr_sequence_names();
+// "t1,t2,flair,swi" -> names; "swi" stands for swi_mag and swi_phase. UsageError for anything else.
+std::vector<std::string> parse_mr_sequences(const std::string& spec);
+
+// One study as MRI: the CT study's anatomy, bleeds and calcifications rendered per sequence with
+// tissue contrasts, blood signal by age, microbleeds, a smooth bias field and Rician noise.
+struct SynthMrStudy {
+    std::vector<std::string> sequences;
+    std::vector<Volume> images;   // per sequence: magnitude in arbitrary units (white matter ~ 600-800), phase in radians
+    std::vector<cv::Mat> labels;  // the CT labels plus microbleeds (kLabelMicrobleed)
+    std::string blood_age;        // hyperacute, acute, early_subacute, late_subacute, chronic ("" without blood)
+    int microbleeds = 0;
+    double field_t = 3;           // 1.5 or 3 T
+    double noise = 0;             // Rician sigma relative to white matter on T1
+};
+// `ct` must come from generate_study with keep_internals. Deterministic per (options.seed, ct.index).
+SynthMrStudy synth_mr_study(const SynthStudy& ct, const SynthOptions& options);
+// A magnitude slice as 8-bit (0 .. `white` -> 0..255), or a phase slice (-pi..pi -> 0..255, 0 at 128).
+cv::Mat synth_mr_png(const cv::Mat& values, bool phase, double white);
+
 // Output formats, any combination.
 // rsna: the RSNA 2019 layout, OUT/rsna/stage_2_train.csv (ID,Label; six rows per slice, labels from
 // the masks) and OUT/rsna/stage_2_train_images/ID_<image>.dcm (one file per slice, names unrelated to
 // the order: studies and slice order only in the DICOM headers).
-enum SynthFormat : int { kSynthDicom = 1, kSynthNifti = 2, kSynthPng = 4, kSynthNnunet = 8, kSynthRsna = 16 };
-// "dicom,nifti,png,nnunet,rsna" (any subset, comma-separated) -> bit mask. Throws UsageError otherwise.
+// classes: one case per study in OUT/classes/<class>/ (options.classes): the slice that shows the class
+// best, as <study>.png (CT, brain window) or <study>/<sequence>.png (MR); the study is drawn again
+// (another sub-seed) until such a slice exists. Written alone or beside the other formats.
+enum SynthFormat : int {
+    kSynthDicom = 1,
+    kSynthNifti = 2,
+    kSynthPng = 4,
+    kSynthNnunet = 8,
+    kSynthRsna = 16,
+    kSynthClasses = 32
+};
+// "dicom,nifti,png,nnunet,rsna,classes" (any subset, comma-separated) -> bit mask. UsageError otherwise.
 int parse_synth_formats(const std::string& spec);
 
 struct CohortSummary {
@@ -151,5 +191,8 @@ cv::Mat synth_png(const cv::Mat& hu, bool rgb);
 // subdural) and a chronic subdural; brain window, mask outlines in colour, names in each tile (BGR,
 // CV_8UC3, 4 x 2 tiles of tile x tile). Deterministic for a seed.
 cv::Mat synth_example_grid(std::uint64_t seed, int tile = 256);
+// The MR figure (docs/img/synth_mr_grid.png): a bleed, a calcification and both, one row each, the
+// sequences as columns; truth outlines on the last column (blood red, calcium cyan, microbleeds yellow).
+cv::Mat synth_mr_example_grid(std::uint64_t seed, int tile = 256);
 
 }  // namespace hemoscan

@@ -52,6 +52,9 @@ struct TrainOptions {
     double width = 1.0;             // channel multiplier
     std::string pool = "avg";       // classifier head: global avg, max or avgmax pooling (ModelConfig::pool)
     std::string modality = "ct";
+    // MR: the channels by sequence name, comma-separated (t2,flair,swi_mag,swi_phase); empty = what the
+    // data's case folders hold (case_sequences), or one grey channel for single images.
+    std::string sequences;
     bool tta = true;  // average with the left-right mirrored image (validation and inference)
     // Exponential moving average of the weights, time constant in epochs (0 = off). Validation,
     // checkpoints and the final model use the averaged weights (BatchNorm recalibrated for them).
@@ -98,6 +101,10 @@ nlohmann::json train_options_to_json(const TrainOptions& o);
 // both trainers apply and store in model.pt (preprocess_to_json). UsageError for a bad window or
 // normalisation name.
 PreprocessOptions preprocess_options_of(const TrainOptions& o);
+// The data set options of a run (labels, sequences).
+DatasetOptions dataset_options_of(const TrainOptions& o);
+// MR runs without `sequences` on case folders: the sequences of the first case (io/sequences.hpp).
+void resolve_sequences(TrainOptions& o, const Dataset& ds);
 TrainOptions train_options_from_json(const nlohmann::json& j);
 
 // Checks option values and combinations before anything is written (UsageError naming the option).
