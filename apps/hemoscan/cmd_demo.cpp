@@ -7,6 +7,7 @@
 #include <map>
 
 #include "commands.hpp"
+#include "demo.hpp"
 #include "hemoscan/data/csv.hpp"
 #include "hemoscan/data/dataset.hpp"
 #include "hemoscan/error.hpp"
@@ -26,17 +27,7 @@ namespace hemoscan::cli {
 
 namespace {
 
-struct DemoArgs {
-    std::string out = "demo-out";
-    int train_studies = 120;
-    int test_studies = 30;
-    int slices = 8;
-    int size = 128;
-    int epochs = 10;
-    std::uint64_t seed = 2026;
-    int threads = 0;
-    bool overwrite = false;
-};
+
 
 std::string fixed(double v, int digits = 3) {
     if (std::isnan(v)) return "n/a";
@@ -69,7 +60,12 @@ void add_demo(CLI::App& root, std::vector<Command>& commands) {
     app->add_option("--seed", a->seed, "Seed of everything")->capture_default_str();
     app->add_option("--threads", a->threads, "Compute threads (0 = all cores)")->capture_default_str();
     app->add_flag("--overwrite", a->overwrite, "Replace an earlier demo in OUT (only the demo's own files)");
+    app->add_option("--modality", a->modality,
+                    "ct (hemorrhage subtypes on CT series) or mr (bleed / calcified / bleed+calcified on multi-sequence MRI)")
+        ->check(CLI::IsMember({"ct", "mr"}))
+        ->capture_default_str();
     commands.push_back({app, [a] {
+        if (a->modality == "mr") return run_mr_demo(*a);
         const auto t0 = std::chrono::steady_clock::now();
         const fs::path out(a->out);
         if (fs::exists(out / "run" / "state.json")) {

@@ -33,6 +33,7 @@ struct SynthArgs {
     std::string classes = "bleed,calcified,bleed+calcified";
     bool with_normal = false;
     std::string phase = "right";
+    double p_pathological = -1;
 };
 
 }  // namespace
@@ -71,6 +72,9 @@ void add_synth(CLI::App& root, std::vector<Command>& commands) {
     app->add_option("--classes", a->classes, "--format classes: the classes, one per study in turn")
         ->capture_default_str();
     app->add_flag("--with-normal", a->with_normal, "--format classes: add a normal class");
+    app->add_option("--p-calc-pathological", a->p_pathological,
+                    "Chance that a study with calcification also has 1-3 pathological foci (default: 0.35 for MR, 0 for CT)")
+        ->check(CLI::Range(-1.0, 1.0));
     app->add_option("--grid", a->grid, "Also write a PNG figure with one example per subtype (mask outlines)");
     app->add_option("--grid-tile", a->grid_tile, "Tile size of the --grid figure")
         ->check(CLI::Range(64, 1024))
@@ -109,6 +113,7 @@ void add_synth(CLI::App& root, std::vector<Command>& commands) {
         o.modality = a->modality;
         o.sequences = parse_mr_sequences(a->sequences);
         o.phase_left_handed = a->phase == "left";
+        o.p_pathological_calcification = a->p_pathological;
         o.classes.clear();
         for (const auto& c : split(a->classes, ',')) {
             if (!trim(c).empty()) o.classes.push_back(to_lower(trim(c)));

@@ -93,7 +93,10 @@ nlohmann::json compute_metrics(const PredictionTable& table, const std::vector<d
     if (table.multiclass && table.size() > 0) {
         std::vector<int> truth_idx;
         for (const auto& t : table.truths) truth_idx.push_back(static_cast<int>(std::max_element(t.begin(), t.end()) - t.begin()));
-        j["multiclass"] = multiclass_json(multiclass_metrics(table.probs, truth_idx), table.label_names);
+        BootstrapOptions bo;
+        bo.seed = seed;
+        const MultiClassIntervals ci = bootstrap_multiclass_ci(table.probs, truth_idx, bo, table.patients);
+        j["multiclass"] = multiclass_json(multiclass_metrics(table.probs, truth_idx), table.label_names, &ci);
         j["accuracy"] = j["multiclass"]["accuracy"];
     }
     return j;

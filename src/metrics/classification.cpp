@@ -541,9 +541,14 @@ MultiClassMetrics multiclass_metrics(const std::vector<std::vector<double>>& pro
         predicted[i] = static_cast<int>(std::max_element(row.begin(), row.end()) - row.begin());
     }
 
+    return metrics_of_confusion(confusion_matrix(truths, predicted, static_cast<int>(k)));
+}
+
+MultiClassMetrics metrics_of_confusion(std::vector<std::vector<long>> confusion) {
+    const size_t k = confusion.size();
     MultiClassMetrics m;
-    m.confusion = confusion_matrix(truths, predicted, static_cast<int>(k));
-    long correct = 0;
+    m.confusion = std::move(confusion);
+    long correct = 0, total = 0;
     for (size_t c = 0; c < k; ++c) {
         long row_sum = 0, col_sum = 0;
         for (size_t o = 0; o < k; ++o) {
@@ -552,20 +557,62 @@ MultiClassMetrics multiclass_metrics(const std::vector<std::vector<double>>& pro
         }
         const long hit = m.confusion[c][c];
         correct += hit;
+        total += row_sum;
         const double p = ratio(static_cast<double>(hit), static_cast<double>(col_sum));
         const double r = ratio(static_cast<double>(hit), static_cast<double>(row_sum));
         m.precision.push_back(p);
         m.recall.push_back(r);
         m.f1.push_back(ratio(2.0 * static_cast<double>(hit), static_cast<double>(row_sum + col_sum)));
     }
-    m.accuracy = static_cast<double>(correct) / static_cast<double>(truths.size());
+    m.accuracy = ratio(static_cast<double>(correct), static_cast<double>(total));
     m.macro_f1 = std::accumulate(m.f1.begin(), m.f1.end(), 0.0) / static_cast<double>(k);
     m.macro_precision = std::accumulate(m.precision.begin(), m.precision.end(), 0.0) / static_cast<double>(k);
     m.macro_recall = std::accumulate(m.recall.begin(), m.recall.end(), 0.0) / static_cast<double>(k);
     return m;
 }
 
-nlohmann::json multiclass_json(const MultiClassMetrics& metrics, const std::vector<std::string>& class_names) {
+MultiClassIntervals bootstrap_multiclass_ci(const std::vector<std::vector<double>>& probabilities,
+                                            const std::vector<int>& truths, const BootstrapOptions& options,
+                                            const std::vector<std::string>& groups) {
+    const char* fn = "bootstrap_multiclass_ci";
+    check_bootstrap_options(fn, options);
+    if (!groups.empty() && groups.size() != truths.size()) {
+        throw UsageError(std::string(fn) + ": " + std::to_string(groups.size()) + " group ids for " +
+                         std::to_string(truths.size()) + " cases");
+    }
+    const MultiClassMetrics all = multiclass_metrics(probabilities, truths);  // validates the input
+    const size_t k = all.confusion.size(), n = truths.size();
+    std::vector<int> predicted(n);
+    for (size_t i = 0; i < n; ++i) {
+        predicted[i] = static_cast<int>(std::max_element(probabilities[i].begin(), probabilities[i].end()) -
+                                        probabilities[i].begin());
+    }
+    std::vector<std::vector<size_t>> units;  // cases drawn together
+    std::unordered_map<std::string, size_t> index;
+    for (size_t i = 0; i < n; ++i) {
+        const size_t u = groups.empty() ? units.size() : index.emplace(groups[i], units.size()).first->second;
+        if (u == units.size()) units.emplace_back();
+        units[u].push_back(i);
+    }
+    std::mt19937_64 rng(options.seed);
+    std::uniform_int_distribution<size_t> draw(0, units.size() - 1);
+    std::vector<double> acc, mp, mr, mf;
+    for (int r = 0; r < options.resamples; ++r) {
+        std::vector<std::vector<long>> confusion(k, std::vector<long>(k, 0));
+        for (size_t d = 0; d < units.size(); ++d) {
+            for (size_t i : units[draw(rng)]) ++confusion[static_cast<size_t>(truths[i])][static_cast<size_t>(predicted[i])];
+        }
+        const MultiClassMetrics m = metrics_of_confusion(std::move(confusion));
+        acc.push_back(m.accuracy);
+        mp.push_back(m.macro_precision);
+        mr.push_back(m.macro_recall);
+        mf.push_back(m.macro_f1);
+    }
+    return {interval_of(acc, options), interval_of(mp, options), interval_of(mr, options), interval_of(mf, options)};
+}
+
+nlohmann::json multiclass_json(const MultiClassMetrics& metrics, const std::vector<std::string>& class_names,
+                               const MultiClassIntervals* intervals) {
     const size_t k = metrics.confusion.size();
     if (class_names.size() != k)
         throw UsageError("multiclass_json: " + std::to_string(class_names.size()) + " class names for " +
@@ -585,6 +632,15 @@ nlohmann::json multiclass_json(const MultiClassMetrics& metrics, const std::vect
                                    {"support", support}};
     }
     j["classes"] = classes;
+    if (intervals) {
+        auto pair = [](const ConfidenceInterval& ci) {
+            return std::isfinite(ci.lo) ? nlohmann::json::array({ci.lo, ci.hi}) : nlohmann::json(nullptr);
+        };
+        j["ci95"] = {{"accuracy", pair(intervals->accuracy)},
+                     {"macro_precision", pair(intervals->macro_precision)},
+                     {"macro_recall", pair(intervals->macro_recall)},
+                     {"macro_f1", pair(intervals->macro_f1)}};
+    }
     return j;
 }
 

@@ -272,7 +272,8 @@ void write_mr_dicom(const CohortCase& cc, const SynthOptions& options, const fs:
             o.position = v.slice_meta[k].position;
             cv::Mat values = v.slices[k];
             if (name == "swi_phase") {
-                values = values * (4096.0 / 3.14159265358979323846);
+                // A new Mat: `values = values * c` would write into the study's own pixels (shared buffer).
+                values = cv::Mat(v.slices[k] * (4096.0 / 3.14159265358979323846));
                 cv::min(cv::max(values, -4096.0), 4094.0, values);  // 12 bits: +pi is stored as 4094
             }
             write_dicom_ct(folder / name / study_file_name(st, k), values, o);

@@ -565,6 +565,19 @@ HeadModel sample_head(Rng& rng, const ScanGeometry& scan, const StudyPlan& plan,
         h.hr_thick = rng.uniform(3, 6);
         h.hr_hu = rng.uniform(120, 260);
     }
+    // Pathological calcifications (calcified granulomas such as neurocysticercosis, calcified tumour or
+    // vascular foci): 1-3 foci of 1.5-4 mm in the parenchyma, denser than physiological ones. Drawn last
+    // so that the draws above (and cohorts made without them) do not change.
+    if (plan.calcification && plan.p_pathological > 0 && rng.chance(plan.p_pathological)) {
+        const int n = rng.integer(1, 3);
+        for (int i = 0, tries = 0; i < n && tries < 50; ++tries) {
+            const Vec3 p{rng.uniform(-1, 1) * 0.7 * h.a, rng.uniform(-1, 1) * 0.7 * h.b, rng.uniform(-0.1, 0.7) * h.c_up};
+            const double q = (p.x / h.a) * (p.x / h.a) + (p.y / h.b) * (p.y / h.b) + (p.z / h.c_up) * (p.z / h.c_up);
+            if (q > 0.45) continue;  // well inside the vault
+            h.calcs.push_back({p, rng.uniform(1.5, 4.0), rng.uniform(200, 700)});
+            ++i;
+        }
+    }
     return h;
 }
 

@@ -101,6 +101,7 @@ CubeField make_cube_field(Rng& rng, const Field& field, double radius, int n, in
 struct StudyPlan {
     std::vector<int> subtypes;  // label values 1..5, no repeats
     bool calcification = false;
+    double p_pathological = 0;  // with calcification: chance of 1-3 pathological foci too
 };
 
 struct Bleed {

@@ -28,6 +28,7 @@ void validate(const SynthOptions& o) {
     if (!(o.p_bleed >= 0 && o.p_bleed <= 1)) throw UsageError(fmt::format("`p_bleed` {} is outside 0..1", o.p_bleed));
     if (o.force_subtypes > 31 || o.force_subtypes < -1) throw UsageError("force_subtypes must be -1 or a mask 0..31");
     if (o.studies < 0) throw UsageError("`studies` must be >= 0");
+    if (o.p_pathological_calcification > 1) throw UsageError("`p_pathological_calcification` must be -1 (default) or 0..1");
 }
 
 synth::StudyPlan make_plan(Rng& rng, const SynthOptions& o) {
@@ -55,6 +56,9 @@ synth::StudyPlan make_plan(Rng& rng, const SynthOptions& o) {
     }
     const double p_calc = bleed ? 0.3 : 0.5;
     plan.calcification = o.force_calcification >= 0 ? o.force_calcification == 1 : rng.chance(p_calc);
+    plan.p_pathological = o.p_pathological_calcification >= 0 ? o.p_pathological_calcification
+                          : o.modality == "mr"                 ? 0.35
+                                                               : 0.0;
     return plan;
 }
 

@@ -369,8 +369,21 @@ TEST(DicomModality, MrIsRejectedUnderCtOnlyWithAHint) {
     o.modality = "MR";
     write_dicom_ct(path, hu_gradient(), o);
     test::expect_input_error([&] { read_dicom_file(path); },
-                       {path.string(), "modality MR where CT is expected (use `modality` mr to accept MRI)"});
+                       {path.string(), "modality MR where CT is expected (a CT model does not read MRI"});
     test::expect_input_error([&] { load_image(path); }, {path.string(), "modality MR"});
+}
+
+TEST(DicomModality, CtIsRejectedUnderMrOnlyAndPoliciesParse) {
+    test::TempDir dir;
+    const fs::path path = dir / "head_ct.dcm";
+    write_dicom_ct(path, hu_gradient(), DicomWriteOptions{});
+    test::expect_input_error([&] { read_dicom_file(path, ModalityPolicy::MrOnly); },
+                             {path.string(), "modality CT where MR is expected (an MR model does not read CT"});
+    EXPECT_EQ(parse_modality_policy("MR"), ModalityPolicy::MrOnly);
+    EXPECT_EQ(parse_modality_policy("mri"), ModalityPolicy::MrOnly);
+    EXPECT_EQ(parse_modality_policy("ct+mr"), ModalityPolicy::CtOrMr);
+    EXPECT_EQ(parse_modality_policy("ct"), ModalityPolicy::CtOnly);
+    test::expect_usage_error([] { parse_modality_policy("pet"); }, {"pet", "ct, mr, ct+mr, any"});
 }
 
 TEST(DicomModality, MrIsAcceptedUnderCtOrMr) {

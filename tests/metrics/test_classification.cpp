@@ -6,6 +6,7 @@
 
 #include "hemoscan/error.hpp"
 #include "hemoscan/metrics/classification.hpp"
+#include "support/test_util.hpp"
 
 using namespace hemoscan;
 
@@ -421,4 +422,45 @@ TEST(Youden, PriorPicksTheNearestOfTiedOptimalGaps) {
     std::vector<int> tz{1, 1, 0, 0};
     EXPECT_DOUBLE_EQ(hemoscan::youden_margin_threshold(z, tz, 0.0), 0.0);
     EXPECT_DOUBLE_EQ(hemoscan::youden_margin_threshold(z, tz, 5.0), 0.0);
+}
+
+TEST(MultiClass, BootstrapIntervalsBracketTheFiguresAndResampleWholePatients) {
+    // 3 classes, 60 cases of 10 patients: 2 patients wrong (accuracy 0.8). Patients hold 6 cases each, all right or
+    // all wrong, so drawing patients (not cases) must widen the interval.
+    std::vector<std::vector<double>> probs;
+    std::vector<int> truths;
+    std::vector<std::string> patients;
+    for (int i = 0; i < 60; ++i) {
+        const int t = i % 3;
+        const bool right = (i / 6) % 4 != 3;
+        std::vector<double> p(3, 0.1);
+        p[static_cast<size_t>(right ? t : (t + 1) % 3)] = 0.8;
+        probs.push_back(p);
+        truths.push_back(t);
+        patients.push_back("p" + std::to_string(i / 6));
+    }
+    BootstrapOptions o;
+    o.seed = 3;
+    const MultiClassMetrics m = multiclass_metrics(probs, truths);
+    ASSERT_DOUBLE_EQ(m.accuracy, 0.8);
+    const MultiClassIntervals cases = bootstrap_multiclass_ci(probs, truths, o);
+    const MultiClassIntervals grouped = bootstrap_multiclass_ci(probs, truths, o, patients);
+    for (const auto* ci : {&cases, &grouped}) {
+        EXPECT_LT(ci->accuracy.lo, m.accuracy);
+        EXPECT_GT(ci->accuracy.hi, m.accuracy);
+        EXPECT_LT(ci->macro_f1.lo, m.macro_f1);
+        EXPECT_GT(ci->macro_f1.hi, m.macro_f1);
+        EXPECT_EQ(ci->accuracy.used, 1000);
+    }
+    EXPECT_GT(grouped.accuracy.hi - grouped.accuracy.lo, 1.3 * (cases.accuracy.hi - cases.accuracy.lo));
+    const MultiClassIntervals again = bootstrap_multiclass_ci(probs, truths, o, patients);
+    EXPECT_EQ(again.accuracy.lo, grouped.accuracy.lo);
+    // All right: every resample is perfect.
+    const MultiClassIntervals perfect = bootstrap_multiclass_ci({{0.9, 0.1}, {0.2, 0.8}}, {0, 1}, o);
+    EXPECT_EQ(perfect.accuracy.lo, 1.0);
+    EXPECT_EQ(perfect.accuracy.hi, 1.0);
+    const nlohmann::json j = multiclass_json(m, {"a", "b", "c"}, &grouped);
+    ASSERT_TRUE(j.contains("ci95"));
+    EXPECT_DOUBLE_EQ(j["ci95"]["accuracy"][0].get<double>(), grouped.accuracy.lo);
+    test::expect_usage_error([&] { bootstrap_multiclass_ci(probs, truths, o, {"x"}); }, {"1 group ids for 60 cases"});
 }

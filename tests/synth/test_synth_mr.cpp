@@ -162,6 +162,11 @@ TEST(SynthMr, DicomIsMrImageStorageAndCtReadersRefuseIt) {
     EXPECT_LT(lo, -1000.0) << "noise in the air spans the phase range";
     // NIfTI per sequence, one label map; PNG slice folders in the manifest; same seed, same bytes.
     EXPECT_TRUE(fs::exists(d / "a" / "nifti" / "study_0001_swi_phase.nii.gz"));
+    // Written after the DICOM files: still radians (the DICOM writer must not scale the study's pixels).
+    const Volume nifti_phase = read_nifti(d / "a" / "nifti" / "study_0001_swi_phase.nii.gz");
+    cv::minMaxLoc(nifti_phase.slices[2], &lo, &hi);
+    EXPECT_GE(lo, -test::kPi - 1e-4);
+    EXPECT_LE(hi, test::kPi + 1e-4);
     EXPECT_EQ(read_nifti_labels(d / "a" / "nifti" / "study_0001_labels.nii.gz").depth(), 6);
     const std::string manifest = read_file(d / "a" / "manifest.csv");
     EXPECT_NE(manifest.find("png/study_0000/slice_001,"), std::string::npos) << manifest.substr(0, 300);

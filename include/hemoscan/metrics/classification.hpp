@@ -158,9 +158,22 @@ std::vector<std::vector<long>> confusion_matrix(const std::vector<int>& truths, 
 // the lower index on ties) and true class indices in [0, K).
 MultiClassMetrics multiclass_metrics(const std::vector<std::vector<double>>& probabilities,
                                      const std::vector<int>& truths);
+// The same figures from a K x K confusion matrix (rows = truth).
+MultiClassMetrics metrics_of_confusion(std::vector<std::vector<long>> confusion);
 
 // {"accuracy", "macro_f1", "macro_precision", "macro_recall", "confusion": [[...]], "classes": {name: {"precision", "recall", "f1",
 // "support"}}}. class_names must have K entries (UsageError otherwise).
-nlohmann::json multiclass_json(const MultiClassMetrics& metrics, const std::vector<std::string>& class_names);
+// Percentile-bootstrap intervals of the summary figures: cases (or, with `groups`, all cases of one
+// patient together) drawn with replacement, the argmax confusion recounted per resample.
+struct MultiClassIntervals {
+    ConfidenceInterval accuracy, macro_precision, macro_recall, macro_f1;
+};
+MultiClassIntervals bootstrap_multiclass_ci(const std::vector<std::vector<double>>& probabilities,
+                                            const std::vector<int>& truths, const BootstrapOptions& options,
+                                            const std::vector<std::string>& groups = {});
+
+// With `intervals`: "ci95": {"accuracy": [lo, hi], "macro_precision", "macro_recall", "macro_f1"}.
+nlohmann::json multiclass_json(const MultiClassMetrics& metrics, const std::vector<std::string>& class_names,
+                               const MultiClassIntervals* intervals = nullptr);
 
 }  // namespace hemoscan

@@ -60,6 +60,9 @@ struct SynthOptions {
     // -1 = drawn at random, 0 = every study normal.
     int force_subtypes = -1;
     int force_calcification = -1;  // -1 random, 0 never, 1 always
+    // Studies with calcification also get 1-3 pathological foci (granulomas, 200-700 HU) with this
+    // chance; -1 = 0.35 for MR, 0 for CT (the CT cohorts of earlier releases stay the same).
+    double p_pathological_calcification = -1;
     bool keep_internals = false;   // keep SynthStudy::tissue and ::clean (tests, figures)
     // MR: "ct" (default) or "mr": the same phantom rendered per MR sequence (synth_mr_study).
     std::string modality = "ct";
