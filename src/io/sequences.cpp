@@ -67,8 +67,8 @@ int match_score(const Entry& e, const std::string& name) {
     if (!e.description.empty() && alnum(e.description) == alnum(n)) return 0;
     if (e.description.empty()) return -1;
     const auto have = words(e.description), want = words(name);
-    for (const auto& w : want) {
-        if (std::find(have.begin(), have.end(), w) == have.end()) return -1;
+    for (const auto& w : want) {  // a word, or the start of one: "mag" in "magnitude"
+        if (std::none_of(have.begin(), have.end(), [&w](const std::string& h) { return h.rfind(w, 0) == 0; })) return -1;
     }
     return 1 + static_cast<int>(have.size() - want.size());
 }

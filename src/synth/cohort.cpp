@@ -147,11 +147,12 @@ std::string slice_class(const cv::Mat& labels, int min_blood, int min_calc) {
             else if (l[c] != 0) ++blood;
         }
     }
-    const bool b = blood >= min_blood, k = calc >= min_calc;
-    if (b && k) return "bleed+calcified";
-    if (b) return "bleed";
-    if (k) return "calcified";
-    return blood + calc == 0 ? "normal" : "";  // a sliver of a finding: neither
+    // A sliver of a finding (some pixels, below the minimum) makes the slice ambiguous: not chosen.
+    if ((blood > 0 && blood < min_blood) || (calc > 0 && calc < min_calc)) return "";
+    if (blood > 0 && calc > 0) return "bleed+calcified";
+    if (blood > 0) return "bleed";
+    if (calc > 0) return "calcified";
+    return "normal";
 }
 
 void check_classes(const std::vector<std::string>& classes) {
@@ -188,7 +189,8 @@ CohortCase make_case(const SynthOptions& options, int i, bool classes) {
         if (cc.is_mr) cc.mr = synth_mr_study(cc.ct, o);
         const auto& labels = cc.labels();
         const double px2 = cc.ct.params.pixel_mm * cc.ct.params.pixel_mm;
-        const int min_blood = std::max(1, static_cast<int>(10 / px2)), min_calc = std::max(1, static_cast<int>(2 / px2));
+        // Findings a reader would see: blood of at least 10 mm², a calcium focus of at least 7 mm² (about 3 mm).
+        const int min_blood = std::max(1, static_cast<int>(10 / px2)), min_calc = std::max(1, static_cast<int>(7 / px2));
         // Slices through the head's middle: at least half the largest head section.
         std::vector<int> head(labels.size());
         for (size_t k = 0; k < labels.size(); ++k) head[k] = cv::countNonZero(cc.ct.ct.slices[k] > -500);

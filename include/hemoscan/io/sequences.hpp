@@ -6,8 +6,8 @@
 // Which entry is sequence N: a file whose stem (lower-case, without .png/.nii.gz/...) equals N or ends
 // with "_N" (BIDS style); a DICOM series whose folder name does, or whose SeriesDescription, reduced to
 // lower-case letters and digits, equals N's; failing those, the one series whose description holds
-// every word of N ("swi_phase" in "SWI Phase filtered"). None or several: InputError naming what
-// the folder holds.
+// every word of N or a word starting with it ("swi_phase" in "SWI Phase filtered", "swi_mag" in "SWI
+// magnitude"). None or several: InputError naming what the folder holds.
 #include <filesystem>
 #include <string>
 #include <vector>
