@@ -52,15 +52,17 @@ cv::Mat mr_channels(const DicomSlice& slice, const PreprocessOptions& options) {
         if (names.size() != 1) names = {""};
     }
     const int n = options.channels();
-    if (static_cast<int>(in.size()) != n && in.size() != 1) {
-        throw InputError(meta.path + ": " + std::to_string(in.size()) + " MR sequences where the model takes " +
-                         std::to_string(n));
+    if (static_cast<int>(in.size()) != n) {
+        std::string wanted;
+        for (const auto& s : options.sequences) wanted += (wanted.empty() ? "" : ", ") + s;
+        throw InputError(meta.path + ": " + std::to_string(in.size()) + " MR image(s) where the model reads " +
+                         std::to_string(n) + " sequences (" + wanted +
+                         "): give a folder with one image, volume or DICOM series per sequence");
     }
     std::vector<cv::Mat> out;
     for (int c = 0; c < n; ++c) {
-        const size_t i = in.size() == 1 ? 0 : static_cast<size_t>(c);
-        const std::string& name = in.size() == 1 && !options.sequences.empty() ? options.sequences[static_cast<size_t>(c)]
-                                                                                : names[i];
+        const size_t i = static_cast<size_t>(c);
+        const std::string& name = i < options.sequences.size() ? options.sequences[i] : names[i];
         out.push_back(normalize_mr(in[i], is_phase_sequence(names[i]) || is_phase_sequence(name), eight_bit));
     }
     cv::Mat merged;

@@ -60,3 +60,21 @@ TEST(CliMr, SynthTrainEvaluatePredictAndModalityRefusals) {
     EXPECT_NE(r.exit_code, 0);
     EXPECT_NE(r.output.find("a folder of MR sequences"), std::string::npos) << r.output;
 }
+
+TEST(CliMr, DemoWritesTheMriReport) {
+    test::TempDir d;
+    const auto r = run_hemoscan("demo --modality mr --out " + q(d / "demo") +
+                                " --train-studies 9 --test-studies 6 --epochs 1 --size 48 --threads 1 --seed 7");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const std::string html = read_file(d / "demo" / "report.html");
+    for (const char* part : {"bleed vs calcification on synthetic brain MRI", "Per class (held-out)", "bleed+calcified",
+                             "t1, t2, flair, swi_mag, swi_phase", "A DICOM MR study"}) {
+        EXPECT_NE(html.find(part), std::string::npos) << part;
+    }
+    const auto m = test::read_json(d / "demo" / "eval" / "metrics.json");
+    EXPECT_EQ(m["multiclass"]["classes"].size(), 3u);
+    EXPECT_TRUE(m["multiclass"].contains("ci95"));
+    const auto p = test::read_json(d / "demo" / "predict" / "study.json");
+    EXPECT_EQ(p[0]["kind"], "sequences");
+    EXPECT_EQ(p[0]["slices"].size(), 24u);
+}

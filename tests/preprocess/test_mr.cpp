@@ -79,6 +79,12 @@ TEST(MrNormalize, FiveSequencesGoThroughCropMedianAndResize) {
     EXPECT_GT(cv::norm(out[0], out[4], cv::NORM_INF), 0.1) << "the phase channel is scaled by its own rule";
     EXPECT_EQ(o.channels(), 5);
 
+    DicomSlice one;  // a single image for a 5-sequence model: refused, not repeated into every channel
+    one.pixels = head_image(32, 1.f);
+    one.meta.path = "one.png";
+    test::expect_input_error([&] { preprocess(one, o); },
+                             {"one.png", "1 MR image(s) where the model reads 5 sequences (t1, t2, flair, swi_mag, swi_phase)"});
+
     DicomSlice ct;
     ct.pixels = head_image(32, 1.f);
     ct.meta.modality = "CT";
