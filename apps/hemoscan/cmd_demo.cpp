@@ -25,18 +25,12 @@
 
 namespace hemoscan::cli {
 
-namespace {
-
-
-
-std::string fixed(double v, int digits = 3) {
+std::string fixed(double v, int digits) {
     if (std::isnan(v)) return "n/a";
     char b[32];
     std::snprintf(b, sizeof b, "%.*f", digits, v);
     return b;
 }
-
-double num(const nlohmann::json& j, const char* key) { return j.contains(key) && j[key].is_number() ? j[key].get<double>() : std::nan(""); }
 
 CohortSummary synthesize(const std::string& what, const SynthOptions& so, const fs::path& out, int formats) {
     ProgressBar bar("synthesize " + what, static_cast<size_t>(so.studies));
@@ -44,6 +38,10 @@ CohortSummary synthesize(const std::string& what, const SynthOptions& so, const 
     bar.finish();
     return summary;
 }
+
+namespace {
+
+double num(const nlohmann::json& j, const char* key) { return j.contains(key) && j[key].is_number() ? j[key].get<double>() : std::nan(""); }
 
 }  // namespace
 

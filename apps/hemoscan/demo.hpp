@@ -1,7 +1,10 @@
 #pragma once
 // hemoscan demo: its options, and the MRI variant (demo_mr.cpp).
 #include <cstdint>
+#include <filesystem>
 #include <string>
+
+#include "hemoscan/synth/synth.hpp"
 
 namespace hemoscan::cli {
 
@@ -17,6 +20,11 @@ struct DemoArgs {
     bool overwrite = false;
     std::string modality = "ct";
 };
+
+// A figure for the report: "n/a" for NaN, else `digits` decimals.
+std::string fixed(double v, int digits = 3);
+// write_cohort with a progress bar named "synthesize <what>".
+CohortSummary synthesize(const std::string& what, const SynthOptions& so, const std::filesystem::path& out, int formats);
 
 // `hemoscan demo --modality mr` (defaults there: 300 training and 60 held-out studies, 30 epochs):
 // synthesizes multi-sequence MRI of the three classes (bleed, calcified,

@@ -25,19 +25,6 @@ namespace hemoscan::cli {
 
 namespace {
 
-std::string fixed3(double v, int digits = 3) {
-    if (std::isnan(v)) return "n/a";
-    char b[32];
-    std::snprintf(b, sizeof b, "%.*f", digits, v);
-    return b;
-}
-
-void synthesize_mr(const std::string& what, const SynthOptions& so, const fs::path& out, int formats) {
-    ProgressBar bar("synthesize " + what, static_cast<size_t>(so.studies));
-    write_cohort(so, out, formats, [&bar](size_t done, size_t) { bar.update(done); });
-    bar.finish();
-}
-
 // The training options of the MR demo: the documented 3-class command (docs/results.md, "Brain MRI").
 TrainOptions mr_train_options(const DemoArgs& a, const fs::path& out) {
     TrainOptions o;
@@ -81,11 +68,11 @@ int run_mr_demo(const DemoArgs& a) {
     so.size = 256;
     so.slices = 24;
     so.threads = 2;
-    synthesize_mr("training cohort (MR)", so, out / "data" / "train", kSynthClasses);
+    synthesize("training cohort (MR)", so, out / "data" / "train", kSynthClasses);
     SynthOptions to = so;
     to.seed = a.seed + 1;
     to.studies = a.test_studies;
-    synthesize_mr("held-out cohort (MR)", to, out / "data" / "test", kSynthClasses | kSynthDicom);
+    synthesize("held-out cohort (MR)", to, out / "data" / "test", kSynthClasses | kSynthDicom);
 
     // 2. Train: the magnitude sequences as channels (T1, T2, FLAIR, SWI magnitude).
     TrainOptions o = mr_train_options(a, out);
@@ -127,18 +114,18 @@ int run_mr_demo(const DemoArgs& a) {
     HtmlReport report("hemoscan demo: bleed vs calcification on synthetic brain MRI",
                       std::to_string(a.train_studies) + " training studies, " + std::to_string(test.size()) +
                           " held-out cases (seed " + std::to_string(a.seed + 1) + "), model '" + o.model +
-                          "' on " + seqs + "; run time " + fixed3(secs / 60.0, 1) + " min");
-    report.cards({{"Accuracy", fixed3(mc.value("accuracy", std::nan(""))), "3 classes, held-out seed"},
-                  {"Macro F1", fixed3(mc.value("macro_f1", std::nan(""))), "mean over the classes"},
-                  {"Study prediction", fixed3(pred_secs, 1) + " s",
+                          "' on " + seqs + "; run time " + fixed(secs / 60.0, 1) + " min");
+    report.cards({{"Accuracy", fixed(mc.value("accuracy", std::nan(""))), "3 classes, held-out seed"},
+                  {"Macro F1", fixed(mc.value("macro_f1", std::nan(""))), "mean over the classes"},
+                  {"Study prediction", fixed(pred_secs, 1) + " s",
                    std::to_string(res.items.size()) + " slices x " + std::to_string(predictor.preprocess_options().sequences.size()) +
                        " series"}});
     report.heading("Per class (held-out)");
     std::vector<std::vector<std::string>> rows;
     for (const auto& n : names) {
         const auto& c = mc["classes"][n];
-        rows.push_back({n, std::to_string(c["support"].get<long>()), fixed3(c["precision"].get<double>()),
-                        fixed3(c["recall"].get<double>()), fixed3(c["f1"].get<double>())});
+        rows.push_back({n, std::to_string(c["support"].get<long>()), fixed(c["precision"].get<double>()),
+                        fixed(c["recall"].get<double>()), fixed(c["f1"].get<double>())});
     }
     report.table({"class", "cases", "precision", "recall", "F1"}, rows);
     report.figures({{out / "eval" / "confusion.png", "Confusion matrix (rows: truth)"},
@@ -151,7 +138,7 @@ int run_mr_demo(const DemoArgs& a) {
     report.heading("A DICOM MR study through the analysis pipeline");
     std::string verdict;
     for (size_t l = 0; l < names.size(); ++l) {
-        verdict += (verdict.empty() ? "" : ", ") + names[l] + " " + fixed3(res.study.probabilities[l]);
+        verdict += (verdict.empty() ? "" : ", ") + names[l] + " " + fixed(res.study.probabilities[l]);
     }
     report.note(study.string() + " (" + std::to_string(res.items.size()) + " slices; channels " + seqs +
                 "): mean over slices: " + verdict + ". Heatmaps (Grad-CAM, shown on the first sequence):");
