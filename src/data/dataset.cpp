@@ -15,6 +15,7 @@
 #include "hemoscan/error.hpp"
 #include "hemoscan/io/dicom.hpp"
 #include "hemoscan/io/image2d.hpp"
+#include "hemoscan/io/sequences.hpp"
 #include "hemoscan/log.hpp"
 #include "hemoscan/util/strings.hpp"
 
@@ -103,14 +104,11 @@ bool is_file(const fs::path& p) {
 // A folder of one MR case: it holds an image or volume of the first wanted sequence (its stem is the
 // name or ends with _name), or, with none wanted, only images named after known sequences (two or more).
 bool is_case_folder(const fs::path& dir, const std::vector<std::string>& sequences) {
-    static const std::vector<std::string> known{"t1", "t2", "flair", "swi_mag", "swi_phase"};
+    const std::vector<std::string>& known = known_sequence_names();
     std::error_code ec;
     int named = 0, others = 0;
     for (const auto& e : fs::directory_iterator(dir, ec)) {
-        std::string stem = to_lower(e.path().filename().string());
-        for (const char* ext : {".nii.gz", ".nii", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm"}) {
-            if (ends_with(stem, ext)) stem.resize(stem.size() - std::string(ext).size());
-        }
+        const std::string stem = to_lower(sequence_stem(e.path()));
         if (!sequences.empty()) {
             const std::string n = to_lower(sequences.front());
             if (stem == n || ends_with(stem, "_" + n)) return true;

@@ -29,14 +29,6 @@ struct Entry {
     bool eight_bit = false;
 };
 
-std::string stem_of(const fs::path& p) {
-    std::string name = p.filename().string();
-    for (const char* ext : {".nii.gz", ".nii", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm"}) {
-        if (ends_with(to_lower(name), ext)) return name.substr(0, name.size() - std::string(ext).size());
-    }
-    return p.stem().string();
-}
-
 std::string alnum(const std::string& s) {
     std::string r;
     for (char c : to_lower(s)) {
@@ -85,9 +77,9 @@ std::vector<Entry> entries_of(const std::vector<fs::path>& files, const std::vec
         if (fs::is_directory(p, ec)) {
             subfolders.push_back(p);
         } else if (is_nifti_path(shown)) {
-            out.push_back({stem_of(shown), "", [p] { return read_nifti(p); }});
+            out.push_back({sequence_stem(shown), "", [p] { return read_nifti(p); }});
         } else if (is_image_2d_path(shown)) {
-            out.push_back({stem_of(shown), "", [p, policy] { return slice_volume(load_image(p, policy)); }, true});
+            out.push_back({sequence_stem(shown), "", [p, policy] { return slice_volume(load_image(p, policy)); }, true});
         } else if (is_dicom_file(p)) {
             loose_dicoms.push_back(p);
         }
@@ -126,13 +118,26 @@ std::string offered(const std::vector<Entry>& entries) {
 
 }  // namespace
 
+const std::vector<std::string>& known_sequence_names() {
+    static const std::vector<std::string> names{"t1", "t2", "flair", "swi_mag", "swi_phase"};
+    return names;
+}
+
+std::string sequence_stem(const fs::path& p) {
+    std::string name = p.filename().string();
+    for (const char* ext : {".nii.gz", ".nii", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm"}) {
+        if (ends_with(to_lower(name), ext)) return name.substr(0, name.size() - std::string(ext).size());
+    }
+    return name;  // a folder (a DICOM series named by its folder) or another file: the whole name
+}
+
 std::vector<std::string> case_sequences(const fs::path& folder) {
     std::vector<std::string> names;
     for (const Entry& e : list_entries(folder, ModalityPolicy::Any)) {
         const std::string n = !e.key.empty() ? to_lower(e.key) : alnum(e.description);
         if (!n.empty() && std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
     }
-    const std::vector<std::string> known{"t1", "t2", "flair", "swi_mag", "swi_phase"};
+    const std::vector<std::string>& known = known_sequence_names();
     auto rank = [&known](const std::string& n) {
         const auto it = std::find(known.begin(), known.end(), n);
         return it == known.end() ? known.size() : static_cast<size_t>(it - known.begin());
@@ -147,7 +152,7 @@ bool is_sequence_case(const fs::path& folder, const std::vector<std::string>& na
     std::error_code ec;
     if (names.empty() || !fs::is_directory(folder, ec)) return false;
     for (const auto& e : fs::directory_iterator(folder, ec)) {
-        Entry probe{stem_of(e.path()), "", {}};
+        Entry probe{sequence_stem(e.path()), "", {}};
         if (e.is_directory(ec) && match_score(probe, names.front()) == 0) return true;
         if (e.is_regular_file(ec) && (match_score(probe, names.front()) == 0 || is_dicom_file(e.path()))) return true;
     }

@@ -16,6 +16,14 @@
 
 namespace hemoscan {
 
+// The sequences hemoscan knows by name, in the order case_sequences lists them first: t1, t2, flair,
+// swi_mag, swi_phase.
+const std::vector<std::string>& known_sequence_names();
+// A file's name without its image/volume extension (.nii.gz, .nii, .png, .jpg, .jpeg, .bmp, .tif,
+// .tiff, .dcm; the whole name for anything else, folders included), case kept: what a sequence name
+// is matched against.
+std::string sequence_stem(const std::filesystem::path& path);
+
 // The sequences a case folder offers (file stems, DICOM series folders or descriptions), the known
 // ones first (t1, t2, flair, swi_mag, swi_phase), then by name. Empty when it holds no image.
 std::vector<std::string> case_sequences(const std::filesystem::path& folder);
