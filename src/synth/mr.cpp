@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "hemoscan/error.hpp"
+#include "hemoscan/io/sequences.hpp"
 #include "hemoscan/synth/synth.hpp"
 #include "hemoscan/util/strings.hpp"
 #include "random.hpp"
@@ -228,10 +229,7 @@ void rician(Rng& rng, cv::Mat& magnitude, double sigma, cv::Mat* phase_noise) {
 
 }  // namespace
 
-const std::vector<std::string>& mr_sequence_names() {
-    static const std::vector<std::string> names{"t1", "t2", "flair", "swi_mag", "swi_phase"};
-    return names;
-}
+const std::vector<std::string>& mr_sequence_names() { return known_sequence_names(); }
 
 std::vector<std::string> parse_mr_sequences(const std::string& spec) {
     std::vector<std::string> out;
