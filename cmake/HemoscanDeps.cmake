@@ -38,6 +38,12 @@ set_target_properties(hemoscan::nifti PROPERTIES
 add_library(hemoscan::dcmtk INTERFACE IMPORTED)
 set_target_properties(hemoscan::dcmtk PROPERTIES INTERFACE_LINK_LIBRARIES
     "DCMTK::dcmdata;DCMTK::dcmimgle;DCMTK::dcmimage;DCMTK::dcmjpeg;DCMTK::dcmjpls;DCMTK::ofstd;DCMTK::oflog")
+# DICOM objects hemoscan writes (Segmentation, Structured Report: report/) and its network node (serve/).
+add_library(hemoscan::dcmtk_objects INTERFACE IMPORTED)
+set_target_properties(hemoscan::dcmtk_objects PROPERTIES INTERFACE_LINK_LIBRARIES
+    "hemoscan::dcmtk;DCMTK::dcmseg;DCMTK::dcmfg;DCMTK::dcmiod;DCMTK::dcmsr")
+add_library(hemoscan::dcmtk_net INTERFACE IMPORTED)
+set_target_properties(hemoscan::dcmtk_net PROPERTIES INTERFACE_LINK_LIBRARIES "hemoscan::dcmtk;DCMTK::dcmnet;DCMTK::dcmtls")
 
 add_library(hemoscan::jemalloc INTERFACE IMPORTED)
 set_target_properties(hemoscan::jemalloc PROPERTIES INTERFACE_LINK_LIBRARIES PkgConfig::JEMALLOC)

@@ -28,7 +28,8 @@ PACKAGES=(
 for arg in "$@"; do
     case "$arg" in
         # The parity tests build torchvision's models in Python and compare hemoscan's outputs with theirs.
-        --tests) PACKAGES+=(python3-torch python3-torchvision curl openssl) ;;
+        # The DICOM node's tests: Orthanc as the PACS, dicom3tools' dciodvfy and pydicom check what it writes.
+        --tests) PACKAGES+=(python3-torch python3-torchvision curl openssl orthanc dicom3tools python3-pydicom python3-numpy) ;;
         --bench) PACKAGES+=(python3-torch python3-pydicom python3-opencv python3-numpy linux-perf gdb) ;;
         # libFuzzer harnesses with ASan and UBSan (tests/fuzz): Debian 12's clang 14 and its runtime.
         --fuzz) PACKAGES+=(clang libclang-rt-14-dev) ;;

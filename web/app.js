@@ -271,6 +271,11 @@ function showResult(r, fresh) {
   $("mask-switch").hidden = !r.segmentation;
   $("warnings").replaceChildren(...(r.warnings || []).map((w) => el("li", {}, w)));
   $("json-link").href = "/api/results/" + r.id;
+  // The result as DICOM objects (DICOM inputs): SEG, SR and key-image secondary captures.
+  const names = { SEG: "DICOM SEG", SR: "DICOM SR", SC: "Key image" };
+  $("dicom-links").replaceChildren(...(r.dicom || []).map((d) =>
+    el("a", { href: d.url, download: r.id + "_" + d.file, dataset: { kind: d.kind } }, names[d.kind] || d.kind)));
+  $("dicom-links").hidden = !(r.dicom && r.dicom.length);
   $("result-card").hidden = false;
 
   // Viewer
@@ -399,26 +404,55 @@ function setupViewer() {
   });
 }
 
-// ---- History ----
+// ---- Worklist ----
+// Every study the server was given (this page, the REST API, the DICOM node), in triage order: suspected
+// bleeds first, then studies still being analysed, then the rest; newest first within each.
+
+const statusNames = { received: "Receiving", analysing: "Analysing", done: "Done", sending: "Sending to PACS",
+  sent: "In PACS", failed: "Failed", "send-failed": "Not sent" };
+
+function worklistItem(item) {
+  const sub = [item.source === "dicom" ? "DICOM" + (item.caller ? " from " + item.caller : "") : "Upload"];
+  if (item.patient) sub.push(item.patient);
+  if (item.slices > 1) sub.push(item.slices + " slices");
+  if (item.received) sub.push(timeAgo(item.received));
+  if (item.seconds_to_result != null) sub.push("result in " + item.seconds_to_result.toFixed(1) + " s");
+  const pending = item.status === "received" || item.status === "analysing";
+  const badge = pending ? el("span", { class: "badge pending" }, statusNames[item.status])
+    : item.status === "failed" ? el("span", { class: "badge failed", title: item.error }, "Failed")
+      : el("span", { class: "badge " + (item.positive ? "positive" : "negative") }, capitalise(item.finding));
+  const li = el("li", {
+    dataset: { id: item.id, status: item.status },
+    title: item.error ? item.name + ": " + item.error : item.name,
+    class: item.url ? "" : "no-result",
+  },
+  el("span", { class: "history-name" }, item.name),
+  el("span", { class: "history-sub" }, sub.join(" · ")),
+  badge);
+  if (item.url) li.addEventListener("click", () => openResult(item.id));
+  if (item.source === "dicom" && !pending && item.status !== "done" && item.status !== "failed") {
+    li.append(el("span", { class: "history-status status-" + item.status, title: item.error || "" },
+      statusNames[item.status] || item.status));
+  }
+  return li;
+}
 
 async function loadHistory() {
   try {
-    const h = await getJson("/api/results?limit=50");
-    const list = $("history");
-    list.replaceChildren(...h.results.map((item) => el("li", {
-      dataset: { id: item.id },
-      onclick: () => openResult(item.id),
-      title: item.name,
-    },
-    el("span", { class: "history-name" }, item.name),
-    el("span", { class: "history-sub" }, `${capitalise(item.kind)} · ${timeAgo(item.created)}`),
-    el("span", { class: "badge " + (item.finding === "normal" ? "negative" : "positive") }, capitalise(item.finding)))));
-    $("history-empty").hidden = h.results.length > 0;
-    $("history-count").textContent = h.total ? String(h.total) : "";
+    const w = await getJson("/api/worklist?limit=100");
+    $("history").replaceChildren(...w.items.map(worklistItem));
+    $("history-empty").hidden = w.items.length > 0;
+    $("history-count").textContent = w.total ? String(w.total) : "";
+    if (w.dicom) {
+      $("dicom-info").hidden = false;
+      $("dicom-info").textContent = `DICOM node ${w.dicom.aet} on port ${w.dicom.port}` +
+        (w.dicom.send_to ? ` · results to ${w.dicom.send_to}` : "") +
+        (w.dicom.pending ? ` · ${w.dicom.pending} arriving` : "");
+    }
     highlightHistory();
   } catch (e) {
     $("history-empty").hidden = false;
-    $("history-empty").textContent = "History unavailable: " + e.message;
+    $("history-empty").textContent = "Worklist unavailable: " + e.message;
   }
 }
 
@@ -469,5 +503,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("delete-result").addEventListener("click", deleteResult);
   loadModel();
   loadHistory();
+  // New studies arrive from the PACS without anyone on the page: keep the worklist current.
+  setInterval(() => { if (!document.hidden) loadHistory(); }, 5000);
   openFromUrl();
 });

@@ -1,6 +1,7 @@
 // hemoscan segment: label maps (NIfTI, in the input's own geometry), overlay PNGs and bleed volumes per
 // class for DICOM series, NIfTI volumes and images, through the analysis pipeline (infer/study.hpp) and its
-// writers (infer/outputs.hpp). Every input is read and segmented before anything is written, so a bad input
+// writers (infer/outputs.hpp), and with --dicom-out a DICOM SEG, SR and key-image captures of each DICOM input
+// (report/dicom_outputs.hpp). Every input is read and segmented before anything is written, so a bad input
 // leaves no partial output behind.
 #include <spdlog/fmt/fmt.h>
 
@@ -13,6 +14,7 @@
 #include "hemoscan/infer/outputs.hpp"
 #include "hemoscan/infer/study.hpp"
 #include "hemoscan/log.hpp"
+#include "hemoscan/report/dicom_outputs.hpp"
 #include "hemoscan/util/fs.hpp"
 #include "hemoscan/util/strings.hpp"
 #include "progress.hpp"
@@ -41,7 +43,7 @@ std::string base_name(const fs::path& input) {
 void add_segment(CLI::App& root, std::vector<Command>& commands) {
     struct Args {
         std::vector<std::string> models;
-        std::string out;
+        std::string out, dicom_out;
         std::vector<std::string> inputs;
         int threads = 0;
         double alpha = 0.4, min_component_ml = -1;
@@ -56,6 +58,8 @@ void add_segment(CLI::App& root, std::vector<Command>& commands) {
         ->allow_extra_args(false)  // one file per --model: the inputs after it stay inputs
         ->check(CLI::ExistingFile);
     app->add_option("--out", a->out, "Output folder")->required();
+    app->add_option("--dicom-out", a->dicom_out,
+                    "Also write a DICOM SEG, SR and key-image secondary captures of each DICOM input into DIR/<name>/");
     app->add_option("--threads", a->threads, "Compute threads (0 = all cores)")->capture_default_str();
     app->add_option("--alpha", a->alpha, "Overlay opacity of the label colours")
         ->check(CLI::Range(0.0, 1.0))
@@ -66,6 +70,9 @@ void add_segment(CLI::App& root, std::vector<Command>& commands) {
     commands.push_back({app, [a] {
         const fs::path out(a->out);
         if (fs::exists(out) && !fs::is_directory(out)) throw UsageError("--out " + a->out + " is a file, not a folder");
+        if (!a->dicom_out.empty() && fs::exists(a->dicom_out) && !fs::is_directory(a->dicom_out)) {
+            throw UsageError("--dicom-out " + a->dicom_out + " is a file, not a folder");
+        }
         SegPredictor predictor(std::vector<fs::path>(a->models.begin(), a->models.end()), a->threads);
         if (a->min_component_ml >= 0) predictor.set_min_component_ml(a->min_component_ml);
         const nlohmann::json& meta = predictor.meta();
@@ -87,6 +94,13 @@ void add_segment(CLI::App& root, std::vector<Command>& commands) {
         }
 
         std::vector<SegmentationOutput> outputs;
+        // --dicom-out: the DICOM inputs with their results, written with the rest once every input succeeded.
+        struct DicomStudy {
+            StudyInput input;
+            StudyResult result;
+            std::string name;
+        };
+        std::vector<DicomStudy> dicom_studies;
         ProgressBar bar("segment", a->inputs.size());
         for (size_t i = 0; i < a->inputs.size(); ++i) {
             std::vector<StudyInput> read = read_study_inputs(a->inputs[i], policy, SeriesChoice::Largest);
@@ -99,7 +113,7 @@ void add_segment(CLI::App& root, std::vector<Command>& commands) {
                 throw InputError(a->inputs[i] + ": a zip of " + std::to_string(study.slices.size()) +
                                  " images, not a DICOM series; give the image files themselves");
             }
-            const StudyResult r = analyze_study(study, nullptr, &predictor);
+            StudyResult r = analyze_study(study, nullptr, &predictor);
             SegmentationOutput o;
             o.input = a->inputs[i];
             o.name = names[i];
@@ -108,12 +122,31 @@ void add_segment(CLI::App& root, std::vector<Command>& commands) {
             o.segmentation = r.segmentation;
             o.overlays = segmentation_overlay_pngs(study, r.segmentation, a->alpha);
             outputs.push_back(std::move(o));
+            if (!a->dicom_out.empty()) {
+                if (has_dicom_source(study)) {
+                    dicom_studies.push_back({std::move(study), std::move(r), names[i]});
+                } else {
+                    logger().warn("{}: no DICOM files to reference (not DICOM, or read from a zip); no DICOM outputs "
+                                  "for it", a->inputs[i]);
+                }
+            }
             bar.update(i + 1);
         }
         bar.finish();
 
         // Everything succeeded: write.
         write_segmentation_outputs(out, outputs, predictor, a->models);
+        DicomOutputOptions dicom;  // the objects name the architecture, never a local path
+        const std::string arch = meta.contains("model") && meta["model"].is_object()
+                                     ? meta["model"].value("name", std::string())
+                                     : std::string();
+        dicom.seg_model_name = (arch.empty() ? fs::path(a->models.front()).filename().string() : arch) +
+                               (a->models.size() > 1 ? " ensemble of " + std::to_string(a->models.size()) : "");
+        for (const DicomStudy& d : dicom_studies) {
+            const fs::path dir = fs::path(a->dicom_out) / d.name;
+            write_dicom_outputs(dir, d.input, d.result, nullptr, &predictor, dicom);
+            logger().info("DICOM SEG, SR and key images of {} in {}", d.name, dir.string());
+        }
         for (const SegmentationOutput& o : outputs) {
             const SegmentationResult& r = o.segmentation.result;
             std::printf("%s: bleed %.2f mL", o.name.c_str(), r.bleed_volume_ml);

@@ -9,6 +9,7 @@
 #include "commands.hpp"
 #include "common.hpp"
 #include "hemoscan/serve/server.hpp"
+#include "serve_cli.hpp"
 
 namespace hemoscan::cli {
 
@@ -28,6 +29,59 @@ void on_stop_signal(int) {
 }
 
 }  // namespace
+
+int run_server(const ServerOptions& options) {
+    // SIGINT/SIGTERM may land on any thread (OpenBLAS starts its own before main): the handler
+    // only writes to a pipe, and a watcher thread stops the server, which lets requests in
+    // flight finish before listen() returns.
+    int fds[2];
+    if (::pipe(fds) != 0) throw std::runtime_error("serve: cannot create a pipe");
+    g_stop_pipe = fds[1];
+    struct sigaction action {};
+    action.sa_handler = on_stop_signal;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, nullptr);
+    sigaction(SIGTERM, &action, nullptr);
+    Server server(options);
+    server.bind();
+    std::thread watcher([&server, fd = fds[0]] {
+        char c = 0;
+        while (::read(fd, &c, 1) < 0 && errno == EINTR) {
+        }
+        server.stop();
+    });
+    const bool ok = server.listen();
+    // Wake the watcher if the server ended without a signal.
+    on_stop_signal(0);
+    watcher.join();
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    return ok ? 0 : 1;
+}
+
+void add_dicom_node_options(CLI::App& app, ServerOptions& o, std::string& deid_key_file) {
+    app.add_option("--aet", o.dicom_aet, "The node's AE title (what senders call it)")->capture_default_str();
+    app.add_option("--allow-caller", o.dicom_allowed_callers,
+                   "A calling AE title accepted (repeatable; none given: any caller)")
+        ->allow_extra_args(false);
+    app.add_option("--send-to", o.dicom_send_to,
+                   "AET@HOST:PORT to C-STORE the results to (SEG, SR, secondary captures), e.g. PACS@10.0.0.5:104");
+    app.add_option("--idle", o.dicom_idle_s, "A series is complete after this many seconds without a new image")
+        ->check(CLI::Range(0.1, 3600.0))
+        ->capture_default_str();
+    app.add_option("--after-release", o.dicom_after_release_s,
+                   "...or this many seconds after the association that brought it ended")
+        ->check(CLI::Range(0.0, 3600.0))
+        ->capture_default_str();
+    app.add_option("--send-retries", o.dicom_send_retries,
+                   "Attempts before the worklist says send-failed (the outbox keeps retrying, also after a restart)")
+        ->check(CLI::Range(1, 1000))
+        ->capture_default_str();
+    app.add_option("--deid-key-file", deid_key_file,
+                   "Keep only de-identified copies of what arrives (key file of `hemoscan deid`)")
+        ->check(CLI::ExistingFile);
+    app.add_flag("!--no-dicom-outputs", o.dicom_outputs, "Write no SEG/SR/secondary captures");
+}
 
 void add_serve(CLI::App& root, std::vector<Command>& commands) {
     auto o = std::make_shared<ServerOptions>();
@@ -86,43 +140,24 @@ void add_serve(CLI::App& root, std::vector<Command>& commands) {
     app->add_option("--keep-days", o->keep_days, "Delete results older than this many days (0: keep them)")
         ->check(CLI::Range(0, 100000))
         ->capture_default_str();
+    auto deid_key = std::make_shared<std::string>();
+    app->add_option("--dicom-port", o->dicom_port,
+                    "Also run the DICOM node on this port (see `hemoscan listen`; its options below)")
+        ->check(CLI::Range(1, 65535));
+    add_dicom_node_options(*app, *o, *deid_key);
     app->add_option("--memory-decay-ms", o->memory_decay_ms,
                     "Freed memory returns to the system after this many milliseconds (0 = at once)")
         ->check(CLI::Range(0L, 3600000L))
         ->capture_default_str();
-    commands.push_back({app, [o, model, seg_models, data_dir, token_file, tls_cert, tls_key] {
+    commands.push_back({app, [o, model, seg_models, data_dir, token_file, tls_cert, tls_key, deid_key] {
+        o->deid_key_file = *deid_key;
         o->model = *model;
         o->token_file = *token_file;
         o->tls_cert = *tls_cert;
         o->tls_key = *tls_key;
         o->seg_models.assign(seg_models->begin(), seg_models->end());
         o->data_dir = *data_dir;
-        // SIGINT/SIGTERM may land on any thread (OpenBLAS starts its own before main): the handler
-        // only writes to a pipe, and a watcher thread stops the server, which lets requests in
-        // flight finish before listen() returns.
-        int fds[2];
-        if (::pipe(fds) != 0) throw std::runtime_error("serve: cannot create a pipe");
-        g_stop_pipe = fds[1];
-        struct sigaction action {};
-        action.sa_handler = on_stop_signal;
-        sigemptyset(&action.sa_mask);
-        sigaction(SIGINT, &action, nullptr);
-        sigaction(SIGTERM, &action, nullptr);
-        Server server(*o);
-        server.bind();
-        std::thread watcher([&server, fd = fds[0]] {
-            char c = 0;
-            while (::read(fd, &c, 1) < 0 && errno == EINTR) {
-            }
-            server.stop();
-        });
-        const bool ok = server.listen();
-        // Wake the watcher if the server ended without a signal.
-        on_stop_signal(0);
-        watcher.join();
-        signal(SIGINT, SIG_DFL);
-        signal(SIGTERM, SIG_DFL);
-        return ok ? 0 : 1;
+        return run_server(*o);
     }});
 }
 

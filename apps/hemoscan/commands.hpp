@@ -14,6 +14,7 @@ struct Command {
 };
 
 void add_convert(CLI::App& root, std::vector<Command>& commands);
+void add_deid(CLI::App& root, std::vector<Command>& commands);
 void add_describe(CLI::App& root, std::vector<Command>& commands);
 void add_export(CLI::App& root, std::vector<Command>& commands);
 void add_models(CLI::App& root, std::vector<Command>& commands);
@@ -25,5 +26,6 @@ void add_segment(CLI::App& root, std::vector<Command>& commands);
 void add_synth(CLI::App& root, std::vector<Command>& commands);
 void add_demo(CLI::App& root, std::vector<Command>& commands);
 void add_serve(CLI::App& root, std::vector<Command>& commands);
+void add_listen(CLI::App& root, std::vector<Command>& commands);
 
 }  // namespace hemoscan::cli

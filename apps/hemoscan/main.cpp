@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
 
     std::vector<cli::Command> commands;
     cli::add_convert(app, commands);
+    cli::add_deid(app, commands);
     cli::add_describe(app, commands);
     cli::add_models(app, commands);
     cli::add_train(app, commands);
@@ -43,6 +44,7 @@ int main(int argc, char** argv) {
     cli::add_synth(app, commands);
     cli::add_demo(app, commands);
     cli::add_serve(app, commands);
+    cli::add_listen(app, commands);
 
     try {
         app.parse(argc, argv);

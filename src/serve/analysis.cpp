@@ -114,8 +114,22 @@ void store_sources(const StudyInput& input, bool is_hu, const fs::path& dir) {
 
 }  // namespace
 
+namespace {
+
+// The result's DICOM objects, for download and for sending: [{"kind", "file", "url"}].
+json dicom_outputs_json(const std::vector<DicomOutputFile>& files, const std::string& id) {
+    json out = json::array();
+    for (const auto& f : files) {
+        const std::string name = f.path.filename().string();
+        out.push_back({{"kind", f.kind}, {"file", name}, {"url", "/api/results/" + id + "/dicom/" + name}});
+    }
+    return out;
+}
+
+}  // namespace
+
 json analyze(Predictor& predictor, SegPredictor* seg, const StagedUpload& upload, const std::string& id,
-             const fs::path& dir) {
+             const fs::path& dir, const DicomOutputOptions* dicom) {
     const PreprocessOptions& pre = predictor.preprocess_options();
     std::vector<fs::path> dicoms, images;
     std::vector<std::string> names, dicom_names;  // messages name the uploader's files, never the staged ones
@@ -186,6 +200,9 @@ json analyze(Predictor& predictor, SegPredictor* seg, const StagedUpload& upload
         result["mask_url"] = slice_url(id, "masks", top);
         result["bleed_volume_ml"] = r.segmentation.result.bleed_volume_ml;
         result["segmentation"] = segmentation_json(*seg, r.segmentation, dir);
+    }
+    if (dicom && has_dicom_source(input)) {
+        result["dicom"] = dicom_outputs_json(write_dicom_outputs(dir / "dicom", input, r, &predictor, seg, *dicom), id);
     }
     result["warnings"] = r.warnings;
     result["model"] = {{"name", model_name(predictor.meta())}, {"input_size", {mw, mh}}};

@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "hemoscan/io/dicom.hpp"
+#include "hemoscan/report/dicom_outputs.hpp"
 #include "serve/uploads.hpp"
 
 namespace hemoscan {
@@ -30,9 +31,11 @@ namespace hemoscan::serve {
 
 // Predicts (per slice and for the study), computes Grad-CAM per slice and, with `seg`, segments
 // DICOM uploads; writes the result's files into `dir` and returns the result JSON (without
-// "created" and "name", which the caller adds). Throws InputError for unreadable inputs.
+// "created" and "name", which the caller adds). With `dicom` and a DICOM input, also the result as
+// DICOM objects (report/dicom_outputs.hpp) in dir/dicom/, listed in the JSON's "dicom" with their
+// download URLs. Throws InputError for unreadable inputs.
 nlohmann::json analyze(Predictor& predictor, SegPredictor* seg, const StagedUpload& upload, const std::string& id,
-                       const std::filesystem::path& dir);
+                       const std::filesystem::path& dir, const DicomOutputOptions* dicom = nullptr);
 
 // The architecture's name in a model's meta ("" when absent).
 std::string model_name(const nlohmann::json& meta);

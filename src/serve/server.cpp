@@ -17,6 +17,7 @@
 #include "hemoscan/error.hpp"
 #include "hemoscan/infer/predictor.hpp"
 #include "hemoscan/infer/seg_predictor.hpp"
+#include "hemoscan/io/deid.hpp"
 #include "hemoscan/log.hpp"
 #include "hemoscan/util/fs.hpp"
 #include "hemoscan/util/runtime.hpp"
@@ -24,6 +25,7 @@
 #include "hemoscan/version.hpp"
 #include "serve/analysis.hpp"
 #include "serve/assets.hpp"
+#include "serve/dicom_node.hpp"
 #include "serve/http.hpp"
 #include "serve/store.hpp"
 #include "serve/uploads.hpp"
@@ -153,6 +155,38 @@ std::string read_secret(const fs::path& path, const char* what) {
     return read_file(path);
 }
 
+long long epoch_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+json time_json(long long ms) { return ms > 0 ? json(utc_time(static_cast<std::time_t>(ms / 1000))) : json(); }
+
+json seconds_json(long long from_ms, long long to_ms) {
+    return from_ms > 0 && to_ms >= from_ms ? json(static_cast<double>(to_ms - from_ms) / 1000.0) : json();
+}
+
+json work_json(const serve::WorkItem& w, bool has_result) {
+    return {{"id", w.id},
+            {"source", w.source},
+            {"name", w.name},
+            {"patient", w.patient},
+            {"caller", w.caller},
+            {"status", w.status},
+            {"positive", w.positive},
+            {"finding", w.finding},
+            {"error", w.error},
+            {"slices", w.slices},
+            {"received", time_json(w.received_ms)},
+            {"complete", time_json(w.complete_ms)},
+            {"done", time_json(w.done_ms)},
+            {"sent", time_json(w.sent_ms)},
+            // From the last image (or the upload) to the stored result, and to the result in the PACS.
+            {"seconds_to_result", seconds_json(w.complete_ms, w.done_ms)},
+            {"seconds_to_sent", seconds_json(w.complete_ms, w.sent_ms)},
+            {"url", has_result ? json("/api/results/" + w.id) : json()}};
+}
+
 }  // namespace
 
 struct Server::Impl {
@@ -161,11 +195,17 @@ struct Server::Impl {
     std::unique_ptr<SegPredictor> seg_predictor;  // with --seg-model
     std::unique_ptr<serve::ResultStore> store;
     std::unique_ptr<serve::Renderer> renderer;
-    std::unique_ptr<serve::HttpServer> http;
+    std::unique_ptr<serve::HttpServer> http;       // null without the web page (`listen`)
+    std::unique_ptr<serve::DicomNode> dicom;       // with a DICOM port
+    std::unique_ptr<serve::Outbox> outbox;         // with a destination for results
+    std::unique_ptr<Deidentifier> deid;            // received files kept only de-identified
+    DicomOutputOptions dicom_out;
+    std::mutex work_mutex;                         // read-modify-write of worklist items
     json model_info;
     std::string token;                 // empty: no access control
     std::set<std::string> host_names;  // Host values answered besides IP literals
     int port = -1;
+    bool bound = false;
     std::mutex mutex;
     std::condition_variable stopped;
     bool stop_requested = false;
@@ -186,8 +226,13 @@ struct Server::Impl {
         store = std::make_unique<serve::ResultStore>(options.data_dir / "results.db");
         renderer = std::make_unique<serve::Renderer>(results_dir());
         describe_model();
-        make_http();
-        routes();
+        dicom_out.model_name = serve::model_name(predictor->meta());
+        if (seg_predictor) dicom_out.seg_model_name = serve::model_name(seg_predictor->meta());
+        if (options.http) {
+            make_http();
+            routes();
+        }
+        if (options.dicom_port >= 0) make_dicom();
     }
 
     void check_options() const {
@@ -202,6 +247,10 @@ struct Server::Impl {
             throw UsageError("`min_component_ml` is for a segmentation model: give `seg_models` too");
         }
         if (options.memory_decay_ms < 0) throw UsageError("`memory_decay_ms` must be >= 0");
+        if (!options.http && options.dicom_port < 0) throw UsageError("neither the web page nor a DICOM port is on");
+        if (options.dicom_port < 0 && (!options.dicom_send_to.empty() || !options.deid_key_file.empty())) {
+            throw UsageError("`dicom_send_to` and `deid_key_file` are for the DICOM node: give `dicom_port` too");
+        }
         if (options.tls_cert.empty() != options.tls_key.empty()) {
             throw UsageError("HTTPS needs both `tls_cert` and `tls_key`");
         }
@@ -399,6 +448,7 @@ struct Server::Impl {
 
     void predict(const HttpRequest& req, HttpResponse& res) {
         const auto start = std::chrono::steady_clock::now();
+        const long long start_ms = epoch_ms();
         std::vector<serve::UploadedFile> files;
         for (const auto& part : req.parts) {
             if (!part.filename.empty() || part.field == "file" || part.field == "files") {
@@ -418,14 +468,18 @@ struct Server::Impl {
             limits.max_unzipped_bytes = static_cast<size_t>(options.max_unzipped_mb) << 20;
             upload = serve::stage_uploads(files, staging.path, limits);
             fs::create_directories(partial);
-            result = serve::analyze(*predictor, seg_predictor.get(), upload, id, partial);
+            put_work(web_item(id, upload.display_name, start_ms));
+            result = serve::analyze(*predictor, seg_predictor.get(), upload, id, partial,
+                                    options.dicom_outputs ? &dicom_out : nullptr);
         } catch (const InputError& e) {
             std::error_code ec;
             fs::remove_all(partial, ec);
+            drop_work(id);  // the uploader has the error; the list keeps studies, not rejected uploads
             throw RequestError(400, client_message(e.what(), &upload, staging.path));
         } catch (...) {
             std::error_code ec;
             fs::remove_all(partial, ec);
+            drop_work(id);
             throw;
         }
         result["created"] = utc_time(std::time(nullptr));
@@ -438,13 +492,203 @@ struct Server::Impl {
         } catch (...) {
             std::error_code ec;
             fs::remove_all(results_dir() / id, ec);
+            drop_work(id);
             throw;
         }
+        finish_work(id, result, start_ms);
         // No file names here: they may carry a patient's name.
         logger().info("result {}: {} with {} slice(s), finding '{}'", id, result["kind"].get<std::string>(),
                       result["n_slices"].get<size_t>(), result["finding"].get<std::string>());
         res.set_header("Location", "/api/results/" + id);
         send_json(res, 201, result);
+    }
+
+    // ---- the worklist ----
+    static serve::WorkItem web_item(const std::string& id, const std::string& name, long long start_ms) {
+        serve::WorkItem w;
+        w.id = id;
+        w.source = "web";
+        w.name = name;
+        w.status = "analysing";
+        w.received_ms = w.complete_ms = start_ms;
+        return w;
+    }
+
+    void put_work(const serve::WorkItem& w) {
+        std::lock_guard<std::mutex> lock(work_mutex);
+        store->put(w);
+    }
+
+    // Changes one item under the lock (read, modify, write); nothing when it is gone (deleted meanwhile).
+    template <class F>
+    void update_work(const std::string& id, F change) {
+        std::lock_guard<std::mutex> lock(work_mutex);
+        auto w = store->work_item(id);
+        if (!w) return;
+        change(*w);
+        store->put(*w);
+    }
+
+    void drop_work(const std::string& id) {
+        try {
+            std::lock_guard<std::mutex> lock(work_mutex);
+            store->remove(id);
+        } catch (const std::exception& e) {
+            logger().error("worklist: {}", e.what());
+        }
+    }
+
+    void finish_work(const std::string& id, const json& result, long long received_ms) {
+        update_work(id, [&](serve::WorkItem& w) {
+            if (w.received_ms == 0) w.received_ms = received_ms;
+            w.status = "done";
+            w.done_ms = epoch_ms();
+            w.slices = static_cast<int>(result.value("n_slices", 0));
+            w.positive = result.value("positive", false);
+            w.finding = result.value("finding", std::string());
+            if (result.contains("bleed_volume_ml")) {
+                w.finding += fmt::format(" ({:.1f} mL)", result["bleed_volume_ml"].get<double>());
+            }
+        });
+    }
+
+    void list_worklist(const HttpRequest& req, HttpResponse& res) {
+        const int limit = int_param(req, "limit", 100, 1, 1000);
+        const int offset = int_param(req, "offset", 0, 0, 1 << 30);
+        json items = json::array();
+        for (const auto& w : store->worklist(limit, offset)) {
+            const bool has_result = w.status == "done" || w.status == "sending" || w.status == "sent" ||
+                                    w.status == "send-failed";
+            items.push_back(work_json(w, has_result));
+        }
+        json dicom_info = nullptr;
+        if (dicom) {
+            dicom_info = {{"aet", options.dicom_aet},
+                          {"port", options.dicom_port},
+                          {"pending", dicom->pending()},
+                          {"send_to", options.dicom_send_to.empty() ? json() : json(options.dicom_send_to)},
+                          {"outbox", outbox ? json(outbox->waiting()) : json()}};
+        }
+        send_json(res, 200, json{{"items", items}, {"total", store->worklist_count()}, {"limit", limit},
+                                 {"offset", offset}, {"dicom", dicom_info}});
+    }
+
+    void send_dicom_file(const HttpRequest& req, HttpResponse& res) {
+        const std::string id = req.matches[1];
+        const json result = stored_result(id);
+        const fs::path file = results_dir() / id / "dicom" / req.matches[2];
+        if (!result.contains("dicom") || !fs::is_regular_file(file)) {
+            throw RequestError(404, "result " + id + " has no " + std::string(req.matches[2]));
+        }
+        res.content_type = "application/dicom";
+        res.set_header("Content-Disposition", "attachment; filename=\"" + id + "_" + std::string(req.matches[2]) + "\"");
+        res.body = read_file(file);
+    }
+
+    // ---- the DICOM node ----
+    void make_dicom() {
+        serve::DicomNodeOptions d;
+        d.aet = options.dicom_aet;
+        d.port = options.dicom_port;
+        d.allowed_callers = options.dicom_allowed_callers;
+        d.idle_s = options.dicom_idle_s;
+        d.after_release_s = options.dicom_after_release_s;
+        serve::DicomNodeHooks hooks;
+        hooks.arrived = [this](const serve::ArrivedSeries& a) { on_arrived(a); };
+        hooks.complete = [this](const serve::ArrivedSeries& a, const std::vector<fs::path>& files, long long first,
+                                long long last) { on_complete(a, files, first, last); };
+        if (!options.deid_key_file.empty()) {
+            DeidOptions o;
+            o.key = trim(read_secret(options.deid_key_file, "de-identification key"));
+            deid = std::make_unique<Deidentifier>(o);
+            hooks.transform = [this](const fs::path& in, const fs::path& out) { deid->deidentify_file(in, out); };
+        }
+        if (!options.dicom_send_to.empty()) {
+            serve::OutboxOptions o;
+            o.peer = serve::parse_dicom_peer(options.dicom_send_to);
+            o.own_aet = options.dicom_aet;
+            o.retries = options.dicom_send_retries;
+            o.retry_s = options.dicom_retry_s;
+            outbox = std::make_unique<serve::Outbox>(o, options.data_dir / "dicom" / "outbox",
+                                                     [this](const std::string& id, bool sent, const std::string& error) {
+                                                         on_sent(id, sent, error);
+                                                     });
+        }
+        dicom = std::make_unique<serve::DicomNode>(d, options.data_dir / "dicom", std::move(hooks));
+    }
+
+    void on_arrived(const serve::ArrivedSeries& a) {
+        serve::WorkItem w;
+        w.id = a.id;
+        w.source = "dicom";
+        w.name = (a.series_description.empty() ? a.modality + " series" : a.series_description);
+        w.patient = a.patient_id;
+        w.caller = a.caller;
+        w.status = "received";
+        w.received_ms = epoch_ms();
+        put_work(w);
+    }
+
+    void on_complete(const serve::ArrivedSeries& a, const std::vector<fs::path>& files, long long first_ms,
+                     long long last_ms) {
+        if (store->get(a.id)) return;  // stored before a restart cut the clean-up short
+        if (!store->work_item(a.id)) on_arrived(a);  // the arrival predates this database's worklist
+        update_work(a.id, [&](serve::WorkItem& w) {
+            w.status = "analysing";
+            w.complete_ms = last_ms;
+            if (w.received_ms == 0) w.received_ms = first_ms;
+            w.slices = static_cast<int>(files.size());
+        });
+        serve::StagedUpload upload;
+        for (const auto& f : files) upload.dicoms.push_back({f, f.filename().string()});
+        upload.display_name = a.series_description.empty() ? std::to_string(files.size()) + " DICOM files"
+                                                           : a.series_description;
+        const fs::path partial = results_dir() / (a.id + ".partial");
+        json result;
+        try {
+            ScopedLogQuiet quiet(spdlog::level::err);
+            fs::create_directories(partial);
+            result = serve::analyze(*predictor, seg_predictor.get(), upload, a.id, partial,
+                                    options.dicom_outputs ? &dicom_out : nullptr);
+            result["created"] = utc_time(std::time(nullptr));
+            result["name"] = upload.display_name;
+            result["source"] = {{"dicom", true}, {"caller", a.caller}};
+            result["elapsed_ms"] = epoch_ms() - last_ms;
+            fs::rename(partial, results_dir() / a.id);
+            store->insert(result);
+        } catch (const std::exception& e) {
+            std::error_code ec;
+            fs::remove_all(partial, ec);
+            const std::string why = client_message(e.what(), &upload, options.data_dir);
+            logger().warn("dicom: arrival {} failed: {}", a.id, why);
+            update_work(a.id, [&](serve::WorkItem& w) {
+                w.status = "failed";
+                w.error = why;
+                w.done_ms = epoch_ms();
+            });
+            return;
+        }
+        finish_work(a.id, result, first_ms);
+        logger().info("dicom: result {}: {} slice(s), finding '{}' ({} ms after the last file)", a.id,
+                      result["n_slices"].get<size_t>(), result["finding"].get<std::string>(),
+                      result["elapsed_ms"].get<long long>());
+        post_outputs(a.id, result);
+    }
+
+    void post_outputs(const std::string& id, const json& result) {
+        if (!outbox || !result.contains("dicom") || result["dicom"].empty()) return;
+        std::vector<fs::path> files;
+        for (const auto& f : result["dicom"]) files.push_back(results_dir() / id / "dicom" / f["file"].get<std::string>());
+        update_work(id, [](serve::WorkItem& w) { w.status = "sending"; });
+        outbox->post(id, files);
+    }
+
+    void on_sent(const std::string& id, bool sent, const std::string& error) {
+        update_work(id, [&](serve::WorkItem& w) {
+            w.status = sent ? "sent" : "send-failed";
+            w.error = sent ? "" : error;
+            if (sent) w.sent_ms = epoch_ms();
+        });
     }
 
     // The row first (the result is gone for every reader at once), then its files.
@@ -551,6 +795,10 @@ struct Server::Impl {
                     res.status = 204;
                     res.content_type.clear();
                 }));
+        h.route("GET", "/api/worklist",
+                guarded([this](const HttpRequest& req, HttpResponse& res) { list_worklist(req, res); }));
+        h.route("GET", result_path + R"(/dicom/((?:seg|sr|sc_[0-9]{1,3})\.dcm))",
+                guarded([this](const HttpRequest& req, HttpResponse& res) { send_dicom_file(req, res); }));
         h.route("GET", result_path + R"(/(slices|heatmaps|overlays|masks)/([0-9]{1,9})\.png)",
                 guarded([this](const HttpRequest& req, HttpResponse& res) { render(req, res); }));
         h.set_gate([this](const HttpRequest& req, HttpResponse& res) { return admit(req, res); });
@@ -574,6 +822,14 @@ struct Server::Impl {
         });
     }
 
+    // Requests and associations in flight finish first; an analysis in flight finishes; what is not sent
+    // stays in the outbox for the next start. Before the members go: their threads use them.
+    void shut_down() {
+        if (http) http->stop();
+        if (dicom) dicom->stop();
+        if (outbox) outbox->stop();
+    }
+
     // Hourly after the pass bind() made before serving.
     void retention_loop() {
         std::unique_lock<std::mutex> lock(mutex);
@@ -594,14 +850,20 @@ Server::Server(const ServerOptions& options) : impl_(std::make_unique<Impl>(opti
 Server::~Server() {
     stop();
     if (impl_->retention.joinable()) impl_->retention.join();
+    impl_->shut_down();
 }
 
 int Server::bind() {
     Impl& s = *impl_;
-    if (s.port >= 0) return s.port;
-    if (s.options.port < 0 || s.options.port > 65535) throw UsageError("`port` must be 0..65535");
+    if (s.bound) return s.port;
+    if (s.options.http && (s.options.port < 0 || s.options.port > 65535)) throw UsageError("`port` must be 0..65535");
     s.apply_retention();  // before the first request can see an expired result
-    s.port = s.http->start();
+    if (s.dicom) {
+        s.dicom->start();
+        if (s.outbox) s.outbox->start();
+    }
+    if (s.http) s.port = s.http->start();
+    s.bound = true;
     if (s.options.keep_days > 0) s.retention = std::thread([&s] { s.retention_loop(); });
     return s.port;
 }
@@ -609,12 +871,14 @@ int Server::bind() {
 bool Server::listen() {
     Impl& s = *impl_;
     bind();
-    logger().info("hemoscan serve: {}://{}:{}/ (data in {})", s.options.tls_cert.empty() ? "http" : "https",
-                  s.options.host, s.port, s.options.data_dir.string());
+    if (s.http) {
+        logger().info("hemoscan serve: {}://{}:{}/ (data in {})", s.options.tls_cert.empty() ? "http" : "https",
+                      s.options.host, s.port, s.options.data_dir.string());
+    }
     std::unique_lock<std::mutex> lock(s.mutex);
     s.stopped.wait(lock, [&] { return s.stop_requested; });
     lock.unlock();
-    s.http->stop();  // requests in flight finish first
+    s.shut_down();
     return true;
 }
 
@@ -628,5 +892,7 @@ void Server::stop() {
 }
 
 int Server::port() const { return impl_->port; }
+
+int Server::dicom_port() const { return impl_->dicom && impl_->bound ? impl_->options.dicom_port : -1; }
 
 }  // namespace hemoscan

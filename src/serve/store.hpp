@@ -1,6 +1,8 @@
 #pragma once
-// Past results in SQLite (DATA_DIR/results.db), so that a restart loses nothing. One table:
+// Past results in SQLite (DATA_DIR/results.db), so that a restart loses nothing. Two tables:
 //   results(id TEXT PRIMARY KEY, created TEXT, kind TEXT, name TEXT, finding TEXT, json TEXT)
+//   worklist(id, source, name, patient, caller, status, received/complete/done/sent times, ...): every study
+//   the server was given (page, REST API, DICOM), from its arrival on, also before or without a result.
 // The rendered inputs and heatmaps of a result live in DATA_DIR/results/<id>/ (see analysis.hpp).
 #include <filesystem>
 #include <mutex>
@@ -16,6 +18,24 @@ namespace hemoscan::serve {
 
 struct StoredSummary {
     std::string id, created, kind, name, finding;
+};
+
+// One study on the triage worklist. Its id is the result's id (the result exists once status is done).
+struct WorkItem {
+    std::string id;
+    std::string source;           // web (page or REST API) | dicom
+    std::string name;             // what the list shows: file name(s), or series description and slice count
+    std::string patient;          // PatientID of DICOM arrivals (the radiologist opens the study by it)
+    std::string caller;           // calling AE title (DICOM)
+    std::string status;           // received | analysing | done | sending | sent | failed | send-failed
+    long long received_ms = 0;    // first file (ms since the epoch)
+    long long complete_ms = 0;    // last file / upload complete
+    long long done_ms = 0;        // result stored (or failure)
+    long long sent_ms = 0;        // outputs stored in the destination
+    int slices = 0;
+    bool positive = false;        // suspected bleed: sorts to the top
+    std::string finding;
+    std::string error;            // why it failed (failed, send-failed)
 };
 
 class ResultStore {
@@ -36,6 +56,13 @@ public:
     bool remove(const std::string& id);
     // Ids of the results created before `created` (same format: "YYYY-MM-DDTHH:MM:SSZ"), oldest first.
     std::vector<std::string> created_before(const std::string& created);
+
+    // The worklist. put() inserts or replaces an item whole; remove() above drops it too.
+    void put(const WorkItem& item);
+    std::optional<WorkItem> work_item(const std::string& id);
+    // Suspected bleeds first, then studies still being analysed, then the rest; newest first within each.
+    std::vector<WorkItem> worklist(int limit, int offset);
+    long worklist_count();
 
 private:
     std::filesystem::path path_;

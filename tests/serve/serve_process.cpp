@@ -109,6 +109,14 @@ int ServeProcess::stop() {
     return -1;
 }
 
+void ServeProcess::kill_hard() {
+    if (pid_ < 0) return;
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+}
+
 std::string ServeProcess::log() const {
     std::ifstream in(log_path_);
     std::stringstream ss;

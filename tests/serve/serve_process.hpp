@@ -24,6 +24,8 @@ public:
     httplib::Client client() const;
     // SIGTERM, then waits; returns the exit code (-1 if it had to be killed).
     int stop();
+    // SIGKILL (a crash or an OOM kill: nothing runs on the way out), then waits.
+    void kill_hard();
     std::string log() const;
 
 private:

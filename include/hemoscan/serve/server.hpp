@@ -16,6 +16,14 @@
 //   GET  /api/results/<id>/heatmaps/<k>.png  Grad-CAM of slice k as RGBA (JET colours, alpha = evidence)
 //   GET  /api/results/<id>/overlays/<k>.png[?window=...]   Grad-CAM blended onto slice k
 //   GET  /api/results/<id>/masks/<k>.png     segmentation of slice k as RGBA (with a segmentation model)
+//   GET  /api/results/<id>/dicom/<file>      the result as DICOM (seg.dcm, sr.dcm, sc_<k>.dcm; DICOM inputs)
+//   GET  /api/worklist[?limit=&offset=]      every study given to the server (page, API, DICOM): suspected
+//                                            bleeds first, then those being analysed, newest first
+//
+// The DICOM node (`dicom_port` >= 0; `hemoscan listen` runs it without the web page): a storage SCP
+// (C-ECHO, C-STORE of CT/MR images) whose series are analysed like uploads once complete; their
+// results go on the worklist and, with `dicom_send_to`, back to the PACS as SEG, SR and secondary
+// captures through a persistent outbox (DATA_DIR/dicom/).
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -46,6 +54,18 @@ struct ServerOptions {
     bool insecure = false;             // allow a non-loopback address without a token
     std::vector<std::string> allowed_hosts;  // Host names answered besides IP literals, localhost, this machine's
     int keep_days = 0;                 // results older than this are deleted (0: kept)
+    bool http = true;                  // false: no web page or API (`hemoscan listen` without --http-port)
+    // The DICOM node.
+    int dicom_port = -1;               // < 0: off
+    std::string dicom_aet = "HEMOSCAN";
+    std::vector<std::string> dicom_allowed_callers;  // calling AE titles accepted (empty: any)
+    double dicom_idle_s = 3;           // a series is complete this long after its last file...
+    double dicom_after_release_s = 1;  // ...or this long after its sender's association ended
+    std::string dicom_send_to;         // AET@HOST:PORT: C-STORE results there (empty: keep them here)
+    int dicom_send_retries = 5;        // attempts before the worklist says send-failed (retried later anyway)
+    double dicom_retry_s = 2;          // first retry delay (doubles up to 5 minutes)
+    bool dicom_outputs = true;         // write SEG/SR/SC for DICOM inputs (page uploads too)
+    std::filesystem::path deid_key_file;  // received files are kept only de-identified (io/deid.hpp)
 };
 
 class Server {
@@ -65,6 +85,7 @@ public:
     // Stops listen() from any thread (idempotent); requests in flight finish first.
     void stop();
     int port() const;
+    int dicom_port() const;  // the DICOM node's port (-1 when off)
 
 private:
     struct Impl;
