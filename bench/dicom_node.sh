@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The DICOM node against a real PACS (issue 30): Debian's Orthanc on loopback; `hemoscan serve
-# --dicom-port` with a 256 px 3-window classifier (random weights: the time does not depend on them)
-# and a 256 px U-Net segmenter; DCMTK's storescu as the scanner. Measures, per study, the time from
+# --dicom-port` with a 256 px 3-window classifier with flip averaging (bench/run.sh's model; random
+# weights: the time does not depend on them) and the segmenter architecture of docs/results.md (2.5D
+# U-Net, 128 px); DCMTK's storescu as the scanner. Measures, per study, the time from
 # the moment storescu has sent the last slice (its association released) to the moment the last of
 # hemoscan's objects (SEG, SR, secondary captures) is stored in Orthanc, polled every 50 ms over REST.
 #   bench/dicom_node.sh [STUDIES=1] [SLICES=32] [SIZE=512]
@@ -11,10 +12,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 studies=${1:-1}; slices=${2:-32}; size=${3:-512}
 bin=$(realpath "${HEMOSCAN_BIN:-build/hemoscan}")
-bench=$(realpath "${HEMOSCAN_BENCH:-build/bench/hemoscan_bench}")
+bench=$(realpath "${HEMOSCAN_BENCH:-build/bench/hemoscan-bench}")
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; done; wait 2> /dev/null || true; rm -rf "$work"; }
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; done
+    wait 2> /dev/null || true
+    cp "$work/serve.log" "${TMPDIR:-/tmp}/dicom_node_serve.log" 2> /dev/null || true  # for a look afterwards
+    rm -rf "$work"
+}
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 hp=$(free_port); op=$(free_port); dp=$(free_port); wp=$(free_port)
@@ -23,8 +29,10 @@ echo "models and data (not timed)..." >&2
 "$bench" make-model --out "$work/cls.pt" --weights "$work/w.pt" --meta "$work/meta.json" --size 256 > /dev/null
 "$bin" --log-level warn synth --out "$work/train" --studies 4 --seed 3 --size 256 --slices 8 --p-bleed 1 \
     --format nnunet --threads 2 > /dev/null
-"$bin" --log-level warn train --task segment --data "$work/train/nnunet" --out "$work/seg" --model unet --size 256 \
-    --epochs 1 --batch 4 --threads 2 > /dev/null 2>&1
+# The architecture of docs/results.md's segmentation model (2.5D U-Net, width 0.5, 128 px); one epoch:
+# the time does not depend on the weights.
+"$bin" --log-level warn train --task segment --data "$work/train/nnunet" --out "$work/seg" --model unet --width 0.5 \
+    --depth 4 --window rgb --size 128 --crop-head false --context 1 --epochs 1 --batch 4 --threads 2 > /dev/null 2>&1
 "$bin" --log-level warn synth --out "$work/syn" --studies "$studies" --seed 7 --size "$size" --slices "$slices" \
     --p-bleed 0.5 --format dicom --threads 2 > /dev/null
 
@@ -36,7 +44,7 @@ cat > "$work/orthanc/orthanc.json" << EOF
 EOF
 /usr/sbin/Orthanc "$work/orthanc/orthanc.json" > "$work/orthanc.log" 2>&1 &
 pids+=($!)
-"$bin" --log-level info serve --model "$work/cls.pt" --seg-model "$work/seg/model.pt" --port "$hp" \
+"$bin" --log-level "${HEMOSCAN_LOG_LEVEL:-info}" serve --model "$work/cls.pt" --seg-model "$work/seg/model.pt" --port "$hp" \
     --data-dir "$work/data" --dicom-port "$wp" --send-to "ORTHANC@127.0.0.1:$dp" > "$work/serve.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 200); do

@@ -1,6 +1,7 @@
 #include "serve/analysis.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -20,6 +21,20 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
+
+// Seconds since the last lap (or construction).
+class Stopwatch {
+public:
+    double lap() {
+        const auto now = std::chrono::steady_clock::now();
+        const double s = std::chrono::duration<double>(now - last_).count();
+        last_ = now;
+        return s;
+    }
+
+private:
+    std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
 
 // Slices are shown at about their own size, within these bounds.
 constexpr int kDisplayMaxSide = 512;
@@ -141,15 +156,19 @@ json analyze(Predictor& predictor, SegPredictor* seg, const StagedUpload& upload
         images.push_back(f.path);
         names.push_back(f.display_name);
     }
+    Stopwatch watch;
     StudyInput input = read_study_files(dicoms, images, names, predictor.modality(), dicom_names,
                                          predictor.preprocess_options().sequences);
     input.warnings.insert(input.warnings.begin(), upload.warnings.begin(), upload.warnings.end());
     const bool is_hu = input.is_volume() && input.slices.front().meta.is_hu;
+    const double t_read = watch.lap();
     store_sources(input, is_hu, dir);
+    const double t_store = watch.lap();
 
     AnalysisOptions options;
     options.heatmaps = HeatmapLabel::Study;
     const StudyResult r = analyze_study(input, &predictor, seg, options);
+    const double t_models = watch.lap();
     for (size_t i = 0; i < r.heatmaps.size(); ++i) {
         cv::Mat cam8;
         r.heatmaps[i].convertTo(cam8, CV_8U, 255.0);
@@ -201,9 +220,13 @@ json analyze(Predictor& predictor, SegPredictor* seg, const StagedUpload& upload
         result["bleed_volume_ml"] = r.segmentation.result.bleed_volume_ml;
         result["segmentation"] = segmentation_json(*seg, r.segmentation, dir);
     }
+    const double t_pictures = watch.lap();
     if (dicom && has_dicom_source(input)) {
         result["dicom"] = dicom_outputs_json(write_dicom_outputs(dir / "dicom", input, r, &predictor, seg, *dicom), id);
     }
+    // Where the time went (the worklist's time to result is their sum plus the wait for the series).
+    result["timing_s"] = {{"read", t_read}, {"sources_kept", t_store}, {"models", t_models},
+                          {"pictures", t_pictures}, {"dicom_objects", watch.lap()}};
     result["warnings"] = r.warnings;
     result["model"] = {{"name", model_name(predictor.meta())}, {"input_size", {mw, mh}}};
     result["modality"] = pre.mr ? "MR" : "CT";

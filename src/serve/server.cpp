@@ -669,9 +669,9 @@ struct Server::Impl {
             return;
         }
         finish_work(a.id, result, first_ms);
-        logger().info("dicom: result {}: {} slice(s), finding '{}' ({} ms after the last file)", a.id,
+        logger().info("dicom: result {}: {} slice(s), finding '{}' ({} ms after the last file; {})", a.id,
                       result["n_slices"].get<size_t>(), result["finding"].get<std::string>(),
-                      result["elapsed_ms"].get<long long>());
+                      result["elapsed_ms"].get<long long>(), result["timing_s"].dump());
         post_outputs(a.id, result);
     }
 

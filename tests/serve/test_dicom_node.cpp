@@ -436,3 +436,64 @@ TEST(ServeDicom, FilesReceivedBeforeAKillAreAnalysedAfterTheRestart) {
     EXPECT_EQ(item["slices"], 4);
     EXPECT_EQ(get_json(c, "/api/worklist")["total"], 1) << "one study, not one per run";
 }
+
+TEST(ServeDicom, KeepsOnlyDeidentifiedCopiesAndListsFailures) {
+    TempDir d;
+    const auto files = write_node_series(d / "ct", 3, "1.2.826.0.1.3680043.10.7.7");  // PatientID P-NODE
+    // An MR series for a CT model: received, then refused by the analysis.
+    std::vector<fs::path> mr;
+    for (int i = 0; i < 2; ++i) {
+        DicomWriteOptions o;
+        o.modality = "MR";
+        o.patient_id = "P-NODE";
+        o.series_uid = "1.2.826.0.1.3680043.10.7.8";
+        o.instance_number = i + 1;
+        o.position = {0, 0, 5.0 * i};
+        o.rescale_intercept = 0;
+        mr.push_back(d / "mr" / ("mr_" + std::to_string(i) + ".dcm"));
+        hemoscan::write_dicom_ct(mr.back(), hemoscan::test::head_slice(64, false) + 1024, o);
+    }
+    hemoscan::test::write_text(d / "deid.key", "0123456789abcdef-node-test-key\n");
+    const int dport = free_tcp_port();
+    hemoscan::test::ServeProcess server(kGoldenModels / "cls.pt", d / "data",
+                                        {"--dicom-port", std::to_string(dport), "--deid-key-file",
+                                         (d / "deid.key").string()});
+    ASSERT_TRUE(server.up());
+    auto c = server.client();
+    int rc = -1;
+    storescu(dport, files, "SCANNER", "HEMOSCAN", &rc);
+    ASSERT_EQ(rc, 0);
+    const json done = wait_for_status(c, "done");
+    ASSERT_FALSE(done.is_null()) << server.log();
+    EXPECT_EQ(done["patient"].get<std::string>().rfind("ANON", 0), 0u) << done.dump();
+    storescu(dport, mr, "SCANNER", "HEMOSCAN", &rc);
+    ASSERT_EQ(rc, 0);
+    const json failed = wait_for_status(c, "failed");
+    ASSERT_FALSE(failed.is_null()) << server.log();
+    EXPECT_NE(failed["error"].get<std::string>().find("MR"), std::string::npos) << failed.dump();
+    EXPECT_TRUE(failed["url"].is_null());
+    EXPECT_EQ(get_json(c, "/api/worklist")["total"], 2);
+    // Nothing the server keeps holds the patient's identifier: files, database, results.
+    const auto grep = run_command("grep -rl P-NODE " + q(d / "data") + " 2>/dev/null");
+    EXPECT_EQ(grep.output, "") << "identifying data kept in " << grep.output;
+}
+
+TEST(ListenCli, RefusesBadOptions) {
+    TempDir d;
+    const std::string model = q(kGoldenModels / "cls.pt");
+    for (const std::string& args : {"listen --model " + model + " --send-to PACS",
+                                   "listen --model " + model + " --aet WAY_TOO_LONG_AE_TITLE",
+                                   "serve --model " + model + " --send-to PACS@127.0.0.1:104"}) {
+        const auto r = hemoscan::test::run_hemoscan(args + " --data-dir " + q(d / "data"));
+        EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
+    }
+    // A port that is taken: a usage error that names it, not a silent listener failure.
+    const int port = free_tcp_port();
+    Handed handed;
+    DicomNode node(node_options(port), d / "node", handed.hooks());
+    node.start();
+    const auto r = hemoscan::test::run_hemoscan("listen --model " + model + " --port " + std::to_string(port) +
+                                                " --data-dir " + q(d / "data2"));
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("port " + std::to_string(port)), std::string::npos) << r.output;
+}
