@@ -221,13 +221,23 @@ json analyze(Predictor& predictor, SegPredictor* seg, const StagedUpload& upload
         result["segmentation"] = segmentation_json(*seg, r.segmentation, dir);
     }
     const double t_pictures = watch.lap();
+    std::vector<std::string> warnings = r.warnings;
     if (dicom && has_dicom_source(input)) {
-        result["dicom"] = dicom_outputs_json(write_dicom_outputs(dir / "dicom", input, r, &predictor, seg, *dicom), id);
+        // The result stands without its DICOM objects: a series they cannot reference (slices of several
+        // studies, say) gets a warning, not a refusal.
+        try {
+            result["dicom"] =
+                dicom_outputs_json(write_dicom_outputs(dir / "dicom", input, r, &predictor, seg, *dicom), id);
+        } catch (const Error& e) {
+            std::error_code ec;
+            fs::remove_all(dir / "dicom", ec);
+            warnings.push_back(std::string("no DICOM objects for this result: ") + e.what());
+        }
     }
     // Where the time went (the worklist's time to result is their sum plus the wait for the series).
     result["timing_s"] = {{"read", t_read}, {"sources_kept", t_store}, {"models", t_models},
                           {"pictures", t_pictures}, {"dicom_objects", watch.lap()}};
-    result["warnings"] = r.warnings;
+    result["warnings"] = warnings;
     result["model"] = {{"name", model_name(predictor.meta())}, {"input_size", {mw, mh}}};
     result["modality"] = pre.mr ? "MR" : "CT";
     result["sequences"] = pre.sequences;  // the MR channels, in the model's order (empty for CT)

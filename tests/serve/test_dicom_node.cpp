@@ -497,3 +497,29 @@ TEST(ListenCli, RefusesBadOptions) {
     EXPECT_EQ(r.exit_code, 2) << r.output;
     EXPECT_NE(r.output.find("port " + std::to_string(port)), std::string::npos) << r.output;
 }
+
+TEST(ServeDicom, AnUploadWhoseDicomObjectsCannotBeWrittenStillGetsItsResult) {
+    TempDir d;
+    // Two slices of one series that claim different studies: readable, but nothing to reference as one study.
+    std::vector<hemoscan::test::Part> parts;
+    for (int i = 0; i < 2; ++i) {
+        DicomWriteOptions o;
+        o.study_uid = "1.2.826.0.1.3680043.10.7.9." + std::to_string(i);
+        o.series_uid = "1.2.826.0.1.3680043.10.7.9";
+        o.instance_number = i + 1;
+        o.position = {0, 0, 5.0 * i};
+        const fs::path f = d / ("s" + std::to_string(i) + ".dcm");
+        hemoscan::write_dicom_ct(f, hemoscan::test::head_slice(64, false), o);
+        parts.push_back({f.filename().string(), hemoscan::read_file(f), "application/dicom"});
+    }
+    hemoscan::test::ServeProcess server(kGoldenModels / "cls.pt", d / "data");
+    ASSERT_TRUE(server.up());
+    auto c = server.client();
+    auto r = hemoscan::test::post(c, parts);
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 201) << r->body;
+    const json result = json::parse(r->body);
+    EXPECT_FALSE(result.contains("dicom"));
+    EXPECT_NE(result["warnings"].dump().find("no DICOM objects"), std::string::npos) << result["warnings"];
+    EXPECT_EQ(get_json(c, "/api/worklist")["items"][0]["status"], "done");
+}

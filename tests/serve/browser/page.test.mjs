@@ -217,7 +217,14 @@ async function main() {
           const img = document.getElementById("slice-img");
           return img.complete && img.naturalWidth > 0;
         }, null, { timeout: 15000 });
-        check(await page.locator("#history li").count() === 2, "both results are in the history");
+        check(await page.locator("#history li").count() === 2, "both results are on the worklist");
+        // The series' result as DICOM objects: the SR (and key images) offered for download.
+        const sr = page.locator('#dicom-links a[data-kind="SR"]');
+        await sr.waitFor({ timeout: 15000 });
+        const href = await sr.getAttribute("href");
+        const dcm = await fetch(base + href, { headers: { Authorization: `Bearer ${token}` } });
+        const bytes = Buffer.from(await dcm.arrayBuffer());
+        check(dcm.status === 200 && bytes.subarray(128, 132).toString() === "DICM", `the SR downloads (${href})`);
       }
       // Delete the shown result (after confirming): gone from the history and the server.
       const shown = new URL(page.url()).searchParams.get("id");
