@@ -1,5 +1,7 @@
 #pragma once
-// One-time DCMTK set-up shared by the DICOM reader and writer (private to src/io).
+// One-time DCMTK set-up shared by the DICOM reader and writer (private to src/io; report/ uses it too).
+#include <string>
+
 
 namespace hemoscan::detail {
 
@@ -9,5 +11,9 @@ void ensure_dcmtk_decoders();
 
 // Registers DCMTK's encoders (JPEG lossless, JPEG-LS, RLE) once, thread-safely.
 void ensure_dcmtk_encoders();
+
+// A decimal string (DS) holds at most 16 characters: as many significant digits as fit. Shared with
+// the DICOM objects of report/ (SEG, SR, SC).
+std::string ds_value(double v);
 
 }  // namespace hemoscan::detail

@@ -38,11 +38,6 @@ void ensure_dcmtk_encoders() {
     });
 }
 
-}  // namespace detail
-
-namespace {
-
-// A decimal string (DS) holds at most 16 characters: keep as many significant digits as fit.
 std::string ds_value(double v) {
     char buf[32];
     for (int precision = 12; precision > 0; --precision) {
@@ -51,6 +46,13 @@ std::string ds_value(double v) {
     }
     return buf;
 }
+
+}  // namespace detail
+
+namespace {
+
+using detail::ds_value;
+
 
 template <size_t N>
 std::string ds_values(const std::array<double, N>& values) {

@@ -14,6 +14,8 @@
 #include "hemoscan/report/dicom_outputs.hpp"
 #include "hemoscan/util/fs.hpp"
 
+#include "io/dcmtk_setup.hpp"
+
 namespace hemoscan::dicom_detail {
 
 // One source slice as its file says (input.slices order).
@@ -59,8 +61,8 @@ inline constexpr Code kCodeSourceImage{"DCM", "121322", "Source image for image 
 // Private codes (coding scheme designators starting with "99" are local by the standard).
 inline constexpr const char* kPrivateScheme = "99HEMOSCAN";
 
-// A Decimal String value (at most 16 characters): as many significant digits as fit.
-std::string ds_value(double v);
+// A Decimal String value (at most 16 characters): io's, which the slices were written with.
+using hemoscan::detail::ds_value;
 template <size_t N>
 std::string ds_values(const std::array<double, N>& values) {
     std::string out;

@@ -64,15 +64,6 @@ const CopiedTag kPatientStudyTags[] = {
 
 }  // namespace
 
-std::string ds_value(double v) {
-    char buf[32];
-    for (int precision = 12; precision > 0; --precision) {
-        std::snprintf(buf, sizeof(buf), "%.*g", precision, v);
-        if (std::string(buf).size() <= 16) break;
-    }
-    return buf;
-}
-
 double slice_thickness(const StudyInput& input) {
     const double stored = input.slices.front().meta.slice_thickness;
     if (stored > 0) return stored;

@@ -8,6 +8,9 @@
 
 namespace hemoscan::test {
 
+// A loopback TCP port nothing listens on now (the OS picks it; the caller binds it right after).
+int free_tcp_port();
+
 class ServeProcess {
 public:
     // Starts `hemoscan serve --model MODEL --data-dir DATA --port 0 --compute-threads 1 EXTRA...`,

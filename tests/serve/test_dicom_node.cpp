@@ -30,26 +30,13 @@ using hemoscan::serve::ArrivedSeries;
 using hemoscan::serve::DicomNode;
 using hemoscan::serve::DicomNodeHooks;
 using hemoscan::serve::DicomNodeOptions;
+using hemoscan::test::free_tcp_port;
 using hemoscan::test::q;
 using hemoscan::test::run_command;
 using hemoscan::test::TempDir;
 using nlohmann::json;
 
 const fs::path kGoldenModels = fs::path(HEMOSCAN_SOURCE_DIR) / "tests" / "golden";
-
-// A TCP port nothing listens on now (the OS picks it; the node binds it right after).
-int free_tcp_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-    socklen_t len = sizeof(a);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    ::close(fd);
-    return ntohs(a.sin_port);
-}
 
 // `n` CT slices of one series (5 mm apart) in `dir`; returns the files.
 std::vector<fs::path> write_node_series(const fs::path& dir, int n, const std::string& series_uid,

@@ -34,18 +34,6 @@ using nlohmann::json;
 
 const fs::path kOrthancModels = fs::path(HEMOSCAN_SOURCE_DIR) / "tests" / "golden";
 
-int orthanc_free_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-    socklen_t len = sizeof(a);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    ::close(fd);
-    return ntohs(a.sin_port);
-}
-
 // Orthanc in a throwaway folder with its own ports, stopped (SIGTERM) at the end.
 class OrthancProcess {
 public:
@@ -146,9 +134,9 @@ TEST(Orthanc, RoundTripSeriesFromThePacsResultsBackIntoIt) {
     ASSERT_EQ(r.exit_code, 0) << r.output;
     const json volumes = hemoscan::test::read_json(d / "seg" / "volumes.json");
 
-    const int hemoscan_dicom = orthanc_free_port();
-    const int orthanc_http = orthanc_free_port();
-    const int orthanc_dicom = orthanc_free_port();
+    const int hemoscan_dicom = hemoscan::test::free_tcp_port();
+    const int orthanc_http = hemoscan::test::free_tcp_port();
+    const int orthanc_dicom = hemoscan::test::free_tcp_port();
     OrthancProcess orthanc(d / "orthanc", orthanc_http, orthanc_dicom, hemoscan_dicom);
     hemoscan::test::ServeProcess server(
         kOrthancModels / "cls.pt", d / "data",
