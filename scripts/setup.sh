@@ -15,6 +15,8 @@ PACKAGES=(
     build-essential cmake ninja-build pkg-config git ca-certificates
     # deep learning: LibTorch (CPU, oneDNN) with OpenBLAS (transposed convs go through BLAS) and jemalloc
     libtorch-dev libopenblas0-pthread libopenblas-dev libjemalloc-dev
+    # LibTorch's c10d process groups (distributed training) need Gloo's headers
+    libgloo-dev
     # images: OpenCV (2D), DCMTK (DICOM, plus its command-line tools for tests), niftilib (NIfTI)
     libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev libdcmtk-dev dcmtk libnifti2-dev zlib1g-dev
     # CLI, JSON, logging, HTTP, storage, archives

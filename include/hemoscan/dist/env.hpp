@@ -1,0 +1,39 @@
+#pragma once
+// Who this process is in a group of training processes, and which items it works on (issue 31).
+// The names are the ones torchrun, Slurm wrappers and Kubernetes indexed Jobs set for PyTorch, so that
+// hemoscan launches the way PyTorch jobs do. Free of LibTorch.
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace hemoscan {
+
+struct DistEnv {
+    int rank = 0;             // RANK: 0 .. world_size - 1
+    int world_size = 1;       // WORLD_SIZE
+    int local_rank = 0;       // LOCAL_RANK: the process's index on its machine
+    std::string master_addr = "127.0.0.1";  // MASTER_ADDR: where rank 0 serves the rendezvous
+    int master_port = 29500;  // MASTER_PORT
+    bool distributed() const { return world_size > 1; }
+};
+
+// Reads RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT through `get` (getenv by default).
+// None set (or WORLD_SIZE 1): one process. UsageError naming the variable for a value that is not a
+// number in range, and for a partial set (WORLD_SIZE > 1 without RANK, MASTER_ADDR or MASTER_PORT).
+DistEnv dist_env_from(const std::function<const char*(const char*)>& get = {});
+
+// The items rank `rank` of `world` trains on in one epoch, as PyTorch's DistributedSampler deals them:
+// the epoch's order (shuffled with `seed` and `epoch` when `shuffle`; the same on every rank), padded by
+// repeating its first items up to a multiple of `world` (every rank takes as many steps), then every
+// world-th item from position `rank`. Together the ranks cover every item; at most world - 1 twice.
+std::vector<size_t> shard_epoch(size_t n, int rank, int world, std::uint64_t seed, int epoch, bool shuffle = true);
+
+// A fixed list split for evaluation or prediction, without repeats: rank r takes the contiguous block
+// [begin, end); the first n % world ranks one item more. Gathering the blocks in rank order restores
+// the input order.
+std::pair<size_t, size_t> shard_range(size_t n, int rank, int world);
+
+}  // namespace hemoscan

@@ -1,0 +1,287 @@
+// The process group (issue 31) on loopback: torchrun's environment, the epoch shards, and real groups of
+// two processes (this test binary started again as the ranks: DistChild.Rank runs only in them), whose
+// averaged gradients must train exactly as one process with the whole batch, and whose failures (a rank
+// that dies, one that never comes) must end the others with a message, not a hang.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "hemoscan/dist/env.hpp"
+#include "hemoscan/dist/process_group.hpp"
+#include "hemoscan/error.hpp"
+#include "hemoscan/util/fs.hpp"
+#include "support/test_util.hpp"
+
+extern char** environ;
+
+namespace {
+
+namespace fs = std::filesystem;
+using hemoscan::DistEnv;
+using hemoscan::test::TempDir;
+
+// A port nothing listens on now (the OS picks it), for rank 0's TCPStore.
+int dist_free_port() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    socklen_t len = sizeof(a);
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    ::close(fd);
+    return ntohs(a.sin_port);
+}
+
+struct RankRun {
+    int exit_code = -1;
+    std::string output;
+    double seconds = 0;
+};
+
+// Starts this binary as ranks 0..world-1 of `scenario` (only `ranks` of them: a rank left out never
+// comes), waits for all, returns each one's exit code and output.
+std::vector<RankRun> run_ranks(const std::string& scenario, int world, const fs::path& dir,
+                               std::vector<int> ranks = {}) {
+    if (ranks.empty()) {
+        for (int r = 0; r < world; ++r) ranks.push_back(r);
+    }
+    const int port = dist_free_port();
+    std::vector<pid_t> pids;
+    const auto start = std::chrono::steady_clock::now();
+    for (int r : ranks) {
+        std::vector<std::string> env_strings;
+        for (char** e = environ; *e; ++e) env_strings.emplace_back(*e);
+        for (const auto& [k, v] : std::map<std::string, std::string>{
+                 {"HEMOSCAN_DIST_SCENARIO", scenario}, {"HEMOSCAN_DIST_DIR", dir.string()},
+                 {"RANK", std::to_string(r)}, {"LOCAL_RANK", std::to_string(r)}, {"WORLD_SIZE", std::to_string(world)},
+                 {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", std::to_string(port)}, {"OMP_NUM_THREADS", "1"}}) {
+            env_strings.push_back(k + "=" + v);
+        }
+        std::vector<char*> envp;
+        for (auto& s : env_strings) envp.push_back(s.data());
+        envp.push_back(nullptr);
+        const std::string out = (dir / ("rank" + std::to_string(r) + ".log")).string();
+        std::string self = fs::read_symlink("/proc/self/exe").string();
+        std::string filter = "--gtest_filter=DistChild.Rank";
+        std::vector<char*> argv{self.data(), filter.data(), nullptr};
+        posix_spawn_file_actions_t actions;
+        posix_spawn_file_actions_init(&actions);
+        posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        posix_spawn_file_actions_adddup2(&actions, 1, 2);
+        pid_t pid = -1;
+        EXPECT_EQ(posix_spawn(&pid, self.c_str(), &actions, nullptr, argv.data(), envp.data()), 0);
+        posix_spawn_file_actions_destroy(&actions);
+        pids.push_back(pid);
+    }
+    std::vector<RankRun> runs;
+    for (size_t i = 0; i < pids.size(); ++i) {
+        int status = 0;
+        waitpid(pids[i], &status, 0);
+        RankRun run;
+        run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        run.output = hemoscan::read_file(dir / ("rank" + std::to_string(ranks[i]) + ".log"));
+        runs.push_back(run);
+    }
+    return runs;
+}
+
+// A small model and a fixed global batch of 8 samples, the same in every process.
+struct Tiny : torch::nn::Module {
+    torch::nn::Linear a{nullptr}, b{nullptr};
+    Tiny() {
+        a = register_module("a", torch::nn::Linear(5, 7));
+        b = register_module("b", torch::nn::Linear(7, 1));
+    }
+    torch::Tensor forward(const torch::Tensor& x) { return b(torch::tanh(a(x))); }
+};
+
+std::pair<torch::Tensor, torch::Tensor> global_batch(int step) {
+    torch::manual_seed(1000 + step);
+    auto x = torch::randn({8, 5}, torch::kFloat64);
+    auto y = torch::randn({8, 1}, torch::kFloat64);
+    return {x, y};
+}
+
+constexpr int kSteps = 5;
+
+// k SGD steps on rows [begin, end) of each global batch, gradients averaged over the group when there is one.
+torch::Tensor train_steps(hemoscan::ProcessGroup* group, int begin, int end) {
+    torch::manual_seed(7);
+    Tiny model;
+    model.to(torch::kFloat64);
+    if (group) group->broadcast_module(model);
+    torch::optim::SGD sgd(model.parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+    for (int step = 0; step < kSteps; ++step) {
+        auto [x, y] = global_batch(step);
+        sgd.zero_grad();
+        auto loss = torch::mse_loss(model.forward(x.slice(0, begin, end)), y.slice(0, begin, end));
+        loss.backward();
+        if (group) group->average_gradients(model, 64);  // small buckets: several all-reduces per step
+        sgd.step();
+    }
+    std::vector<torch::Tensor> flat;
+    for (auto& p : model.parameters()) flat.push_back(p.detach().reshape({-1}));
+    return torch::cat(flat);
+}
+
+void write_tensor(const fs::path& path, const torch::Tensor& t) {
+    std::ostringstream out;
+    out.precision(17);
+    for (int64_t i = 0; i < t.numel(); ++i) out << t[i].item<double>() << "\n";
+    hemoscan::write_file_atomic(path, out.str());
+}
+
+std::vector<double> read_values(const fs::path& path) {
+    std::vector<double> v;
+    std::istringstream in(hemoscan::read_file(path));
+    for (double x; in >> x;) v.push_back(x);
+    return v;
+}
+
+}  // namespace
+
+// Runs only inside the ranks that the tests below start (HEMOSCAN_DIST_SCENARIO set).
+TEST(DistChild, Rank) {
+    const char* scenario_env = std::getenv("HEMOSCAN_DIST_SCENARIO");
+    if (!scenario_env) GTEST_SKIP() << "a rank of the DistGroup tests, started by them";
+    const std::string scenario = scenario_env;
+    const fs::path dir = std::getenv("HEMOSCAN_DIST_DIR");
+    const DistEnv env = hemoscan::dist_env_from();
+    torch::set_num_threads(1);
+    try {
+        hemoscan::ProcessGroup group(env, std::chrono::milliseconds(scenario == "train" ? 30000 : 3000));
+        if (scenario == "sums") {
+            std::vector<torch::Tensor> t{torch::full({3}, env.rank + 1.0), torch::full({2, 2}, 10.0 * (env.rank + 1))};
+            group.all_reduce_sum(t, 8);  // 8 bytes: one bucket per tensor
+            EXPECT_TRUE(torch::equal(t[0], torch::full({3}, 3.0)));
+            EXPECT_TRUE(torch::equal(t[1], torch::full({2, 2}, 30.0)));
+            std::vector<double> mine(static_cast<size_t>(env.rank + 1), env.rank * 1.5);
+            EXPECT_EQ(group.all_gather(mine), (std::vector<double>{0.0, 1.5, 1.5}));
+        } else if (scenario == "train") {
+            const int half = 8 / env.world_size;
+            const auto weights = train_steps(&group, env.rank * half, (env.rank + 1) * half);
+            write_tensor(dir / ("weights" + std::to_string(env.rank) + ".txt"), weights);
+        } else if (scenario == "die") {
+            if (env.rank == 1) std::_Exit(3);  // gone without a word, as a killed process
+            std::vector<torch::Tensor> t{torch::ones({4})};
+            group.all_reduce_sum(t);
+            ADD_FAILURE() << "the all-reduce with a dead rank returned";
+        }
+    } catch (const hemoscan::InputError& e) {
+        std::printf("hemoscan error: %s\n", e.what());
+        std::fflush(stdout);
+        std::_Exit(1);
+    }
+}
+
+TEST(DistEnv, ReadsTorchrunsVariablesAndRefusesPartialSets) {
+    auto from = [](std::map<std::string, std::string> vars) {
+        return hemoscan::dist_env_from([vars](const char* name) -> const char* {
+            auto it = vars.find(name);
+            return it == vars.end() ? nullptr : it->second.c_str();
+        });
+    };
+    EXPECT_FALSE(from({}).distributed());
+    EXPECT_FALSE(from({{"WORLD_SIZE", "1"}}).distributed());
+    const DistEnv e = from({{"RANK", "3"}, {"WORLD_SIZE", "4"}, {"LOCAL_RANK", "1"}, {"MASTER_ADDR", "node0"},
+                            {"MASTER_PORT", "29400"}});
+    EXPECT_TRUE(e.distributed());
+    EXPECT_EQ(e.rank, 3);
+    EXPECT_EQ(e.local_rank, 1);
+    EXPECT_EQ(e.master_addr, "node0");
+    EXPECT_EQ(e.master_port, 29400);
+    hemoscan::test::expect_usage_error([&] { from({{"WORLD_SIZE", "2"}, {"MASTER_ADDR", "a"}, {"MASTER_PORT", "1"}}); },
+                                       {"RANK is not set"});
+    hemoscan::test::expect_usage_error(
+        [&] { from({{"WORLD_SIZE", "2"}, {"RANK", "2"}, {"MASTER_ADDR", "a"}, {"MASTER_PORT", "1"}}); }, {"RANK='2'"});
+    hemoscan::test::expect_usage_error([&] { from({{"WORLD_SIZE", "two"}}); }, {"WORLD_SIZE='two'"});
+}
+
+TEST(DistShard, EpochShardsCoverEveryItemAndTakeEqualSteps) {
+    for (size_t n : {0u, 1u, 7u, 10u, 101u}) {
+        for (int world : {1, 2, 3, 4}) {
+            std::multiset<size_t> seen;
+            size_t steps = 0;
+            for (int r = 0; r < world; ++r) {
+                const auto mine = hemoscan::shard_epoch(n, r, world, 42, 3);
+                if (r == 0) steps = mine.size();
+                EXPECT_EQ(mine.size(), steps) << "n " << n << " world " << world;
+                seen.insert(mine.begin(), mine.end());
+            }
+            std::set<size_t> distinct(seen.begin(), seen.end());
+            EXPECT_EQ(distinct.size(), n);
+            EXPECT_LT(seen.size(), n + static_cast<size_t>(world));
+        }
+    }
+    // Shuffled per epoch, the same on every rank for one epoch, another order the next.
+    EXPECT_EQ(hemoscan::shard_epoch(100, 1, 2, 42, 3), hemoscan::shard_epoch(100, 1, 2, 42, 3));
+    EXPECT_NE(hemoscan::shard_epoch(100, 1, 2, 42, 3), hemoscan::shard_epoch(100, 1, 2, 42, 4));
+    EXPECT_EQ(hemoscan::shard_epoch(5, 0, 2, 42, 0, false), (std::vector<size_t>{0, 2, 4}));
+    EXPECT_EQ(hemoscan::shard_epoch(5, 1, 2, 42, 0, false), (std::vector<size_t>{1, 3, 0}));
+    // Ranges: contiguous, in order, without repeats.
+    size_t next = 0;
+    for (int r = 0; r < 3; ++r) {
+        const auto [b, e] = hemoscan::shard_range(10, r, 3);
+        EXPECT_EQ(b, next);
+        EXPECT_EQ(e - b, r == 0 ? 4u : 3u);
+        next = e;
+    }
+    EXPECT_EQ(next, 10u);
+    EXPECT_THROW(hemoscan::shard_range(10, 3, 3), hemoscan::UsageError);
+}
+
+TEST(DistGroup, CollectivesSumAndGatherAcrossTwoProcesses) {
+    TempDir d;
+    for (const auto& run : run_ranks("sums", 2, d.path())) EXPECT_EQ(run.exit_code, 0) << run.output;
+}
+
+TEST(DistGroup, AveragedGradientsTrainAsOneProcessWithTheWholeBatch) {
+    TempDir d;
+    for (const auto& run : run_ranks("train", 2, d.path())) ASSERT_EQ(run.exit_code, 0) << run.output;
+    const auto single = train_steps(nullptr, 0, 8);
+    const auto r0 = read_values(d / "weights0.txt");
+    const auto r1 = read_values(d / "weights1.txt");
+    ASSERT_EQ(r0.size(), static_cast<size_t>(single.numel()));
+    EXPECT_EQ(r0, r1) << "the ranks ended with different weights";
+    double most = 0;
+    for (size_t i = 0; i < r0.size(); ++i) most = std::max(most, std::abs(r0[i] - single[static_cast<int64_t>(i)].item<double>()));
+    EXPECT_LE(most, 1e-12) << "max abs difference to one process after " << kSteps << " steps (double)";
+    // Not vacuous: the weights moved.
+    torch::manual_seed(7);
+    Tiny start;
+    EXPECT_GT((single.slice(0, 0, 35) - start.a->weight.reshape({-1}).to(torch::kFloat64)).abs().max().item<double>(), 1e-3);
+}
+
+TEST(DistGroup, ARankThatDiesEndsTheOthersWithAMessage) {
+    TempDir d;
+    const auto runs = run_ranks("die", 2, d.path());
+    EXPECT_EQ(runs[1].exit_code, 3);
+    EXPECT_EQ(runs[0].exit_code, 1) << runs[0].output;
+    EXPECT_NE(runs[0].output.find("rank 0 of 2"), std::string::npos) << runs[0].output;
+    EXPECT_NE(runs[0].output.find("all-reduce failed"), std::string::npos) << runs[0].output;
+    EXPECT_LT(runs[0].seconds, 30.0);
+}
+
+TEST(DistGroup, ARendezvousThatNeverCompletesEndsWithAMessage) {
+    TempDir d;
+    const auto runs = run_ranks("sums", 2, d.path(), {0});  // rank 1 never starts
+    ASSERT_EQ(runs.size(), 1u);
+    EXPECT_EQ(runs[0].exit_code, 1) << runs[0].output;
+    EXPECT_NE(runs[0].output.find("joining the process group failed"), std::string::npos) << runs[0].output;
+    EXPECT_LT(runs[0].seconds, 30.0);
+}
