@@ -1,6 +1,7 @@
 // hemoscan train: trains a classifier or a segmentation model into a run folder (or resumes one).
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 #include "commands.hpp"
 #include "common.hpp"
@@ -9,6 +10,7 @@
 #include "hemoscan/models/seg_registry.hpp"
 #include "hemoscan/train/segment.hpp"
 #include "hemoscan/train/study.hpp"
+#include "launch.hpp"
 #include "train_options.hpp"
 
 namespace hemoscan::cli {
@@ -21,6 +23,17 @@ void add_train(CLI::App& root, std::vector<Command>& commands) {
     add_train_options(app, *a, false);
     app->add_option("--resume", *resume, "Continue the run in this folder from its last checkpoint (other options "
                                          "are taken from RUN/config.json)");
+    // Distributed training (classification): torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK,
+    // MASTER_ADDR, MASTER_PORT) make this process one rank of a group; --nproc-per-node starts a local group.
+    auto nproc = std::make_shared<int>(1);
+    auto dist_timeout = std::make_shared<int>(300);
+    app->add_option("--nproc-per-node", *nproc,
+                    "Train as N processes on this machine (as torchrun; --batch stays the global batch)")
+        ->check(CLI::Range(1, 1024));
+    app->add_option("--dist-timeout", *dist_timeout,
+                    "Seconds a rank may not answer before the others stop with an error (distributed training)")
+        ->check(CLI::Range(1, 86400))
+        ->capture_default_str();
     app->footer("Example: hemoscan train --data ../shared/data/head_ct --model cnn --out runs/cnn --size 128\n"
                 "Segmentation: hemoscan train --task segment --data synth/nnunet --model unet --out runs/unet "
                 "--size 128 (see docs/segmentation.md)\n"
@@ -30,7 +43,13 @@ void add_train(CLI::App& root, std::vector<Command>& commands) {
     for (auto* opt : app->get_options()) {
         if (opt->get_name() == "--data" || opt->get_name() == "--out") opt->required(false);
     }
-    commands.push_back({app, [a, resume, app] {
+    commands.push_back({app, [a, resume, app, nproc, dist_timeout] {
+        if (*nproc > 1) {
+            if (std::getenv("WORLD_SIZE")) throw UsageError("--nproc-per-node with WORLD_SIZE already set: one launcher");
+            return launch_local_group(*nproc);
+        }
+        const DistEnv dist = dist_env_from();
+        if (dist.rank > 0) set_log_level("warn");  // rank 0 reports for the group
         TrainOptions o;
         bool is_resume = !resume->empty();
         if (is_resume) {
@@ -48,6 +67,11 @@ void add_train(CLI::App& root, std::vector<Command>& commands) {
                 // Cropping to the head is off for masks unless asked for (predictions are put back either way).
                 if (app->count("--crop-head") == 0) o.crop_head = false;
             }
+        }
+        o.dist = dist;
+        o.dist_timeout_s = *dist_timeout;
+        if (dist.distributed() && o.task != "classify") {
+            throw UsageError("distributed training covers classification so far, not --task " + o.task);
         }
         if (o.task != "classify" && o.task != "segment" && o.task != "study") {
             throw UsageError("--task must be classify, segment or study, not '" + o.task + "'");

@@ -169,6 +169,15 @@ struct DataLoader::State {
         return t;
     }
 
+    // Positions rank, rank + count, ... of the order padded (by its first items) to a multiple of count.
+    static std::vector<size_t> shard_of(const std::vector<size_t>& order, int rank, int count) {
+        const size_t n = order.size(), c = static_cast<size_t>(count);
+        const size_t padded = n == 0 ? 0 : (n + c - 1) / c * c;
+        std::vector<size_t> mine;
+        for (size_t i = static_cast<size_t>(rank); i < padded; i += c) mine.push_back(order[i % n]);
+        return mine;
+    }
+
     void reset_epoch(std::uint64_t e) {
         epoch = e;
         order.resize(indices.size());
@@ -176,7 +185,8 @@ struct DataLoader::State {
         if (options.shuffle) {
             data_detail::seeded_shuffle(order, options.seed + data_detail::splitmix64(e ^ 0x5EEDF00DULL));
         }
-        const size_t n = indices.size();
+        if (options.shard_count > 1) order = shard_of(order, options.shard_rank, options.shard_count);
+        const size_t n = order.size();
         const size_t batches = options.drop_last ? n / batch_size : (n + batch_size - 1) / batch_size;
         total = std::min(n, batches * batch_size);
         slots.clear();
@@ -364,6 +374,10 @@ DataLoader::DataLoader(const Dataset& dataset, std::vector<size_t> indices, Prep
     if (options_.batch_size < 1) {
         throw UsageError("batch size must be at least 1 (got " + std::to_string(options_.batch_size) + ")");
     }
+    if (options_.shard_count < 1 || options_.shard_rank < 0 || options_.shard_rank >= options_.shard_count) {
+        throw UsageError("data loader: shard " + std::to_string(options_.shard_rank) + " of " +
+                         std::to_string(options_.shard_count) + " does not exist");
+    }
     for (size_t i : indices_) {
         if (i >= dataset_.items.size()) {
             throw UsageError("data loader: item index " + std::to_string(i) + " out of range (data set of " +
@@ -458,7 +472,8 @@ bool DataLoader::next(Batch& batch) {
 }
 
 size_t DataLoader::batches_per_epoch() const {
-    const size_t n = indices_.size(), bs = static_cast<size_t>(std::max(1, options_.batch_size));
+    const size_t all = indices_.size(), c = static_cast<size_t>(std::max(1, options_.shard_count));
+    const size_t n = c > 1 ? (all + c - 1) / c : all, bs = static_cast<size_t>(std::max(1, options_.batch_size));
     return options_.drop_last ? n / bs : (n + bs - 1) / bs;
 }
 

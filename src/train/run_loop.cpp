@@ -8,6 +8,8 @@
 #include <sstream>
 #include <thread>
 
+#include <unistd.h>
+
 #include "hemoscan/error.hpp"
 #include "hemoscan/log.hpp"
 #include "hemoscan/report/plot.hpp"
@@ -264,6 +266,26 @@ void recalibrate_batchnorm(torch::nn::Module& model, const std::function<void()>
         feed();
     }
     for (size_t i = 0; i < bns.size(); ++i) bns[i]->options.momentum(momenta[i]);
+}
+
+ScratchFolder::~ScratchFolder() {
+    if (path_.empty()) return;
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+}
+
+fs::path ScratchFolder::take_over(const fs::path& run, bool resume, int rank) {
+    path_ = fs::temp_directory_path() /
+            ("hemoscan-rank" + std::to_string(rank) + "-" + std::to_string(::getpid()) + "-" +
+             fs::path(run).lexically_normal().filename().string());
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+    if (resume) {
+        if (!fs::is_directory(run)) throw InputError(run.string() + ": no run folder to resume (rank " +
+                                                     std::to_string(rank) + " reads rank 0's checkpoint there)");
+        fs::copy(run, path_, fs::copy_options::recursive);
+    }
+    return path_;
 }
 
 }  // namespace hemoscan::train_detail

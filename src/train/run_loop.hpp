@@ -45,6 +45,22 @@ private:
     nlohmann::json state_ = nlohmann::json::object();
 };
 
+// Distributed training: a rank other than 0 writes nothing into the run folder. It runs in a scratch
+// folder of its own (a copy of the run folder's files when resuming, so that it takes up the same
+// checkpoint: the run folder must be on a file system every rank sees), removed when this goes.
+class ScratchFolder {
+public:
+    ScratchFolder() = default;
+    ~ScratchFolder();
+    ScratchFolder(const ScratchFolder&) = delete;
+    ScratchFolder& operator=(const ScratchFolder&) = delete;
+    // The folder to use instead of `run` for rank `rank`.
+    std::filesystem::path take_over(const std::filesystem::path& run, bool resume, int rank);
+
+private:
+    std::filesystem::path path_;
+};
+
 // One epoch's training, as the task reports it.
 struct EpochStats {
     double loss = 0;  // mean over the items seen (NaN when none)

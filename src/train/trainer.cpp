@@ -2,6 +2,8 @@
 // weight average, thresholds) on the run skeleton that both trainers share (train/run_loop.hpp).
 #include "hemoscan/train/trainer.hpp"
 
+#include "hemoscan/dist/process_group.hpp"
+
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -215,7 +217,9 @@ struct ClassifierLoaders {
 ClassifierLoaders make_loaders(const TrainOptions& o, const Dataset& ds, const Split& split,
                                const PreprocessOptions& pre) {
     LoaderOptions lt;
-    lt.batch_size = o.batch;
+    lt.batch_size = o.batch / o.dist.world_size;  // the global batch, dealt over the ranks
+    lt.shard_rank = o.dist.rank;
+    lt.shard_count = o.dist.world_size;
     lt.shuffle = true;
     lt.drop_last = split.train.size() > static_cast<size_t>(o.batch);  // BatchNorm dislikes a batch of 1
     lt.workers = o.workers;
@@ -228,6 +232,9 @@ ClassifierLoaders make_loaders(const TrainOptions& o, const Dataset& ds, const S
         lt.lesion_labels = lesion_labels(o, ds);
     }
     LoaderOptions lv = lt;
+    lv.batch_size = o.batch;
+    lv.shard_rank = 0;  // validation and BatchNorm statistics: every rank the same, whole
+    lv.shard_count = 1;
     lv.lesion = {};  // never painted (augment is off too)
     lv.shuffle = false;
     lv.drop_last = false;
@@ -242,8 +249,9 @@ ClassifierLoaders make_loaders(const TrainOptions& o, const Dataset& ds, const S
 class ClassifierTraining final : public train_detail::TrainingTask {
 public:
     ClassifierTraining(const TrainOptions& o, const Dataset& ds, const Split& split, const PreprocessOptions& pre,
-                       const fs::path& run, ClassifierImpl& model, torch::optim::Optimizer& opt)
-        : o_(o), ds_(ds), split_(split), pre_(pre), run_(run), model_(model), opt_(opt),
+                       const fs::path& run, ClassifierImpl& model, torch::optim::Optimizer& opt,
+                       ProcessGroup* group = nullptr)
+        : o_(o), ds_(ds), split_(split), pre_(pre), run_(run), model_(model), opt_(opt), group_(group),
           weights_(loss_weights(o, ds, split)), loaders_(make_loaders(o, ds, split, pre)) {}
 
     // After the weights are in place (initialised or resumed): unet-ae's reconstruction pre-training
@@ -277,6 +285,7 @@ private:
     fs::path run_;
     ClassifierImpl& model_;
     torch::optim::Optimizer& opt_;
+    ProcessGroup* group_;  // distributed training: gradients averaged over the ranks (null: one process)
     LossWeights weights_;
     ClassifierLoaders loaders_;
     std::unique_ptr<WeightAverage> average_;
@@ -347,6 +356,9 @@ EpochStats ClassifierTraining::train_epoch(int epoch, const TrainCallbacks& cb) 
         opt_.zero_grad();
         auto l = loss(model_.forward(t.images), t.labels);
         l.backward();
+        // Each rank's loss is the mean over its equal share of the global batch: the mean of the ranks'
+        // gradients is the gradient of the global batch's mean loss.
+        if (group_) group_->average_gradients(model_);
         if (o_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_.parameters(), o_.grad_clip);
         opt_.step();
         average_->update();
@@ -356,6 +368,12 @@ EpochStats ClassifierTraining::train_epoch(int epoch, const TrainCallbacks& cb) 
         seen += t.indices.size();
         if (cb.batch_end) cb.batch_end(++batch_no, loss_sum / static_cast<double>(seen));
         b = Batch{};
+    }
+    if (group_) {  // the epoch's loss over every rank's items
+        std::vector<torch::Tensor> sums{torch::tensor({loss_sum, static_cast<double>(seen)}, torch::kFloat64)};
+        group_->all_reduce_sum(sums);
+        loss_sum = sums[0][0].item<double>();
+        seen = static_cast<size_t>(sums[0][1].item<double>());
     }
     return {seen ? loss_sum / static_cast<double>(seen) : std::nan(""), seen};
 }
@@ -489,6 +507,13 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
                          "RSNA layout");
     }
     const Split split = choose_split(o, ds, split_override);
+    // Distributed: rank 0 keeps the run folder; the others run in a scratch copy that goes at the end.
+    std::unique_ptr<ProcessGroup> group;
+    train_detail::ScratchFolder scratch;
+    if (o.dist.distributed()) {
+        group = std::make_unique<ProcessGroup>(o.dist, std::chrono::milliseconds(1000LL * o.dist_timeout_s));
+        if (o.dist.rank != 0) o.out = scratch.take_over(o.out, resume, o.dist.rank).string();
+    }
     train_detail::RunFolder folder(o, resume, ds.fingerprint());
     const PreprocessOptions pre = preprocess_options_of(o);
     if (o.insert_lesions > 0) {  // options that depend on the data are checked before anything is written
@@ -514,7 +539,8 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
         train_detail::fine_tune_settings(o), *model,
         [&](const std::string& name) { return is_head_parameter(*model, name); }, o.model);
     std::unique_ptr<torch::optim::Optimizer> opt = fine_tune.make_optimizer(o);
-    ClassifierTraining task(o, ds, split, pre, folder.path(), *model, *opt);
+    if (group) group->broadcast_module(*model);  // one start for all (the seed gives it anyway)
+    ClassifierTraining task(o, ds, split, pre, folder.path(), *model, *opt, group.get());
     task.set_fine_tune(&fine_tune);
     train_detail::EpochLoop loop(
         folder, o, *model, *opt,
@@ -523,7 +549,9 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
     loop.restore(task);
     task.prepare(folder, init_info);
     const int epochs_run = loop.run(task, cb);
-    return task.finish(loop, epochs_run);
+    TrainResult result = task.finish(loop, epochs_run);
+    if (group && o.dist.rank != 0) result.model_path = fs::path(options_in.out) / "model.pt";  // rank 0's
+    return result;
 }
 
 }  // namespace hemoscan

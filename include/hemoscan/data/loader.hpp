@@ -40,6 +40,11 @@ struct LoaderOptions {
     // k - context .. k + context of its study as channels, in that order (the end slices repeated);
     // labels, mask and metadata stay those of slice k. 0 = the slice alone.
     int context = 0;
+    // Distributed training (dist/): this process takes shard `shard_rank` of `shard_count` of every
+    // epoch's order, dealt as PyTorch's DistributedSampler deals it (the order padded by its first items
+    // to a multiple of the count, every count-th position from the rank). With a batch size that is the
+    // global batch divided by the count, batch b of all ranks together is batch b of one process.
+    int shard_rank = 0, shard_count = 1;
 };
 
 // Loads one dataset item as a preprocessed (not augmented) sample.

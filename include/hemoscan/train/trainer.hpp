@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "hemoscan/dist/env.hpp"
 #include "hemoscan/data/dataset.hpp"
 #include "hemoscan/preprocess/preprocess.hpp"
 #include "hemoscan/train/schedule.hpp"
@@ -93,6 +94,11 @@ struct TrainOptions {
     int study_epochs = 40;     // stage 2
     double study_lr = 3e-3;
     int study_hidden = 64;     // GRU units per direction
+    // Distributed training (issue 31; classification): this process's place in a group of processes
+    // (dist/env.hpp; world_size 1 = one process). `batch` stays the global batch: each rank takes
+    // batch / world_size of it, so that the group trains as one process with that batch would.
+    DistEnv dist;
+    int dist_timeout_s = 300;  // a rank that does not answer for this long ends the others with an error
 };
 
 nlohmann::json train_options_to_json(const TrainOptions& o);
