@@ -2,10 +2,12 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 #include "commands.hpp"
 #include "common.hpp"
 #include "hemoscan/data/dataset.hpp"
+#include "hemoscan/dist/env.hpp"
 #include "hemoscan/error.hpp"
 #include "hemoscan/log.hpp"
 #include "hemoscan/models/serialize.hpp"
@@ -13,6 +15,7 @@
 #include "hemoscan/infer/predictor.hpp"
 #include "hemoscan/evaluate/segmentation.hpp"
 #include "hemoscan/infer/seg_predictor.hpp"
+#include "launch.hpp"
 #include "progress.hpp"
 
 namespace hemoscan::cli {
@@ -76,9 +79,25 @@ void add_evaluate(CLI::App& root, std::vector<Command>& commands) {
     app->add_option("--batch", a->batch, "Batch size")->capture_default_str();
     app->add_option("--threads", a->threads, "Compute threads (0 = all cores)")->capture_default_str();
     app->add_option("--workers", a->workers, "Data loading threads")->capture_default_str();
+    // Distributed (classification): the items are sharded over the ranks of torchrun's environment or
+    // of --nproc-per-node; rank 0 gathers and writes.
+    auto nproc = std::make_shared<int>(1);
+    auto dist_timeout = std::make_shared<int>(300);
+    app->add_option("--nproc-per-node", *nproc, "Evaluate as N processes on this machine (as torchrun)")
+        ->check(CLI::Range(1, 1024));
+    app->add_option("--dist-timeout", *dist_timeout, "Seconds a rank may not answer before the others stop")
+        ->check(CLI::Range(1, 86400))
+        ->capture_default_str();
     add_min_component_option(*app, a->min_component_ml);
-    commands.push_back({app, [a] {
+    commands.push_back({app, [a, nproc, dist_timeout] {
+        if (*nproc > 1) {
+            if (std::getenv("WORLD_SIZE")) throw UsageError("--nproc-per-node with WORLD_SIZE already set: one launcher");
+            return launch_local_group(*nproc);
+        }
+        const DistEnv dist = dist_env_from();
+        if (dist.rank > 0) set_log_level("warn");
         const bool segment = read_model_meta(a->models.front()).value("task", std::string("classify")) == "segment";
+        if (segment && dist.distributed()) throw UsageError("a segmentation model is evaluated by one process so far");
         if (segment) return evaluate_segmenter(a->models, a->data, a->out, a->threads, a->min_component_ml);
         if (a->models.size() > 1) {
             throw UsageError("--model given " + std::to_string(a->models.size()) +
@@ -90,8 +109,10 @@ void add_evaluate(CLI::App& root, std::vector<Command>& commands) {
         if (dopt.labels.empty() && !predictor.multiclass()) dopt.labels = predictor.labels();
         dopt.sequences = predictor.preprocess_options().sequences;
         Dataset ds = open_dataset(a->data, dopt);
+        const std::shared_ptr<ProcessGroup> group = join_process_group(dist, *dist_timeout);
         ProgressBar bar("evaluate", ds.size());
         EvaluateOptions eo;
+        eo.group = group.get();
         eo.threshold = a->threshold;
         eo.batch = a->batch;
         eo.workers = a->workers;
@@ -100,6 +121,7 @@ void add_evaluate(CLI::App& root, std::vector<Command>& commands) {
         nlohmann::json m = evaluate_dataset(predictor, ds, a->out, eo);
         double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         bar.finish();
+        if (dist.rank > 0) return 0;  // rank 0 reports for the group
         std::printf("%zu cases in %.1f s (%.1f images/s, loading and preprocessing included)\n", ds.size(), secs,
                     static_cast<double>(ds.size()) / secs);
         if (m.contains("slice")) {

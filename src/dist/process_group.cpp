@@ -155,4 +155,9 @@ std::vector<double> ProcessGroup::all_gather(const std::vector<double>& values) 
 
 void ProcessGroup::barrier() { impl_->wait(impl_->group->barrier(), "barrier"); }
 
+std::shared_ptr<ProcessGroup> join_process_group(const DistEnv& env, int timeout_s) {
+    if (!env.distributed()) return nullptr;
+    return std::make_shared<ProcessGroup>(env, std::chrono::milliseconds(1000LL * timeout_s));
+}
+
 }  // namespace hemoscan

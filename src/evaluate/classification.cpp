@@ -1,4 +1,6 @@
 #include "hemoscan/evaluate/classification.hpp"
+
+#include "hemoscan/dist/process_group.hpp"
 #include "hemoscan/evaluate/study.hpp"
 
 #include <algorithm>
@@ -221,6 +223,38 @@ PredictionTable predict_items(Predictor& predictor, const Dataset& dataset, cons
     return table;
 }
 
+namespace {
+
+std::vector<size_t> all_items(const Dataset& dataset) {
+    std::vector<size_t> all(dataset.size());
+    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+    return all;
+}
+
+// This rank's block of the items, then every rank's probabilities gathered in rank (= input) order.
+PredictionTable predict_items_sharded(Predictor& predictor, const Dataset& dataset, const EvaluateOptions& options) {
+    ProcessGroup& group = *options.group;
+    const auto [begin, end] = shard_range(dataset.size(), group.rank(), group.size());
+    std::vector<size_t> mine;
+    for (size_t i = begin; i < end; ++i) mine.push_back(i);
+    const PredictionTable part = predict_items(predictor, dataset, mine, options);
+    std::vector<double> flat;
+    for (const auto& row : part.probs) flat.insert(flat.end(), row.begin(), row.end());
+    const std::vector<double> all = group.all_gather(flat);
+    const size_t labels = dataset.label_names.size();
+    if (all.size() != dataset.size() * labels) throw Error("evaluate: the ranks gathered a wrong number of values");
+    PredictionTable table;
+    table.label_names = dataset.label_names;
+    table.multiclass = dataset.multiclass;
+    for (size_t i = 0; i < dataset.size(); ++i) {
+        table.add(dataset.items[i], std::vector<double>(all.begin() + static_cast<long>(i * labels),
+                                                        all.begin() + static_cast<long>((i + 1) * labels)));
+    }
+    return table;
+}
+
+}  // namespace
+
 nlohmann::json evaluate_dataset(Predictor& predictor, const Dataset& dataset, const fs::path& out,
                                 const EvaluateOptions& options) {
     if (dataset.label_names != predictor.labels()) {
@@ -230,14 +264,17 @@ nlohmann::json evaluate_dataset(Predictor& predictor, const Dataset& dataset, co
         throw InputError(dataset.root.string() + ": labels [" + have + "] do not match the model's [" + want +
                          "] (select them with `labels`)");
     }
-    if (predictor.has_study_model()) return evaluate_studies(predictor, dataset, out, options);
-    std::vector<size_t> all(dataset.size());
-    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
-    PredictionTable table = predict_items(predictor, dataset, all, options);
+    if (predictor.has_study_model()) {
+        if (options.group) throw UsageError("a study model is evaluated by one process so far");
+        return evaluate_studies(predictor, dataset, out, options);
+    }
+    PredictionTable table = options.group ? predict_items_sharded(predictor, dataset, options)
+                                          : predict_items(predictor, dataset, all_items(dataset), options);
     std::vector<double> thresholds = predictor.thresholds();
     if (options.threshold >= 0) thresholds.assign(thresholds.size(), options.threshold);
     nlohmann::json metrics = compute_metrics(table, thresholds, options.seed);
     metrics["model_thresholds"] = predictor.thresholds();
+    if (options.group && options.group->rank() != 0) return metrics;  // rank 0 writes for the group
     write_file_atomic(out / "metrics.json", metrics.dump(2) + "\n");
     write_predictions_csv(out / "predictions.csv", table, thresholds);
     write_metric_plots(out, table, thresholds);

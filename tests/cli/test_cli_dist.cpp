@@ -3,10 +3,13 @@
 // global batch, and only rank 0 writes the run folder.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <set>
+#include <sstream>
 
 #include "hemoscan/models/classifier.hpp"
 #include "hemoscan/models/serialize.hpp"
+#include "hemoscan/util/fs.hpp"
 #include "support/synthetic_images.hpp"
 #include "support/test_util.hpp"
 
@@ -72,4 +75,49 @@ TEST(CliDist, RefusesWhatItCannotDistribute) {
                                     q(fs::path(HEMOSCAN_BIN)) + " " + base + q(d / "c") + " --model cnn-simple 2>&1");
     EXPECT_EQ(r.exit_code, 2) << r.output;
     EXPECT_NE(r.output.find("RANK is not set"), std::string::npos) << r.output;
+}
+
+TEST(CliDist, ShardedEvaluateGathersTheSameTableInInputOrder) {
+    TempDir d;
+    hemoscan::test::write_blob_dataset(d / "data", 11, 32);  // 22 items: blocks of 11 per rank
+    auto r = run_hemoscan("train --data " + q(d / "data") + " --out " + q(d / "run") +
+                          " --model cnn-simple --size 32 --batch 8 --epochs 1 --threads 1 --workers 1 --augment off");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const std::string common = "evaluate --model " + q(d / "run" / "model.pt") + " --data " + q(d / "data") +
+                               " --threads 1 --workers 1 --batch 4 --out ";
+    r = run_hemoscan(common + q(d / "one"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = run_hemoscan(common + q(d / "two") + " --nproc-per-node 2");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("starting 2 processes"), std::string::npos) << r.output;
+    // The same rows in the same order; probabilities equal up to float rounding of other batch sizes.
+    auto rows = [](const fs::path& csv) {
+        std::vector<std::vector<std::string>> out;
+        std::istringstream in(hemoscan::read_file(csv));
+        for (std::string line; std::getline(in, line);) {
+            std::vector<std::string> cells;
+            std::istringstream cs(line);
+            for (std::string c; std::getline(cs, c, ',');) cells.push_back(c);
+            out.push_back(cells);
+        }
+        return out;
+    };
+    const auto a = rows(d / "one" / "predictions.csv"), b = rows(d / "two" / "predictions.csv");
+    ASSERT_EQ(a.size(), 23u);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+        ASSERT_EQ(a[i].size(), b[i].size());
+        for (size_t c = 0; c < a[i].size(); ++c) {
+            char* end = nullptr;
+            const double x = std::strtod(a[i][c].c_str(), &end);
+            if (i > 0 && end && *end == '\0' && !a[i][c].empty()) {
+                EXPECT_NEAR(x, std::strtod(b[i][c].c_str(), nullptr), 1e-6) << "row " << i << " column " << c;
+            } else {
+                EXPECT_EQ(a[i][c], b[i][c]) << "row " << i << " column " << c;
+            }
+        }
+    }
+    const auto ma = hemoscan::test::read_json(d / "one" / "metrics.json");
+    const auto mb = hemoscan::test::read_json(d / "two" / "metrics.json");
+    EXPECT_NEAR(ma["macro_auc"].get<double>(), mb["macro_auc"].get<double>(), 1e-9);
 }

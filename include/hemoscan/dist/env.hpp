@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -35,5 +36,11 @@ std::vector<size_t> shard_epoch(size_t n, int rank, int world, std::uint64_t see
 // [begin, end); the first n % world ranks one item more. Gathering the blocks in rank order restores
 // the input order.
 std::pair<size_t, size_t> shard_range(size_t n, int rank, int world);
+
+class ProcessGroup;  // dist/process_group.hpp (LibTorch)
+
+// Joins the group `env` describes (dist/process_group.hpp); null for one process. For front ends that
+// pass the group on without including LibTorch.
+std::shared_ptr<ProcessGroup> join_process_group(const DistEnv& env, int timeout_s);
 
 }  // namespace hemoscan

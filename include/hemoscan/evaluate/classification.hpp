@@ -55,8 +55,13 @@ void write_predictions_csv(const std::filesystem::path& file, const PredictionTa
 void write_metric_plots(const std::filesystem::path& dir, const PredictionTable& table,
                         const std::vector<double>& thresholds);
 
+class ProcessGroup;
+
 struct EvaluateOptions {
     double threshold = -1;  // >= 0 overrides the model's thresholds
+    // Distributed (issue 31): each rank predicts its contiguous block of the items (shard_range); the
+    // probabilities are gathered in input order and rank 0 alone writes. Null: one process.
+    ProcessGroup* group = nullptr;
     int batch = 32;
     int workers = 2;
     std::uint64_t seed = 0;
