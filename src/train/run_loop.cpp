@@ -6,9 +6,8 @@
 #include <chrono>
 #include <cmath>
 #include <sstream>
+#include <functional>
 #include <thread>
-
-#include <unistd.h>
 
 #include "hemoscan/error.hpp"
 #include "hemoscan/log.hpp"
@@ -275,9 +274,11 @@ ScratchFolder::~ScratchFolder() {
 }
 
 fs::path ScratchFolder::take_over(const fs::path& run, bool resume, int rank) {
+    // Named by the run folder, so that a rank killed with its group leaves no second copy behind after a
+    // resume: the next run of this rank on this run replaces it.
+    const std::string key = fs::absolute(run).lexically_normal().string();
     path_ = fs::temp_directory_path() /
-            ("hemoscan-rank" + std::to_string(rank) + "-" + std::to_string(::getpid()) + "-" +
-             fs::path(run).lexically_normal().filename().string());
+            ("hemoscan-rank" + std::to_string(rank) + "-" + fmt::format("{:016x}", std::hash<std::string>{}(key)));
     std::error_code ec;
     fs::remove_all(path_, ec);
     if (resume) {

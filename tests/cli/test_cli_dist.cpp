@@ -2,10 +2,13 @@
 // loopback (torchrun's variables, c10d over Gloo); the group must train as one process with the same
 // global batch, and only rank 0 writes the run folder.
 #include <gtest/gtest.h>
+#include <signal.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "hemoscan/models/classifier.hpp"
 #include "hemoscan/models/serialize.hpp"
@@ -120,4 +123,49 @@ TEST(CliDist, ShardedEvaluateGathersTheSameTableInInputOrder) {
     const auto ma = hemoscan::test::read_json(d / "one" / "metrics.json");
     const auto mb = hemoscan::test::read_json(d / "two" / "metrics.json");
     EXPECT_NEAR(ma["macro_auc"].get<double>(), mb["macro_auc"].get<double>(), 1e-9);
+}
+
+TEST(CliDist, AGroupWhoseRankDiesStopsAndResumesFromItsCheckpoint) {
+    TempDir d;
+    hemoscan::test::write_blob_dataset(d / "data", 12, 32);
+    const std::string common = " --model cnn-simple --size 32 --batch 8 --epochs 6 --lr 3e-3 --threads 1 --workers 1"
+                               " --augment off --dropout 0 --val-fraction 0.25 --seed 5 --dist-timeout 60";
+    auto started = hemoscan::test::run_command(q(fs::path(HEMOSCAN_BIN)) + " train --data " + q(d / "data") + " --out " +
+                                               q(d / "two") + common + " --nproc-per-node 2 > " + q(d / "two.log") +
+                                               " 2>&1 & echo $!");
+    const int launcher = std::stoi(started.output);
+    // After the first checkpoint, kill one rank without warning: the launcher must stop the other.
+    bool killed = false;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (!killed && std::chrono::steady_clock::now() < deadline) {
+        try {
+            if (hemoscan::test::read_json(d / "two" / "state.json")["epoch_done"].get<int>() >= 1) {
+                const auto ranks = hemoscan::test::run_command("pgrep -P " + std::to_string(launcher));
+                std::istringstream pids(ranks.output);
+                int rank_pid = 0;
+                if (pids >> rank_pid) killed = ::kill(rank_pid, SIGKILL) == 0;
+            }
+        } catch (...) {
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ASSERT_TRUE(killed);
+    hemoscan::test::run_command("while kill -0 " + std::to_string(launcher) + " 2>/dev/null; do sleep 0.05; done");
+    EXPECT_NE(hemoscan::read_file(d / "two.log").find("stopping the others"), std::string::npos)
+        << hemoscan::read_file(d / "two.log");
+    EXPECT_FALSE(hemoscan::test::read_json(d / "two" / "state.json").value("finished", false));
+    // The group resumes from rank 0's checkpoint and ends where one uninterrupted process ends.
+    auto r = run_hemoscan("train --resume " + q(d / "two") + " --nproc-per-node 2 --dist-timeout 60");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_TRUE(hemoscan::test::read_json(d / "two" / "state.json")["finished"].get<bool>());
+    r = run_hemoscan("train --data " + q(d / "data") + " --out " + q(d / "one") + common);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    auto a = hemoscan::load_model(d / "one" / "model.pt");
+    auto b = hemoscan::load_model(d / "two" / "model.pt");
+    auto pb = b.model->named_parameters();
+    double most = 0;
+    for (const auto& item : a.model->named_parameters()) {
+        most = std::max(most, (item.value() - pb[item.key()]).abs().max().item<double>());
+    }
+    EXPECT_LE(most, 1e-5) << "killed and resumed group vs one uninterrupted process";
 }
