@@ -116,12 +116,12 @@ void add_evaluate(CLI::App& root, std::vector<Command>& commands) {
         eo.threshold = a->threshold;
         eo.batch = a->batch;
         eo.workers = a->workers;
-        eo.progress = [&bar](size_t done, size_t) { bar.update(done); };
+        if (dist.rank == 0) eo.progress = [&bar](size_t done, size_t) { bar.update(done); };  // one bar per group
         auto t0 = std::chrono::steady_clock::now();
         nlohmann::json m = evaluate_dataset(predictor, ds, a->out, eo);
         double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        bar.finish();
         if (dist.rank > 0) return 0;  // rank 0 reports for the group
+        bar.finish();
         std::printf("%zu cases in %.1f s (%.1f images/s, loading and preprocessing included)\n", ds.size(), secs,
                     static_cast<double>(ds.size()) / secs);
         if (m.contains("slice")) {

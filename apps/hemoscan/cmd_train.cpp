@@ -109,7 +109,9 @@ void add_train(CLI::App& root, std::vector<Command>& commands) {
             throw UsageError("--model " + o.model + " is a segmentation model: use --task segment");
         }
         TrainProgress progress;
-        TrainResult r = train_classifier(o, progress.callbacks(), is_resume);
+        // Rank 0 draws the group's progress; the others train quietly.
+        TrainResult r = train_classifier(o, dist.rank == 0 ? progress.callbacks() : TrainCallbacks{}, is_resume);
+        if (dist.rank > 0) return 0;
         std::string auc = r.metrics.contains("macro_auc") && !r.metrics["macro_auc"].is_null()
                               ? std::to_string(r.metrics["macro_auc"].get<double>())
                               : "n/a";
