@@ -70,8 +70,8 @@ void add_train(CLI::App& root, std::vector<Command>& commands) {
         }
         o.dist = dist;
         o.dist_timeout_s = *dist_timeout;
-        if (dist.distributed() && o.task != "classify") {
-            throw UsageError("distributed training covers classification so far, not --task " + o.task);
+        if (dist.distributed() && o.task == "study") {
+            throw UsageError("distributed training covers --task classify and segment so far, not study");
         }
         if (o.task != "classify" && o.task != "segment" && o.task != "study") {
             throw UsageError("--task must be classify, segment or study, not '" + o.task + "'");
@@ -93,7 +93,8 @@ void add_train(CLI::App& root, std::vector<Command>& commands) {
         }
         if (o.task == "segment") {
             TrainProgress progress(true);
-            TrainResult r = train_segmenter(o, progress.callbacks(), is_resume);
+            TrainResult r = train_segmenter(o, dist.rank == 0 ? progress.callbacks() : TrainCallbacks{}, is_resume);
+            if (dist.rank > 0) return 0;
             auto val = [&](const char* key) {
                 const auto& d = r.metrics.contains("dice") ? r.metrics["dice"] : nlohmann::json();
                 return d.contains(key) && d[key].is_number() ? std::to_string(d[key].get<double>()) : std::string("n/a");

@@ -18,6 +18,7 @@
 
 #include "hemoscan/augment/augment.hpp"
 #include "hemoscan/data/dataset.hpp"
+#include "hemoscan/dist/process_group.hpp"
 #include "hemoscan/error.hpp"
 #include "hemoscan/log.hpp"
 #include "hemoscan/models/seg_loss.hpp"
@@ -77,6 +78,10 @@ void validate(const TrainOptions& o) {
     parse_seg_loss(o.loss);
     parse_modality_policy(o.modality);
     if (o.mixup != 0) throw UsageError("`mixup` is for classification, not `task` segment");
+    if (o.dist.distributed() && o.batch % o.dist.world_size != 0) {
+        throw UsageError("`batch` (the global batch) must be a multiple of the " + std::to_string(o.dist.world_size) +
+                         " processes");
+    }
     if (o.insert_lesions != 0) throw UsageError("`insert_lesions` is for classification, not `task` segment");
     if (o.ema_epochs != 0) throw UsageError("`ema_epochs` is for classification, not `task` segment");
     if (o.pretrain_epochs != 0) throw UsageError("`pretrain_epochs` is for `model` unet-ae, not `task` segment");
@@ -231,8 +236,8 @@ class SegmenterTraining final : public train_detail::TrainingTask {
 public:
     SegmenterTraining(const TrainOptions& o, const SegDataset& ds, std::vector<CaseData>& cases, const Split& split,
                       const PreprocessOptions& pre, SegmenterImpl& model, torch::optim::Optimizer& opt,
-                      SlicePool pool)
-        : o_(o), ds_(ds), cases_(cases), split_(split), pre_(pre), model_(model), opt_(opt),
+                      SlicePool pool, ProcessGroup* group = nullptr)
+        : o_(o), ds_(ds), cases_(cases), split_(split), pre_(pre), model_(model), opt_(opt), group_(group),
           loss_kind_(parse_seg_loss(o.loss)), pool_(std::move(pool)), B_(static_cast<size_t>(o.batch)),
           n_fg_(pool_.fg.empty() ? 0 : static_cast<size_t>(std::lround(o.bleed_fraction * static_cast<double>(B_)))) {}
 
@@ -263,6 +268,7 @@ private:
     const PreprocessOptions& pre_;
     SegmenterImpl& model_;
     torch::optim::Optimizer& opt_;
+    ProcessGroup* group_;  // distributed: this rank's share of each global batch, gradients averaged
     SegLoss loss_kind_;
     SlicePool pool_;
     size_t B_, n_fg_;
@@ -302,24 +308,30 @@ SegBatch SegmenterTraining::make_batch(int epoch, size_t b) const {
     for (size_t j = 0; j < B_; ++j) {
         picks[j] = j < n_fg_ ? pool_.fg[rng() % pool_.fg.size()] : pool_.all[rng() % pool_.all.size()];
     }
+    // Distributed: the global batch's positions rank, rank + N, ... (one process: all of them).
+    const size_t ranks = static_cast<size_t>(o_.dist.world_size), rank = static_cast<size_t>(o_.dist.rank);
+    std::vector<size_t> mine;
+    for (size_t j = rank; j < B_; j += ranks) mine.push_back(j);
+    const size_t n = mine.size();
     const int C = pre_.channels() * (2 * o_.context + 1), S = o_.size;
     SegBatch out;
-    out.x = torch::empty({static_cast<int64_t>(B_), C, S, S}, torch::kFloat32);
-    out.y = torch::empty({static_cast<int64_t>(B_), S, S}, torch::kInt64);
+    out.x = torch::empty({static_cast<int64_t>(n), C, S, S}, torch::kFloat32);
+    out.y = torch::empty({static_cast<int64_t>(n), S, S}, torch::kInt64);
     const size_t plane = static_cast<size_t>(S) * S;
-    auto fill = [&](size_t j) {
-        fill_sample(picks[j], epoch, b * B_ + j, out.x.data_ptr<float>() + j * C * plane,
-                    out.y.data_ptr<int64_t>() + j * plane);
+    auto fill = [&](size_t i) {
+        const size_t j = mine[i];
+        fill_sample(picks[j], epoch, b * B_ + j, out.x.data_ptr<float>() + i * C * plane,
+                    out.y.data_ptr<int64_t>() + i * plane);
     };
-    const size_t w = static_cast<size_t>(std::clamp(o_.workers, 1, static_cast<int>(B_)));
+    const size_t w = static_cast<size_t>(std::clamp(o_.workers, 1, static_cast<int>(n)));
     if (w <= 1) {
-        for (size_t j = 0; j < B_; ++j) fill(j);
+        for (size_t i = 0; i < n; ++i) fill(i);
         return out;
     }
     std::vector<std::thread> threads;
     for (size_t t = 0; t < w; ++t) {
         threads.emplace_back([&, t] {
-            for (size_t j = t; j < B_; j += w) fill(j);
+            for (size_t i = t; i < n; i += w) fill(i);
         });
     }
     for (auto& t : threads) t.join();
@@ -339,13 +351,22 @@ EpochStats SegmenterTraining::train_epoch(int epoch, const TrainCallbacks& cb) {
         opt_.zero_grad();
         torch::Tensor loss = seg_loss(model_.forward(batch.x), batch.y, loss_kind_);
         loss.backward();
+        // Each rank's loss is its share's (the batch Dice over that share, as with PyTorch's DDP).
+        if (group_) group_->average_gradients(model_);
         if (o_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_.parameters(), o_.grad_clip);
         opt_.step();
         const double lv = loss.item<double>();
         if (!std::isfinite(lv)) throw Error("training diverged (loss " + std::to_string(lv) + "): lower `lr`");
-        loss_sum += lv * static_cast<double>(B_);
-        seen += B_;
+        const size_t n = static_cast<size_t>(batch.x.size(0));
+        loss_sum += lv * static_cast<double>(n);
+        seen += n;
         if (cb.batch_end) cb.batch_end(b + 1, loss_sum / static_cast<double>(seen));
+    }
+    if (group_) {  // the epoch's loss over every rank's slices
+        std::vector<torch::Tensor> sums{torch::tensor({loss_sum, static_cast<double>(seen)}, torch::kFloat64)};
+        group_->all_reduce_sum(sums);
+        loss_sum = sums[0][0].item<double>();
+        seen = static_cast<size_t>(sums[0][1].item<double>());
     }
     return {loss_sum / static_cast<double>(seen), seen};
 }
@@ -479,6 +500,13 @@ TrainResult train_segmenter(const TrainOptions& options_in, const TrainCallbacks
     if (o.out.empty()) throw UsageError("`out` RUN is required");
     const int threads = train_detail::use_threads(o);
     const SegDataset ds = open_seg_dataset(o.data);
+    // Distributed, as train_classifier: rank 0 keeps the run folder, the others a scratch copy.
+    std::unique_ptr<ProcessGroup> group;
+    train_detail::ScratchFolder scratch;
+    if (o.dist.distributed()) {
+        group = std::make_unique<ProcessGroup>(o.dist, std::chrono::milliseconds(1000LL * o.dist_timeout_s));
+        if (o.dist.rank != 0) o.out = scratch.take_over(o.out, resume, o.dist.rank).string();
+    }
     train_detail::RunFolder folder(o, resume, seg_detail::fingerprint(ds));
 
     const PreprocessOptions pre = preprocess_options_of(o);
@@ -515,7 +543,8 @@ TrainResult train_segmenter(const TrainOptions& options_in, const TrainCallbacks
         train_detail::fine_tune_settings(o), *model,
         [&](const std::string& name) { return model->encoder() == nullptr || name.rfind("encoder", 0) != 0; }, o.model);
     std::unique_ptr<torch::optim::Optimizer> opt = fine_tune.make_optimizer(o);
-    SegmenterTraining task(o, ds, cases, split, pre, *model, *opt, std::move(pool));
+    if (group) group->broadcast_module(*model);
+    SegmenterTraining task(o, ds, cases, split, pre, *model, *opt, std::move(pool), group.get());
     task.set_fine_tune(&fine_tune);
     nlohmann::json meta = {{"task", "segment"},
                            {"class_names", ds.class_names},
@@ -541,7 +570,9 @@ TrainResult train_segmenter(const TrainOptions& options_in, const TrainCallbacks
                                  &fine_tune);
     loop.restore(task);
     const int epochs_run = loop.run(task, cb);
-    return task.finish(loop, folder.path(), epochs_run, threads);
+    TrainResult result = task.finish(loop, folder.path(), epochs_run, threads);
+    if (group && o.dist.rank != 0) result.model_path = fs::path(options_in.out) / "model.pt";  // rank 0's
+    return result;
 }
 
 }  // namespace hemoscan

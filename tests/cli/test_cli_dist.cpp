@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <algorithm>
 #include <cstdlib>
 #include <set>
 #include <sstream>
@@ -70,9 +71,9 @@ TEST(CliDist, RefusesWhatItCannotDistribute) {
     EXPECT_NE(r.exit_code, 0);
     EXPECT_NE(r.output.find("multiple of the 2 processes"), std::string::npos) << r.output;
     EXPECT_FALSE(fs::exists(d / "a" / "model.pt"));
-    r = run_hemoscan(base + q(d / "b") + " --task segment --nproc-per-node 2");
+    r = run_hemoscan(base + q(d / "b") + " --task study --model cnn-simple --nproc-per-node 2");
     EXPECT_NE(r.exit_code, 0);
-    EXPECT_NE(r.output.find("classification so far"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("not study"), std::string::npos) << r.output;
     // A partial torchrun environment: a usage error naming what is missing.
     r = hemoscan::test::run_command("WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29511 " +
                                     q(fs::path(HEMOSCAN_BIN)) + " " + base + q(d / "c") + " --model cnn-simple 2>&1");
@@ -168,4 +169,26 @@ TEST(CliDist, AGroupWhoseRankDiesStopsAndResumesFromItsCheckpoint) {
         most = std::max(most, (item.value() - pb[item.key()]).abs().max().item<double>());
     }
     EXPECT_LE(most, 1e-5) << "killed and resumed group vs one uninterrupted process";
+}
+
+TEST(CliDist, SegmentationTrainsAsAGroupAndOnlyRankZeroWrites) {
+    TempDir d;
+    auto r = run_hemoscan("synth --out " + q(d / "syn") +
+                          " --studies 6 --seed 3 --size 64 --slices 6 --p-bleed 1 --format nnunet --threads 1");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const std::string common = "train --task segment --data " + q(d / "syn" / "nnunet") +
+                               " --model unet --width 0.25 --depth 3 --size 64 --batch 4 --epochs 2 --threads 1"
+                               " --workers 1 --augment off --seed 2 --dist-timeout 60 --out ";
+    r = run_hemoscan(common + q(d / "one"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = run_hemoscan(common + q(d / "two") + " --nproc-per-node 2");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("starting 2 processes"), std::string::npos) << r.output;
+    EXPECT_EQ(run_files(d / "two"), run_files(d / "one"));
+    // Not one process's numbers (each rank's batch Dice is over its half), but the same training: the
+    // slices seen per epoch are the global batch's, and both runs end with a segmenter.
+    const auto log_one = hemoscan::read_file(d / "one" / "log.csv");
+    const auto log_two = hemoscan::read_file(d / "two" / "log.csv");
+    EXPECT_EQ(std::count(log_one.begin(), log_one.end(), '\n'), std::count(log_two.begin(), log_two.end(), '\n'));
+    EXPECT_TRUE(hemoscan::test::read_json(d / "two" / "metrics.json").contains("dice"));
 }
