@@ -1,11 +1,8 @@
 // The local launcher of `--nproc-per-node`: this process's own command line again, once per rank.
 #include "launch.hpp"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "hemoscan/dist/env.hpp"
 #include "hemoscan/error.hpp"
 #include "hemoscan/log.hpp"
 #include "hemoscan/util/fs.hpp"
@@ -43,18 +41,6 @@ std::vector<std::string> own_arguments() {
         out.push_back(args[i]);
     }
     return out;
-}
-
-int free_loopback_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-    socklen_t len = sizeof(a);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    ::close(fd);
-    return ntohs(a.sin_port);
 }
 
 pid_t spawn_rank(std::vector<std::string> args, int rank, int n, int port) {
@@ -88,7 +74,7 @@ pid_t spawn_rank(std::vector<std::string> args, int rank, int n, int port) {
 
 int launch_local_group(int n) {
     const std::vector<std::string> args = own_arguments();
-    const int port = free_loopback_port();
+    const int port = free_local_port();
     logger().info("starting {} processes on this machine (rendezvous 127.0.0.1:{})", n, port);
     std::vector<pid_t> pids;
     for (int r = 0; r < n; ++r) pids.push_back(spawn_rank(args, r, n, port));

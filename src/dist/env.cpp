@@ -1,6 +1,11 @@
 // The process's place in a group (torchrun's environment) and the sharding of items over ranks.
 #include "hemoscan/dist/env.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <numeric>
 
@@ -63,6 +68,20 @@ std::vector<size_t> shard_epoch(size_t n, int rank, int world, std::uint64_t see
     std::vector<size_t> mine;
     for (size_t i = static_cast<size_t>(rank); i < total; i += w) mine.push_back(order[i % n]);
     return mine;
+}
+
+int free_local_port() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) throw Error("cannot open a socket to find a free port");
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+                    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0;
+    ::close(fd);
+    if (!ok) throw Error("cannot find a free port on the loopback interface");
+    return ntohs(a.sin_port);
 }
 
 std::pair<size_t, size_t> shard_range(size_t n, int rank, int world) {

@@ -2,12 +2,9 @@
 // two processes (this test binary started again as the ranks: DistChild.Rank runs only in them), whose
 // averaged gradients must train exactly as one process with the whole batch, and whose failures (a rank
 // that dies, one that never comes) must end the others with a message, not a hang.
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <spawn.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,19 +30,6 @@ namespace fs = std::filesystem;
 using hemoscan::DistEnv;
 using hemoscan::test::TempDir;
 
-// A port nothing listens on now (the OS picks it), for rank 0's TCPStore.
-int dist_free_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-    socklen_t len = sizeof(a);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    ::close(fd);
-    return ntohs(a.sin_port);
-}
-
 struct RankRun {
     int exit_code = -1;
     std::string output;
@@ -59,7 +43,7 @@ std::vector<RankRun> run_ranks(const std::string& scenario, int world, const fs:
     if (ranks.empty()) {
         for (int r = 0; r < world; ++r) ranks.push_back(r);
     }
-    const int port = dist_free_port();
+    const int port = hemoscan::free_local_port();
     std::vector<pid_t> pids;
     const auto start = std::chrono::steady_clock::now();
     for (int r : ranks) {

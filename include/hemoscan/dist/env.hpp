@@ -37,6 +37,11 @@ std::vector<size_t> shard_epoch(size_t n, int rank, int world, std::uint64_t see
 // the input order.
 std::pair<size_t, size_t> shard_range(size_t n, int rank, int world);
 
+// A loopback TCP port nothing listens on now (the OS picks it): the rendezvous of a group on this
+// machine (`--nproc-per-node`). Another process may take it before rank 0 binds it: rare, and then the
+// group fails to start with the rendezvous error.
+int free_local_port();
+
 class ProcessGroup;  // dist/process_group.hpp (LibTorch)
 
 // Joins the group `env` describes (dist/process_group.hpp); null for one process. For front ends that
