@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "hemoscan/dist/process_group.hpp"
 #include "hemoscan/error.hpp"
 #include "hemoscan/log.hpp"
 #include "hemoscan/metrics/classification.hpp"
@@ -47,9 +48,13 @@ CvResult cross_validate_items(const TrainOptions& options, const std::vector<siz
     part.items.clear();
     for (size_t i : items) part.items.push_back(ds.items.at(i));
     const auto folds = grouped_stratified_folds(part, K, options.seed);
+    // Distributed: every fold trains as the whole group (data-parallel, one group for all folds); rank 0
+    // alone writes, and the others wait for its model file before predicting the held-out fold.
+    const std::shared_ptr<ProcessGroup> group = join_process_group(options.dist, options.dist_timeout_s);
+    const bool writer = options.dist.rank == 0;
     fs::create_directories(out);
-    write_split_csv(out / "split.csv", part, folds);
-    write_file_atomic(out / "config.json", nlohmann::json({{"hemoscan_version", kVersion},
+    if (writer) write_split_csv(out / "split.csv", part, folds);
+    if (writer) write_file_atomic(out / "config.json", nlohmann::json({{"hemoscan_version", kVersion},
                                                             {"command", "cv"},
                                                             {"options", train_options_to_json(options)},
                                                             {"data_fingerprint", ds.fingerprint()},
@@ -94,8 +99,9 @@ CvResult cross_validate_items(const TrainOptions& options, const std::vector<siz
         if (resume && fs::exists(fs::path(fo.out) / "model.pt")) {
             logger().info("fold {}: already trained, reusing {}", k, fo.out);
         } else {
-            train_classifier(fo, cb.train, resume, &inner);
+            train_classifier(fo, cb.train, resume, &inner, group.get());
         }
+        if (group) group->barrier();  // rank 0's model.pt of the fold is written
 
         Predictor predictor(fs::path(fo.out) / "model.pt", options.threads);
         EvaluateOptions eo;
@@ -107,7 +113,7 @@ CvResult cross_validate_items(const TrainOptions& options, const std::vector<siz
         fm["fold"] = k;
         fm["thresholds"] = th;
         per_fold.push_back(fm);
-        write_file_atomic(fs::path(fo.out) / "test_metrics.json", fm.dump(2) + "\n");
+        if (writer) write_file_atomic(fs::path(fo.out) / "test_metrics.json", fm.dump(2) + "\n");
         for (const auto& [name, lj] : fm["labels"].items()) {
             for (const char* key : {"auc", "accuracy", "sensitivity", "specificity"}) {
                 if (!lj[key].is_null()) fold_values[name + "/" + key].push_back(lj[key].get<double>());
@@ -148,9 +154,11 @@ CvResult cross_validate_items(const TrainOptions& options, const std::vector<siz
 
     // predictions.csv and the confusion plot use each case's own fold decision.
     if (!pooled.multiclass) pooled.decisions = decisions;
-    write_predictions_csv(out / "predictions.csv", pooled, placeholder);
-    write_metric_plots(out, pooled, placeholder);
-    write_file_atomic(out / "metrics.json", metrics.dump(2) + "\n");
+    if (writer) {
+        write_predictions_csv(out / "predictions.csv", pooled, placeholder);
+        write_metric_plots(out, pooled, placeholder);
+        write_file_atomic(out / "metrics.json", metrics.dump(2) + "\n");
+    }
     result.metrics = std::move(metrics);
     return result;
 }

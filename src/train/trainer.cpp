@@ -490,7 +490,7 @@ TrainResult ClassifierTraining::finish(train_detail::EpochLoop& loop, int epochs
 }  // namespace
 
 TrainResult train_classifier(const TrainOptions& options_in, const TrainCallbacks& cb, bool resume,
-                             const Split* split_override) {
+                             const Split* split_override, ProcessGroup* given_group) {
     TrainOptions o = options_in;
     validate_train_options(o);
     if (o.out.empty()) throw UsageError("`out` RUN is required");
@@ -508,10 +508,14 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
     }
     const Split split = choose_split(o, ds, split_override);
     // Distributed: rank 0 keeps the run folder; the others run in a scratch copy that goes at the end.
-    std::unique_ptr<ProcessGroup> group;
+    std::unique_ptr<ProcessGroup> own_group;
+    ProcessGroup* group = given_group;
     train_detail::ScratchFolder scratch;
     if (o.dist.distributed()) {
-        group = std::make_unique<ProcessGroup>(o.dist, std::chrono::milliseconds(1000LL * o.dist_timeout_s));
+        if (!group) {
+            own_group = std::make_unique<ProcessGroup>(o.dist, std::chrono::milliseconds(1000LL * o.dist_timeout_s));
+            group = own_group.get();
+        }
         if (o.dist.rank != 0) o.out = scratch.take_over(o.out, resume, o.dist.rank).string();
     }
     train_detail::RunFolder folder(o, resume, ds.fingerprint());
@@ -540,7 +544,7 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
         [&](const std::string& name) { return is_head_parameter(*model, name); }, o.model);
     std::unique_ptr<torch::optim::Optimizer> opt = fine_tune.make_optimizer(o);
     if (group) group->broadcast_module(*model);  // one start for all (the seed gives it anyway)
-    ClassifierTraining task(o, ds, split, pre, folder.path(), *model, *opt, group.get());
+    ClassifierTraining task(o, ds, split, pre, folder.path(), *model, *opt, group);
     task.set_fine_tune(&fine_tune);
     train_detail::EpochLoop loop(
         folder, o, *model, *opt,

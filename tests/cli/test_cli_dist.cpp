@@ -192,3 +192,30 @@ TEST(CliDist, SegmentationTrainsAsAGroupAndOnlyRankZeroWrites) {
     EXPECT_EQ(std::count(log_one.begin(), log_one.end(), '\n'), std::count(log_two.begin(), log_two.end(), '\n'));
     EXPECT_TRUE(hemoscan::test::read_json(d / "two" / "metrics.json").contains("dice"));
 }
+
+TEST(CliDist, CrossValidationTrainsEveryFoldAsTheGroup) {
+    TempDir d;
+    hemoscan::test::write_blob_dataset(d / "data", 12, 32);
+    const std::string common = "cv --data " + q(d / "data") +
+                               " --model cnn-simple --size 32 --batch 8 --epochs 2 --lr 3e-3 --threads 1 --workers 1"
+                               " --augment off --dropout 0 --folds 2 --seed 5 --dist-timeout 60 --out ";
+    auto r = run_hemoscan(common + q(d / "one"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = run_hemoscan(common + q(d / "two") + " --nproc-per-node 2");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("starting 2 processes"), std::string::npos) << r.output;
+    EXPECT_EQ(run_files(d / "two"), run_files(d / "one"));
+    const auto a = hemoscan::test::read_json(d / "one" / "metrics.json");
+    const auto b = hemoscan::test::read_json(d / "two" / "metrics.json");
+    EXPECT_NEAR(a["labels"].begin().value()["auc"].get<double>(), b["labels"].begin().value()["auc"].get<double>(), 1e-6);
+    for (int k = 0; k < 2; ++k) {
+        auto ma = hemoscan::load_model(d / "one" / ("fold_" + std::to_string(k)) / "model.pt");
+        auto mb = hemoscan::load_model(d / "two" / ("fold_" + std::to_string(k)) / "model.pt");
+        auto pb = mb.model->named_parameters();
+        double most = 0;
+        for (const auto& item : ma.model->named_parameters()) {
+            most = std::max(most, (item.value() - pb[item.key()]).abs().max().item<double>());
+        }
+        EXPECT_LE(most, 1e-5) << "fold " << k;
+    }
+}

@@ -135,8 +135,10 @@ struct TrainResult {
 // Trains per the options into options.out. With `resume`, continues the run in options.out from
 // its last checkpoint (written after every epoch), giving the same epochs as an uninterrupted run.
 // `split` overrides the holdout/fold split (used by cross-validation).
+// `group`: the process group of options.dist to train in (cross-validation passes its own, one for all
+// folds); null: the run joins one itself when options.dist is distributed.
 TrainResult train_classifier(const TrainOptions& options, const TrainCallbacks& callbacks = {}, bool resume = false,
-                             const Split* split = nullptr);
+                             const Split* split = nullptr, ProcessGroup* group = nullptr);
 
 // Options saved in RUN/config.json.
 TrainOptions load_run_options(const std::filesystem::path& run);
