@@ -21,27 +21,18 @@ void add_cv(CLI::App& root, std::vector<Command>& commands) {
     app->footer("Example: hemoscan cv --data ../shared/data/head_ct --model cnn --folds 5 --out runs/cv-cnn --size 128\n"
                 "Study level: hemoscan cv --task study --data rsna-folder --folds 5 --out runs/cv-study --size 128");
     // Distributed (classification): each fold trains as the group of torchrun's variables or --nproc-per-node.
-    auto nproc = std::make_shared<int>(1);
-    auto dist_timeout = std::make_shared<int>(300);
-    app->add_option("--nproc-per-node", *nproc, "Train every fold as N processes on this machine (as torchrun)")
-        ->check(CLI::Range(1, 1024));
-    app->add_option("--dist-timeout", *dist_timeout, "Seconds a rank may not answer before the others stop")
-        ->check(CLI::Range(1, 86400))
-        ->capture_default_str();
-    commands.push_back({app, [a, nproc, dist_timeout] {
-        if (*nproc > 1) {
-            if (std::getenv("WORLD_SIZE")) throw UsageError("--nproc-per-node with WORLD_SIZE already set: one launcher");
-            return launch_local_group(*nproc);
-        }
-        const DistEnv dist = dist_env_from();
-        if (dist.rank > 0) set_log_level("warn");
+    auto group = std::make_shared<GroupArgs>();
+    add_group_options(*app, *group, "Train every fold as N processes on this machine (as torchrun)");
+    commands.push_back({app, [a, group] {
+        DistEnv dist;
+        if (const auto launched = launch_or_join(*group, dist)) return *launched;
         TrainProgress progress;
         CvCallbacks cb;
         if (dist.rank == 0) cb.train = progress.callbacks();
         cb.fold_start = [](int k, int K) { logger().info("fold {}/{}", k + 1, K); };
         TrainOptions o = finish_train_options(*a);
         o.dist = dist;
-        o.dist_timeout_s = *dist_timeout;
+        o.dist_timeout_s = group->timeout_s;
         if (is_seg_model(o.model)) {
             throw UsageError("cv cross-validates classifiers; --model " + o.model +
                              " is a segmentation model (use train --task segment, which validates on a holdout)");

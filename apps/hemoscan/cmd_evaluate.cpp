@@ -81,21 +81,12 @@ void add_evaluate(CLI::App& root, std::vector<Command>& commands) {
     app->add_option("--workers", a->workers, "Data loading threads")->capture_default_str();
     // Distributed (classification): the items are sharded over the ranks of torchrun's environment or
     // of --nproc-per-node; rank 0 gathers and writes.
-    auto nproc = std::make_shared<int>(1);
-    auto dist_timeout = std::make_shared<int>(300);
-    app->add_option("--nproc-per-node", *nproc, "Evaluate as N processes on this machine (as torchrun)")
-        ->check(CLI::Range(1, 1024));
-    app->add_option("--dist-timeout", *dist_timeout, "Seconds a rank may not answer before the others stop")
-        ->check(CLI::Range(1, 86400))
-        ->capture_default_str();
+    auto group = std::make_shared<GroupArgs>();
+    add_group_options(*app, *group, "Evaluate as N processes on this machine (as torchrun)");
     add_min_component_option(*app, a->min_component_ml);
-    commands.push_back({app, [a, nproc, dist_timeout] {
-        if (*nproc > 1) {
-            if (std::getenv("WORLD_SIZE")) throw UsageError("--nproc-per-node with WORLD_SIZE already set: one launcher");
-            return launch_local_group(*nproc);
-        }
-        const DistEnv dist = dist_env_from();
-        if (dist.rank > 0) set_log_level("warn");
+    commands.push_back({app, [a, group] {
+        DistEnv dist;
+        if (const auto launched = launch_or_join(*group, dist)) return *launched;
         const bool segment = read_model_meta(a->models.front()).value("task", std::string("classify")) == "segment";
         if (segment && dist.distributed()) throw UsageError("a segmentation model is evaluated by one process so far");
         if (segment) return evaluate_segmenter(a->models, a->data, a->out, a->threads, a->min_component_ml);
@@ -109,10 +100,10 @@ void add_evaluate(CLI::App& root, std::vector<Command>& commands) {
         if (dopt.labels.empty() && !predictor.multiclass()) dopt.labels = predictor.labels();
         dopt.sequences = predictor.preprocess_options().sequences;
         Dataset ds = open_dataset(a->data, dopt);
-        const std::shared_ptr<ProcessGroup> group = join_process_group(dist, *dist_timeout);
+        const std::shared_ptr<ProcessGroup> process_group = join_process_group(dist, group->timeout_s);
         ProgressBar bar("evaluate", ds.size());
         EvaluateOptions eo;
-        eo.group = group.get();
+        eo.group = process_group.get();
         eo.threshold = a->threshold;
         eo.batch = a->batch;
         eo.workers = a->workers;

@@ -25,15 +25,8 @@ void add_train(CLI::App& root, std::vector<Command>& commands) {
                                          "are taken from RUN/config.json)");
     // Distributed training (classification): torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK,
     // MASTER_ADDR, MASTER_PORT) make this process one rank of a group; --nproc-per-node starts a local group.
-    auto nproc = std::make_shared<int>(1);
-    auto dist_timeout = std::make_shared<int>(300);
-    app->add_option("--nproc-per-node", *nproc,
-                    "Train as N processes on this machine (as torchrun; --batch stays the global batch)")
-        ->check(CLI::Range(1, 1024));
-    app->add_option("--dist-timeout", *dist_timeout,
-                    "Seconds a rank may not answer before the others stop with an error (distributed training)")
-        ->check(CLI::Range(1, 86400))
-        ->capture_default_str();
+    auto group = std::make_shared<GroupArgs>();
+    add_group_options(*app, *group, "Train as N processes on this machine (as torchrun; --batch stays the global batch)");
     app->footer("Example: hemoscan train --data ../shared/data/head_ct --model cnn --out runs/cnn --size 128\n"
                 "Segmentation: hemoscan train --task segment --data synth/nnunet --model unet --out runs/unet "
                 "--size 128 (see docs/segmentation.md)\n"
@@ -43,13 +36,9 @@ void add_train(CLI::App& root, std::vector<Command>& commands) {
     for (auto* opt : app->get_options()) {
         if (opt->get_name() == "--data" || opt->get_name() == "--out") opt->required(false);
     }
-    commands.push_back({app, [a, resume, app, nproc, dist_timeout] {
-        if (*nproc > 1) {
-            if (std::getenv("WORLD_SIZE")) throw UsageError("--nproc-per-node with WORLD_SIZE already set: one launcher");
-            return launch_local_group(*nproc);
-        }
-        const DistEnv dist = dist_env_from();
-        if (dist.rank > 0) set_log_level("warn");  // rank 0 reports for the group
+    commands.push_back({app, [a, resume, app, group] {
+        DistEnv dist;
+        if (const auto launched = launch_or_join(*group, dist)) return *launched;
         TrainOptions o;
         bool is_resume = !resume->empty();
         if (is_resume) {
@@ -69,7 +58,7 @@ void add_train(CLI::App& root, std::vector<Command>& commands) {
             }
         }
         o.dist = dist;
-        o.dist_timeout_s = *dist_timeout;
+        o.dist_timeout_s = group->timeout_s;
         if (dist.distributed() && o.task == "study") {
             throw UsageError("distributed training covers --task classify and segment so far, not study");
         }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
@@ -71,6 +72,23 @@ pid_t spawn_rank(std::vector<std::string> args, int rank, int n, int port) {
 }
 
 }  // namespace
+
+void add_group_options(CLI::App& app, GroupArgs& args, const std::string& nproc_help) {
+    app.add_option("--nproc-per-node", args.nproc, nproc_help)->check(CLI::Range(1, 1024));
+    app.add_option("--dist-timeout", args.timeout_s, "Seconds a rank may not answer before the others stop with an error")
+        ->check(CLI::Range(1, 86400))
+        ->capture_default_str();
+}
+
+std::optional<int> launch_or_join(const GroupArgs& args, DistEnv& dist) {
+    if (args.nproc > 1) {
+        if (std::getenv("WORLD_SIZE")) throw UsageError("--nproc-per-node with WORLD_SIZE already set: one launcher");
+        return launch_local_group(args.nproc);
+    }
+    dist = dist_env_from();
+    if (dist.rank > 0) set_log_level("warn");  // rank 0 reports for the group
+    return std::nullopt;
+}
 
 int launch_local_group(int n) {
     const std::vector<std::string> args = own_arguments();
