@@ -197,7 +197,7 @@ TEST(CliDist, CrossValidationTrainsEveryFoldAsTheGroup) {
     TempDir d;
     hemoscan::test::write_blob_dataset(d / "data", 12, 32);
     const std::string common = "cv --data " + q(d / "data") +
-                               " --model cnn-simple --size 32 --batch 8 --epochs 2 --lr 3e-3 --threads 1 --workers 1"
+                               " --model cnn-simple --size 32 --batch 8 --epochs 1 --lr 3e-3 --threads 1 --workers 1"
                                " --augment off --dropout 0 --folds 2 --seed 5 --dist-timeout 60 --out ";
     auto r = run_hemoscan(common + q(d / "one"));
     ASSERT_EQ(r.exit_code, 0) << r.output;
