@@ -155,6 +155,23 @@ std::vector<double> ProcessGroup::all_gather(const std::vector<double>& values) 
 
 void ProcessGroup::barrier() { impl_->wait(impl_->group->barrier(), "barrier"); }
 
+std::vector<std::string> ProcessGroup::all_gather_strings(const std::string& text) {
+    // The lengths first (exact as doubles up to 2^53), then the bytes padded to the longest.
+    const std::vector<double> lengths = all_gather({static_cast<double>(text.size())});
+    const auto most = static_cast<int64_t>(*std::max_element(lengths.begin(), lengths.end()));
+    std::vector<torch::Tensor> mine{torch::zeros({std::max<int64_t>(most, 1)}, torch::kUInt8)};
+    std::copy(text.begin(), text.end(), static_cast<char*>(mine[0].data_ptr()));
+    std::vector<std::vector<torch::Tensor>> all(1);
+    for (int r = 0; r < size(); ++r) all[0].push_back(torch::zeros_like(mine[0]));
+    impl_->wait(impl_->group->allgather(all, mine), "all-gather");
+    std::vector<std::string> out;
+    for (int r = 0; r < size(); ++r) {
+        const auto* data = static_cast<const char*>(all[0][static_cast<size_t>(r)].data_ptr());
+        out.emplace_back(data, static_cast<size_t>(lengths[static_cast<size_t>(r)]));
+    }
+    return out;
+}
+
 std::shared_ptr<ProcessGroup> join_process_group(const DistEnv& env, int timeout_s) {
     if (!env.distributed()) return nullptr;
     return std::make_shared<ProcessGroup>(env, std::chrono::milliseconds(1000LL * timeout_s));

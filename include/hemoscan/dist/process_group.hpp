@@ -37,6 +37,8 @@ public:
     // Each rank's values, concatenated in rank order (ranks may give different counts).
     std::vector<double> all_gather(const std::vector<double>& values);
     void barrier();
+    // Each rank's text (any bytes), in rank order: the rows of sharded inference as serialised records.
+    std::vector<std::string> all_gather_strings(const std::string& text);
 
 private:
     struct Impl;
