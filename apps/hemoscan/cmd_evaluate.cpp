@@ -3,6 +3,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
+#include <memory>
 
 #include "commands.hpp"
 #include "common.hpp"
@@ -23,16 +25,21 @@ namespace hemoscan::cli {
 namespace {
 
 // A segmentation model: Dice, IoU, HD95 and volume error per class on a dataset with masks.
-int evaluate_segmenter(const std::vector<std::string>& models, const std::string& data, const std::string& out, int threads,
-                       double min_component_ml) {
+// In a group (issue 31) each rank segments its block of the cases and rank 0 reports and writes.
+int evaluate_segmenter(const std::vector<std::string>& models, const std::string& data, const std::string& out,
+                       int threads, double min_component_ml, const DistEnv& dist, int timeout_s) {
     SegPredictor predictor(std::vector<std::filesystem::path>(models.begin(), models.end()), threads);
     if (min_component_ml >= 0) predictor.set_min_component_ml(min_component_ml);
     const SegDataset ds = open_seg_dataset(data);
-    ProgressBar bar("evaluate", ds.size());
+    const std::shared_ptr<ProcessGroup> process_group = join_process_group(dist, timeout_s);
+    const auto [begin, end] = shard_range(ds.size(), dist.rank, dist.world_size);
+    ProgressBar bar("evaluate", end - begin);  // rank 0's block: one bar per group
+    std::function<void(size_t, size_t)> progress;
+    if (dist.rank == 0) progress = [&bar](size_t done, size_t) { bar.update(done); };
     const auto t0 = std::chrono::steady_clock::now();
-    const nlohmann::json m =
-        evaluate_segmentation(predictor, ds, out, [&bar](size_t done, size_t) { bar.update(done); });
+    const nlohmann::json m = evaluate_segmentation(predictor, ds, out, progress, process_group.get());
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (dist.rank > 0) return 0;  // rank 0 reports for the group
     bar.finish();
     std::printf("%zu cases in %.1f s\n", ds.size(), secs);
     auto get = [&](const char* key, const std::string& name) {
@@ -79,8 +86,8 @@ void add_evaluate(CLI::App& root, std::vector<Command>& commands) {
     app->add_option("--batch", a->batch, "Batch size")->capture_default_str();
     app->add_option("--threads", a->threads, "Compute threads (0 = all cores)")->capture_default_str();
     app->add_option("--workers", a->workers, "Data loading threads")->capture_default_str();
-    // Distributed (classification): the items are sharded over the ranks of torchrun's environment or
-    // of --nproc-per-node; rank 0 gathers and writes.
+    // Distributed: the items (segmenters: the cases; study models: the studies) are sharded over the ranks
+    // of torchrun's environment or of --nproc-per-node; rank 0 gathers and writes.
     auto group = std::make_shared<GroupArgs>();
     add_group_options(*app, *group, "Evaluate as N processes on this machine (as torchrun)");
     add_min_component_option(*app, a->min_component_ml);
@@ -88,8 +95,10 @@ void add_evaluate(CLI::App& root, std::vector<Command>& commands) {
         DistEnv dist;
         if (const auto launched = launch_or_join(*group, dist)) return *launched;
         const bool segment = read_model_meta(a->models.front()).value("task", std::string("classify")) == "segment";
-        if (segment && dist.distributed()) throw UsageError("a segmentation model is evaluated by one process so far");
-        if (segment) return evaluate_segmenter(a->models, a->data, a->out, a->threads, a->min_component_ml);
+        if (segment) {
+            return evaluate_segmenter(a->models, a->data, a->out, a->threads, a->min_component_ml, dist,
+                                      group->timeout_s);
+        }
         if (a->models.size() > 1) {
             throw UsageError("--model given " + std::to_string(a->models.size()) +
                              " times: ensembles are for segmentation models; a classifier is evaluated alone");

@@ -264,10 +264,7 @@ nlohmann::json evaluate_dataset(Predictor& predictor, const Dataset& dataset, co
         throw InputError(dataset.root.string() + ": labels [" + have + "] do not match the model's [" + want +
                          "] (select them with `labels`)");
     }
-    if (predictor.has_study_model()) {
-        if (options.group) throw UsageError("a study model is evaluated by one process so far");
-        return evaluate_studies(predictor, dataset, out, options);
-    }
+    if (predictor.has_study_model()) return evaluate_studies(predictor, dataset, out, options);
     PredictionTable table = options.group ? predict_items_sharded(predictor, dataset, options)
                                           : predict_items(predictor, dataset, all_items(dataset), options);
     std::vector<double> thresholds = predictor.thresholds();

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "hemoscan/data/csv.hpp"
+#include "hemoscan/dist/process_group.hpp"
 #include "hemoscan/error.hpp"
 #include "hemoscan/infer/predictor.hpp"
 #include "hemoscan/metrics/classification.hpp"
@@ -143,14 +144,54 @@ nlohmann::json evaluate_study_probs(Predictor& predictor, const Dataset& ds, Stu
     // Stage 1 alone decides a study by its highest slice at the slice model's thresholds.
     metrics["stage1"] = two_level_metrics(study_tables(ds, stage1), slice_thresholds, options.seed);
     metrics["model_thresholds"] = {{"slice", predictor.thresholds()}, {"study", predictor.study_thresholds()}};
+    if (options.group && options.group->rank() != 0) return metrics;  // rank 0 writes for the group
     fs::create_directories(out);
     write_two_level_outputs(out, t2, thresholds, study_thresholds);
     write_file_atomic(out / "metrics.json", metrics.dump(2) + "\n");
     return metrics;
 }
 
+namespace {
+
+// The slice model over this rank's contiguous block of the studies, then every rank's probabilities
+// gathered in rank (= study) order: the stage 1 of every study, as one process computes it.
+StudyProbs predict_study_slices_sharded(Predictor& predictor, const Dataset& ds, const EvaluateOptions& options) {
+    if (!ds.ordered) {
+        throw InputError(ds.root.string() + ": a study model needs slices in study order: a manifest with a \"slice\" "
+                         "column, or the RSNA layout");
+    }
+    ProcessGroup& group = *options.group;
+    const std::vector<std::vector<size_t>> studies = ds.studies();
+    const auto [begin, end] = shard_range(studies.size(), group.rank(), group.size());
+    std::vector<size_t> mine, every;
+    for (size_t s = 0; s < studies.size(); ++s) {
+        every.insert(every.end(), studies[s].begin(), studies[s].end());
+        if (s >= begin && s < end) mine.insert(mine.end(), studies[s].begin(), studies[s].end());
+    }
+    std::vector<double> flat;
+    if (!mine.empty()) {
+        for (const auto& row : predict_items(predictor, ds, mine, options).probs) {
+            flat.insert(flat.end(), row.begin(), row.end());
+        }
+    }
+    const std::vector<double> all = group.all_gather(flat);
+    const size_t labels = ds.label_names.size();
+    if (all.size() != every.size() * labels) throw Error("evaluate: the ranks gathered a wrong number of values");
+    std::vector<std::vector<double>> probs;
+    for (size_t i = 0; i < every.size(); ++i) {
+        const auto row = all.begin() + static_cast<long>(i * labels);
+        probs.emplace_back(row, row + static_cast<long>(labels));
+    }
+    return group_studies(ds, every, probs);
+}
+
+}  // namespace
+
 nlohmann::json evaluate_studies(Predictor& predictor, const Dataset& ds, const fs::path& out,
                                 const EvaluateOptions& options) {
+    if (options.group) {
+        return evaluate_study_probs(predictor, ds, predict_study_slices_sharded(predictor, ds, options), out, options);
+    }
     std::vector<size_t> all(ds.size());
     for (size_t i = 0; i < all.size(); ++i) all[i] = i;
     return evaluate_study_probs(predictor, ds, predict_study_slices(predictor, ds, all, options), out, options);

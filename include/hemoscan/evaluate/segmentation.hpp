@@ -10,6 +10,8 @@
 
 namespace hemoscan {
 
+class ProcessGroup;  // dist/process_group.hpp
+
 // Runs the model over every case and writes DIR/metrics.json:
 //   {"n": cases, "dice": {"<class>": .., "any": ..}, "dice_mean": .. (foreground classes),
 //    "iou": {..}, "hd95_mm": {..}, "volume_abs_err_ml": {"<class>": .., "any": ..} (mean over cases),
@@ -20,9 +22,13 @@ namespace hemoscan {
 // "dice_any_ci95" holds 95% percentile bootstrap intervals over cases (1000 draws, seed 0) of the three
 // Dice summaries of any bleed: {"per_case": [lo, hi], "positive": [..], "pooled": [..], ...}.
 // The dataset's class names must equal the model's (InputError otherwise). `progress(done, total)`
-// is called after each case.
+// is called after each case (of this rank's block in a group).
+// With a `group` (issue 31), each rank segments its contiguous block of the cases (shard_range); the
+// per-case figures are gathered in case order and every rank computes the summary from the whole, as
+// one process does (the same numbers in the same order); rank 0 alone writes.
 nlohmann::json evaluate_segmentation(SegPredictor& predictor, const SegDataset& dataset,
                                      const std::filesystem::path& out,
-                                     const std::function<void(size_t done, size_t total)>& progress = {});
+                                     const std::function<void(size_t done, size_t total)>& progress = {},
+                                     ProcessGroup* group = nullptr);
 
 }  // namespace hemoscan

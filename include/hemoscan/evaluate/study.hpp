@@ -58,6 +58,10 @@ StudyProbs predict_study_slices(Predictor& predictor, const Dataset& ds, const s
 // metrics.json holds both levels of the study model and, under "stage1", of the slice model alone
 // (study = its highest slice). Writes the outputs of write_two_level_outputs and metrics.json to `out`.
 // The same from the slice model's probabilities of some studies (stage1.probs) already at hand.
+// With options.group (issue 31): evaluate_studies shards the studies (each rank runs the slice model
+// over the slices of its contiguous block, shard_range), gathers the probabilities in study order, and
+// every rank computes the metrics from the whole as one process does; rank 0 alone writes (in
+// evaluate_study_probs too).
 nlohmann::json evaluate_study_probs(Predictor& predictor, const Dataset& ds, StudyProbs stage1,
                                     const std::filesystem::path& out, const EvaluateOptions& options = {});
 nlohmann::json evaluate_studies(Predictor& predictor, const Dataset& ds, const std::filesystem::path& out,
