@@ -1,34 +1,21 @@
 // hemoscan predict: probabilities per label for images, DICOM files and series, NIfTI volumes, with heatmaps
 // (the analysis pipeline of infer/study.hpp; tables and overlays from infer/outputs.hpp), and DICOM SR and
-// secondary captures of DICOM inputs (report/dicom_outputs.hpp).
+// secondary captures of DICOM inputs (report/dicom_outputs.hpp); predict_inputs (evaluate/predict_inputs.hpp)
+// runs them over the inputs, as one process or a group.
 #include <cstdio>
-#include <map>
+#include <memory>
 
 #include "commands.hpp"
+#include "hemoscan/dist/env.hpp"
 #include "hemoscan/error.hpp"
-#include "hemoscan/infer/outputs.hpp"
+#include "hemoscan/evaluate/predict_inputs.hpp"
 #include "hemoscan/infer/study.hpp"
 #include "hemoscan/log.hpp"
-#include "hemoscan/report/dicom_outputs.hpp"
 #include "hemoscan/util/fs.hpp"
 #include "hemoscan/util/strings.hpp"
+#include "launch.hpp"
 
 namespace hemoscan::cli {
-
-namespace {
-
-// The folder of a study's DICOM objects under --dicom-out: the input's name (a folder's, or a file's stem),
-// "_s<k>" for the k-th series of a folder that holds several, "_<n>" when an earlier input had the name.
-std::string dicom_out_name(const std::string& input, size_t series, size_t count, std::map<std::string, int>& used) {
-    fs::path p = fs::path(input).lexically_normal();
-    if (p.filename().empty()) p = p.parent_path();
-    std::string name = safe_filename(fs::is_directory(input) ? p.filename().string() : p.stem().string());
-    if (count > 1) name += "_s" + std::to_string(series + 1);
-    const int n = ++used[name];
-    return n > 1 ? name + "_" + std::to_string(n) : name;
-}
-
-}  // namespace
 
 void add_predict(CLI::App& root, std::vector<Command>& commands) {
     struct Args {
@@ -51,46 +38,35 @@ void add_predict(CLI::App& root, std::vector<Command>& commands) {
     app->add_option("--batch", a->batch, "Images or slices per forward pass")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
-    commands.push_back({app, [a] {
+    // Distributed: the studies of all inputs are sharded over the ranks of torchrun's environment or of
+    // --nproc-per-node; rank 0 gathers, prints and writes the table.
+    auto group = std::make_shared<GroupArgs>();
+    add_group_options(*app, *group, "Predict as N processes on this machine (as torchrun)");
+    commands.push_back({app, [a, group] {
         if (!a->out.empty() && !ends_with(to_lower(a->out), ".csv") && !ends_with(to_lower(a->out), ".json")) {
             throw UsageError("--out must end in .csv or .json: " + a->out);
         }
         if (!a->dicom_out.empty() && fs::exists(a->dicom_out) && !fs::is_directory(a->dicom_out)) {
             throw UsageError("--dicom-out " + a->dicom_out + " is a file, not a folder");
         }
+        DistEnv dist;
+        if (const auto launched = launch_or_join(*group, dist)) return *launched;
         Predictor predictor(a->model, a->threads);
-        AnalysisOptions ao;
-        // The secondary captures show the heatmap of the key slice.
-        ao.heatmaps = a->heatmap.empty() && a->dicom_out.empty() ? HeatmapLabel::None : HeatmapLabel::PerSlice;
-        ao.threshold = a->threshold;
-        ao.batch = a->batch;
-        std::vector<StudyResult> results;
-        std::vector<std::vector<std::string>> heatmaps;
-        DicomOutputOptions dicom;  // the objects name the architecture, never a local path
+        PredictInputsOptions po;
+        po.analysis.threshold = a->threshold;
+        po.analysis.batch = a->batch;
+        po.heatmap_dir = a->heatmap;
+        po.dicom_out = a->dicom_out;
+        po.table = a->out;
+        // The DICOM objects name the architecture, never a local path.
         const nlohmann::json& meta = predictor.meta();
         const std::string file = fs::path(a->model).filename().string();
-        dicom.model_name =
+        po.dicom.model_name =
             meta.contains("model") && meta["model"].is_object() ? meta["model"].value("name", file) : file;
-        std::map<std::string, int> dicom_names;
-        for (const auto& in : a->inputs) {
-            const auto studies = read_study_inputs(in, predictor.modality(), SeriesChoice::All,
-                                                   predictor.preprocess_options().sequences);
-            for (size_t s = 0; s < studies.size(); ++s) {
-                const StudyInput& study = studies[s];
-                results.push_back(analyze_study(study, &predictor, nullptr, ao));
-                if (!a->heatmap.empty()) heatmaps.push_back(write_heatmap_overlays(results.back(), a->heatmap));
-                if (a->dicom_out.empty()) continue;
-                if (has_dicom_source(study)) {
-                    const fs::path dir = fs::path(a->dicom_out) / dicom_out_name(in, s, studies.size(), dicom_names);
-                    write_dicom_outputs(dir, study, results.back(), &predictor, nullptr, dicom);
-                    logger().info("DICOM SR and key images of {} in {}", study.name, dir.string());
-                } else {
-                    logger().warn("{}: no DICOM files to reference (not DICOM, or read from a zip); no DICOM outputs "
-                                  "for it", study.name);
-                }
-                if (a->heatmap.empty()) results.back().heatmaps.clear();  // made for the captures only
-            }
-        }
+        const std::shared_ptr<ProcessGroup> process_group = join_process_group(dist, group->timeout_s);
+        po.group = process_group.get();
+        const std::vector<StudyResult> results = predict_inputs(predictor, a->inputs, po).results;
+        if (dist.rank > 0) return 0;  // rank 0 reports for the group
         const auto& labels = predictor.labels();
         if (!predictor.preprocess_options().sequences.empty()) {
             std::string seqs;
@@ -112,12 +88,6 @@ void add_predict(CLI::App& root, std::vector<Command>& commands) {
             for (size_t i = 0; i < r.items.size(); ++i) line(fs::path(r.items[i]).filename().string(), r.slices[i], "    ");
         }
         std::fflush(stdout);
-        if (!a->out.empty()) {
-            write_file_atomic(a->out, ends_with(to_lower(a->out), ".json")
-                                          ? predictions_json(predictor, results, heatmaps, a->threshold).dump(2) + "\n"
-                                          : predictions_csv(predictor, results, a->threshold));
-            logger().info("wrote {}", a->out);
-        }
         if (!a->heatmap.empty()) logger().info("heatmaps in {}", a->heatmap);
         return 0;
     }});
