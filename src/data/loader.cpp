@@ -169,15 +169,6 @@ struct DataLoader::State {
         return t;
     }
 
-    // Positions rank, rank + count, ... of the order padded (by its first items) to a multiple of count.
-    static std::vector<size_t> shard_of(const std::vector<size_t>& order, int rank, int count) {
-        const size_t n = order.size(), c = static_cast<size_t>(count);
-        const size_t padded = n == 0 ? 0 : (n + c - 1) / c * c;
-        std::vector<size_t> mine;
-        for (size_t i = static_cast<size_t>(rank); i < padded; i += c) mine.push_back(order[i % n]);
-        return mine;
-    }
-
     void reset_epoch(std::uint64_t e) {
         epoch = e;
         order.resize(indices.size());
@@ -185,7 +176,7 @@ struct DataLoader::State {
         if (options.shuffle) {
             data_detail::seeded_shuffle(order, options.seed + data_detail::splitmix64(e ^ 0x5EEDF00DULL));
         }
-        if (options.shard_count > 1) order = shard_of(order, options.shard_rank, options.shard_count);
+        if (options.shard_count > 1) order = shard_order(order, options.shard_rank, options.shard_count, options.drop_last);
         const size_t n = order.size();
         const size_t batches = options.drop_last ? n / batch_size : (n + batch_size - 1) / batch_size;
         total = std::min(n, batches * batch_size);
@@ -471,9 +462,19 @@ bool DataLoader::next(Batch& batch) {
     return true;
 }
 
+std::vector<size_t> shard_order(const std::vector<size_t>& order, int rank, int count, bool drop_tail) {
+    if (count < 1 || rank < 0 || rank >= count) throw UsageError("shard_order: rank must be in 0..count-1");
+    const size_t n = order.size(), c = static_cast<size_t>(count);
+    const size_t total = n == 0 ? 0 : drop_tail ? n / c * c : (n + c - 1) / c * c;
+    std::vector<size_t> mine;
+    for (size_t i = static_cast<size_t>(rank); i < total; i += c) mine.push_back(order[i % n]);
+    return mine;
+}
+
 size_t DataLoader::batches_per_epoch() const {
     const size_t all = indices_.size(), c = static_cast<size_t>(std::max(1, options_.shard_count));
-    const size_t n = c > 1 ? (all + c - 1) / c : all, bs = static_cast<size_t>(std::max(1, options_.batch_size));
+    const size_t n = c == 1 ? all : options_.drop_last ? all / c : (all + c - 1) / c;
+    const size_t bs = static_cast<size_t>(std::max(1, options_.batch_size));
     return options_.drop_last ? n / bs : (n + bs - 1) / bs;
 }
 

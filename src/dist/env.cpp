@@ -51,25 +51,6 @@ DistEnv dist_env_from(const std::function<const char*(const char*)>& getter) {
     return e;
 }
 
-std::vector<size_t> shard_epoch(size_t n, int rank, int world, std::uint64_t seed, int epoch, bool shuffle) {
-    if (world < 1 || rank < 0 || rank >= world) throw UsageError("`rank` must be in 0..world_size-1");
-    std::vector<size_t> order(n);
-    std::iota(order.begin(), order.end(), size_t{0});
-    if (shuffle && n > 1) {
-        // Fisher-Yates on a SplitMix64 stream of (seed, epoch): the same order on every rank.
-        std::uint64_t state = splitmix64(seed ^ splitmix64(static_cast<std::uint64_t>(epoch) + 0xD15EA5EULL));
-        for (size_t i = n - 1; i > 0; --i) {
-            state = splitmix64(state);
-            std::swap(order[i], order[static_cast<size_t>(state % (i + 1))]);
-        }
-    }
-    const size_t w = static_cast<size_t>(world);
-    const size_t total = n == 0 ? 0 : (n + w - 1) / w * w;
-    std::vector<size_t> mine;
-    for (size_t i = static_cast<size_t>(rank); i < total; i += w) mine.push_back(order[i % n]);
-    return mine;
-}
-
 int free_local_port() {
     const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) throw Error("cannot open a socket to find a free port");

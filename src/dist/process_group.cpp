@@ -155,6 +155,10 @@ std::vector<double> ProcessGroup::all_gather(const std::vector<double>& values) 
 
 void ProcessGroup::barrier() { impl_->wait(impl_->group->barrier(), "barrier"); }
 
+std::string ProcessGroup::where() const { return impl_->where(); }
+std::chrono::milliseconds ProcessGroup::timeout() const { return impl_->timeout; }
+c10::intrusive_ptr<c10d::ProcessGroup> ProcessGroup::backend() const { return impl_->group; }
+
 std::vector<std::string> ProcessGroup::all_gather_strings(const std::string& text) {
     // The lengths first (exact as doubles up to 2^53), then the bytes padded to the longest.
     const std::vector<double> lengths = all_gather({static_cast<double>(text.size())});

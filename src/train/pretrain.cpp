@@ -4,6 +4,7 @@
 
 #include "hemoscan/data/batch_tensor.hpp"
 #include "hemoscan/data/loader.hpp"
+#include "hemoscan/dist/grad_sync.hpp"
 #include "hemoscan/error.hpp"
 #include "hemoscan/log.hpp"
 #include "hemoscan/models/unet_ae.hpp"
@@ -24,7 +25,7 @@ torch::Tensor unit_range(const torch::Tensor& x) {
 }  // namespace
 
 void pretrain_reconstruction(ClassifierImpl& model, DataLoader& loader, int epochs, double lr,
-                             const std::function<void(int epoch, double loss)>& on_epoch) {
+                             const std::function<void(int epoch, double loss)>& on_epoch, GradientSync* sync) {
     auto* ae = dynamic_cast<UNetAutoencoderImpl*>(&model);
     if (!ae) throw UsageError("`pretrain_epochs` needs `model` unet-ae");
     if (epochs < 0) throw UsageError("`pretrain_epochs` must be >= 0 (got " + std::to_string(epochs) + ")");
@@ -44,7 +45,11 @@ void pretrain_reconstruction(ClassifierImpl& model, DataLoader& loader, int epoc
             const auto x = t.images.to(device);
             optimizer.zero_grad();
             const auto loss = torch::mse_loss(ae->reconstruct(x), unit_range(x));
-            loss.backward();
+            if (sync) {
+                sync->backward(loss);
+            } else {
+                loss.backward();
+            }
             optimizer.step();
             sum += loss.item<double>() * double(x.size(0));
             images += x.size(0);

@@ -16,7 +16,9 @@
 #include <sstream>
 #include <thread>
 
+#include "hemoscan/data/loader.hpp"
 #include "hemoscan/dist/env.hpp"
+#include "hemoscan/dist/grad_sync.hpp"
 #include "hemoscan/dist/process_group.hpp"
 #include "hemoscan/error.hpp"
 #include "hemoscan/util/fs.hpp"
@@ -103,19 +105,29 @@ std::pair<torch::Tensor, torch::Tensor> global_batch(int step) {
 
 constexpr int kSteps = 5;
 
-// k SGD steps on rows [begin, end) of each global batch, gradients averaged over the group when there is one.
-torch::Tensor train_steps(hemoscan::ProcessGroup* group, int begin, int end) {
+// k SGD steps on rows [begin, end) of each global batch, gradients averaged over the group when there is one:
+// after backward (ProcessGroup::average_gradients) or during it (GradientSync, c10d's Reducer). `freeze`: the
+// first layer is frozen for the first two steps (the Reducer lays its buckets out again when it thaws).
+torch::Tensor train_steps(hemoscan::ProcessGroup* group, int begin, int end, bool reducer = false,
+                          bool freeze = false) {
     torch::manual_seed(7);
     Tiny model;
     model.to(torch::kFloat64);
     if (group) group->broadcast_module(model);
+    std::unique_ptr<hemoscan::GradientSync> sync;
+    if (group && reducer) sync = std::make_unique<hemoscan::GradientSync>(*group, model, 64);  // several buckets
     torch::optim::SGD sgd(model.parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
     for (int step = 0; step < kSteps; ++step) {
+        for (auto& p : model.a->parameters()) p.set_requires_grad(!(freeze && step < 2));
         auto [x, y] = global_batch(step);
         sgd.zero_grad();
         auto loss = torch::mse_loss(model.forward(x.slice(0, begin, end)), y.slice(0, begin, end));
-        loss.backward();
-        if (group) group->average_gradients(model, 64);  // small buckets: several all-reduces per step
+        if (sync) {
+            sync->backward(loss);
+        } else {
+            loss.backward();
+            if (group) group->average_gradients(model, 64);  // small buckets: several all-reduces per step
+        }
         sgd.step();
     }
     std::vector<torch::Tensor> flat;
@@ -148,7 +160,7 @@ TEST(DistChild, Rank) {
     const DistEnv env = hemoscan::dist_env_from();
     torch::set_num_threads(1);
     try {
-        hemoscan::ProcessGroup group(env, std::chrono::milliseconds(scenario == "train" ? 30000 : 3000));
+        hemoscan::ProcessGroup group(env, std::chrono::milliseconds(scenario == "train" || scenario == "reducer" ? 30000 : 3000));
         if (scenario == "sums") {
             std::vector<torch::Tensor> t{torch::full({3}, env.rank + 1.0), torch::full({2, 2}, 10.0 * (env.rank + 1))};
             group.all_reduce_sum(t, 8);  // 8 bytes: one bucket per tensor
@@ -156,10 +168,17 @@ TEST(DistChild, Rank) {
             EXPECT_TRUE(torch::equal(t[1], torch::full({2, 2}, 30.0)));
             std::vector<double> mine(static_cast<size_t>(env.rank + 1), env.rank * 1.5);
             EXPECT_EQ(group.all_gather(mine), (std::vector<double>{0.0, 1.5, 1.5}));
-        } else if (scenario == "train") {
+        } else if (scenario == "train" || scenario == "reducer") {
             const int half = 8 / env.world_size;
-            const auto weights = train_steps(&group, env.rank * half, (env.rank + 1) * half);
+            const bool reducer = scenario == "reducer";
+            const auto weights = train_steps(&group, env.rank * half, (env.rank + 1) * half, reducer, reducer);
             write_tensor(dir / ("weights" + std::to_string(env.rank) + ".txt"), weights);
+        } else if (scenario == "reducer-die") {
+            if (env.rank == 1) std::_Exit(3);
+            Tiny model;
+            hemoscan::GradientSync sync(group, model);
+            sync.backward(model.forward(torch::randn({4, 5})).sum());
+            ADD_FAILURE() << "backward with a dead rank returned";
         } else if (scenario == "die") {
             if (env.rank == 1) std::_Exit(3);  // gone without a word, as a killed process
             std::vector<torch::Tensor> t{torch::ones({4})};
@@ -198,25 +217,30 @@ TEST(DistEnv, ReadsTorchrunsVariablesAndRefusesPartialSets) {
 
 TEST(DistShard, EpochShardsCoverEveryItemAndTakeEqualSteps) {
     for (size_t n : {0u, 1u, 7u, 10u, 101u}) {
+        std::vector<size_t> order(n);
+        for (size_t i = 0; i < n; ++i) order[i] = (i * 7919) % 1009;  // any order of distinct items
         for (int world : {1, 2, 3, 4}) {
-            std::multiset<size_t> seen;
-            size_t steps = 0;
+            std::multiset<size_t> seen, kept;
+            size_t steps = 0, kept_steps = 0;
             for (int r = 0; r < world; ++r) {
-                const auto mine = hemoscan::shard_epoch(n, r, world, 42, 3);
-                if (r == 0) steps = mine.size();
+                const auto mine = hemoscan::shard_order(order, r, world, false);
+                const auto cut = hemoscan::shard_order(order, r, world, true);
+                if (r == 0) steps = mine.size(), kept_steps = cut.size();
                 EXPECT_EQ(mine.size(), steps) << "n " << n << " world " << world;
+                EXPECT_EQ(cut.size(), kept_steps) << "n " << n << " world " << world;
                 seen.insert(mine.begin(), mine.end());
+                kept.insert(cut.begin(), cut.end());
             }
-            std::set<size_t> distinct(seen.begin(), seen.end());
-            EXPECT_EQ(distinct.size(), n);
+            // Padded: every item, at most world - 1 of them twice.
+            EXPECT_EQ(std::set<size_t>(seen.begin(), seen.end()), std::set<size_t>(order.begin(), order.end()));
             EXPECT_LT(seen.size(), n + static_cast<size_t>(world));
+            // Cut: the first n - n % world items of the order, once each.
+            EXPECT_EQ(kept, std::multiset<size_t>(order.begin(), order.begin() + static_cast<long>(n / world * world)));
         }
     }
-    // Shuffled per epoch, the same on every rank for one epoch, another order the next.
-    EXPECT_EQ(hemoscan::shard_epoch(100, 1, 2, 42, 3), hemoscan::shard_epoch(100, 1, 2, 42, 3));
-    EXPECT_NE(hemoscan::shard_epoch(100, 1, 2, 42, 3), hemoscan::shard_epoch(100, 1, 2, 42, 4));
-    EXPECT_EQ(hemoscan::shard_epoch(5, 0, 2, 42, 0, false), (std::vector<size_t>{0, 2, 4}));
-    EXPECT_EQ(hemoscan::shard_epoch(5, 1, 2, 42, 0, false), (std::vector<size_t>{1, 3, 0}));
+    EXPECT_EQ(hemoscan::shard_order({10, 11, 12, 13, 14}, 0, 2, false), (std::vector<size_t>{10, 12, 14}));
+    EXPECT_EQ(hemoscan::shard_order({10, 11, 12, 13, 14}, 1, 2, false), (std::vector<size_t>{11, 13, 10}));
+    EXPECT_EQ(hemoscan::shard_order({10, 11, 12, 13, 14}, 1, 2, true), (std::vector<size_t>{11, 13}));
     // Ranges: contiguous, in order, without repeats.
     size_t next = 0;
     for (int r = 0; r < 3; ++r) {
@@ -249,6 +273,32 @@ TEST(DistGroup, AveragedGradientsTrainAsOneProcessWithTheWholeBatch) {
     torch::manual_seed(7);
     Tiny start;
     EXPECT_GT((single.slice(0, 0, 35) - start.a->weight.reshape({-1}).to(torch::kFloat64)).abs().max().item<double>(), 1e-3);
+}
+
+TEST(DistGroup, TheReducerAveragesDuringBackwardAsOneProcessWithTheWholeBatch) {
+    TempDir d;
+    for (const auto& run : run_ranks("reducer", 2, d.path())) ASSERT_EQ(run.exit_code, 0) << run.output;
+    const auto single = train_steps(nullptr, 0, 8, false, true);
+    const auto r0 = read_values(d / "weights0.txt");
+    const auto r1 = read_values(d / "weights1.txt");
+    ASSERT_EQ(r0.size(), static_cast<size_t>(single.numel()));
+    EXPECT_EQ(r0, r1) << "the ranks ended with different weights";
+    double most = 0;
+    for (size_t i = 0; i < r0.size(); ++i) most = std::max(most, std::abs(r0[i] - single[static_cast<int64_t>(i)].item<double>()));
+    EXPECT_LE(most, 1e-12) << "max abs difference to one process after " << kSteps << " steps (double)";
+    // The frozen steps mattered: training without them ends elsewhere.
+    const auto unfrozen = train_steps(nullptr, 0, 8);
+    EXPECT_GT((unfrozen - single).abs().max().item<double>(), 1e-3);
+}
+
+TEST(DistGroup, ARankThatDiesDuringBackwardEndsTheOthersWithAMessage) {
+    TempDir d;
+    const auto runs = run_ranks("reducer-die", 2, d.path());
+    EXPECT_EQ(runs[1].exit_code, 3);
+    EXPECT_EQ(runs[0].exit_code, 1) << runs[0].output;
+    EXPECT_NE(runs[0].output.find("rank 0 of 2"), std::string::npos) << runs[0].output;
+    EXPECT_NE(runs[0].output.find("gradient all-reduce failed"), std::string::npos) << runs[0].output;
+    EXPECT_LT(runs[0].seconds, 30.0);
 }
 
 TEST(DistGroup, ARankThatDiesEndsTheOthersWithAMessage) {

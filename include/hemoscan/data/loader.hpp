@@ -41,11 +41,17 @@ struct LoaderOptions {
     // labels, mask and metadata stay those of slice k. 0 = the slice alone.
     int context = 0;
     // Distributed training (dist/): this process takes shard `shard_rank` of `shard_count` of every
-    // epoch's order, dealt as PyTorch's DistributedSampler deals it (the order padded by its first items
-    // to a multiple of the count, every count-th position from the rank). With a batch size that is the
-    // global batch divided by the count, batch b of all ranks together is batch b of one process.
+    // epoch's order, dealt by shard_order (below, with `drop_last`). With a batch size that is the global
+    // batch divided by the count, batch b of all ranks together is batch b of one process.
     int shard_rank = 0, shard_count = 1;
 };
+
+// Rank `rank` of `count`'s share of an epoch's `order`, dealt as PyTorch's DistributedSampler deals it:
+// every count-th position from the rank, of the order padded by its first items to a multiple of the
+// count (every rank takes as many steps; at most count - 1 items twice), or with `drop_tail` cut to a
+// multiple of the count (for a loader that drops the last partial batch: the ranks' batches are then
+// exactly one process's, which drops the same items).
+std::vector<size_t> shard_order(const std::vector<size_t>& order, int rank, int count, bool drop_tail);
 
 // Loads one dataset item as a preprocessed (not augmented) sample.
 Sample load_sample(const Dataset& dataset, size_t index, const PreprocessOptions& preprocess,

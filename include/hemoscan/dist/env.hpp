@@ -26,12 +26,6 @@ struct DistEnv {
 // number in range, and for a partial set (WORLD_SIZE > 1 without RANK, MASTER_ADDR or MASTER_PORT).
 DistEnv dist_env_from(const std::function<const char*(const char*)>& get = {});
 
-// The items rank `rank` of `world` trains on in one epoch, as PyTorch's DistributedSampler deals them:
-// the epoch's order (shuffled with `seed` and `epoch` when `shuffle`; the same on every rank), padded by
-// repeating its first items up to a multiple of `world` (every rank takes as many steps), then every
-// world-th item from position `rank`. Together the ranks cover every item; at most world - 1 twice.
-std::vector<size_t> shard_epoch(size_t n, int rank, int world, std::uint64_t seed, int epoch, bool shuffle = true);
-
 // A fixed list split for evaluation or prediction, without repeats: rank r takes the contiguous block
 // [begin, end); the first n % world ranks one item more. Gathering the blocks in rank order restores
 // the input order.

@@ -11,6 +11,10 @@
 
 #include "hemoscan/dist/env.hpp"
 
+namespace c10d {
+class ProcessGroup;
+}
+
 namespace hemoscan {
 
 class ProcessGroup {
@@ -39,6 +43,13 @@ public:
     void barrier();
     // Each rank's text (any bytes), in rank order: the rows of sharded inference as serialised records.
     std::vector<std::string> all_gather_strings(const std::string& text);
+
+    // "rank R of N (rendezvous ADDR:PORT)", for messages.
+    std::string where() const;
+    // The timeout of every collective.
+    std::chrono::milliseconds timeout() const;
+    // The c10d group itself, for c10d's own users (the gradient Reducer, dist/grad_sync.hpp).
+    c10::intrusive_ptr<c10d::ProcessGroup> backend() const;
 
 private:
     struct Impl;

@@ -7,6 +7,7 @@ namespace hemoscan {
 
 class ClassifierImpl;
 class DataLoader;
+class GradientSync;
 
 // Trains the encoder, bottleneck and decoder of `model` (which must be a unet-ae, else UsageError
 // "--pretrain-epochs needs --model unet-ae") for `epochs` passes over `loader` with Adam (`lr`) on
@@ -15,9 +16,10 @@ class DataLoader;
 // sigmoid output under "zscore"; a flat image gives zeros). The classification head is untouched.
 // Epoch e uses loader.start_epoch(kPretrainEpochBase + e), so its shuffles differ from training's.
 // on_epoch(e, mean loss over the epoch's images) after each epoch (may be empty). epochs < 0 or
-// lr <= 0 -> UsageError; epochs == 0 does nothing. Leaves the model in training mode.
+// lr <= 0 -> UsageError; epochs == 0 does nothing. Leaves the model in training mode. `sync`: distributed
+// training (the loader deals this rank's shard), gradients averaged over the ranks in backward.
 inline constexpr unsigned long long kPretrainEpochBase = 1000000;
 void pretrain_reconstruction(ClassifierImpl& model, DataLoader& loader, int epochs, double lr,
-                             const std::function<void(int epoch, double loss)>& on_epoch);
+                             const std::function<void(int epoch, double loss)>& on_epoch, GradientSync* sync = nullptr);
 
 }  // namespace hemoscan
