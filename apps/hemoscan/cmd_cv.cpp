@@ -20,7 +20,7 @@ void add_cv(CLI::App& root, std::vector<Command>& commands) {
     add_train_options(app, *a, true);
     app->footer("Example: hemoscan cv --data ../shared/data/head_ct --model cnn --folds 5 --out runs/cv-cnn --size 128\n"
                 "Study level: hemoscan cv --task study --data rsna-folder --folds 5 --out runs/cv-study --size 128");
-    // Distributed (classification): each fold trains as the group of torchrun's variables or --nproc-per-node.
+    // Distributed: each (stage-1) fold trains as the group of torchrun's variables or --nproc-per-node.
     auto group = std::make_shared<GroupArgs>();
     add_group_options(*app, *group, "Train every fold as N processes on this machine (as torchrun)");
     commands.push_back({app, [a, group] {
@@ -38,8 +38,8 @@ void add_cv(CLI::App& root, std::vector<Command>& commands) {
                              " is a segmentation model (use train --task segment, which validates on a holdout)");
         }
         if (o.task == "study") {
-            if (dist.distributed()) throw UsageError("distributed cv covers --task classify so far, not study");
             nlohmann::json m = cross_validate_study(o, cb);
+            if (dist.rank > 0) return 0;  // rank 0 trains the study models and reports
             print_study_metrics(m, o.folds);
             logger().info("wrote {}/metrics.json", o.out);
             return 0;

@@ -59,9 +59,6 @@ void add_train(CLI::App& root, std::vector<Command>& commands) {
         }
         o.dist = dist;
         o.dist_timeout_s = group->timeout_s;
-        if (dist.distributed() && o.task == "study") {
-            throw UsageError("distributed training covers --task classify and segment so far, not study");
-        }
         if (o.task != "classify" && o.task != "segment" && o.task != "study") {
             throw UsageError("--task must be classify, segment or study, not '" + o.task + "'");
         }
@@ -73,9 +70,10 @@ void add_train(CLI::App& root, std::vector<Command>& commands) {
             if (is_seg_model(o.model)) throw UsageError("--model " + o.model + " is a segmentation model, not a slice classifier");
             TrainProgress progress;
             CvCallbacks cb;
-            cb.train = progress.callbacks();
+            if (dist.rank == 0) cb.train = progress.callbacks();
             cb.fold_start = [](int k, int K) { logger().info("stage 1 out-of-fold: fold {}/{}", k + 1, K); };
             TrainResult r = train_study(o, cb);
+            if (dist.rank > 0) return 0;  // stage 1 done; rank 0 trains the study model and reports
             if (r.metrics.contains("slice")) print_study_metrics(r.metrics);
             logger().info("done: study model best epoch {}; model {}", r.best_epoch + 1, r.model_path.string());
             return 0;

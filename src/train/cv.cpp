@@ -32,7 +32,8 @@ nlohmann::json cross_validate(const TrainOptions& options, const CvCallbacks& cb
     return cross_validate_items(options, {}, cb).metrics;
 }
 
-CvResult cross_validate_items(const TrainOptions& options, const std::vector<size_t>& items_in, const CvCallbacks& cb) {
+CvResult cross_validate_items(const TrainOptions& options, const std::vector<size_t>& items_in, const CvCallbacks& cb,
+                              ProcessGroup* given_group) {
     const int K = options.folds;
     if (K < 2) throw UsageError("`folds` must be >= 2 for cross-validation");
     validate_train_options(options);  // before any file of the run is written
@@ -50,7 +51,9 @@ CvResult cross_validate_items(const TrainOptions& options, const std::vector<siz
     const auto folds = grouped_stratified_folds(part, K, options.seed);
     // Distributed: every fold trains as the whole group (data-parallel, one group for all folds); rank 0
     // alone writes, and the others wait for its model file before predicting the held-out fold.
-    const std::shared_ptr<ProcessGroup> group = join_process_group(options.dist, options.dist_timeout_s);
+    const std::shared_ptr<ProcessGroup> own_group =
+        given_group ? nullptr : join_process_group(options.dist, options.dist_timeout_s);
+    ProcessGroup* group = given_group ? given_group : own_group.get();
     const bool writer = options.dist.rank == 0;
     fs::create_directories(out);
     if (writer) write_split_csv(out / "split.csv", part, folds);
@@ -99,7 +102,7 @@ CvResult cross_validate_items(const TrainOptions& options, const std::vector<siz
         if (resume && fs::exists(fs::path(fo.out) / "model.pt")) {
             logger().info("fold {}: already trained, reusing {}", k, fo.out);
         } else {
-            train_classifier(fo, cb.train, resume, &inner, group.get());
+            train_classifier(fo, cb.train, resume, &inner, group);
         }
         if (group) group->barrier();  // rank 0's model.pt of the fold is written
 

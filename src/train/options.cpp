@@ -175,7 +175,6 @@ void validate_train_options(const TrainOptions& o) {
     }
     if (!(o.mixup >= 0)) throw UsageError("`mixup` must be >= 0 (0 = off)");
     if (o.dist.distributed()) {
-        if (o.task == "study") throw UsageError("distributed training covers classify and segment so far, not `task` study");
         if (o.batch % o.dist.world_size != 0) {
             throw UsageError("`batch` (the global batch) must be a multiple of the " +
                              std::to_string(o.dist.world_size) + " processes");

@@ -245,7 +245,7 @@ void EpochLoop::finish(const TrainingTask& task) {
 }
 
 void recalibrate_batchnorm(torch::nn::Module& model, const std::function<void()>& feed,
-                           const std::vector<torch::nn::Module*>& keep) {
+                           const std::vector<torch::nn::Module*>& keep, ProcessGroup* group) {
     std::vector<torch::nn::BatchNorm2dImpl*> bns;
     for (auto& m : model.modules(/*include_self=*/false)) {
         if (std::find(keep.begin(), keep.end(), m.get()) != keep.end()) continue;
@@ -265,6 +265,24 @@ void recalibrate_batchnorm(torch::nn::Module& model, const std::function<void()>
         feed();
     }
     for (size_t i = 0; i < bns.size(); ++i) bns[i]->options.momentum(momenta[i]);
+    if (!group) return;
+    // Sums of count-weighted averages over the ranks, then divided by the total count (in double).
+    torch::NoGradGuard ng;
+    std::vector<torch::Tensor> sums;
+    for (auto* bn : bns) {
+        const auto n = bn->num_batches_tracked.to(torch::kFloat64);
+        sums.push_back(bn->running_mean.to(torch::kFloat64) * n);
+        sums.push_back(bn->running_var.to(torch::kFloat64) * n);
+        sums.push_back(n.reshape({1}));
+    }
+    group->all_reduce_sum(sums);
+    for (size_t i = 0; i < bns.size(); ++i) {
+        const double n = sums[3 * i + 2].item<double>();
+        if (n <= 0) continue;
+        bns[i]->running_mean.copy_(sums[3 * i] / n);
+        bns[i]->running_var.copy_(sums[3 * i + 1] / n);
+        bns[i]->num_batches_tracked.fill_(static_cast<int64_t>(n));
+    }
 }
 
 ScratchFolder::~ScratchFolder() {

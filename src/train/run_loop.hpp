@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "hemoscan/train/schedule.hpp"
+#include "hemoscan/dist/process_group.hpp"
 #include "hemoscan/train/trainer.hpp"
 
 namespace hemoscan::train_detail {
@@ -144,8 +145,10 @@ private:
 // batches per epoch the exponential running averages lag behind the weights and eval-mode outputs
 // swing from epoch to epoch; the recomputed statistics match what the model sees at inference.
 // The BatchNorm layers in `keep` (frozen by fine-tuning) keep their statistics.
+// `group` (distributed): each rank feeds its share of the batches; the ranks' averages are then combined
+// weighted by their batch counts, which is the average over all the batches one process would feed.
 void recalibrate_batchnorm(torch::nn::Module& model, const std::function<void()>& feed,
-                           const std::vector<torch::nn::Module*>& keep = {});
+                           const std::vector<torch::nn::Module*>& keep = {}, ProcessGroup* group = nullptr);
 
 // The row value of a number: null for NaN.
 nlohmann::json json_number(double v);

@@ -18,6 +18,7 @@
 
 #include "hemoscan/augment/augment.hpp"
 #include "hemoscan/data/dataset.hpp"
+#include "hemoscan/dist/grad_sync.hpp"
 #include "hemoscan/dist/process_group.hpp"
 #include "hemoscan/error.hpp"
 #include "hemoscan/log.hpp"
@@ -238,6 +239,7 @@ public:
                       const PreprocessOptions& pre, SegmenterImpl& model, torch::optim::Optimizer& opt,
                       SlicePool pool, ProcessGroup* group = nullptr)
         : o_(o), ds_(ds), cases_(cases), split_(split), pre_(pre), model_(model), opt_(opt), group_(group),
+          sync_(group ? std::make_unique<GradientSync>(*group, model) : nullptr),
           loss_kind_(parse_seg_loss(o.loss)), pool_(std::move(pool)), B_(static_cast<size_t>(o.batch)),
           n_fg_(pool_.fg.empty() ? 0 : static_cast<size_t>(std::lround(o.bleed_fraction * static_cast<double>(B_)))) {}
 
@@ -269,6 +271,7 @@ private:
     SegmenterImpl& model_;
     torch::optim::Optimizer& opt_;
     ProcessGroup* group_;  // distributed: this rank's share of each global batch, gradients averaged
+    std::unique_ptr<GradientSync> sync_;  // with group_: the all-reduce overlapping backward
     SegLoss loss_kind_;
     SlicePool pool_;
     size_t B_, n_fg_;
@@ -350,9 +353,12 @@ EpochStats SegmenterTraining::train_epoch(int epoch, const TrainCallbacks& cb) {
         }
         opt_.zero_grad();
         torch::Tensor loss = seg_loss(model_.forward(batch.x), batch.y, loss_kind_);
-        loss.backward();
         // Each rank's loss is its share's (the batch Dice over that share, as with PyTorch's DDP).
-        if (group_) group_->average_gradients(model_);
+        if (sync_) {
+            sync_->backward(loss);
+        } else {
+            loss.backward();
+        }
         if (o_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_.parameters(), o_.grad_clip);
         opt_.step();
         const double lv = loss.item<double>();
@@ -400,17 +406,21 @@ EpochScore SegmenterTraining::validate(int epoch, const EpochStats& train) {
     train_detail::recalibrate_batchnorm(model_, [&] {
         const auto& all = pool_.all;
         const size_t step = std::max<size_t>(1, all.size() / (B_ * 16));
+        const size_t ranks = static_cast<size_t>(o_.dist.world_size), rank = static_cast<size_t>(o_.dist.rank);
         std::vector<PreparedSlice> inputs;
+        size_t batch_no = 0, in_batch = 0;  // distributed: rank r feeds batches r, r + N, ... (combined by batch counts)
         for (size_t i = 0; i < all.size(); i += step) {
-            inputs.push_back(model_input(cases_[all[i].c], all[i].k, o_.context));
-            if (inputs.size() == B_ || i + step >= all.size()) {
+            if (batch_no % ranks == rank) inputs.push_back(model_input(cases_[all[i].c], all[i].k, o_.context));
+            if (++in_batch == B_ || i + step >= all.size()) {
                 std::vector<const PreparedSlice*> chunk;
                 for (const auto& p : inputs) chunk.push_back(&p);
                 if (chunk.size() > 1) model_.forward(seg_detail::images_tensor(chunk));
                 inputs.clear();
+                in_batch = 0;
+                ++batch_no;
             }
         }
-    }, fine_tune_ ? fine_tune_->frozen_batchnorm(epoch) : std::vector<torch::nn::Module*>{});
+    }, fine_tune_ ? fine_tune_->frozen_batchnorm(epoch) : std::vector<torch::nn::Module*>{}, group_);
     const int K = static_cast<int>(ds_.class_names.size());
     double loss = std::nan(""), dice_any = std::nan(""), dice_mean = std::nan("");
     nlohmann::json dice = nlohmann::json::object();
@@ -420,11 +430,24 @@ EpochScore SegmenterTraining::validate(int epoch, const EpochStats& train) {
         std::vector<double> dice_sum(static_cast<size_t>(K), 0.0);
         double any_sum = 0, loss_sum = 0;
         size_t loss_n = 0;
-        for (size_t i : split_.val) {
+        // Distributed: each rank its block of the cases, the sums added over the ranks.
+        const auto [begin, end] = shard_range(split_.val.size(), o_.dist.rank, o_.dist.world_size);
+        for (size_t v = begin; v < end; ++v) {
+            const size_t i = split_.val[v];
             const LabelSlices pred = predict_case(cases_[i], loss_sum, loss_n);
             const auto ov = seg_detail::case_overlap(pred, cases_[i].truth, K, ds_.bleed_classes);
             for (int c = 1; c < K; ++c) dice_sum[static_cast<size_t>(c)] += ov.classes[static_cast<size_t>(c)].dice();
             any_sum += ov.any.dice();
+        }
+        if (group_) {
+            std::vector<double> all = dice_sum;
+            all.insert(all.end(), {any_sum, loss_sum, static_cast<double>(loss_n)});
+            std::vector<torch::Tensor> sums{torch::tensor(all, torch::kFloat64)};
+            group_->all_reduce_sum(sums);
+            for (size_t c = 0; c < dice_sum.size(); ++c) dice_sum[c] = sums[0][static_cast<long>(c)].item<double>();
+            any_sum = sums[0][K].item<double>();
+            loss_sum = sums[0][K + 1].item<double>();
+            loss_n = static_cast<size_t>(sums[0][K + 2].item<double>());
         }
         const double n = static_cast<double>(split_.val.size());
         double mean = 0;

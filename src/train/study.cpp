@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "hemoscan/dist/process_group.hpp"
 #include "hemoscan/error.hpp"
 #include "hemoscan/evaluate/study.hpp"
 #include "hemoscan/infer/predictor.hpp"
@@ -237,7 +238,7 @@ void write_config(const fs::path& out, const char* command, const TrainOptions& 
 }
 
 // Stage-1 options: the slice classifier the study options describe.
-TrainOptions stage1_options(const TrainOptions& o, const fs::path& out, int folds) {
+TrainOptions stage1_options(const TrainOptions& o, const fs::path& out, int folds, bool writer = true) {
     TrainOptions o1 = o;
     o1.task = "classify";
     o1.out = out.string();
@@ -245,8 +246,17 @@ TrainOptions stage1_options(const TrainOptions& o, const fs::path& out, int fold
     o1.fold = 0;
     // A rerun after an interruption reuses the finished folds; the pooled figures are derived again.
     std::error_code ec;
-    fs::remove(out / "metrics.json", ec);
+    if (writer) fs::remove(out / "metrics.json", ec);
     return o1;
+}
+
+// What a rank other than 0 returns when its share of a study run is done: the file rank 0 will write.
+TrainResult rank_done(const fs::path& run) {
+    TrainResult r;
+    r.model_path = run / "model.pt";
+    r.metrics = nlohmann::json::object();
+    logger().info("stage 1 done on this rank; rank 0 trains the study model");
+    return r;
 }
 
 // The study file: the slice model with its thresholds moved under "study", the study model's thresholds
@@ -345,13 +355,20 @@ TrainResult train_study(const TrainOptions& options, const CvCallbacks& cb) {
         for (size_t i = 0; i < ds.size(); ++i) s.train.push_back(i);
         return s;
     }();
-    write_config(run, "train", o, ds);
-    write_split_csv(run / "split.csv", ds, split);
+    // Distributed: stage 1 (the slice models, nearly all of the work) trains as the group; the study model
+    // is small and rank 0 alone trains it and writes the run, while the other ranks are done.
+    const std::shared_ptr<ProcessGroup> group = join_process_group(o.dist, o.dist_timeout_s);
+    const bool writer = o.dist.rank == 0;
+    if (writer) {
+        write_config(run, "train", o, ds);
+        write_split_csv(run / "split.csv", ds, split);
+    }
 
     StudyProbs train_p, val_p;
     fs::path stage1_file = o.stage1;
     nlohmann::json info = {{"stage1", o.stage1.empty() ? "trained" : o.stage1}};
     if (!o.stage1.empty()) {
+        if (!writer) return rank_done(run);  // nothing to train as a group
         Predictor p(o.stage1, o.threads);
         if (p.labels() != ds.label_names) throw InputError(o.stage1 + ": its labels are not the data's (select them with `labels`)");
         const auto& trained = p.meta().contains("trained_on") ? p.meta()["trained_on"] : nlohmann::json::object();
@@ -363,16 +380,20 @@ TrainResult train_study(const TrainOptions& options, const CvCallbacks& cb) {
         val_p = predict_study_slices(p, ds, split.val);
     } else {
         logger().info("stage 1: {}-fold out-of-fold outputs of the {} training slices", o.stage1_folds, split.train.size());
-        const CvResult oof = cross_validate_items(stage1_options(o, run / "stage1_oof", o.stage1_folds), split.train, cb);
+        const TrainOptions oof_options = stage1_options(o, run / "stage1_oof", o.stage1_folds, writer);
+        if (group) group->barrier();  // rank 0 has cleared an interrupted attempt's pooled figures
+        const CvResult oof = cross_validate_items(oof_options, split.train, cb, group.get());
         train_p = group_studies(ds, oof.items, oof.probs);
         stage1_file = run / "stage1" / "model.pt";
+        if (group) group->barrier();  // every rank has looked for rank 0's stage-1 model before it may appear
         if (!fs::exists(stage1_file)) {
             logger().info("stage 1: the slice model on all training slices");
-            const TrainOptions o1 = stage1_options(o, run / "stage1", 0);
+            const TrainOptions o1 = stage1_options(o, run / "stage1", 0, writer);
             std::error_code ec;
-            fs::remove_all(run / "stage1", ec);
-            train_classifier(o1, cb.train, false, &split);
+            if (writer) fs::remove_all(run / "stage1", ec);
+            train_classifier(o1, cb.train, false, &split, group.get());
         }
+        if (!writer) return rank_done(run);
         Predictor p(stage1_file, o.threads);
         val_p = predict_study_slices(p, ds, split.val);
     }
@@ -463,9 +484,15 @@ nlohmann::json cross_validate_study(const TrainOptions& options, const CvCallbac
     if (fs::exists(out / "metrics.json")) throw UsageError(out.string() + " already holds a cross-validation: use another `out`");
     train_detail::use_threads(o);
     const Dataset ds = open_study_data(o);
-    write_config(out, "cv", o, ds);
+    // Distributed: every stage-1 fold trains as the group; rank 0 alone trains the small study models.
+    const std::shared_ptr<ProcessGroup> group = join_process_group(o.dist, o.dist_timeout_s);
+    const bool writer = o.dist.rank == 0;
+    if (writer) write_config(out, "cv", o, ds);
 
-    const CvResult s1 = cross_validate_items(stage1_options(o, out / "stage1", K), {}, cb);
+    const TrainOptions s1_options = stage1_options(o, out / "stage1", K, writer);
+    if (group) group->barrier();  // rank 0 has cleared an interrupted attempt's pooled figures
+    const CvResult s1 = cross_validate_items(s1_options, {}, cb, group.get());
+    if (!writer) return nlohmann::json::object();
     StudyProbs oof = group_studies(ds, s1.items, s1.probs);
     std::vector<int> fold_of_item(ds.size(), -1);
     for (size_t r = 0; r < s1.items.size(); ++r) fold_of_item[s1.items[r]] = s1.folds[r];

@@ -2,6 +2,7 @@
 // weight average, thresholds) on the run skeleton that both trainers share (train/run_loop.hpp).
 #include "hemoscan/train/trainer.hpp"
 
+#include "hemoscan/dist/grad_sync.hpp"
 #include "hemoscan/dist/process_group.hpp"
 
 #include <torch/torch.h>
@@ -209,10 +210,27 @@ std::shared_ptr<ClassifierImpl> make_classifier(const TrainOptions& o, const Dat
 }
 
 // The data of a classifier run: shuffled, augmented training batches; validation batches; the
-// training items un-augmented (for BatchNorm statistics).
+// training items un-augmented (for BatchNorm statistics). Distributed, each rank takes its share of each:
+// its shard of every epoch, its block of the validation items (val_items) and every N-th of the (at most
+// kBatchNormBatches) BatchNorm batches.
 struct ClassifierLoaders {
     std::unique_ptr<DataLoader> train, val, plain;
+    std::vector<size_t> val_items;
 };
+
+constexpr size_t kBatchNormBatches = 64;
+
+// Rank `rank` of `world`'s batches of the BatchNorm pass over `train`: batches rank, rank + world, ...
+// of the first kBatchNormBatches, whole and in order (a loader of `batch` over them yields exactly those).
+std::vector<size_t> batchnorm_items(const std::vector<size_t>& train, size_t batch, int rank, int world) {
+    std::vector<size_t> mine;
+    const size_t n = std::min(train.size(), kBatchNormBatches * batch);
+    for (size_t b = static_cast<size_t>(rank); b * batch < n; b += static_cast<size_t>(world)) {
+        mine.insert(mine.end(), train.begin() + static_cast<long>(b * batch),
+                    train.begin() + static_cast<long>(std::min(n, (b + 1) * batch)));
+    }
+    return mine;
+}
 
 ClassifierLoaders make_loaders(const TrainOptions& o, const Dataset& ds, const Split& split,
                                const PreprocessOptions& pre) {
@@ -233,7 +251,7 @@ ClassifierLoaders make_loaders(const TrainOptions& o, const Dataset& ds, const S
     }
     LoaderOptions lv = lt;
     lv.batch_size = o.batch;
-    lv.shard_rank = 0;  // validation and BatchNorm statistics: every rank the same, whole
+    lv.shard_rank = 0;  // validation and BatchNorm statistics: given lists (a rank's share of them)
     lv.shard_count = 1;
     lv.lesion = {};  // never painted (augment is off too)
     lv.shuffle = false;
@@ -241,8 +259,11 @@ ClassifierLoaders make_loaders(const TrainOptions& o, const Dataset& ds, const S
     lv.augment = false;
     ClassifierLoaders l;
     l.train = std::make_unique<DataLoader>(ds, split.train, pre, lt);
-    if (!split.val.empty()) l.val = std::make_unique<DataLoader>(ds, split.val, pre, lv);
-    l.plain = std::make_unique<DataLoader>(ds, split.train, pre, lv);
+    const auto [begin, end] = shard_range(split.val.size(), o.dist.rank, o.dist.world_size);
+    l.val_items.assign(split.val.begin() + static_cast<long>(begin), split.val.begin() + static_cast<long>(end));
+    if (!l.val_items.empty()) l.val = std::make_unique<DataLoader>(ds, l.val_items, pre, lv);
+    const auto plain = batchnorm_items(split.train, static_cast<size_t>(o.batch), o.dist.rank, o.dist.world_size);
+    if (!plain.empty()) l.plain = std::make_unique<DataLoader>(ds, plain, pre, lv);
     return l;
 }
 
@@ -252,7 +273,8 @@ public:
                        const fs::path& run, ClassifierImpl& model, torch::optim::Optimizer& opt,
                        ProcessGroup* group = nullptr)
         : o_(o), ds_(ds), split_(split), pre_(pre), run_(run), model_(model), opt_(opt), group_(group),
-          weights_(loss_weights(o, ds, split)), loaders_(make_loaders(o, ds, split, pre)) {}
+          sync_(group ? std::make_unique<GradientSync>(*group, model) : nullptr), weights_(loss_weights(o, ds, split)),
+          loaders_(make_loaders(o, ds, split, pre)) {}
 
     // After the weights are in place (initialised or resumed): unet-ae's reconstruction pre-training
     // (new runs), the weight average and, resumed, its state; then the model files' metadata.
@@ -277,6 +299,9 @@ public:
 private:
     torch::Tensor loss(const torch::Tensor& logits, const torch::Tensor& labels) const;
     std::vector<std::vector<double>> predict_val(double& val_loss);
+    // Every rank's block of validation probabilities in split_.val's order; the loss sums over the ranks.
+    std::vector<std::vector<double>> gather_val(const std::vector<std::vector<double>>& mine, double& loss_sum,
+                                                size_t& n);
 
     const TrainOptions& o_;
     const Dataset& ds_;
@@ -286,6 +311,7 @@ private:
     ClassifierImpl& model_;
     torch::optim::Optimizer& opt_;
     ProcessGroup* group_;  // distributed training: gradients averaged over the ranks (null: one process)
+    std::unique_ptr<GradientSync> sync_;  // with group_: the all-reduce overlapping backward
     LossWeights weights_;
     ClassifierLoaders loaders_;
     std::unique_ptr<WeightAverage> average_;
@@ -301,7 +327,7 @@ void ClassifierTraining::prepare(const train_detail::RunFolder& folder, const nl
         pretrain_reconstruction(model_, *loaders_.train, o_.pretrain_epochs, o_.lr, [&](int e, double l) {
             losses.push_back(l);
             logger().info("unet-ae pretraining epoch {}/{}: reconstruction MSE {:.5f}", e + 1, o_.pretrain_epochs, l);
-        });
+        }, sync_.get());
         pretrain_info = {{"epochs", o_.pretrain_epochs}, {"reconstruction_mse", losses}};
         write_file_atomic(run_ / "pretrain.json", pretrain_info.dump(2) + "\n");
     } else if (folder.resumed() && fs::exists(run_ / "pretrain.json")) {
@@ -355,10 +381,13 @@ EpochStats ClassifierTraining::train_epoch(int epoch, const TrainCallbacks& cb) 
         }
         opt_.zero_grad();
         auto l = loss(model_.forward(t.images), t.labels);
-        l.backward();
         // Each rank's loss is the mean over its equal share of the global batch: the mean of the ranks'
         // gradients is the gradient of the global batch's mean loss.
-        if (group_) group_->average_gradients(model_);
+        if (sync_) {
+            sync_->backward(l);
+        } else {
+            l.backward();
+        }
         if (o_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_.parameters(), o_.grad_clip);
         opt_.step();
         average_->update();
@@ -380,16 +409,17 @@ EpochStats ClassifierTraining::train_epoch(int epoch, const TrainCallbacks& cb) 
 
 std::vector<std::vector<double>> ClassifierTraining::predict_val(double& val_loss) {
     const size_t L = ds_.label_names.size();
-    std::vector<std::vector<double>> probs(split_.val.size(), std::vector<double>(L));
+    const std::vector<size_t>& mine = loaders_.val_items;  // all of split_.val without a group
+    std::vector<std::vector<double>> probs(mine.size(), std::vector<double>(L));
     std::map<size_t, size_t> pos_of;
-    for (size_t k = 0; k < split_.val.size(); ++k) pos_of[split_.val[k]] = k;
+    for (size_t k = 0; k < mine.size(); ++k) pos_of[mine[k]] = k;
     model_.eval();
     torch::NoGradGuard ng;
-    loaders_.val->start_epoch(0);
     Batch b;
     double loss_sum = 0;
     size_t n = 0;
-    while (loaders_.val->next(b)) {
+    if (loaders_.val) loaders_.val->start_epoch(0);
+    while (loaders_.val && loaders_.val->next(b)) {
         BatchTensors t = to_tensors(std::move(b));
         auto logits = model_.forward(t.images);
         loss_sum += loss(logits, t.labels).item<double>() * static_cast<double>(t.indices.size());
@@ -404,24 +434,44 @@ std::vector<std::vector<double>> ClassifierTraining::predict_val(double& val_los
         }
         b = Batch{};
     }
+    if (group_) probs = gather_val(probs, loss_sum, n);
     val_loss = n ? loss_sum / static_cast<double>(n) : std::nan("");
+    return probs;
+}
+
+std::vector<std::vector<double>> ClassifierTraining::gather_val(const std::vector<std::vector<double>>& mine,
+                                                                double& loss_sum, size_t& n) {
+    std::vector<torch::Tensor> sums{torch::tensor({loss_sum, static_cast<double>(n)}, torch::kFloat64)};
+    group_->all_reduce_sum(sums);
+    loss_sum = sums[0][0].item<double>();
+    n = static_cast<size_t>(sums[0][1].item<double>());
+    std::vector<double> flat;
+    for (const auto& row : mine) flat.insert(flat.end(), row.begin(), row.end());
+    const std::vector<double> all = group_->all_gather(flat);
+    const size_t L = ds_.label_names.size();
+    if (all.size() != split_.val.size() * L) throw Error("validation: the ranks gathered a wrong number of values");
+    std::vector<std::vector<double>> probs;
+    for (size_t k = 0; k < split_.val.size(); ++k) {
+        probs.emplace_back(all.begin() + static_cast<long>(k * L), all.begin() + static_cast<long>((k + 1) * L));
+    }
     return probs;
 }
 
 EpochScore ClassifierTraining::validate(int epoch, const EpochStats& train) {
     average_->swap();  // validate, keep and checkpoint the averaged weights (a no-op without `ema_epochs`)
     train_detail::recalibrate_batchnorm(model_, [&] {
+        if (!loaders_.plain) return;
         loaders_.plain->start_epoch(0);
         Batch b;
-        for (size_t n = 0; n < 64 && loaders_.plain->next(b); ++n) {
+        while (loaders_.plain->next(b)) {
             model_.features(to_tensors(std::move(b)).images);
             b = Batch{};
         }
-    }, fine_tune_ ? fine_tune_->frozen_batchnorm(epoch) : std::vector<torch::nn::Module*>{});
+    }, fine_tune_ ? fine_tune_->frozen_batchnorm(epoch) : std::vector<torch::nn::Module*>{}, group_);
     double val_loss = std::nan(""), val_auc = std::nan("");
     nlohmann::json aucs = nlohmann::json::object();
     val_probs_.clear();
-    if (loaders_.val) {
+    if (!split_.val.empty()) {
         val_probs_ = predict_val(val_loss);
         val_auc = label_aucs(ds_, split_.val, val_probs_, aucs);
     }
@@ -430,7 +480,7 @@ EpochScore ClassifierTraining::validate(int epoch, const EpochStats& train) {
     // Without a validation part every epoch "improves", so the last one is kept.
     const double monitor = !std::isnan(val_auc) ? val_auc - 1e-3 * (std::isnan(val_loss) ? 0.0 : std::min(val_loss, 10.0))
                            : !std::isnan(val_loss) ? -val_loss
-                           : loaders_.val          ? -train.loss
+                           : !split_.val.empty()   ? -train.loss
                                                    : static_cast<double>(epoch);
     return {monitor,
             {{"val_loss", train_detail::json_number(val_loss)}, {"val_auc", train_detail::json_number(val_auc)},

@@ -24,6 +24,13 @@ using hemoscan::test::q;
 using hemoscan::test::run_hemoscan;
 using hemoscan::test::TempDir;
 
+// The weight bound of the float32 runs through the binary. Their losses are float32 means summed in another
+// order on two processes (about 1e-7 relative apart), and Adam divides every update by the root of its
+// running squared gradient: for a component whose gradient is near zero, that turns the rounding into
+// update differences of a sizable fraction of the learning rate (3e-3 here). 1e-4 is lr / 30; training
+// moves the weights by far more (asserted), and the double-precision group tests (DistGroup) hold 1e-12.
+constexpr double kFloatBound = 1e-4;
+
 std::set<std::string> run_files(const fs::path& run) {
     std::set<std::string> names;
     for (const auto& e : fs::recursive_directory_iterator(run)) names.insert(fs::relative(e.path(), run).string());
@@ -56,7 +63,7 @@ TEST(CliDist, TwoProcessesTrainAsOneWithTheSameGlobalBatch) {
         moved = std::max(moved, item.value().abs().max().item<double>());
     }
     // Float32, and the all-reduce adds the two halves in another order than one process sums its batch.
-    EXPECT_LE(most, 1e-5) << "max abs weight difference, 2 processes vs 1, after 3 epochs";
+    EXPECT_LE(most, kFloatBound) << "max abs weight difference, 2 processes vs 1, after 3 epochs";
     EXPECT_GT(moved, 0.0);
     const auto metrics_one = hemoscan::test::read_json(d / "one" / "metrics.json");
     const auto metrics_two = hemoscan::test::read_json(d / "two" / "metrics.json");
@@ -71,9 +78,6 @@ TEST(CliDist, RefusesWhatItCannotDistribute) {
     EXPECT_NE(r.exit_code, 0);
     EXPECT_NE(r.output.find("multiple of the 2 processes"), std::string::npos) << r.output;
     EXPECT_FALSE(fs::exists(d / "a" / "model.pt"));
-    r = run_hemoscan(base + q(d / "b") + " --task study --model cnn-simple --nproc-per-node 2");
-    EXPECT_NE(r.exit_code, 0);
-    EXPECT_NE(r.output.find("not study"), std::string::npos) << r.output;
     // A partial torchrun environment: a usage error naming what is missing.
     r = hemoscan::test::run_command("WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29511 " +
                                     q(fs::path(HEMOSCAN_BIN)) + " " + base + q(d / "c") + " --model cnn-simple 2>&1");
@@ -168,7 +172,7 @@ TEST(CliDist, AGroupWhoseRankDiesStopsAndResumesFromItsCheckpoint) {
     for (const auto& item : a.model->named_parameters()) {
         most = std::max(most, (item.value() - pb[item.key()]).abs().max().item<double>());
     }
-    EXPECT_LE(most, 1e-5) << "killed and resumed group vs one uninterrupted process";
+    EXPECT_LE(most, kFloatBound) << "killed and resumed group vs one uninterrupted process";
 }
 
 TEST(CliDist, SegmentationTrainsAsAGroupAndOnlyRankZeroWrites) {
@@ -216,6 +220,55 @@ TEST(CliDist, CrossValidationTrainsEveryFoldAsTheGroup) {
         for (const auto& item : ma.model->named_parameters()) {
             most = std::max(most, (item.value() - pb[item.key()]).abs().max().item<double>());
         }
-        EXPECT_LE(most, 1e-5) << "fold " << k;
+        EXPECT_LE(most, kFloatBound) << "fold " << k;
     }
+}
+
+namespace {
+
+// Largest absolute difference between the parameters of two slice-model files.
+double max_weight_difference(const fs::path& a, const fs::path& b) {
+    auto ma = hemoscan::load_model(a);
+    auto mb = hemoscan::load_model(b);
+    auto pb = mb.model->named_parameters();
+    double most = 0;
+    for (const auto& item : ma.model->named_parameters()) {
+        most = std::max(most, (item.value() - pb[item.key()]).abs().max().item<double>());
+    }
+    return most;
+}
+
+}  // namespace
+
+// The study task: stage 1 (its out-of-fold cross-validation and the slice model on all training studies)
+// trains as the group, rank 0 then trains the study model and writes the run; cv --task study likewise.
+TEST(CliDist, StudyTaskTrainsStageOneAsTheGroup) {
+    TempDir d;
+    auto r = run_hemoscan("synth --out " + q(d / "cohort") + " --studies 8 --seed 3 --size 48 --slices 5 --format rsna");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const fs::path data = d / "cohort" / "rsna";
+    const std::string common = " --task study --data " + q(data) +
+                               " --model cnn-simple --size 32 --batch 8 --epochs 1 --lr 3e-3 --threads 1 --workers 1"
+                               " --augment off --dropout 0 --seed 5 --study-epochs 2 --study-hidden 8 --dist-timeout 60";
+    for (const std::string cmd : {"train --stage1-folds 2", "cv --folds 2"}) {
+        const std::string name = cmd.substr(0, cmd.find(' '));
+        r = run_hemoscan(cmd + common + " --out " + q(d / (name + "1")));
+        ASSERT_EQ(r.exit_code, 0) << r.output;
+        r = run_hemoscan(cmd + common + " --nproc-per-node 2 --out " + q(d / (name + "2")));
+        ASSERT_EQ(r.exit_code, 0) << r.output;
+        EXPECT_NE(r.output.find("starting 2 processes"), std::string::npos) << r.output;
+        EXPECT_EQ(run_files(d / (name + "2")), run_files(d / (name + "1"))) << cmd;
+    }
+    // Stage 1 of the group equals one process's.
+    for (const char* f : {"stage1/model.pt", "stage1_oof/fold_0/model.pt", "stage1_oof/fold_1/model.pt"}) {
+        EXPECT_LE(max_weight_difference(d / "train1" / f, d / "train2" / f), kFloatBound) << f;
+    }
+    for (const char* f : {"stage1/fold_0/model.pt", "stage1/fold_1/model.pt"}) {
+        EXPECT_LE(max_weight_difference(d / "cv1" / f, d / "cv2" / f), kFloatBound) << f;
+    }
+    // The study model learnt from the same out-of-fold outputs: the same validation figures.
+    const auto a = hemoscan::test::read_json(d / "cv1" / "metrics.json");
+    const auto b = hemoscan::test::read_json(d / "cv2" / "metrics.json");
+    EXPECT_NEAR(a["rsna_log_loss"].get<double>(), b["rsna_log_loss"].get<double>(), 1e-4);
+    EXPECT_TRUE(fs::exists(d / "train2" / "model.pt"));
 }

@@ -28,7 +28,9 @@ struct CvResult {
 };
 // cross_validate() over some items of the data only (all when `items` is empty); folds are made over
 // those items (grouped by patient, stratified).
+// `group`: the process group of options.dist to train every fold in (null: joined here when options.dist
+// is distributed).
 CvResult cross_validate_items(const TrainOptions& options, const std::vector<size_t>& items,
-                              const CvCallbacks& callbacks = {});
+                              const CvCallbacks& callbacks = {}, ProcessGroup* group = nullptr);
 
 }  // namespace hemoscan
