@@ -48,6 +48,9 @@ DistEnv dist_env_from(const std::function<const char*(const char*)>& getter) {
     e.local_rank = env_int(get, "LOCAL_RANK", 0, 0, e.world_size - 1);
     e.master_addr = get("MASTER_ADDR");
     e.master_port = env_int(get, "MASTER_PORT", 29500, 1, 65535);
+    const char* agent = get("TORCHELASTIC_USE_AGENT_STORE");
+    e.agent_store = agent != nullptr && std::string(agent) == "True";  // Python's str(True), as PyTorch tests it
+    e.restart_count = env_int(get, "TORCHELASTIC_RESTART_COUNT", 0, 0, 1 << 30);
     return e;
 }
 

@@ -3,6 +3,7 @@
 #include "hemoscan/dist/process_group.hpp"
 
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <cstdlib>
@@ -20,7 +21,8 @@ struct ProcessGroup::Impl {
 
     std::string where() const {
         return "rank " + std::to_string(env.rank) + " of " + std::to_string(env.world_size) + " (rendezvous " +
-               env.master_addr + ":" + std::to_string(env.master_port) + ")";
+               env.master_addr + ":" + std::to_string(env.master_port) + (env.agent_store ? ", torchrun's store" : "") +
+               ")";
     }
 
     [[noreturn]] void fail(const char* what, const std::exception& e) const {
@@ -57,11 +59,15 @@ ProcessGroup::ProcessGroup(const DistEnv& env, std::chrono::milliseconds timeout
     try {
         c10d::TCPStoreOptions o;
         o.port = static_cast<std::uint16_t>(env.master_port);
-        o.isServer = env.rank == 0;
+        o.isServer = env.rank == 0 && !env.agent_store;
         o.numWorkers = env.world_size;
         o.waitWorkers = true;  // rank 0 returns once every rank has connected (or the timeout passed)
         o.timeout = timeout;
-        s.store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, o);
+        auto tcp = c10::make_intrusive<c10d::TCPStore>(env.master_addr, o);
+        s.store = tcp;
+        if (env.agent_store) {
+            s.store = c10::make_intrusive<c10d::PrefixStore>("/worker/attempt_" + std::to_string(env.restart_count), tcp);
+        }
         auto options = c10d::ProcessGroupGloo::Options::create();
         options->timeout = timeout;
         options->devices.push_back(Impl::device(env));

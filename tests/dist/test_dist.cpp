@@ -213,6 +213,15 @@ TEST(DistEnv, ReadsTorchrunsVariablesAndRefusesPartialSets) {
     hemoscan::test::expect_usage_error(
         [&] { from({{"WORLD_SIZE", "2"}, {"RANK", "2"}, {"MASTER_ADDR", "a"}, {"MASTER_PORT", "1"}}); }, {"RANK='2'"});
     hemoscan::test::expect_usage_error([&] { from({{"WORLD_SIZE", "two"}}); }, {"WORLD_SIZE='two'"});
+    // torchrun's agent store: every rank a client of it, keys under the restart's prefix.
+    std::map<std::string, std::string> agent{{"WORLD_SIZE", "2"}, {"RANK", "0"}, {"MASTER_ADDR", "a"},
+                                             {"MASTER_PORT", "1"}, {"TORCHELASTIC_USE_AGENT_STORE", "True"},
+                                             {"TORCHELASTIC_RESTART_COUNT", "3"}};
+    EXPECT_TRUE(from(agent).agent_store);
+    EXPECT_EQ(from(agent).restart_count, 3);
+    EXPECT_FALSE(e.agent_store);
+    agent["TORCHELASTIC_USE_AGENT_STORE"] = "False";
+    EXPECT_FALSE(from(agent).agent_store);
 }
 
 TEST(DistShard, EpochShardsCoverEveryItemAndTakeEqualSteps) {

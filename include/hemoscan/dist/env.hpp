@@ -18,10 +18,16 @@ struct DistEnv {
     int local_rank = 0;       // LOCAL_RANK: the process's index on its machine
     std::string master_addr = "127.0.0.1";  // MASTER_ADDR: where rank 0 serves the rendezvous
     int master_port = 29500;  // MASTER_PORT
+    // torchrun's agent serves the rendezvous store itself and says so (TORCHELASTIC_USE_AGENT_STORE=True):
+    // every rank, rank 0 too, then connects to it as a client, under the key prefix of the agent's restart
+    // count (TORCHELASTIC_RESTART_COUNT), as PyTorch's own workers do.
+    bool agent_store = false;
+    int restart_count = 0;
     bool distributed() const { return world_size > 1; }
 };
 
-// Reads RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT through `get` (getenv by default).
+// Reads RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT (and torchrun's agent-store variables)
+// through `get` (getenv by default).
 // None set (or WORLD_SIZE 1): one process. UsageError naming the variable for a value that is not a
 // number in range, and for a partial set (WORLD_SIZE > 1 without RANK, MASTER_ADDR or MASTER_PORT).
 DistEnv dist_env_from(const std::function<const char*(const char*)>& get = {});
