@@ -231,29 +231,30 @@ std::vector<size_t> all_items(const Dataset& dataset) {
     return all;
 }
 
-// This rank's block of the items, then every rank's probabilities gathered in rank (= input) order.
-PredictionTable predict_items_sharded(Predictor& predictor, const Dataset& dataset, const EvaluateOptions& options) {
-    ProcessGroup& group = *options.group;
-    const auto [begin, end] = shard_range(dataset.size(), group.rank(), group.size());
-    std::vector<size_t> mine;
-    for (size_t i = begin; i < end; ++i) mine.push_back(i);
-    const PredictionTable part = predict_items(predictor, dataset, mine, options);
+}  // namespace
+
+PredictionTable predict_items_sharded(Predictor& predictor, const Dataset& dataset, const std::vector<size_t>& indices,
+                                      ProcessGroup& group, const EvaluateOptions& options) {
+    const auto [begin, end] = shard_range(indices.size(), group.rank(), group.size());
+    const std::vector<size_t> mine(indices.begin() + static_cast<long>(begin), indices.begin() + static_cast<long>(end));
     std::vector<double> flat;
-    for (const auto& row : part.probs) flat.insert(flat.end(), row.begin(), row.end());
+    if (!mine.empty()) {
+        for (const auto& row : predict_items(predictor, dataset, mine, options).probs) {
+            flat.insert(flat.end(), row.begin(), row.end());
+        }
+    }
     const std::vector<double> all = group.all_gather(flat);
     const size_t labels = dataset.label_names.size();
-    if (all.size() != dataset.size() * labels) throw Error("evaluate: the ranks gathered a wrong number of values");
+    if (all.size() != indices.size() * labels) throw Error("prediction: the ranks gathered a wrong number of values");
     PredictionTable table;
     table.label_names = dataset.label_names;
     table.multiclass = dataset.multiclass;
-    for (size_t i = 0; i < dataset.size(); ++i) {
-        table.add(dataset.items[i], std::vector<double>(all.begin() + static_cast<long>(i * labels),
-                                                        all.begin() + static_cast<long>((i + 1) * labels)));
+    for (size_t k = 0; k < indices.size(); ++k) {
+        table.add(dataset.items[indices[k]], std::vector<double>(all.begin() + static_cast<long>(k * labels),
+                                                                 all.begin() + static_cast<long>((k + 1) * labels)));
     }
     return table;
 }
-
-}  // namespace
 
 nlohmann::json evaluate_dataset(Predictor& predictor, const Dataset& dataset, const fs::path& out,
                                 const EvaluateOptions& options) {
@@ -265,8 +266,9 @@ nlohmann::json evaluate_dataset(Predictor& predictor, const Dataset& dataset, co
                          "] (select them with `labels`)");
     }
     if (predictor.has_study_model()) return evaluate_studies(predictor, dataset, out, options);
-    PredictionTable table = options.group ? predict_items_sharded(predictor, dataset, options)
-                                          : predict_items(predictor, dataset, all_items(dataset), options);
+    const std::vector<size_t> all = all_items(dataset);
+    PredictionTable table = options.group ? predict_items_sharded(predictor, dataset, all, *options.group, options)
+                                          : predict_items(predictor, dataset, all, options);
     std::vector<double> thresholds = predictor.thresholds();
     if (options.threshold >= 0) thresholds.assign(thresholds.size(), options.threshold);
     nlohmann::json metrics = compute_metrics(table, thresholds, options.seed);

@@ -77,4 +77,9 @@ nlohmann::json evaluate_dataset(Predictor& predictor, const Dataset& dataset, co
 PredictionTable predict_items(Predictor& predictor, const Dataset& dataset, const std::vector<size_t>& indices,
                               const EvaluateOptions& options = {});
 
+// predict_items as a group: each rank predicts its contiguous block of `indices` (shard_range); every rank
+// gets the whole table in the order of `indices` (the probabilities gathered; options.group is not read).
+PredictionTable predict_items_sharded(Predictor& predictor, const Dataset& dataset, const std::vector<size_t>& indices,
+                                      ProcessGroup& group, const EvaluateOptions& options = {});
+
 }  // namespace hemoscan
