@@ -299,3 +299,35 @@ TEST(CliDist, TrainsUnderTorchrunsAgent) {
     EXPECT_EQ(run_files(d / "two"), run_files(d / "one"));
     EXPECT_LE(max_weight_difference(d / "one" / "model.pt", d / "two" / "model.pt"), kFloatBound);
 }
+
+// BatchNorm statistics before validation: each rank runs its share of the un-augmented batches and the
+// ranks' averages are combined by batch counts. With weights that training leaves in place (a learning
+// rate of 1e-12), the group's statistics must be those of one process running all the batches; here rank
+// 0 runs a batch of 8 and rank 1 a batch of 1, so dropping either rank's share would show.
+TEST(CliDist, BatchNormStatisticsAreOneProcesssOverAllBatches) {
+    TempDir d;
+    hemoscan::test::write_blob_dataset(d / "data", 12, 32);
+    const std::string common = "train --data " + q(d / "data") +
+                               " --model cnn --width 0.25 --size 32 --batch 8 --epochs 1 --lr 1e-12 --threads 1"
+                               " --workers 1 --augment off --dropout 0 --val-fraction 0.25 --seed 5 --dist-timeout 60";
+    auto r = run_hemoscan(common + " --out " + q(d / "one"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = run_hemoscan(common + " --nproc-per-node 2 --out " + q(d / "two"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    auto a = hemoscan::load_model(d / "one" / "model.pt");
+    auto b = hemoscan::load_model(d / "two" / "model.pt");
+    auto bb = b.model->named_buffers();
+    size_t compared = 0;
+    double most = 0, spread = 0;
+    for (const auto& item : a.model->named_buffers()) {
+        if (item.key().find("running_") == std::string::npos) continue;
+        const auto x = item.value().to(torch::kFloat64), y = bb[item.key()].to(torch::kFloat64);
+        most = std::max(most, ((x - y).abs() / (x.abs() + 1e-3)).max().item<double>());
+        const bool is_mean = item.key().find("running_mean") != std::string::npos;
+        spread = std::max(spread, (x - (is_mean ? 0.0 : 1.0)).abs().max().item<double>());  // not the reset values
+        ++compared;
+    }
+    EXPECT_GT(compared, 4u);
+    EXPECT_GT(spread, 1e-2) << "the statistics were not recomputed";
+    EXPECT_LE(most, 1e-4) << "largest relative difference of a running mean or variance, 2 processes vs 1";
+}
