@@ -153,36 +153,17 @@ nlohmann::json evaluate_study_probs(Predictor& predictor, const Dataset& ds, Stu
 
 namespace {
 
-// The slice model over this rank's contiguous block of the studies, then every rank's probabilities
-// gathered in rank (= study) order: the stage 1 of every study, as one process computes it.
+// The slice model over the slices of all studies in study order, each rank a contiguous block of them
+// (a neighbour slice given as context is read from the data set whichever rank holds it), every rank's
+// probabilities gathered in order: the stage 1 of every study, as one process computes it.
 StudyProbs predict_study_slices_sharded(Predictor& predictor, const Dataset& ds, const EvaluateOptions& options) {
     if (!ds.ordered) {
         throw InputError(ds.root.string() + ": a study model needs slices in study order: a manifest with a \"slice\" "
                          "column, or the RSNA layout");
     }
-    ProcessGroup& group = *options.group;
-    const std::vector<std::vector<size_t>> studies = ds.studies();
-    const auto [begin, end] = shard_range(studies.size(), group.rank(), group.size());
-    std::vector<size_t> mine, every;
-    for (size_t s = 0; s < studies.size(); ++s) {
-        every.insert(every.end(), studies[s].begin(), studies[s].end());
-        if (s >= begin && s < end) mine.insert(mine.end(), studies[s].begin(), studies[s].end());
-    }
-    std::vector<double> flat;
-    if (!mine.empty()) {
-        for (const auto& row : predict_items(predictor, ds, mine, options).probs) {
-            flat.insert(flat.end(), row.begin(), row.end());
-        }
-    }
-    const std::vector<double> all = group.all_gather(flat);
-    const size_t labels = ds.label_names.size();
-    if (all.size() != every.size() * labels) throw Error("evaluate: the ranks gathered a wrong number of values");
-    std::vector<std::vector<double>> probs;
-    for (size_t i = 0; i < every.size(); ++i) {
-        const auto row = all.begin() + static_cast<long>(i * labels);
-        probs.emplace_back(row, row + static_cast<long>(labels));
-    }
-    return group_studies(ds, every, probs);
+    std::vector<size_t> every;
+    for (const auto& study : ds.studies()) every.insert(every.end(), study.begin(), study.end());
+    return group_studies(ds, every, predict_items_sharded(predictor, ds, every, *options.group, options).probs);
 }
 
 }  // namespace

@@ -38,6 +38,18 @@ std::set<std::string> run_files(const fs::path& run) {
     return names;
 }
 
+// Largest absolute difference between the parameters of two slice-model files.
+double max_weight_difference(const fs::path& a, const fs::path& b) {
+    auto ma = hemoscan::load_model(a);
+    auto mb = hemoscan::load_model(b);
+    auto pb = mb.model->named_parameters();
+    double most = 0;
+    for (const auto& item : ma.model->named_parameters()) {
+        most = std::max(most, (item.value() - pb[item.key()]).abs().max().item<double>());
+    }
+    return most;
+}
+
 }  // namespace
 
 TEST(CliDist, TwoProcessesTrainAsOneWithTheSameGlobalBatch) {
@@ -100,32 +112,7 @@ TEST(CliDist, ShardedEvaluateGathersTheSameTableInInputOrder) {
     ASSERT_EQ(r.exit_code, 0) << r.output;
     EXPECT_NE(r.output.find("starting 2 processes"), std::string::npos) << r.output;
     // The same rows in the same order; probabilities equal up to float rounding of other batch sizes.
-    auto rows = [](const fs::path& csv) {
-        std::vector<std::vector<std::string>> out;
-        std::istringstream in(hemoscan::read_file(csv));
-        for (std::string line; std::getline(in, line);) {
-            std::vector<std::string> cells;
-            std::istringstream cs(line);
-            for (std::string c; std::getline(cs, c, ',');) cells.push_back(c);
-            out.push_back(cells);
-        }
-        return out;
-    };
-    const auto a = rows(d / "one" / "predictions.csv"), b = rows(d / "two" / "predictions.csv");
-    ASSERT_EQ(a.size(), 23u);
-    ASSERT_EQ(a.size(), b.size());
-    for (size_t i = 0; i < a.size(); ++i) {
-        ASSERT_EQ(a[i].size(), b[i].size());
-        for (size_t c = 0; c < a[i].size(); ++c) {
-            char* end = nullptr;
-            const double x = std::strtod(a[i][c].c_str(), &end);
-            if (i > 0 && end && *end == '\0' && !a[i][c].empty()) {
-                EXPECT_NEAR(x, std::strtod(b[i][c].c_str(), nullptr), 1e-6) << "row " << i << " column " << c;
-            } else {
-                EXPECT_EQ(a[i][c], b[i][c]) << "row " << i << " column " << c;
-            }
-        }
-    }
+    hemoscan::test::expect_csv_near(d / "one" / "predictions.csv", d / "two" / "predictions.csv", 23, 1e-6);
     const auto ma = hemoscan::test::read_json(d / "one" / "metrics.json");
     const auto mb = hemoscan::test::read_json(d / "two" / "metrics.json");
     EXPECT_NEAR(ma["macro_auc"].get<double>(), mb["macro_auc"].get<double>(), 1e-9);
@@ -166,14 +153,8 @@ TEST(CliDist, AGroupWhoseRankDiesStopsAndResumesFromItsCheckpoint) {
     EXPECT_TRUE(hemoscan::test::read_json(d / "two" / "state.json")["finished"].get<bool>());
     r = run_hemoscan("train --data " + q(d / "data") + " --out " + q(d / "one") + common);
     ASSERT_EQ(r.exit_code, 0) << r.output;
-    auto a = hemoscan::load_model(d / "one" / "model.pt");
-    auto b = hemoscan::load_model(d / "two" / "model.pt");
-    auto pb = b.model->named_parameters();
-    double most = 0;
-    for (const auto& item : a.model->named_parameters()) {
-        most = std::max(most, (item.value() - pb[item.key()]).abs().max().item<double>());
-    }
-    EXPECT_LE(most, kFloatBound) << "killed and resumed group vs one uninterrupted process";
+    EXPECT_LE(max_weight_difference(d / "one" / "model.pt", d / "two" / "model.pt"), kFloatBound)
+        << "killed and resumed group vs one uninterrupted process";
 }
 
 TEST(CliDist, SegmentationTrainsAsAGroupAndOnlyRankZeroWrites) {
@@ -213,33 +194,11 @@ TEST(CliDist, CrossValidationTrainsEveryFoldAsTheGroup) {
     const auto a = hemoscan::test::read_json(d / "one" / "metrics.json");
     const auto b = hemoscan::test::read_json(d / "two" / "metrics.json");
     EXPECT_NEAR(a["labels"].begin().value()["auc"].get<double>(), b["labels"].begin().value()["auc"].get<double>(), 1e-6);
-    for (int k = 0; k < 2; ++k) {
-        auto ma = hemoscan::load_model(d / "one" / ("fold_" + std::to_string(k)) / "model.pt");
-        auto mb = hemoscan::load_model(d / "two" / ("fold_" + std::to_string(k)) / "model.pt");
-        auto pb = mb.model->named_parameters();
-        double most = 0;
-        for (const auto& item : ma.model->named_parameters()) {
-            most = std::max(most, (item.value() - pb[item.key()]).abs().max().item<double>());
-        }
-        EXPECT_LE(most, kFloatBound) << "fold " << k;
+    for (const std::string fold : {"fold_0", "fold_1"}) {
+        EXPECT_LE(max_weight_difference(d / "one" / fold / "model.pt", d / "two" / fold / "model.pt"), kFloatBound)
+            << fold;
     }
 }
-
-namespace {
-
-// Largest absolute difference between the parameters of two slice-model files.
-double max_weight_difference(const fs::path& a, const fs::path& b) {
-    auto ma = hemoscan::load_model(a);
-    auto mb = hemoscan::load_model(b);
-    auto pb = mb.model->named_parameters();
-    double most = 0;
-    for (const auto& item : ma.model->named_parameters()) {
-        most = std::max(most, (item.value() - pb[item.key()]).abs().max().item<double>());
-    }
-    return most;
-}
-
-}  // namespace
 
 // The study task: stage 1 (its out-of-fold cross-validation and the slice model on all training studies)
 // trains as the group, rank 0 then trains the study model and writes the run; cv --task study likewise.

@@ -267,17 +267,26 @@ TEST(DistGroup, CollectivesSumAndGatherAcrossTwoProcesses) {
     for (const auto& run : run_ranks("sums", 2, d.path())) EXPECT_EQ(run.exit_code, 0) << run.output;
 }
 
-TEST(DistGroup, AveragedGradientsTrainAsOneProcessWithTheWholeBatch) {
+namespace {
+
+// Runs `scenario` on 2 ranks and compares both ranks' weights with one process's `single` (double: 1e-12).
+void expect_ranks_train_as(const std::string& scenario, const torch::Tensor& single) {
     TempDir d;
-    for (const auto& run : run_ranks("train", 2, d.path())) ASSERT_EQ(run.exit_code, 0) << run.output;
-    const auto single = train_steps(nullptr, 0, 8);
+    for (const auto& run : run_ranks(scenario, 2, d.path())) ASSERT_EQ(run.exit_code, 0) << run.output;
     const auto r0 = read_values(d / "weights0.txt");
     const auto r1 = read_values(d / "weights1.txt");
     ASSERT_EQ(r0.size(), static_cast<size_t>(single.numel()));
     EXPECT_EQ(r0, r1) << "the ranks ended with different weights";
     double most = 0;
     for (size_t i = 0; i < r0.size(); ++i) most = std::max(most, std::abs(r0[i] - single[static_cast<int64_t>(i)].item<double>()));
-    EXPECT_LE(most, 1e-12) << "max abs difference to one process after " << kSteps << " steps (double)";
+    EXPECT_LE(most, 1e-12) << scenario << ": max abs difference to one process after " << kSteps << " steps (double)";
+}
+
+}  // namespace
+
+TEST(DistGroup, AveragedGradientsTrainAsOneProcessWithTheWholeBatch) {
+    const auto single = train_steps(nullptr, 0, 8);
+    expect_ranks_train_as("train", single);
     // Not vacuous: the weights moved.
     torch::manual_seed(7);
     Tiny start;
@@ -285,39 +294,24 @@ TEST(DistGroup, AveragedGradientsTrainAsOneProcessWithTheWholeBatch) {
 }
 
 TEST(DistGroup, TheReducerAveragesDuringBackwardAsOneProcessWithTheWholeBatch) {
-    TempDir d;
-    for (const auto& run : run_ranks("reducer", 2, d.path())) ASSERT_EQ(run.exit_code, 0) << run.output;
     const auto single = train_steps(nullptr, 0, 8, false, true);
-    const auto r0 = read_values(d / "weights0.txt");
-    const auto r1 = read_values(d / "weights1.txt");
-    ASSERT_EQ(r0.size(), static_cast<size_t>(single.numel()));
-    EXPECT_EQ(r0, r1) << "the ranks ended with different weights";
-    double most = 0;
-    for (size_t i = 0; i < r0.size(); ++i) most = std::max(most, std::abs(r0[i] - single[static_cast<int64_t>(i)].item<double>()));
-    EXPECT_LE(most, 1e-12) << "max abs difference to one process after " << kSteps << " steps (double)";
+    expect_ranks_train_as("reducer", single);
     // The frozen steps mattered: training without them ends elsewhere.
-    const auto unfrozen = train_steps(nullptr, 0, 8);
-    EXPECT_GT((unfrozen - single).abs().max().item<double>(), 1e-3);
+    EXPECT_GT((train_steps(nullptr, 0, 8) - single).abs().max().item<double>(), 1e-3);
 }
 
-TEST(DistGroup, ARankThatDiesDuringBackwardEndsTheOthersWithAMessage) {
-    TempDir d;
-    const auto runs = run_ranks("reducer-die", 2, d.path());
-    EXPECT_EQ(runs[1].exit_code, 3);
-    EXPECT_EQ(runs[0].exit_code, 1) << runs[0].output;
-    EXPECT_NE(runs[0].output.find("rank 0 of 2"), std::string::npos) << runs[0].output;
-    EXPECT_NE(runs[0].output.find("gradient all-reduce failed"), std::string::npos) << runs[0].output;
-    EXPECT_LT(runs[0].seconds, 30.0);
-}
-
+// A rank gone without a word, as a killed process: in a plain all-reduce, and in the Reducer's during backward.
 TEST(DistGroup, ARankThatDiesEndsTheOthersWithAMessage) {
-    TempDir d;
-    const auto runs = run_ranks("die", 2, d.path());
-    EXPECT_EQ(runs[1].exit_code, 3);
-    EXPECT_EQ(runs[0].exit_code, 1) << runs[0].output;
-    EXPECT_NE(runs[0].output.find("rank 0 of 2"), std::string::npos) << runs[0].output;
-    EXPECT_NE(runs[0].output.find("all-reduce failed"), std::string::npos) << runs[0].output;
-    EXPECT_LT(runs[0].seconds, 30.0);
+    for (const auto& [scenario, message] : std::vector<std::pair<std::string, std::string>>{
+             {"die", "all-reduce failed"}, {"reducer-die", "gradient all-reduce failed"}}) {
+        TempDir d;
+        const auto runs = run_ranks(scenario, 2, d.path());
+        EXPECT_EQ(runs[1].exit_code, 3) << scenario;
+        EXPECT_EQ(runs[0].exit_code, 1) << runs[0].output;
+        EXPECT_NE(runs[0].output.find("rank 0 of 2"), std::string::npos) << runs[0].output;
+        EXPECT_NE(runs[0].output.find(message), std::string::npos) << runs[0].output;
+        EXPECT_LT(runs[0].seconds, 30.0) << scenario;
+    }
 }
 
 TEST(DistGroup, ARendezvousThatNeverCompletesEndsWithAMessage) {

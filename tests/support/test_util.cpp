@@ -3,11 +3,13 @@
 #include <gtest/gtest.h>
 
 #include "hemoscan/error.hpp"
+#include "hemoscan/util/fs.hpp"
 
 #include <array>
 #include <cstdio>
 #include <fstream>
 #include <random>
+#include <sstream>
 #include <stdexcept>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -81,6 +83,36 @@ void expect_error(const std::function<void()>& fn, const std::vector<std::string
 
 void expect_input_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
     expect_error<hemoscan::InputError>(fn, parts, "InputError");
+}
+
+// The same rows and cells in the same order; numbers within `tol` (other batch sizes round floats otherwise).
+void expect_csv_near(const fs::path& a_file, const fs::path& b_file, size_t rows, double tol) {
+    auto read_rows = [](const fs::path& csv) {
+        std::vector<std::vector<std::string>> out;
+        std::istringstream in(hemoscan::read_file(csv));
+        for (std::string line; std::getline(in, line);) {
+            std::vector<std::string> cells;
+            std::istringstream cs(line);
+            for (std::string c; std::getline(cs, c, ',');) cells.push_back(c);
+            out.push_back(cells);
+        }
+        return out;
+    };
+    const auto a = read_rows(a_file), b = read_rows(b_file);
+    ASSERT_EQ(a.size(), rows) << a_file;
+    ASSERT_EQ(a.size(), b.size()) << b_file;
+    for (size_t i = 0; i < a.size(); ++i) {
+        ASSERT_EQ(a[i].size(), b[i].size()) << b_file << " row " << i;
+        for (size_t c = 0; c < a[i].size(); ++c) {
+            char* end = nullptr;
+            const double x = std::strtod(a[i][c].c_str(), &end);
+            if (i > 0 && end && *end == '\0' && !a[i][c].empty()) {
+                EXPECT_NEAR(x, std::strtod(b[i][c].c_str(), nullptr), tol) << b_file << " row " << i << " column " << c;
+            } else {
+                EXPECT_EQ(a[i][c], b[i][c]) << b_file << " row " << i << " column " << c;
+            }
+        }
+    }
 }
 
 void expect_usage_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {

@@ -47,6 +47,10 @@ void expect_input_error(const std::function<void()>& fn, const std::vector<std::
 // The same for hemoscan::UsageError (bad options).
 void expect_usage_error(const std::function<void()>& fn, const std::vector<std::string>& parts);
 
+// Two CSV files with the same rows and cells in the same order (`rows` of them, the header included);
+// numeric cells after the header within `tol`, the others equal.
+void expect_csv_near(const fs::path& a_file, const fs::path& b_file, size_t rows, double tol);
+
 // Expects `actual` to be CV_32FC1 and equal, pixel for pixel, to `expected` (any depth, converted).
 void expect_mat_exact(const cv::Mat& actual, const cv::Mat& expected);
 
