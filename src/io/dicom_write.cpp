@@ -140,6 +140,10 @@ void write_dicom_ct(const std::filesystem::path& path, const cv::Mat& hu, const 
     put(DCM_SeriesNumber, std::to_string(options.series_number));
     if (!options.series_description.empty()) put(DCM_SeriesDescription, options.series_description);
     put(DCM_InstanceNumber, std::to_string(options.instance_number));
+    if (!options.frame_of_reference_uid.empty()) {
+        put(DCM_FrameOfReferenceUID, options.frame_of_reference_uid);
+        put(DCM_PositionReferenceIndicator, "");  // type 2 in the Frame of Reference module
+    }
     put(DCM_ImagePositionPatient, ds_values(options.position));
     put(DCM_ImageOrientationPatient, ds_values(options.orientation));
     put(DCM_SliceThickness, ds_value(options.slice_thickness));

@@ -106,6 +106,7 @@ void write_dicom_files(const SynthStudy& st, const fs::path& folder, const Dicom
     o.patient_name = "Synthetic^" + st.study_id;
     o.study_uid = st.study_uid;
     o.series_uid = st.series_uid;
+    o.frame_of_reference_uid = st.frame_uid;
     o.series_description = "hemoscan synthetic head CT";
     o.pixel_spacing = {v.geometry.spacing[1], v.geometry.spacing[0]};
     o.slice_thickness = v.geometry.spacing[2];
@@ -240,6 +241,7 @@ void write_mr_dicom(const CohortCase& cc, const SynthOptions& options, const fs:
         o.patient_name = "Synthetic^" + st.study_id;
         o.study_uid = st.study_uid;
         o.series_uid = synth_uid(options.seed, st.index, 4, static_cast<int>(s));
+        o.frame_of_reference_uid = st.frame_uid;  // one scanning session: one frame for all sequences
         o.series_number = static_cast<int>(s) + 1;
         o.series_description = v.slice_meta.front().series_description;
         o.pixel_spacing = {v.geometry.spacing[1], v.geometry.spacing[0]};

@@ -292,6 +292,7 @@ SynthStudy generate_study(const SynthOptions& o, int index) {
     // Identifiers and instance numbers.
     st.study_uid = synth_uid(o.seed, index, 1);
     st.series_uid = synth_uid(o.seed, index, 2);
+    st.frame_uid = synth_uid(o.seed, index, 6, 0);
     st.instance_numbers.resize(o.slices);
     for (int k = 0; k < o.slices; ++k) {
         st.sop_uids.push_back(synth_uid(o.seed, index, 3, k));

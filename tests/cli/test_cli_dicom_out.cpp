@@ -56,6 +56,15 @@ TEST(CliDicomOut, SegmentWritesSegSrAndCapturesAndWarnsForImages) {
     EXPECT_EQ(xml.exit_code, 0) << xml.output;
     EXPECT_NE(xml.output.find("Volume"), std::string::npos);
     EXPECT_TRUE(fs::exists(d / "seg" / "volumes.csv"));  // the usual outputs too
+    // The SEG's positions are in the source series' Frame of Reference (synth writes one per series).
+    auto frame_of = [](const fs::path& file) {
+        const auto dump = hemoscan::test::run_command("dcmdump -q +P 0020,0052 " + hemoscan::test::q(file));
+        const size_t a = dump.output.find('['), b = dump.output.find(']');
+        return a == std::string::npos || b == std::string::npos ? std::string() : dump.output.substr(a + 1, b - a - 1);
+    };
+    const fs::path source = *fs::directory_iterator(d / "syn" / "dicom" / "study_0000");
+    EXPECT_FALSE(frame_of(source).empty());
+    EXPECT_EQ(frame_of(d / "dcm" / "study_0000" / "seg.dcm"), frame_of(source));
 }
 
 TEST(CliDicomOut, PredictWritesSrAndCapturesAndWarnsForImages) {

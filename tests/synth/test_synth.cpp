@@ -355,14 +355,15 @@ TEST(Synth, UidsAreValidDeterministicAndUseTheDcmtkRoot) {
     std::set<std::string> seen;
     for (std::uint64_t seed : {0ULL, 1ULL, 18446744073709551615ULL}) {
         for (int study : {0, 9, 99999}) {
-            for (int kind : {1, 2, 3}) {
+            for (int kind : {1, 2, 3, 6}) {
                 for (int slice : {0, 511}) {
                     const std::string uid = synth_uid(seed, study, kind, slice);
                     EXPECT_TRUE(std::regex_match(uid, syntax)) << uid;
                     EXPECT_LE(uid.size(), 64u) << uid;
                     EXPECT_EQ(uid.rfind(root + ".9.", 0), 0u) << uid;
                     EXPECT_EQ(uid, synth_uid(seed, study, kind, slice));
-                    if (kind != 3 && slice != 0) continue;
+                    if (kind < 3 && slice != 0) continue;
+                    if (kind == 6 && slice != 0) continue;
                     EXPECT_TRUE(seen.insert(uid).second) << "duplicate " << uid;
                 }
             }
@@ -372,6 +373,8 @@ TEST(Synth, UidsAreValidDeterministicAndUseTheDcmtkRoot) {
     std::set<std::string> sops(st.sop_uids.begin(), st.sop_uids.end());
     EXPECT_EQ(sops.size(), 5u);
     EXPECT_NE(st.study_uid, st.series_uid);
+    EXPECT_NE(st.frame_uid, st.series_uid);
+    EXPECT_FALSE(st.frame_uid.empty());
 }
 
 TEST(Synth, InstanceOrders) {

@@ -109,6 +109,7 @@ TEST(SynthOutput, DcmdumpSeesTheTags) {
     EXPECT_EQ(dcmdump_value(d, "0028,1051"), "80");
     EXPECT_EQ(dcmdump_value(d, "0020,000d"), st.study_uid);
     EXPECT_EQ(dcmdump_value(d, "0020,000e"), st.series_uid);
+    EXPECT_EQ(dcmdump_value(d, "0020,0052"), st.frame_uid);  // FrameOfReferenceUID, the same on every slice
     EXPECT_EQ(dcmdump_value(d, "0008,0018"), st.sop_uids[k]);
     EXPECT_EQ(dcmdump_value(d, "0010,0020"), st.patient_id);
     EXPECT_EQ(dcmdump_value(d, "0020,0013"), std::to_string(st.instance_numbers[k]));

@@ -58,6 +58,9 @@ struct DicomWriteOptions {
     std::string patient_id = "ANON";
     std::string patient_name = "Anonymous";
     std::string study_uid, series_uid, sop_uid;  // generated when empty
+    // FrameOfReferenceUID, shared by every slice of a series (a SEG's positions refer to it); empty:
+    // none written (it cannot be generated per file).
+    std::string frame_of_reference_uid;
     std::string modality = "CT";
     std::string series_description;
     int series_number = 1;

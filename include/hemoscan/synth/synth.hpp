@@ -90,6 +90,7 @@ struct SynthStudy {
     std::string study_id;    // study_0007
     std::string patient_id;  // SYN<seed>-0007
     std::string study_uid, series_uid;
+    std::string frame_uid;               // FrameOfReferenceUID of the study's series
     std::vector<std::string> sop_uids;   // per slice, in position order
     std::vector<int> instance_numbers;   // per slice, in position order (shuffled in some studies)
     Volume ct;                           // HU (whole numbers, -1024..3071), inferior -> superior, LPS
@@ -111,7 +112,8 @@ std::uint64_t synth_study_seed(std::uint64_t seed, int index);
 
 // A DICOM UID derived from the seed: DCMTK's site root (SITE_UID_ROOT) + ".9." + a 15-digit hash of
 // the seed + "." study number (index + 1) + "." kind (1 study, 2 series, 3 instance; MR: 4 series,
-// 5 instance) + "." slice number (kinds 3-5; for MR series the sequence's place). Valid syntax (no leading zeros), at most 64 characters.
+// 5 instance; 6 frame of reference) + "." slice number (kinds 3 and up; for MR series the sequence's
+// place; 1 for the frame of reference). Valid syntax (no leading zeros), at most 64 characters.
 std::string synth_uid(std::uint64_t seed, int study, int kind, int slice = 0);
 
 // Generates study `index` of the cohort described by `options`. Throws UsageError for bad options
