@@ -86,7 +86,7 @@ void add_evaluate(CLI::App& root, std::vector<Command>& commands) {
     app->add_option("--batch", a->batch, "Batch size")->capture_default_str();
     app->add_option("--threads", a->threads, "Compute threads (0 = all cores)")->capture_default_str();
     app->add_option("--workers", a->workers, "Data loading threads")->capture_default_str();
-    // Distributed: the items (segmenters: the cases; study models: the studies) are sharded over the ranks
+    // Distributed: the items (segmenters: the cases; study models: the slices) are sharded over the ranks
     // of torchrun's environment or of --nproc-per-node; rank 0 gathers and writes.
     auto group = std::make_shared<GroupArgs>();
     add_group_options(*app, *group, "Evaluate as N processes on this machine (as torchrun)");

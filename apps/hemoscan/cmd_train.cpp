@@ -23,7 +23,7 @@ void add_train(CLI::App& root, std::vector<Command>& commands) {
     add_train_options(app, *a, false);
     app->add_option("--resume", *resume, "Continue the run in this folder from its last checkpoint (other options "
                                          "are taken from RUN/config.json)");
-    // Distributed training (classification): torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK,
+    // Distributed training (every task): torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK,
     // MASTER_ADDR, MASTER_PORT) make this process one rank of a group; --nproc-per-node starts a local group.
     auto group = std::make_shared<GroupArgs>();
     add_group_options(*app, *group, "Train as N processes on this machine (as torchrun; --batch stays the global batch)");

@@ -159,6 +159,28 @@ std::vector<double> ProcessGroup::all_gather(const std::vector<double>& values) 
     return out;
 }
 
+std::vector<std::vector<double>> ProcessGroup::all_gather_rows(const std::vector<std::vector<double>>& rows,
+                                                               size_t width) {
+    std::vector<double> flat;
+    for (const auto& row : rows) {
+        if (row.size() != width) throw Error("all_gather_rows: a row of " + std::to_string(row.size()) + " values, not " +
+                                             std::to_string(width));
+        flat.insert(flat.end(), row.begin(), row.end());
+    }
+    const std::vector<double> all = all_gather(flat);
+    std::vector<std::vector<double>> out;
+    for (size_t k = 0; width > 0 && k < all.size() / width; ++k) {
+        out.emplace_back(all.begin() + static_cast<long>(k * width), all.begin() + static_cast<long>((k + 1) * width));
+    }
+    return out;
+}
+
+std::vector<double> ProcessGroup::sum(const std::vector<double>& values) {
+    std::vector<torch::Tensor> t{torch::tensor(values, torch::kFloat64)};
+    all_reduce_sum(t);
+    return std::vector<double>(t[0].data_ptr<double>(), t[0].data_ptr<double>() + t[0].numel());
+}
+
 void ProcessGroup::barrier() { impl_->wait(impl_->group->barrier(), "barrier"); }
 
 std::string ProcessGroup::where() const { return impl_->where(); }

@@ -194,6 +194,7 @@ void write_metric_plots(const fs::path& dir, const PredictionTable& table, const
 
 PredictionTable predict_items(Predictor& predictor, const Dataset& dataset, const std::vector<size_t>& indices,
                               const EvaluateOptions& options) {
+    if (options.group) return predict_items_sharded(predictor, dataset, indices, *options.group, options);
     PredictionTable table;
     table.label_names = dataset.label_names;
     table.multiclass = dataset.multiclass;
@@ -237,22 +238,16 @@ PredictionTable predict_items_sharded(Predictor& predictor, const Dataset& datas
                                       ProcessGroup& group, const EvaluateOptions& options) {
     const auto [begin, end] = shard_range(indices.size(), group.rank(), group.size());
     const std::vector<size_t> mine(indices.begin() + static_cast<long>(begin), indices.begin() + static_cast<long>(end));
-    std::vector<double> flat;
-    if (!mine.empty()) {
-        for (const auto& row : predict_items(predictor, dataset, mine, options).probs) {
-            flat.insert(flat.end(), row.begin(), row.end());
-        }
-    }
-    const std::vector<double> all = group.all_gather(flat);
-    const size_t labels = dataset.label_names.size();
-    if (all.size() != indices.size() * labels) throw Error("prediction: the ranks gathered a wrong number of values");
+    EvaluateOptions local = options;
+    local.group = nullptr;  // this rank's block, predicted here
+    std::vector<std::vector<double>> rows;
+    if (!mine.empty()) rows = predict_items(predictor, dataset, mine, local).probs;
+    rows = group.all_gather_rows(rows, dataset.label_names.size());
+    if (rows.size() != indices.size()) throw Error("prediction: the ranks gathered a wrong number of rows");
     PredictionTable table;
     table.label_names = dataset.label_names;
     table.multiclass = dataset.multiclass;
-    for (size_t k = 0; k < indices.size(); ++k) {
-        table.add(dataset.items[indices[k]], std::vector<double>(all.begin() + static_cast<long>(k * labels),
-                                                                 all.begin() + static_cast<long>((k + 1) * labels)));
-    }
+    for (size_t k = 0; k < indices.size(); ++k) table.add(dataset.items[indices[k]], rows[k]);
     return table;
 }
 
@@ -266,9 +261,7 @@ nlohmann::json evaluate_dataset(Predictor& predictor, const Dataset& dataset, co
                          "] (select them with `labels`)");
     }
     if (predictor.has_study_model()) return evaluate_studies(predictor, dataset, out, options);
-    const std::vector<size_t> all = all_items(dataset);
-    PredictionTable table = options.group ? predict_items_sharded(predictor, dataset, all, *options.group, options)
-                                          : predict_items(predictor, dataset, all, options);
+    PredictionTable table = predict_items(predictor, dataset, all_items(dataset), options);
     std::vector<double> thresholds = predictor.thresholds();
     if (options.threshold >= 0) thresholds.assign(thresholds.size(), options.threshold);
     nlohmann::json metrics = compute_metrics(table, thresholds, options.seed);

@@ -151,28 +151,8 @@ nlohmann::json evaluate_study_probs(Predictor& predictor, const Dataset& ds, Stu
     return metrics;
 }
 
-namespace {
-
-// The slice model over the slices of all studies in study order, each rank a contiguous block of them
-// (a neighbour slice given as context is read from the data set whichever rank holds it), every rank's
-// probabilities gathered in order: the stage 1 of every study, as one process computes it.
-StudyProbs predict_study_slices_sharded(Predictor& predictor, const Dataset& ds, const EvaluateOptions& options) {
-    if (!ds.ordered) {
-        throw InputError(ds.root.string() + ": a study model needs slices in study order: a manifest with a \"slice\" "
-                         "column, or the RSNA layout");
-    }
-    std::vector<size_t> every;
-    for (const auto& study : ds.studies()) every.insert(every.end(), study.begin(), study.end());
-    return group_studies(ds, every, predict_items_sharded(predictor, ds, every, *options.group, options).probs);
-}
-
-}  // namespace
-
 nlohmann::json evaluate_studies(Predictor& predictor, const Dataset& ds, const fs::path& out,
                                 const EvaluateOptions& options) {
-    if (options.group) {
-        return evaluate_study_probs(predictor, ds, predict_study_slices_sharded(predictor, ds, options), out, options);
-    }
     std::vector<size_t> all(ds.size());
     for (size_t i = 0; i < all.size(); ++i) all[i] = i;
     return evaluate_study_probs(predictor, ds, predict_study_slices(predictor, ds, all, options), out, options);

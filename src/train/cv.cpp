@@ -109,9 +109,8 @@ CvResult cross_validate_items(const TrainOptions& options, const std::vector<siz
         Predictor predictor(fs::path(fo.out) / "model.pt", options.threads);
         EvaluateOptions eo;
         eo.workers = options.workers;
-        // The held-out fold is predicted by the group: each rank a block, every rank gets the whole table.
-        PredictionTable fold_table = group ? predict_items_sharded(predictor, ds, outer.val, *group, eo)
-                                           : predict_items(predictor, ds, outer.val, eo);
+        eo.group = group;  // the held-out fold predicted by the group: each rank a block, every rank the whole
+        PredictionTable fold_table = predict_items(predictor, ds, outer.val, eo);
         auto th = predictor.thresholds();
         thresholds_by_fold.push_back(th);
         nlohmann::json fm = compute_metrics(fold_table, th, options.seed);

@@ -161,6 +161,13 @@ void validate_common_options(const TrainOptions& o) {
     if (o.backbone_lr_mult && !(*o.backbone_lr_mult > 0 && *o.backbone_lr_mult <= 10)) {
         throw UsageError("`backbone_lr_mult` must be in (0, 10] (a frozen backbone: `freeze_epochs` = `epochs`)");
     }
+    if (o.dist.distributed()) {
+        if (o.batch % o.dist.world_size != 0) {
+            throw UsageError("`batch` (the global batch) must be a multiple of the " +
+                             std::to_string(o.dist.world_size) + " processes");
+        }
+        if (o.dist_timeout_s < 1) throw UsageError("`dist_timeout_s` must be at least 1 second");
+    }
 }
 
 }  // namespace train_detail
@@ -174,13 +181,6 @@ void validate_train_options(const TrainOptions& o) {
         throw UsageError("`folds` N needs N >= 2 and `fold` K in 0..N-1");
     }
     if (!(o.mixup >= 0)) throw UsageError("`mixup` must be >= 0 (0 = off)");
-    if (o.dist.distributed()) {
-        if (o.batch % o.dist.world_size != 0) {
-            throw UsageError("`batch` (the global batch) must be a multiple of the " +
-                             std::to_string(o.dist.world_size) + " processes");
-        }
-        if (o.dist_timeout_s < 1) throw UsageError("`dist_timeout_s` must be at least 1 second");
-    }
     if (!(o.insert_lesions >= 0 && o.insert_lesions <= 1)) throw UsageError("`insert_lesions` must be in 0..1 (0 = off)");
     if (o.pretrain_epochs < 0) throw UsageError("`pretrain_epochs` must be >= 0");
     if (o.pretrain_epochs > 0 && o.model != "unet-ae") throw UsageError("`pretrain_epochs` needs `model` unet-ae");

@@ -79,10 +79,6 @@ void validate(const TrainOptions& o) {
     parse_seg_loss(o.loss);
     parse_modality_policy(o.modality);
     if (o.mixup != 0) throw UsageError("`mixup` is for classification, not `task` segment");
-    if (o.dist.distributed() && o.batch % o.dist.world_size != 0) {
-        throw UsageError("`batch` (the global batch) must be a multiple of the " + std::to_string(o.dist.world_size) +
-                         " processes");
-    }
     if (o.insert_lesions != 0) throw UsageError("`insert_lesions` is for classification, not `task` segment");
     if (o.ema_epochs != 0) throw UsageError("`ema_epochs` is for classification, not `task` segment");
     if (o.pretrain_epochs != 0) throw UsageError("`pretrain_epochs` is for `model` unet-ae, not `task` segment");
@@ -369,10 +365,9 @@ EpochStats SegmenterTraining::train_epoch(int epoch, const TrainCallbacks& cb) {
         if (cb.batch_end) cb.batch_end(b + 1, loss_sum / static_cast<double>(seen));
     }
     if (group_) {  // the epoch's loss over every rank's slices
-        std::vector<torch::Tensor> sums{torch::tensor({loss_sum, static_cast<double>(seen)}, torch::kFloat64)};
-        group_->all_reduce_sum(sums);
-        loss_sum = sums[0][0].item<double>();
-        seen = static_cast<size_t>(sums[0][1].item<double>());
+        const std::vector<double> sums = group_->sum({loss_sum, static_cast<double>(seen)});
+        loss_sum = sums[0];
+        seen = static_cast<size_t>(sums[1]);
     }
     return {loss_sum / static_cast<double>(seen), seen};
 }
@@ -442,12 +437,12 @@ EpochScore SegmenterTraining::validate(int epoch, const EpochStats& train) {
         if (group_) {
             std::vector<double> all = dice_sum;
             all.insert(all.end(), {any_sum, loss_sum, static_cast<double>(loss_n)});
-            std::vector<torch::Tensor> sums{torch::tensor(all, torch::kFloat64)};
-            group_->all_reduce_sum(sums);
-            for (size_t c = 0; c < dice_sum.size(); ++c) dice_sum[c] = sums[0][static_cast<long>(c)].item<double>();
-            any_sum = sums[0][K].item<double>();
-            loss_sum = sums[0][K + 1].item<double>();
-            loss_n = static_cast<size_t>(sums[0][K + 2].item<double>());
+            all = group_->sum(all);
+            const auto k = static_cast<size_t>(K);
+            std::copy(all.begin(), all.begin() + K, dice_sum.begin());
+            any_sum = all[k];
+            loss_sum = all[k + 1];
+            loss_n = static_cast<size_t>(all[k + 2]);
         }
         const double n = static_cast<double>(split_.val.size());
         double mean = 0;
@@ -524,12 +519,9 @@ TrainResult train_segmenter(const TrainOptions& options_in, const TrainCallbacks
     const int threads = train_detail::use_threads(o);
     const SegDataset ds = open_seg_dataset(o.data);
     // Distributed, as train_classifier: rank 0 keeps the run folder, the others a scratch copy.
-    std::unique_ptr<ProcessGroup> group;
+    const std::shared_ptr<ProcessGroup> group = join_process_group(o.dist, o.dist_timeout_s);
     train_detail::ScratchFolder scratch;
-    if (o.dist.distributed()) {
-        group = std::make_unique<ProcessGroup>(o.dist, std::chrono::milliseconds(1000LL * o.dist_timeout_s));
-        if (o.dist.rank != 0) o.out = scratch.take_over(o.out, resume, o.dist.rank).string();
-    }
+    if (group && o.dist.rank != 0) o.out = scratch.take_over(o.out, resume, o.dist.rank).string();
     train_detail::RunFolder folder(o, resume, seg_detail::fingerprint(ds));
 
     const PreprocessOptions pre = preprocess_options_of(o);

@@ -399,10 +399,9 @@ EpochStats ClassifierTraining::train_epoch(int epoch, const TrainCallbacks& cb) 
         b = Batch{};
     }
     if (group_) {  // the epoch's loss over every rank's items
-        std::vector<torch::Tensor> sums{torch::tensor({loss_sum, static_cast<double>(seen)}, torch::kFloat64)};
-        group_->all_reduce_sum(sums);
-        loss_sum = sums[0][0].item<double>();
-        seen = static_cast<size_t>(sums[0][1].item<double>());
+        const std::vector<double> sums = group_->sum({loss_sum, static_cast<double>(seen)});
+        loss_sum = sums[0];
+        seen = static_cast<size_t>(sums[1]);
     }
     return {seen ? loss_sum / static_cast<double>(seen) : std::nan(""), seen};
 }
@@ -441,19 +440,11 @@ std::vector<std::vector<double>> ClassifierTraining::predict_val(double& val_los
 
 std::vector<std::vector<double>> ClassifierTraining::gather_val(const std::vector<std::vector<double>>& mine,
                                                                 double& loss_sum, size_t& n) {
-    std::vector<torch::Tensor> sums{torch::tensor({loss_sum, static_cast<double>(n)}, torch::kFloat64)};
-    group_->all_reduce_sum(sums);
-    loss_sum = sums[0][0].item<double>();
-    n = static_cast<size_t>(sums[0][1].item<double>());
-    std::vector<double> flat;
-    for (const auto& row : mine) flat.insert(flat.end(), row.begin(), row.end());
-    const std::vector<double> all = group_->all_gather(flat);
-    const size_t L = ds_.label_names.size();
-    if (all.size() != split_.val.size() * L) throw Error("validation: the ranks gathered a wrong number of values");
-    std::vector<std::vector<double>> probs;
-    for (size_t k = 0; k < split_.val.size(); ++k) {
-        probs.emplace_back(all.begin() + static_cast<long>(k * L), all.begin() + static_cast<long>((k + 1) * L));
-    }
+    const std::vector<double> sums = group_->sum({loss_sum, static_cast<double>(n)});
+    loss_sum = sums[0];
+    n = static_cast<size_t>(sums[1]);
+    std::vector<std::vector<double>> probs = group_->all_gather_rows(mine, ds_.label_names.size());
+    if (probs.size() != split_.val.size()) throw Error("validation: the ranks gathered a wrong number of values");
     return probs;
 }
 
@@ -558,16 +549,10 @@ TrainResult train_classifier(const TrainOptions& options_in, const TrainCallback
     }
     const Split split = choose_split(o, ds, split_override);
     // Distributed: rank 0 keeps the run folder; the others run in a scratch copy that goes at the end.
-    std::unique_ptr<ProcessGroup> own_group;
-    ProcessGroup* group = given_group;
+    const std::shared_ptr<ProcessGroup> own_group = given_group ? nullptr : join_process_group(o.dist, o.dist_timeout_s);
+    ProcessGroup* group = given_group ? given_group : own_group.get();
     train_detail::ScratchFolder scratch;
-    if (o.dist.distributed()) {
-        if (!group) {
-            own_group = std::make_unique<ProcessGroup>(o.dist, std::chrono::milliseconds(1000LL * o.dist_timeout_s));
-            group = own_group.get();
-        }
-        if (o.dist.rank != 0) o.out = scratch.take_over(o.out, resume, o.dist.rank).string();
-    }
+    if (group && o.dist.rank != 0) o.out = scratch.take_over(o.out, resume, o.dist.rank).string();
     train_detail::RunFolder folder(o, resume, ds.fingerprint());
     const PreprocessOptions pre = preprocess_options_of(o);
     if (o.insert_lesions > 0) {  // options that depend on the data are checked before anything is written

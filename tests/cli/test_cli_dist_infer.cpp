@@ -144,7 +144,7 @@ TEST(CliDistInfer, StudyModelEvaluationShardsTheStudiesAndEqualsOneProcess) {
     ASSERT_EQ(r.exit_code, 0) << r.output;
     EXPECT_NE(r.output.find("starting 2 processes"), std::string::npos) << r.output;
     EXPECT_EQ(infer_files(d / "two"), infer_files(d / "one"));
-    // 24 slices and 6 studies (blocks of 3 studies), in input order; probabilities up to float rounding.
+    // 24 slices (blocks of 12 per rank) and 6 studies, in input order; probabilities up to float rounding.
     expect_csv_near(d / "one" / "predictions.csv", d / "two" / "predictions.csv", 25, 1e-6);
     expect_csv_near(d / "one" / "study_predictions.csv", d / "two" / "study_predictions.csv", 7, 1e-6);
     const auto a = hemoscan::test::read_json(d / "one" / "metrics.json");

@@ -40,6 +40,10 @@ public:
     void broadcast_module(torch::nn::Module& module, int root = 0);
     // Each rank's values, concatenated in rank order (ranks may give different counts).
     std::vector<double> all_gather(const std::vector<double>& values);
+    // Each rank's rows of `width` values, concatenated in rank order (Error when a row has another width).
+    std::vector<std::vector<double>> all_gather_rows(const std::vector<std::vector<double>>& rows, size_t width);
+    // The element-wise sums over the ranks of a few numbers (loss sums and counts; in double).
+    std::vector<double> sum(const std::vector<double>& values);
     void barrier();
     // Each rank's text (any bytes), in rank order: the rows of sharded inference as serialised records.
     std::vector<std::string> all_gather_strings(const std::string& text);

@@ -73,12 +73,13 @@ struct EvaluateOptions {
 nlohmann::json evaluate_dataset(Predictor& predictor, const Dataset& dataset, const std::filesystem::path& out,
                                 const EvaluateOptions& options = {});
 
-// Probabilities for the given dataset items through the predictor (batched, loader threads).
+// Probabilities for the given dataset items through the predictor (batched, loader threads). With
+// options.group, predict_items_sharded.
 PredictionTable predict_items(Predictor& predictor, const Dataset& dataset, const std::vector<size_t>& indices,
                               const EvaluateOptions& options = {});
 
-// predict_items as a group: each rank predicts its contiguous block of `indices` (shard_range); every rank
-// gets the whole table in the order of `indices` (the probabilities gathered; options.group is not read).
+// predict_items as `group`: each rank predicts its contiguous block of `indices` (shard_range); every rank
+// gets the whole table in the order of `indices` (the probabilities gathered).
 PredictionTable predict_items_sharded(Predictor& predictor, const Dataset& dataset, const std::vector<size_t>& indices,
                                       ProcessGroup& group, const EvaluateOptions& options = {});
 

@@ -50,7 +50,8 @@ StudyProbs group_studies(const Dataset& ds, const std::vector<size_t>& items,
 void decide_by_fold(PredictionTable& table, const std::vector<std::vector<double>>& thresholds_by_fold);
 
 // The slice model's probabilities of `items` (one pass) grouped into the dataset's studies that hold
-// them, in slice order. The data must be ordered (InputError naming it otherwise).
+// them, in slice order. The data must be ordered (InputError naming it otherwise). With options.group the
+// items are split over the ranks (predict_items) and every rank gets all of them.
 StudyProbs predict_study_slices(Predictor& predictor, const Dataset& ds, const std::vector<size_t>& items,
                                 const EvaluateOptions& options = {});
 
