@@ -58,11 +58,7 @@ TEST(CliDist, TwoProcessesTrainAsOneWithTheSameGlobalBatch) {
     const std::string common = "train --data " + q(d / "data") +
                                " --model cnn-simple --size 32 --batch 8 --epochs 3 --lr 3e-3 --threads 1 --workers 1"
                                " --augment off --dropout 0 --val-fraction 0.25 --seed 5 --dist-timeout 60";  // dropout draws per process
-    auto one = run_hemoscan(common + " --out " + q(d / "one"));
-    ASSERT_EQ(one.exit_code, 0) << one.output;
-    auto two = run_hemoscan(common + " --out " + q(d / "two") + " --nproc-per-node 2");
-    ASSERT_EQ(two.exit_code, 0) << two.output;
-    EXPECT_NE(two.output.find("starting 2 processes"), std::string::npos) << two.output;
+    ASSERT_NO_FATAL_FAILURE(hemoscan::test::run_alone_and_as_group(common + " --out ", d / "one", d / "two"));
     // Only rank 0 wrote: the same files as the single process's run, no rank's scratch left behind.
     EXPECT_EQ(run_files(d / "two"), run_files(d / "one"));
     auto a = hemoscan::load_model(d / "one" / "model.pt");
@@ -106,11 +102,7 @@ TEST(CliDist, ShardedEvaluateGathersTheSameTableInInputOrder) {
     ASSERT_EQ(r.exit_code, 0) << r.output;
     const std::string common = "evaluate --model " + q(d / "run" / "model.pt") + " --data " + q(d / "data") +
                                " --threads 1 --workers 1 --batch 4 --out ";
-    r = run_hemoscan(common + q(d / "one"));
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    r = run_hemoscan(common + q(d / "two") + " --nproc-per-node 2");
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    EXPECT_NE(r.output.find("starting 2 processes"), std::string::npos) << r.output;
+    ASSERT_NO_FATAL_FAILURE(hemoscan::test::run_alone_and_as_group(common, d / "one", d / "two"));
     // The same rows in the same order; probabilities equal up to float rounding of other batch sizes.
     hemoscan::test::expect_csv_near(d / "one" / "predictions.csv", d / "two" / "predictions.csv", 23, 1e-6);
     const auto ma = hemoscan::test::read_json(d / "one" / "metrics.json");
@@ -165,11 +157,7 @@ TEST(CliDist, SegmentationTrainsAsAGroupAndOnlyRankZeroWrites) {
     const std::string common = "train --task segment --data " + q(d / "syn" / "nnunet") +
                                " --model unet --width 0.25 --depth 3 --size 64 --batch 4 --epochs 2 --threads 1"
                                " --workers 1 --augment off --seed 2 --dist-timeout 60 --out ";
-    r = run_hemoscan(common + q(d / "one"));
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    r = run_hemoscan(common + q(d / "two") + " --nproc-per-node 2");
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    EXPECT_NE(r.output.find("starting 2 processes"), std::string::npos) << r.output;
+    ASSERT_NO_FATAL_FAILURE(hemoscan::test::run_alone_and_as_group(common, d / "one", d / "two"));
     EXPECT_EQ(run_files(d / "two"), run_files(d / "one"));
     // Not one process's numbers (each rank's batch Dice is over its half), but the same training: the
     // slices seen per epoch are the global batch's, and both runs end with a segmenter.
@@ -185,11 +173,7 @@ TEST(CliDist, CrossValidationTrainsEveryFoldAsTheGroup) {
     const std::string common = "cv --data " + q(d / "data") +
                                " --model cnn-simple --size 32 --batch 8 --epochs 1 --lr 3e-3 --threads 1 --workers 1"
                                " --augment off --dropout 0 --folds 2 --seed 5 --dist-timeout 60 --out ";
-    auto r = run_hemoscan(common + q(d / "one"));
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    r = run_hemoscan(common + q(d / "two") + " --nproc-per-node 2");
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    EXPECT_NE(r.output.find("starting 2 processes"), std::string::npos) << r.output;
+    ASSERT_NO_FATAL_FAILURE(hemoscan::test::run_alone_and_as_group(common, d / "one", d / "two"));
     EXPECT_EQ(run_files(d / "two"), run_files(d / "one"));
     const auto a = hemoscan::test::read_json(d / "one" / "metrics.json");
     const auto b = hemoscan::test::read_json(d / "two" / "metrics.json");
@@ -212,11 +196,8 @@ TEST(CliDist, StudyTaskTrainsStageOneAsTheGroup) {
                                " --augment off --dropout 0 --seed 5 --study-epochs 2 --study-hidden 8 --dist-timeout 60";
     for (const std::string cmd : {"train --stage1-folds 2", "cv --folds 2"}) {
         const std::string name = cmd.substr(0, cmd.find(' '));
-        r = run_hemoscan(cmd + common + " --out " + q(d / (name + "1")));
-        ASSERT_EQ(r.exit_code, 0) << r.output;
-        r = run_hemoscan(cmd + common + " --nproc-per-node 2 --out " + q(d / (name + "2")));
-        ASSERT_EQ(r.exit_code, 0) << r.output;
-        EXPECT_NE(r.output.find("starting 2 processes"), std::string::npos) << r.output;
+        ASSERT_NO_FATAL_FAILURE(
+            hemoscan::test::run_alone_and_as_group(cmd + common + " --out ", d / (name + "1"), d / (name + "2")));
         EXPECT_EQ(run_files(d / (name + "2")), run_files(d / (name + "1"))) << cmd;
     }
     // Stage 1 of the group equals one process's.
@@ -269,10 +250,7 @@ TEST(CliDist, BatchNormStatisticsAreOneProcesssOverAllBatches) {
     const std::string common = "train --data " + q(d / "data") +
                                " --model cnn --width 0.25 --size 32 --batch 8 --epochs 1 --lr 1e-12 --threads 1"
                                " --workers 1 --augment off --dropout 0 --val-fraction 0.25 --seed 5 --dist-timeout 60";
-    auto r = run_hemoscan(common + " --out " + q(d / "one"));
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    r = run_hemoscan(common + " --nproc-per-node 2 --out " + q(d / "two"));
-    ASSERT_EQ(r.exit_code, 0) << r.output;
+    ASSERT_NO_FATAL_FAILURE(hemoscan::test::run_alone_and_as_group(common + " --out ", d / "one", d / "two"));
     auto a = hemoscan::load_model(d / "one" / "model.pt");
     auto b = hemoscan::load_model(d / "two" / "model.pt");
     auto bb = b.model->named_buffers();

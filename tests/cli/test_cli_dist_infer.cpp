@@ -111,12 +111,9 @@ TEST(CliDistInfer, SegmenterEvaluationShardsTheCasesAndEqualsOneProcess) {
     ASSERT_EQ(r.exit_code, 0) << r.output;
     const std::string common = "evaluate --model " + q(kInferModels / "seg.pt") + " --data " + q(d / "syn" / "nnunet") +
                                " --threads 1 --dist-timeout 60 --out ";
-    r = run_hemoscan(common + q(d / "one"));
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    r = run_hemoscan(common + q(d / "two") + " --nproc-per-node 2");
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    EXPECT_NE(r.output.find("starting 2 processes"), std::string::npos) << r.output;
-    EXPECT_EQ(count_of(r.output, "Dice mean of classes"), 1u) << r.output;  // rank 0 reports
+    std::string group_output;
+    ASSERT_NO_FATAL_FAILURE(hemoscan::test::run_alone_and_as_group(common, d / "one", d / "two", &group_output));
+    EXPECT_EQ(count_of(group_output, "Dice mean of classes"), 1u) << group_output;  // rank 0 reports
     EXPECT_EQ(infer_files(d / "two"), infer_files(d / "one"));
     // Each case is segmented as one process segments it: the same figures, cases in input order.
     EXPECT_EQ(hemoscan::read_file(d / "two" / "cases.csv"), hemoscan::read_file(d / "one" / "cases.csv"));
@@ -138,11 +135,7 @@ TEST(CliDistInfer, StudyModelEvaluationShardsTheStudiesAndEqualsOneProcess) {
     ASSERT_EQ(r.exit_code, 0) << r.output;
     const std::string common = "evaluate --model " + q(d / "run" / "model.pt") + " --data " + q(data) +
                                " --threads 1 --workers 1 --batch 4 --dist-timeout 60 --out ";
-    r = run_hemoscan(common + q(d / "one"));
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    r = run_hemoscan(common + q(d / "two") + " --nproc-per-node 2");
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    EXPECT_NE(r.output.find("starting 2 processes"), std::string::npos) << r.output;
+    ASSERT_NO_FATAL_FAILURE(hemoscan::test::run_alone_and_as_group(common, d / "one", d / "two"));
     EXPECT_EQ(infer_files(d / "two"), infer_files(d / "one"));
     // 24 slices (blocks of 12 per rank) and 6 studies, in input order; probabilities up to float rounding.
     expect_csv_near(d / "one" / "predictions.csv", d / "two" / "predictions.csv", 25, 1e-6);

@@ -86,6 +86,16 @@ void expect_input_error(const std::function<void()>& fn, const std::vector<std::
 }
 
 // The same rows and cells in the same order; numbers within `tol` (other batch sizes round floats otherwise).
+void run_alone_and_as_group(const std::string& command, const fs::path& one, const fs::path& two,
+                            std::string* group_output) {
+    const CommandResult alone = run_hemoscan(command + shell_quote(one));
+    ASSERT_EQ(alone.exit_code, 0) << alone.output;
+    const CommandResult group = run_hemoscan(command + shell_quote(two) + " --nproc-per-node 2");
+    if (group_output) *group_output = group.output;
+    ASSERT_EQ(group.exit_code, 0) << group.output;
+    ASSERT_NE(group.output.find("starting 2 processes"), std::string::npos) << group.output;
+}
+
 void expect_csv_near(const fs::path& a_file, const fs::path& b_file, size_t rows, double tol) {
     auto read_rows = [](const fs::path& csv) {
         std::vector<std::vector<std::string>> out;

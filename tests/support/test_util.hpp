@@ -51,6 +51,13 @@ void expect_usage_error(const std::function<void()>& fn, const std::vector<std::
 // numeric cells after the header within `tol`, the others equal.
 void expect_csv_near(const fs::path& a_file, const fs::path& b_file, size_t rows, double tol);
 
+// Runs hemoscan `command` + `one` (quoted) as one process, then `command` + `two` + " --nproc-per-node 2"
+// as a local group of two (`command` ends with the option the folder follows, e.g. "... --out "). A fatal
+// failure when either exits non-zero or the group was not started: call it in ASSERT_NO_FATAL_FAILURE.
+// `group_output`: the group's output (the launcher's and every rank's), when given.
+void run_alone_and_as_group(const std::string& command, const fs::path& one, const fs::path& two,
+                            std::string* group_output = nullptr);
+
 // Expects `actual` to be CV_32FC1 and equal, pixel for pixel, to `expected` (any depth, converted).
 void expect_mat_exact(const cv::Mat& actual, const cv::Mat& expected);
 
